@@ -1,0 +1,5 @@
+"""``python -m junebug`` runs the ``jb`` command."""
+
+from junebug.cli import main
+
+main()

@@ -1,0 +1,67 @@
+"""The message broker contract: publish vumi messages, consume queues.
+
+Two implementations keep it (``junebug/tests/contract``): RabbitMQ through pika's
+Twisted adapter (:mod:`junebug.amqp.rabbitmq`) and an in-memory broker
+(:mod:`junebug.amqp.memory`) for ``jb --embedded`` and unit tests.
+
+Semantics, the same in both:
+
+- One exchange, ``vumi`` (direct, durable).  A queue is named exactly like the
+  routing key it is bound with.  Publishing to a key no queue is bound to drops
+  the message, as RabbitMQ does.
+- :meth:`Broker.publish` returns once the broker has taken responsibility for
+  the message (a publisher confirm for RabbitMQ; messages are persistent).  It
+  raises :class:`~junebug.errors.BrokerError` if the broker is unreachable or
+  refuses the message.
+- :meth:`Broker.consume` declares the durable queue, binds it and delivers each
+  message to the handler with at most ``prefetch`` unacknowledged at once.  A
+  message is acknowledged when its handler returns.  If the handler raises, the
+  message is requeued once; if it fails again it is moved to the queue
+  ``<queue>.failed`` so nothing is lost and a poison message cannot loop.
+- Consumers survive reconnection: after a lost connection they are set up again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from junebug.messages import Message
+
+MessageHandler = Callable[[Message], Awaitable[None]]
+
+EXCHANGE = "vumi"
+DEFAULT_PREFETCH = 20
+
+
+class Consumer(Protocol):
+    """A running subscription to one queue."""
+
+    queue: str
+
+    async def stop(self) -> None:
+        """Stop delivering; unacknowledged messages go back to the queue."""
+
+
+class Broker(Protocol):
+    """Publishes and consumes vumi messages."""
+
+    def is_connected(self) -> bool:
+        """True while the broker connection is up."""
+
+    async def publish(self, routing_key: str, message: Message) -> None:
+        """Publish persistently to the ``vumi`` exchange and await the confirm."""
+
+    async def declare_queue(self, queue: str) -> None:
+        """Declare a durable queue bound to ``vumi`` with its own name as key."""
+
+    async def consume(
+        self,
+        queue: str,
+        handler: MessageHandler,
+        prefetch: int = DEFAULT_PREFETCH,
+    ) -> Consumer:
+        """Declare and bind ``queue``, then deliver its messages to ``handler``."""
+
+    async def close(self) -> None:
+        """Stop every consumer and close the connection."""

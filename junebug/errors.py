@@ -1,0 +1,139 @@
+"""Every error Junebug raises on purpose.
+
+::
+
+    JunebugError                      rendered by the API as {type, message}
+    ├── JsonDecodeError               400 json decode error
+    ├── ApiUsageError                 400 api usage error
+    ├── BodyTooLarge                  413 request body too large
+    ├── MessageNotFound               400 message not found
+    ├── MessageTooLong                400 message too long
+    ├── InvalidChannelType            400 invalid channel type
+    ├── InvalidChannelConfig          400 invalid channel config
+    ├── ChannelNotFound               404 channel not found
+    ├── InvalidRouterType             400 invalid router type
+    ├── InvalidRouterConfig           400 invalid router config
+    ├── InvalidRouterDestinationConfig 400 invalid router destination config
+    ├── RouterNotFound                404 router not found
+    ├── DestinationNotFound           404 destination not found
+    ├── AmqpConnectionError           503 amqp connection error
+    └── StoreUnavailable              503 store unavailable
+
+    ConfigError                       bad configuration; the CLI exits with code 2
+    BrokerError                       the message broker failed an operation
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class JunebugError(Exception):
+    """An error with an API name, description and HTTP status."""
+
+    name: ClassVar[str] = "JunebugError"
+    description: ClassVar[str] = "generic error"
+    code: ClassVar[int] = 500
+
+
+class JsonDecodeError(JunebugError):
+    name = "JsonDecodeError"
+    description = "json decode error"
+    code = 400
+
+
+class ApiUsageError(JunebugError):
+    name = "ApiUsageError"
+    description = "api usage error"
+    code = 400
+
+
+class BodyTooLarge(JunebugError):
+    name = "BodyTooLarge"
+    description = "request body too large"
+    code = 413
+
+
+class MessageNotFound(JunebugError):
+    name = "MessageNotFound"
+    description = "message not found"
+    code = 400
+
+
+class MessageTooLong(JunebugError):
+    name = "MessageTooLong"
+    description = "message too long"
+    code = 400
+
+
+class InvalidChannelType(JunebugError):
+    name = "InvalidChannelType"
+    description = "invalid channel type"
+    code = 400
+
+
+class InvalidChannelConfig(JunebugError):
+    name = "InvalidChannelConfig"
+    description = "invalid channel config"
+    code = 400
+
+
+class ChannelNotFound(JunebugError):
+    name = "ChannelNotFound"
+    description = "channel not found"
+    code = 404
+
+
+class InvalidRouterType(JunebugError):
+    name = "InvalidRouterType"
+    description = "invalid router type"
+    code = 400
+
+
+class InvalidRouterConfig(JunebugError):
+    name = "InvalidRouterConfig"
+    description = "invalid router config"
+    code = 400
+
+
+class InvalidRouterDestinationConfig(JunebugError):
+    name = "InvalidRouterDestinationConfig"
+    description = "invalid router destination config"
+    code = 400
+
+
+class RouterNotFound(JunebugError):
+    name = "RouterNotFound"
+    description = "router not found"
+    code = 404
+
+
+class DestinationNotFound(JunebugError):
+    name = "DestinationNotFound"
+    description = "destination not found"
+    code = 404
+
+
+class AmqpConnectionError(JunebugError):
+    """The broker is unreachable, so a message could not be accepted.
+
+    The original answered 500; a 503 tells clients the request may be retried.
+    """
+
+    name = "AmqpConnectionError"
+    description = "amqp connection error"
+    code = 503
+
+
+class StoreUnavailable(JunebugError):
+    name = "StoreUnavailable"
+    description = "store unavailable"
+    code = 503
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message names the field."""
+
+
+class BrokerError(Exception):
+    """The message broker could not carry out an operation."""

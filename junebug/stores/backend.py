@@ -1,0 +1,60 @@
+"""The key-value primitives every Junebug store is built on.
+
+Two implementations keep the same contract (``junebug/tests/contract``): Redis
+through txredisapi (:mod:`junebug.stores.redis`) and an in-memory one with an
+injected clock (:mod:`junebug.stores.memory`).  Values are text; a ``ttl`` in
+seconds makes the key expire, ``None`` leaves it without expiry.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class KeyValueBackend(Protocol):
+    """Redis-shaped primitives, each a single round trip to the server."""
+
+    async def ping(self) -> bool:
+        """Return True if the backend answers."""
+
+    async def get(self, key: str, ttl: int | None = None) -> str | None:
+        """Read a string; with ``ttl`` the key's expiry is refreshed if it exists."""
+
+    async def set(self, key: str, value: str, ttl: int | None = None) -> None:
+        """Write a string, replacing any expiry with ``ttl``."""
+
+    async def delete(self, *keys: str) -> None:
+        """Delete keys; missing keys are ignored."""
+
+    async def exists(self, key: str) -> bool:
+        """Return True if the key exists."""
+
+    async def sadd(self, key: str, *members: str) -> None:
+        """Add members to a set."""
+
+    async def srem(self, key: str, *members: str) -> None:
+        """Remove members from a set."""
+
+    async def smembers(self, key: str) -> set[str]:
+        """All members of a set (empty if the key is missing)."""
+
+    async def hset(self, key: str, mapping: dict[str, str], ttl: int | None = None) -> None:
+        """Set hash fields; with ``ttl`` (re)set the key's expiry in the same trip."""
+
+    async def hget(self, key: str, field: str, ttl: int | None = None) -> str | None:
+        """Read one hash field; with ``ttl`` refresh the expiry if the key exists."""
+
+    async def hgetall(self, key: str, ttl: int | None = None) -> dict[str, str]:
+        """Read a whole hash; with ``ttl`` refresh the expiry if the key exists."""
+
+    async def hdel(self, key: str, *fields: str) -> None:
+        """Delete hash fields."""
+
+    async def incr(self, key: str, ttl: int | None = None) -> int:
+        """Increment a counter; with ``ttl`` set its expiry in the same trip."""
+
+    async def ttl(self, key: str) -> int | None:
+        """Seconds until the key expires; None if it has no expiry or is missing."""
+
+    async def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,156 @@
+"""An in-memory :class:`~junebug.stores.backend.KeyValueBackend` with an injected clock.
+
+Used by ``jb --embedded`` and by unit tests.  Nothing persists across restarts.
+Expiry follows the injected ``IReactorTime``, so ``task.Clock`` drives TTLs in
+tests exactly as time drives them in Redis.
+"""
+
+from __future__ import annotations
+
+import math
+
+from twisted.internet.interfaces import IReactorTime
+
+_Value = str | set[str] | dict[str, str]
+
+
+class MemoryBackend:
+    """Dict-backed store with Redis semantics for the subset Junebug uses."""
+
+    def __init__(self, clock: IReactorTime, key_prefix: str | None = None) -> None:
+        self._clock = clock
+        self._prefix = f"{key_prefix}:" if key_prefix else ""
+        self._data: dict[str, _Value] = {}
+        self._expiry: dict[str, float] = {}
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    def _live(self, key: str) -> _Value | None:
+        deadline = self._expiry.get(key)
+        if deadline is not None and self._clock.seconds() >= deadline:
+            self._data.pop(key, None)
+            self._expiry.pop(key, None)
+        return self._data.get(key)
+
+    def _expire(self, key: str, ttl: int | None) -> None:
+        if ttl is None:
+            return
+        if key in self._data:
+            self._expiry[key] = self._clock.seconds() + ttl
+
+    async def ping(self) -> bool:
+        return True
+
+    async def get(self, key: str, ttl: int | None = None) -> str | None:
+        k = self._key(key)
+        value = self._live(k)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise TypeError(f"{key} does not hold a string")
+        self._expire(k, ttl)
+        return value
+
+    async def set(self, key: str, value: str, ttl: int | None = None) -> None:
+        k = self._key(key)
+        self._data[k] = value
+        self._expiry.pop(k, None)
+        self._expire(k, ttl)
+
+    async def delete(self, *keys: str) -> None:
+        for key in keys:
+            k = self._key(key)
+            self._data.pop(k, None)
+            self._expiry.pop(k, None)
+
+    async def exists(self, key: str) -> bool:
+        return self._live(self._key(key)) is not None
+
+    def _set_at(self, k: str) -> set[str]:
+        value = self._live(k)
+        if value is None:
+            new: set[str] = set()
+            self._data[k] = new
+            return new
+        if not isinstance(value, set):
+            raise TypeError(f"{k} does not hold a set")
+        return value
+
+    def _hash_at(self, k: str) -> dict[str, str]:
+        value = self._live(k)
+        if value is None:
+            new: dict[str, str] = {}
+            self._data[k] = new
+            return new
+        if not isinstance(value, dict):
+            raise TypeError(f"{k} does not hold a hash")
+        return value
+
+    def _drop_if_empty(self, k: str) -> None:
+        if not self._data.get(k):
+            self._data.pop(k, None)
+            self._expiry.pop(k, None)
+
+    async def sadd(self, key: str, *members: str) -> None:
+        self._set_at(self._key(key)).update(members)
+
+    async def srem(self, key: str, *members: str) -> None:
+        k = self._key(key)
+        self._set_at(k).difference_update(members)
+        self._drop_if_empty(k)
+
+    async def smembers(self, key: str) -> set[str]:
+        value = self._live(self._key(key))
+        return set(value) if isinstance(value, set) else set()
+
+    async def hset(
+        self, key: str, mapping: dict[str, str], ttl: int | None = None
+    ) -> None:
+        k = self._key(key)
+        self._hash_at(k).update(mapping)
+        self._expire(k, ttl)
+
+    async def hget(self, key: str, field: str, ttl: int | None = None) -> str | None:
+        k = self._key(key)
+        value = self._live(k)
+        if not isinstance(value, dict):
+            return None
+        self._expire(k, ttl)
+        return value.get(field)
+
+    async def hgetall(self, key: str, ttl: int | None = None) -> dict[str, str]:
+        k = self._key(key)
+        value = self._live(k)
+        if not isinstance(value, dict):
+            return {}
+        self._expire(k, ttl)
+        return dict(value)
+
+    async def hdel(self, key: str, *fields: str) -> None:
+        k = self._key(key)
+        value = self._live(k)
+        if isinstance(value, dict):
+            for field in fields:
+                value.pop(field, None)
+            self._drop_if_empty(k)
+
+    async def incr(self, key: str, ttl: int | None = None) -> int:
+        k = self._key(key)
+        value = self._live(k)
+        count = int(value) + 1 if isinstance(value, str) else 1
+        self._data[k] = str(count)
+        self._expire(k, ttl)
+        return count
+
+    async def ttl(self, key: str) -> int | None:
+        k = self._key(key)
+        if self._live(k) is None:
+            return None
+        deadline = self._expiry.get(k)
+        if deadline is None:
+            return None
+        return math.ceil(deadline - self._clock.seconds())
+
+    async def close(self) -> None:
+        return None

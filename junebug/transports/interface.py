@@ -1,0 +1,73 @@
+"""What a channel type implements, and what the channel gives it.
+
+A transport speaks one protocol (telnet, SMPP, USSD over HTTP, ...).  The channel
+builds it with a :class:`TransportContext` and its structured config, starts it,
+and hands it each MT message consumed from ``<channel>.outbound``.  The transport
+reports what happens through the context: MO messages, events (ack, nack,
+delivery reports) and status events.  It never touches AMQP or the HTTP API.
+
+A transport class declares:
+
+- ``CONFIG_CLASS``: an attrs class; the channel's ``config`` object is
+  structured into it when the channel is created or updated, so a bad config is
+  a 400 naming the field, never a crash later.  Unknown keys are ignored, as
+  vumi ignored them.
+- ``TRANSPORT_TYPE``: the default vumi ``transport_type`` of its MO messages.
+- ``__init__(context, config)``, ``start()``, ``stop()`` and
+  ``handle_outbound(message)``.
+
+``handle_outbound`` returns once the transport has dealt with the message: it
+has published an ``ack`` or ``nack`` (or, for windowed protocols, recorded it
+as in flight).  If it raises, the message goes back to the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Protocol
+
+import attrs
+from twisted.logger import Logger
+
+from junebug.messages import Message
+from junebug.stores.backend import KeyValueBackend
+
+Publish = Callable[[Message], Awaitable[None]]
+
+
+@attrs.frozen
+class TransportContext:
+    """Everything a transport may use, injected by its channel."""
+
+    channel_id: str
+    reactor: Any
+    publish_inbound: Publish
+    publish_event: Publish
+    publish_status: Publish
+    store: KeyValueBackend
+    log: Logger
+
+
+class Transport(Protocol):
+    """One running protocol endpoint of a channel."""
+
+    CONFIG_CLASS: ClassVar[type[Any]]
+    TRANSPORT_TYPE: ClassVar[str]
+
+    async def start(self) -> None:
+        """Start listening or connecting; return once the transport is usable."""
+
+    async def stop(self) -> None:
+        """Stop; always succeeds, even if start never finished."""
+
+    async def handle_outbound(self, message: Message) -> None:
+        """Send one MT message and publish its ack or nack."""
+
+
+class TransportClass(Protocol):
+    """A transport class: its config class and its constructor."""
+
+    CONFIG_CLASS: ClassVar[type[Any]]
+    TRANSPORT_TYPE: ClassVar[str]
+
+    def __call__(self, context: TransportContext, config: Any) -> Transport: ...
