@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import cattrs
 from cattrs.errors import ForbiddenExtraKeysError
-from cattrs.v import transform_error
+from cattrs.v import format_exception, transform_error
 
 from junebug.errors import ConfigError
 
@@ -49,6 +49,16 @@ for _conv in (_lenient, _strict):
     _conv.register_structure_hook(bool, _exact_bool)
 
 
+def _format(exc: BaseException, type_: type[Any] | None) -> str:
+    if isinstance(exc, ConfigError | ValueError) and not isinstance(
+        exc, cattrs.BaseValidationError
+    ):
+        text = str(exc)
+        if text and not text.startswith("invalid literal"):
+            return text
+    return format_exception(exc, type_)
+
+
 def structure(
     data: Any, cls: type[T], *, path: str = "config", forbid_extra_keys: bool = False
 ) -> T:
@@ -59,7 +69,8 @@ def structure(
     try:
         return converter.structure(data, cls)
     except (cattrs.BaseValidationError, ForbiddenExtraKeysError) as exc:
-        raise ConfigError("; ".join(transform_error(exc, path=path))) from exc
+        messages = transform_error(exc, path=path, format_exception=_format)
+        raise ConfigError("; ".join(messages)) from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
 

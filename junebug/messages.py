@@ -54,11 +54,7 @@ def format_timestamp(when: datetime) -> str:
 
 def now_timestamp(now: float | None = None) -> str:
     """Return the current (or given epoch) time in vumi's format."""
-    moment = (
-        datetime.now(UTC)
-        if now is None
-        else datetime.fromtimestamp(now, UTC)
-    )
+    moment = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
     return format_timestamp(moment)
 
 
@@ -281,7 +277,7 @@ def api_status_view(status: Message, channel_id: str | None = None) -> dict[str,
 def split_channel_data(
     channel_data: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], str | None, bool | None]:
-    """Split API channel_data into (helper_metadata, session_event, continue_session)."""
+    """Split API channel_data into helper_metadata, session_event, continue_session."""
     data = dict(channel_data or {})
     session_event = data.pop("session_event", None)
     continue_session = data.pop("continue_session", None)

@@ -8,6 +8,7 @@ seconds makes the key expire, ``None`` leaves it without expiry.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Protocol
 
 
@@ -35,10 +36,12 @@ class KeyValueBackend(Protocol):
     async def srem(self, key: str, *members: str) -> None:
         """Remove members from a set."""
 
-    async def smembers(self, key: str) -> set[str]:
+    async def smembers(self, key: str) -> AbstractSet[str]:
         """All members of a set (empty if the key is missing)."""
 
-    async def hset(self, key: str, mapping: dict[str, str], ttl: int | None = None) -> None:
+    async def hset(
+        self, key: str, mapping: dict[str, str], ttl: int | None = None
+    ) -> None:
         """Set hash fields; with ``ttl`` (re)set the key's expiry in the same trip."""
 
     async def hget(self, key: str, field: str, ttl: int | None = None) -> str | None:

@@ -7,6 +7,7 @@ tests exactly as time drives them in Redis.
 
 from __future__ import annotations
 
+import builtins
 import math
 
 from twisted.internet.interfaces import IReactorTime
@@ -67,10 +68,10 @@ class MemoryBackend:
     async def exists(self, key: str) -> bool:
         return self._live(self._key(key)) is not None
 
-    def _set_at(self, k: str) -> set[str]:
+    def _set_at(self, k: str) -> builtins.set[str]:
         value = self._live(k)
         if value is None:
-            new: set[str] = set()
+            new: builtins.set[str] = set()
             self._data[k] = new
             return new
         if not isinstance(value, set):
@@ -93,52 +94,65 @@ class MemoryBackend:
             self._expiry.pop(k, None)
 
     async def sadd(self, key: str, *members: str) -> None:
-        self._set_at(self._key(key)).update(members)
+        if members:
+            self._set_at(self._key(key)).update(members)
 
     async def srem(self, key: str, *members: str) -> None:
+        if not members:
+            return
         k = self._key(key)
         self._set_at(k).difference_update(members)
         self._drop_if_empty(k)
 
-    async def smembers(self, key: str) -> set[str]:
+    async def smembers(self, key: str) -> builtins.set[str]:
         value = self._live(self._key(key))
-        return set(value) if isinstance(value, set) else set()
+        if value is None:
+            return set()
+        if not isinstance(value, set):
+            raise TypeError(f"{key} does not hold a set")
+        return set(value)
 
     async def hset(
         self, key: str, mapping: dict[str, str], ttl: int | None = None
     ) -> None:
         k = self._key(key)
-        self._hash_at(k).update(mapping)
+        if mapping:
+            self._hash_at(k).update(mapping)
         self._expire(k, ttl)
 
+    def _existing_hash(self, key: str) -> dict[str, str] | None:
+        value = self._live(self._key(key))
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"{key} does not hold a hash")
+        return value
+
     async def hget(self, key: str, field: str, ttl: int | None = None) -> str | None:
-        k = self._key(key)
-        value = self._live(k)
-        if not isinstance(value, dict):
+        value = self._existing_hash(key)
+        if value is None:
             return None
-        self._expire(k, ttl)
+        self._expire(self._key(key), ttl)
         return value.get(field)
 
     async def hgetall(self, key: str, ttl: int | None = None) -> dict[str, str]:
-        k = self._key(key)
-        value = self._live(k)
-        if not isinstance(value, dict):
+        value = self._existing_hash(key)
+        if value is None:
             return {}
-        self._expire(k, ttl)
+        self._expire(self._key(key), ttl)
         return dict(value)
 
     async def hdel(self, key: str, *fields: str) -> None:
-        k = self._key(key)
-        value = self._live(k)
-        if isinstance(value, dict):
+        value = self._existing_hash(key) if fields else None
+        if value is not None:
             for field in fields:
                 value.pop(field, None)
-            self._drop_if_empty(k)
+            self._drop_if_empty(self._key(key))
 
     async def incr(self, key: str, ttl: int | None = None) -> int:
         k = self._key(key)
         value = self._live(k)
-        count = int(value) + 1 if isinstance(value, str) else 1
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{key} does not hold a string")
+        count = int(value) + 1 if value is not None else 1
         self._data[k] = str(count)
         self._expire(k, ttl)
         return count

@@ -67,7 +67,7 @@ class Transport(Protocol):
 class TransportClass(Protocol):
     """A transport class: its config class and its constructor."""
 
-    CONFIG_CLASS: ClassVar[type[Any]]
-    TRANSPORT_TYPE: ClassVar[str]
+    CONFIG_CLASS: type[Any]
+    TRANSPORT_TYPE: str
 
     def __call__(self, context: TransportContext, config: Any) -> Transport: ...

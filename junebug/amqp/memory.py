@@ -1,0 +1,449 @@
+"""The :class:`~junebug.amqp.broker.Broker` contract in memory.
+
+Used by ``jb --embedded`` and by unit tests.  It behaves like
+:class:`~junebug.amqp.rabbitmq.RabbitMQBroker` (see the contract in
+:mod:`junebug.amqp.broker`): a message published to a key no queue is bound to
+is dropped, queues keep messages while nobody consumes, at most ``prefetch``
+messages per consumer are unacknowledged, a failing handler gets the message
+once more and then it moves to ``<queue>.failed``.
+
+Messages are stored as the JSON bytes RabbitMQ would carry and parsed again
+for every delivery, so a handler never shares a dict with the publisher or
+with another handler.  Deliveries are scheduled with ``callLater(0, ...)`` on
+the injected clock, so ``publish`` never runs a handler before it returns.
+With a :class:`twisted.internet.task.Clock`, call ``clock.advance(0)`` to
+deliver.
+
+:meth:`MemoryBroker.disconnect` and :meth:`MemoryBroker.reconnect` simulate an
+outage: publishing fails meanwhile, unacknowledged messages go back to their
+queues (flagged as redelivered) and consumers resume on reconnection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from junebug.amqp import topology
+from junebug.amqp.broker import DEFAULT_PREFETCH, MessageHandler
+from junebug.errors import BrokerError
+from junebug.messages import from_json, to_json
+
+if TYPE_CHECKING:
+    from junebug.messages import Message
+
+__all__ = ["ConnectionListener", "MemoryBroker", "MemoryConsumer"]
+
+#: Called with ``True`` when the broker is (again) connected, ``False`` when not.
+ConnectionListener = Callable[[bool], object]
+
+_log = Logger(namespace="junebug.amqp.memory")
+
+
+@attrs.frozen
+class _Envelope:
+    body: bytes
+    redelivered: bool = False
+
+
+@attrs.define(eq=False)
+class _Delivery:
+    envelope: _Envelope
+    #: Set when a simulated disconnection requeued the message.
+    abandoned: bool = False
+
+
+@attrs.define(eq=False)
+class _Queue:
+    name: str
+    messages: deque[_Envelope] = attrs.field(factory=deque)
+    consumers: list[MemoryConsumer] = attrs.field(factory=list)
+    next_consumer: int = 0
+
+
+class MemoryConsumer:
+    """A subscription to one in-memory queue."""
+
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        queue: str,
+        handler: MessageHandler,
+        prefetch: int,
+    ) -> None:
+        self.queue = queue
+        self.prefetch = prefetch
+        self._broker = broker
+        self._handler = handler
+        #: In delivery order, so a disconnection requeues them in order.
+        self._unacked: dict[_Delivery, None] = {}
+        self._running = 0
+        self._drained: list[Deferred[None]] = []
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return f"<MemoryConsumer of {self.queue!r}>"
+
+    @property
+    def has_capacity(self) -> bool:
+        return not self._stopped and len(self._unacked) < self.prefetch
+
+    @property
+    def unacked(self) -> int:
+        return len(self._unacked)
+
+    @property
+    def busy(self) -> bool:
+        """True while any handler is still running."""
+        return self._running > 0
+
+    def deliver(self, envelope: _Envelope) -> None:
+        delivery = _Delivery(envelope)
+        self._unacked[delivery] = None
+        # Counted before the handler starts: it may call stop() right away.
+        self._running += 1
+        ensureDeferred(self._handle(delivery)).addBoth(self._finished)
+
+    def _finished(self, result: object) -> None:
+        self._running -= 1
+        if self._running == 0:
+            drained, self._drained = self._drained, []
+            for waiter in drained:
+                waiter.callback(None)
+        self._broker._check_idle()
+
+    async def _handle(self, delivery: _Delivery) -> None:
+        envelope = delivery.envelope
+        try:
+            message = from_json(envelope.body)
+        except ValueError:
+            _log.error(
+                "Not a vumi message on {queue}; moving it to the failed queue",
+                queue=self.queue,
+            )
+            self._settle(delivery, "dead")
+            return
+        try:
+            await self._handler(message)
+        except Exception:
+            _log.failure(
+                "Handler for {queue} failed ({what})",
+                queue=self.queue,
+                what="moving to failed queue" if envelope.redelivered else "requeueing",
+            )
+            self._settle(delivery, "dead" if envelope.redelivered else "requeue")
+            return
+        self._settle(delivery, "ack")
+
+    def _settle(self, delivery: _Delivery, how: str) -> None:
+        if delivery.abandoned or delivery not in self._unacked:
+            return  # already requeued by a simulated disconnection
+        del self._unacked[delivery]
+        self._broker._settled(self.queue, delivery.envelope, how)
+
+    def abandon_unacked(self) -> list[_Envelope]:
+        """Give up every unacknowledged message (a lost connection)."""
+        envelopes = []
+        for delivery in self._unacked:
+            delivery.abandoned = True
+            envelopes.append(delivery.envelope)
+        self._unacked.clear()
+        return envelopes
+
+    async def stop(self) -> None:
+        """Stop delivering and wait for the running handlers to finish."""
+        if not self._stopped:
+            self._stopped = True
+            self._broker._remove_consumer(self)
+        while self._running:
+            waiter: Deferred[None] = Deferred()
+            self._drained.append(waiter)
+            await waiter
+
+
+class MemoryBroker:
+    """An in-memory :class:`~junebug.amqp.broker.Broker` (see module docs)."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._queues: dict[str, _Queue] = {}
+        self._scheduled: dict[str, IDelayedCall] = {}
+        self._consumers: dict[MemoryConsumer, None] = {}
+        self._listeners: list[ConnectionListener] = []
+        self._connect_waiters: list[Deferred[None]] = []
+        self._idle_waiters: list[Deferred[None]] = []
+        self._connected = True
+        self._closed = False
+
+    # -- connection state ------------------------------------------------------
+
+    def is_connected(self) -> bool:
+        return self._connected
+
+    async def when_connected(self, timeout: float | None = None) -> None:
+        """Return once connected; :class:`BrokerError` after ``timeout``."""
+        if self._closed:
+            raise BrokerError("the broker has been closed")
+        if self._connected:
+            return
+        waiter: Deferred[None] = Deferred()
+        self._connect_waiters.append(waiter)
+        if timeout is not None:
+            call = self._clock.callLater(
+                timeout,
+                self._expire,
+                waiter,
+                BrokerError(f"not connected within {timeout:g}s"),
+            )
+            waiter.addBoth(_cancel_call, call)
+        await waiter
+
+    def _expire(self, waiter: Deferred[None], error: Exception) -> None:
+        if waiter in self._connect_waiters:
+            self._connect_waiters.remove(waiter)
+        if not waiter.called:
+            waiter.errback(error)
+
+    def add_connection_listener(
+        self, listener: ConnectionListener
+    ) -> Callable[[], None]:
+        """Call ``listener(connected)`` on every change; returns a remover."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def _notify(self, connected: bool) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(connected)
+            except Exception:
+                _log.failure("AMQP connection listener failed")
+
+    def disconnect(self) -> None:
+        """Simulate a lost connection: unacknowledged messages are requeued
+        (as redelivered), deliveries and publishing stop until reconnected."""
+        if not self._connected or self._closed:
+            return
+        self._connected = False
+        for call in self._scheduled.values():
+            if call.active():
+                call.cancel()
+        self._scheduled.clear()
+        for consumer in self._consumers:
+            envelopes = consumer.abandon_unacked()
+            queue = self._queues.get(consumer.queue)
+            if queue is not None:
+                for envelope in reversed(envelopes):
+                    queue.messages.appendleft(
+                        _Envelope(envelope.body, redelivered=True)
+                    )
+        self._notify(False)
+        self._check_idle()
+
+    def reconnect(self) -> None:
+        """End a simulated outage; consumers resume."""
+        if self._connected or self._closed:
+            return
+        self._connected = True
+        for name in self._queues:
+            self._schedule(name)
+        waiters, self._connect_waiters = self._connect_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+        self._notify(True)
+
+    def _require_connected(self) -> None:
+        if self._closed:
+            raise BrokerError("the broker has been closed")
+        if not self._connected:
+            raise BrokerError("not connected to the message broker")
+
+    # -- the Broker contract -----------------------------------------------------
+
+    async def publish(self, routing_key: str, message: Message) -> None:
+        """Route ``message`` to the queue bound with ``routing_key``, if any."""
+        self._require_connected()
+        self._route(routing_key, to_json(message))
+
+    async def declare_queue(self, queue: str) -> None:
+        """Declare ``queue``, bound by its own name."""
+        self._require_connected()
+        self._declare(queue)
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete ``queue`` and its messages (tests and clean-up); its
+        consumers are stopped.  Stop them first to behave as with RabbitMQ."""
+        self._require_connected()
+        q = self._queues.pop(queue, None)
+        if q is not None:
+            for consumer in list(q.consumers):
+                await consumer.stop()
+
+    async def consume(
+        self,
+        queue: str,
+        handler: MessageHandler,
+        prefetch: int = DEFAULT_PREFETCH,
+    ) -> MemoryConsumer:
+        """Declare ``queue`` and deliver its messages to ``handler``."""
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        self._require_connected()
+        q = self._declare(queue)
+        consumer = MemoryConsumer(self, queue, handler, prefetch)
+        q.consumers.append(consumer)
+        self._consumers[consumer] = None
+        self._schedule(queue)
+        return consumer
+
+    async def close(self) -> None:
+        """Stop every consumer; later operations raise :class:`BrokerError`."""
+        if self._closed:
+            return
+        for consumer in list(self._consumers):
+            await consumer.stop()
+        was_connected = self._connected
+        self._closed = True
+        self._connected = False
+        for call in self._scheduled.values():
+            if call.active():
+                call.cancel()
+        self._scheduled.clear()
+        waiters, self._connect_waiters = self._connect_waiters, []
+        for waiter in waiters:
+            waiter.errback(BrokerError("the broker has been closed"))
+        if was_connected:
+            self._notify(False)
+        self._check_idle()
+
+    # -- inspection (tests) ------------------------------------------------------
+
+    def queue_messages(self, queue: str) -> list[Message]:
+        """The messages waiting in ``queue`` (not those being handled)."""
+        q = self._queues.get(queue)
+        if q is None:
+            return []
+        return [from_json(envelope.body) for envelope in q.messages]
+
+    def pending(self, queue: str) -> int:
+        """Messages in ``queue`` that are waiting or being handled."""
+        q = self._queues.get(queue)
+        waiting = len(q.messages) if q is not None else 0
+        return waiting + sum(c.unacked for c in self._consumers if c.queue == queue)
+
+    def has_queue(self, queue: str) -> bool:
+        return queue in self._queues
+
+    def is_idle(self) -> bool:
+        """No delivery scheduled and no handler running."""
+        return not self._scheduled and not any(c.busy for c in self._consumers)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until :meth:`is_idle`: everything deliverable was handled.
+
+        Messages in queues without consumers stay there.  Raises
+        :class:`TimeoutError` after ``timeout`` seconds (on the injected clock).
+        """
+        if self.is_idle():
+            return
+        waiter: Deferred[None] = Deferred()
+        self._idle_waiters.append(waiter)
+        if timeout is not None:
+            call = self._clock.callLater(
+                timeout,
+                self._expire_idle,
+                waiter,
+                TimeoutError(f"the memory broker was still busy after {timeout:g}s"),
+            )
+            waiter.addBoth(_cancel_call, call)
+        await waiter
+
+    def _expire_idle(self, waiter: Deferred[None], error: Exception) -> None:
+        if waiter in self._idle_waiters:
+            self._idle_waiters.remove(waiter)
+        if not waiter.called:
+            waiter.errback(error)
+
+    def _check_idle(self) -> None:
+        if self._idle_waiters and self.is_idle():
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    # -- routing and delivery ------------------------------------------------------
+
+    def _declare(self, queue: str) -> _Queue:
+        q = self._queues.get(queue)
+        if q is None:
+            q = self._queues[queue] = _Queue(queue)
+        return q
+
+    def _route(self, routing_key: str, body: bytes) -> None:
+        q = self._queues.get(routing_key)
+        if q is None:
+            return  # nothing bound: dropped, as RabbitMQ does
+        q.messages.append(_Envelope(body))
+        self._schedule(routing_key)
+
+    def _schedule(self, queue: str) -> None:
+        if queue in self._scheduled or not self._connected:
+            return
+        q = self._queues.get(queue)
+        if q is None or not q.messages or not q.consumers:
+            return
+        self._scheduled[queue] = self._clock.callLater(0, self._dispatch, queue)
+
+    def _dispatch(self, queue: str) -> None:
+        self._scheduled.pop(queue, None)
+        q = self._queues.get(queue)
+        if q is not None and self._connected:
+            while q.messages:
+                consumer = self._next_consumer(q)
+                if consumer is None:
+                    break
+                consumer.deliver(q.messages.popleft())
+        self._check_idle()
+
+    def _next_consumer(self, q: _Queue) -> MemoryConsumer | None:
+        count = len(q.consumers)
+        for offset in range(count):
+            index = (q.next_consumer + offset) % count
+            consumer = q.consumers[index]
+            if consumer.has_capacity:
+                q.next_consumer = (index + 1) % count
+                return consumer
+        return None
+
+    def _settled(self, queue: str, envelope: _Envelope, how: str) -> None:
+        q = self._queues.get(queue)
+        if how == "requeue" and q is not None:
+            q.messages.appendleft(_Envelope(envelope.body, redelivered=True))
+        elif how == "dead":
+            failed = topology.failed(queue)
+            self._declare(failed)
+            self._route(failed, envelope.body)
+        self._schedule(queue)
+
+    def _remove_consumer(self, consumer: MemoryConsumer) -> None:
+        self._consumers.pop(consumer, None)
+        q = self._queues.get(consumer.queue)
+        if q is not None and consumer in q.consumers:
+            q.consumers.remove(consumer)
+            q.next_consumer = 0
+        self._check_idle()
+
+
+def _cancel_call(result: object, call: IDelayedCall) -> object:
+    if call.active():
+        call.cancel()
+    return result

@@ -1,0 +1,932 @@
+"""The :class:`~junebug.amqp.broker.Broker` contract over RabbitMQ.
+
+Built on pika's Twisted adapter (``TwistedProtocolConnection``) and kept alive by
+:class:`twisted.application.internet.ClientService`, which reconnects with a
+capped exponential backoff.
+
+One connection carries:
+
+- a publish channel in confirm mode: :meth:`RabbitMQBroker.publish` awaits the
+  broker's ``basic.ack`` for each message;
+- one channel per consumer, with ``basic.qos(prefetch)``.
+
+Every new connection declares the ``vumi`` exchange, opens the publish channel
+and then sets up again every consumer that has not been stopped.  Until that
+is done :meth:`RabbitMQBroker.is_connected` is false and publishing raises
+:class:`~junebug.errors.BrokerError`; listeners registered with
+:meth:`RabbitMQBroker.add_connection_listener` are told when the connection is
+lost and when it is back.
+
+pika's Twisted module imports (and so installs) the global reactor, so it is
+imported only when a connection is built, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import unquote, urlsplit
+
+import attrs
+from pika.exceptions import NackError, UnroutableError
+from pika.spec import Connection
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from typing_extensions import override
+from zope.interface import implementer
+
+from junebug.amqp import topology
+from junebug.amqp.broker import DEFAULT_PREFETCH, EXCHANGE, MessageHandler
+from junebug.errors import BrokerError
+from junebug.messages import from_json, to_json
+
+if TYPE_CHECKING:
+    from junebug.messages import Message
+
+__all__ = ["AmqpSettings", "ConnectionListener", "RabbitMQBroker", "RabbitMQConsumer"]
+
+T = TypeVar("T")
+
+#: Called with ``True`` when the broker is (again) ready, ``False`` when lost.
+ConnectionListener = Callable[[bool], object]
+
+CONTENT_TYPE = "application/json"
+PERSISTENT = 2
+
+_log = Logger(namespace="junebug.amqp.rabbitmq")
+
+
+@attrs.frozen
+class AmqpSettings:
+    """Where and how to reach RabbitMQ.
+
+    ``heartbeat`` is in seconds; ``None`` accepts the broker's proposal and
+    ``0`` turns heartbeats off.  ``connect_timeout`` bounds the TCP connect and
+    then the AMQP handshake and set-up; ``operation_timeout`` bounds every
+    later round trip (a publish confirm, a declare, opening a channel), after
+    which the operation fails with :class:`BrokerError`.  ``retry_*`` shape
+    the reconnect backoff:
+    ``retry_initial_delay * 1.5**n`` capped at ``retry_max_delay``, plus up to
+    ``retry_jitter`` seconds of random noise.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 5672
+    vhost: str = "/"
+    username: str = "guest"
+    password: str = attrs.field(default="guest", repr=False)
+    heartbeat: int | None = None
+    connect_timeout: float = 30.0
+    operation_timeout: float = 30.0
+    retry_initial_delay: float = 1.0
+    retry_max_delay: float = 30.0
+    retry_jitter: float = 1.0
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> AmqpSettings:
+        """Parse ``amqp://user:password@host:port/vhost``.
+
+        The vhost is URL-quoted (``%2F`` is ``/``); an empty path means ``/``.
+        ``overrides`` set the remaining fields.
+        """
+        parts = urlsplit(url)
+        if parts.scheme != "amqp":
+            raise ValueError(f"not an amqp:// URL: {url!r}")
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        fields: dict[str, Any] = {
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 5672,
+            "vhost": unquote(path) if path else "/",
+        }
+        if parts.username is not None:
+            fields["username"] = unquote(parts.username)
+        if parts.password is not None:
+            fields["password"] = unquote(parts.password)
+        fields.update(overrides)
+        return cls(**fields)
+
+    def describe(self) -> str:
+        """``host:port/vhost`` for messages and logs (never the password)."""
+        return f"{self.host}:{self.port}{'' if self.vhost == '/' else '/'}{self.vhost}"
+
+
+def _bounded(
+    reactor: IReactorTime, d: Deferred[T], seconds: float, what: str
+) -> Deferred[T]:
+    """Fire like ``d`` but fail with :class:`BrokerError` after ``seconds``.
+
+    ``d`` itself is left alone (pika's Deferreds cannot be cancelled); whatever
+    it fires with later is swallowed.
+    """
+    result: Deferred[T] = Deferred()
+
+    def expire() -> None:
+        if not result.called:
+            result.errback(BrokerError(f"{what} timed out after {seconds:g}s"))
+
+    call = reactor.callLater(seconds, expire)
+
+    def ok(value: T) -> None:
+        if call.active():
+            call.cancel()
+        if not result.called:
+            result.callback(value)
+
+    def err(failure: Failure) -> None:
+        if call.active():
+            call.cancel()
+        if not result.called:
+            result.errback(failure)
+
+    d.addCallbacks(ok, err)
+    return result
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    text = str(error)
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name
+
+
+class _AmqpProtocol(Protocol):
+    """One TCP connection: forwards bytes to pika and reports its lifecycle."""
+
+    def __init__(self, broker: RabbitMQBroker, parameters: Any) -> None:
+        from pika.adapters.twisted_connection import TwistedProtocolConnection
+
+        self.broker = broker
+        self.amqp: Any = TwistedProtocolConnection(
+            parameters, custom_reactor=broker.reactor
+        )
+        #: The broker's reason if it closed the connection (Connection.Close).
+        self.close_reason: str | None = None
+        # The adapter reports a failed handshake as a bare AMQPConnectionError
+        # and a broker-initiated close as ConnectionDone; listen for the real
+        # reason (e.g. "403 ACCESS_REFUSED ...") on pika's connection.
+        impl = getattr(self.amqp, "_impl", None)
+        if impl is not None:
+            impl.callbacks.add(0, Connection.Close, self._closed_by_broker)
+            impl.add_on_open_error_callback(self._open_failed, remove_default=False)
+        #: Fires (never fails) once the connection is set up or given up;
+        #: ClientService's ``prepareConnection`` waits on it.
+        self.setup_done: Deferred[None] = Deferred()
+        #: Fires when the TCP connection is gone.
+        self.lost: Deferred[None] = Deferred()
+        self.is_lost = False
+        self.was_live = False
+
+    def _closed_by_broker(self, frame: Any) -> None:
+        self.close_reason = f"{frame.method.reply_code} {frame.method.reply_text}"
+
+    def _open_failed(self, connection: object, error: BaseException) -> None:
+        self.broker._last_error = self.close_reason or _describe(error)
+
+    @override
+    def makeConnection(self, transport: Any) -> None:
+        self.amqp.makeConnection(transport)
+        super().makeConnection(transport)
+
+    @override
+    def connectionMade(self) -> None:
+        self.broker._connection_made(self)
+
+    @override
+    def dataReceived(self, data: bytes) -> None:
+        self.amqp.dataReceived(data)
+
+    @override
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.is_lost = True
+        try:
+            self.broker._connection_lost(self, reason)
+            self.amqp.connectionLost(reason)
+        finally:
+            # ClientService must see the attempt finish before the disconnect.
+            if not self.setup_done.called:
+                self.setup_done.callback(None)
+            self.broker._connection_ended(self)
+            self.lost.callback(None)
+
+    def abort(self) -> None:
+        if not self.is_lost and self.transport is not None:
+            cast(ITCPTransport, self.transport).abortConnection()
+
+
+class _AmqpFactory(Factory):
+    noisy = False
+
+    def __init__(self, broker: RabbitMQBroker) -> None:
+        self.broker = broker
+
+    @override
+    def buildProtocol(self, addr: IAddress | None) -> _AmqpProtocol:
+        return _AmqpProtocol(self.broker, self.broker._connection_parameters())
+
+
+@implementer(IStreamClientEndpoint)
+class _RecordingEndpoint:
+    """Remembers why the last connection attempt failed, for error messages."""
+
+    def __init__(self, broker: RabbitMQBroker, wrapped: IStreamClientEndpoint):
+        self._broker = broker
+        self._wrapped = wrapped
+
+    def connect(self, protocol_factory: IProtocolFactory) -> Deferred[IProtocol]:
+        def failed(failure: Failure) -> Failure:
+            self._broker._last_error = _describe(failure.value)
+            return failure
+
+        return self._wrapped.connect(protocol_factory).addErrback(failed)
+
+
+@attrs.define(eq=False)
+class _Live:
+    """A connection that is fully set up."""
+
+    protocol: _AmqpProtocol
+    publish_channel: Any
+
+    @property
+    def lost(self) -> bool:
+        return self.protocol.is_lost
+
+
+@attrs.define(eq=False)
+class _Attachment:
+    """A consumer's channel and consumer tag on one connection."""
+
+    live: _Live
+    channel: Any
+    consumer_tag: str = ""
+    failed_declared: bool = False
+    loop: Deferred[None] | None = None
+    #: Handlers running for messages delivered on this channel.
+    running: int = 0
+    #: The consumer was cancelled; close the channel once ``running`` is 0.
+    retiring: bool = False
+
+    @property
+    def usable(self) -> bool:
+        return not self.live.lost and bool(self.channel.is_open)
+
+
+class RabbitMQConsumer:
+    """A consumer that re-attaches itself to every new connection."""
+
+    def __init__(
+        self,
+        broker: RabbitMQBroker,
+        queue: str,
+        handler: MessageHandler,
+        prefetch: int,
+    ) -> None:
+        self.queue = queue
+        self._broker = broker
+        self._handler = handler
+        self._prefetch = prefetch
+        self._attachment: _Attachment | None = None
+        self._attaching: Deferred[None] | None = None
+        self._running = 0
+        self._drained: list[Deferred[None]] = []
+        self._retry: IDelayedCall | None = None
+        self._retries = 0
+        self._stopped = False
+        self._stop_done: Deferred[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<RabbitMQ consumer of {self.queue!r}>"
+
+    # -- attaching -----------------------------------------------------------
+
+    async def attach(self, live: _Live) -> None:
+        """Open a channel, declare and bind the queue, start consuming."""
+        broker = self._broker
+        channel = await broker._bounded(live.protocol.amqp.channel(), "channel open")
+        try:
+            await broker._bounded(
+                channel.basic_qos(prefetch_count=self._prefetch), "basic.qos"
+            )
+            await broker._declare_on(channel, self.queue)
+            queue_obj, tag = await broker._bounded(
+                channel.basic_consume(queue=self.queue, auto_ack=False),
+                "basic.consume",
+            )
+        except BaseException:
+            _close_quietly(channel)
+            raise
+        if self._stopped or live.lost:
+            _close_quietly(channel)
+            return
+        attachment = _Attachment(live=live, channel=channel, consumer_tag=tag)
+        self._attachment = attachment
+        self._retries = 0
+        attachment.loop = ensureDeferred(self._receive(attachment, queue_obj))
+
+    def attach_soon(self, live: _Live) -> None:
+        """Attach in the background; on failure retry while ``live`` lasts."""
+        if self._stopped or self._attaching is not None:
+            return
+        if self._attachment is not None and self._attachment.usable:
+            return
+
+        async def run() -> None:
+            try:
+                await self.attach(live)
+            except Exception as e:
+                if live.lost or self._stopped or self._broker._closing:
+                    return
+                _log.warn(
+                    "Could not consume {queue}: {error}; retrying",
+                    queue=self.queue,
+                    error=_describe(e),
+                )
+                self._schedule_retry(live)
+            finally:
+                self._attaching = None
+
+        d = ensureDeferred(run())
+        if not d.called:
+            self._attaching = d
+
+    def _schedule_retry(self, live: _Live) -> None:
+        settings = self._broker.settings
+        delay = min(
+            settings.retry_initial_delay * (2**self._retries),
+            settings.retry_max_delay,
+        )
+        self._retries += 1
+
+        def fire() -> None:
+            self._retry = None
+            if self._broker._live is live and not live.lost:
+                self.attach_soon(live)
+
+        self._retry = self._broker.reactor.callLater(delay, fire)
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
+    # -- delivering ----------------------------------------------------------
+
+    async def _receive(self, attachment: _Attachment, queue_obj: Any) -> None:
+        while True:
+            try:
+                received = await queue_obj.get()
+            except Exception:
+                # Cancelled by us or the broker, channel or connection closed.
+                break
+            # Counted before the handler starts: it may call stop() right away.
+            self._running += 1
+            attachment.running += 1
+            ensureDeferred(self._handle(attachment, received)).addBoth(
+                self._finished, attachment
+            )
+        if self._attachment is attachment:
+            self._attachment = None
+        live = attachment.live
+        if self._stopped or live.lost or self._broker._live is not live:
+            return
+        # Channel closed or consumer cancelled under a live connection.  Running
+        # handlers still ack on the old channel, which is closed after them.
+        _log.warn("Consumer of {queue} was cancelled; re-attaching", queue=self.queue)
+        attachment.retiring = True
+        if attachment.running == 0:
+            _close_quietly(attachment.channel)
+        self._schedule_retry(live)
+
+    def _finished(self, result: object, attachment: _Attachment) -> None:
+        attachment.running -= 1
+        if attachment.retiring and attachment.running == 0:
+            _close_quietly(attachment.channel)
+        self._running -= 1
+        if self._running == 0:
+            drained, self._drained = self._drained, []
+            for waiter in drained:
+                waiter.callback(None)
+
+    async def _handle(self, attachment: _Attachment, received: Any) -> None:
+        tag = received.method.delivery_tag
+        body: bytes = received.body
+        try:
+            message = from_json(body)
+        except ValueError:
+            _log.error(
+                "Not a vumi message on {queue}; moving it to the failed queue",
+                queue=self.queue,
+            )
+            await self._dead_letter(attachment, tag, body)
+            return
+        try:
+            await self._handler(message)
+        except Exception:
+            redelivered = bool(received.method.redelivered)
+            _log.failure(
+                "Handler for {queue} failed ({what})",
+                queue=self.queue,
+                what="moving to failed queue" if redelivered else "requeueing",
+            )
+            if redelivered:
+                await self._dead_letter(attachment, tag, body)
+            else:
+                _settle(attachment, "nack", tag)
+            return
+        _settle(attachment, "ack", tag)
+
+    async def _dead_letter(
+        self, attachment: _Attachment, tag: int, body: bytes
+    ) -> None:
+        failed = topology.failed(self.queue)
+        try:
+            if not attachment.failed_declared:
+                await self._broker._declare_on(attachment.channel, failed)
+                attachment.failed_declared = True
+            await self._broker._publish_body(failed, body)
+        except Exception as e:
+            _log.warn(
+                "Could not move a message to {failed}: {error}; requeueing it",
+                failed=failed,
+                error=_describe(e),
+            )
+            _settle(attachment, "nack", tag)
+            return
+        _settle(attachment, "ack", tag)
+
+    # -- stopping ------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Cancel the consumer, wait for running handlers, close the channel."""
+        if self._stop_done is None:
+            self._stop_done = ensureDeferred(self._stop())
+        done: Deferred[None] = Deferred()
+        self._stop_done.addBoth(_chain_to, done)
+        await done
+
+    async def _stop(self) -> None:
+        self._stopped = True
+        self._broker._consumers.pop(self, None)
+        self._cancel_retry()
+        if self._attaching is not None:
+            await _quiet(self._attaching)
+        attachment = self._attachment
+        if attachment is not None and attachment.usable:
+            await _quiet(
+                self._broker._bounded(
+                    attachment.channel.basic_cancel(attachment.consumer_tag),
+                    "basic.cancel",
+                )
+            )
+        if attachment is not None and attachment.loop is not None:
+            await _quiet(attachment.loop)
+        while self._running:
+            waiter: Deferred[None] = Deferred()
+            self._drained.append(waiter)
+            await waiter
+        if attachment is not None:
+            await self._broker._close_channel(attachment.channel)
+        self._attachment = None
+
+
+def _chain_to(result: object, d: Deferred[None]) -> object:
+    if isinstance(result, Failure):
+        d.errback(result)
+        return None
+    d.callback(None)
+    return result
+
+
+async def _quiet(d: Deferred[Any]) -> None:
+    """Await ``d`` and ignore its failure (used while tearing down)."""
+    try:
+        await d
+    except Exception as e:
+        _log.debug("ignored while stopping: {error}", error=_describe(e))
+
+
+def _settle(attachment: _Attachment, how: str, tag: int) -> None:
+    """Ack (or nack with requeue) on the channel that delivered the message."""
+    if not attachment.usable:
+        return  # the broker requeues it when the channel goes away
+    try:
+        if how == "ack":
+            attachment.channel.basic_ack(delivery_tag=tag)
+        else:
+            attachment.channel.basic_nack(delivery_tag=tag, requeue=True)
+    except Exception as e:
+        _log.debug("could not {how} {tag}: {error}", how=how, tag=tag, error=e)
+
+
+def _close_quietly(channel: Any) -> None:
+    try:
+        if channel.is_open:
+            channel.close()
+    except Exception as e:
+        _log.debug("could not close channel: {error}", error=e)
+
+
+class RabbitMQBroker:
+    """A :class:`~junebug.amqp.broker.Broker` connected to RabbitMQ.
+
+    Nothing connects until :meth:`start` (or :meth:`when_connected`) is called.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        settings: AmqpSettings,
+        *,
+        endpoint: IStreamClientEndpoint | None = None,
+    ) -> None:
+        """``reactor`` must also provide ``IReactorTCP`` unless ``endpoint``
+        (any stream client endpoint, e.g. TLS) is given."""
+        self.reactor = reactor
+        self.settings = settings
+        if endpoint is None:
+            endpoint = HostnameEndpoint(
+                reactor, settings.host, settings.port, timeout=settings.connect_timeout
+            )
+        base_policy = backoffPolicy(
+            initialDelay=settings.retry_initial_delay,
+            maxDelay=settings.retry_max_delay,
+            jitter=lambda: random.random() * settings.retry_jitter,
+        )
+        self._service = ClientService(
+            _RecordingEndpoint(self, endpoint),
+            _AmqpFactory(self),
+            retryPolicy=lambda attempt: base_policy(attempt + self._setup_failures),
+            clock=reactor,
+            prepareConnection=self._prepare,
+        )
+        self._protocol: _AmqpProtocol | None = None
+        self._live: _Live | None = None
+        self._consumers: dict[RabbitMQConsumer, None] = {}
+        self._listeners: list[ConnectionListener] = []
+        self._waiters: list[Deferred[None]] = []
+        self._setup_failures = 0
+        self._last_error: str | None = None
+        self._started = False
+        self._closing = False
+        self._close_done: Deferred[None] | None = None
+
+    def __repr__(self) -> str:
+        state = "connected" if self.is_connected() else "disconnected"
+        return f"<RabbitMQBroker {self.settings.describe()} {state}>"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting (and reconnecting whenever the connection drops)."""
+        if self._closing:
+            raise BrokerError("the broker has been closed")
+        if not self._started:
+            self._started = True
+            self._service.startService()
+
+    async def when_connected(self, timeout: float | None = None) -> None:
+        """Start if needed and wait until connected; :class:`BrokerError` if
+        that takes longer than ``timeout`` seconds or the broker is closed."""
+        self.start()
+        if self._live is not None:
+            return
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        if timeout is None:
+            await waiter
+            return
+        try:
+            await _bounded(self.reactor, waiter, timeout, "connecting")
+        except BrokerError:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if self.is_connected():
+                return
+            reason = f": {self._last_error}" if self._last_error else ""
+            raise BrokerError(
+                f"could not connect to RabbitMQ at {self.settings.describe()}"
+                f" within {timeout:g}s{reason}"
+            ) from None
+
+    def is_connected(self) -> bool:
+        return self._live is not None
+
+    def add_connection_listener(
+        self, listener: ConnectionListener
+    ) -> Callable[[], None]:
+        """Call ``listener(True)`` whenever the connection is (re)established and
+        ``listener(False)`` whenever it is lost.  Returns a function removing it."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def drop_connection(self) -> None:
+        """Abort the current TCP connection (tests, operations); it reconnects."""
+        if self._protocol is not None:
+            self._protocol.abort()
+
+    async def close(self) -> None:
+        """Stop every consumer, close the connection and stop reconnecting."""
+        if self._close_done is None:
+            self._close_done = ensureDeferred(self._close())
+        done: Deferred[None] = Deferred()
+        self._close_done.addBoth(_chain_to, done)
+        await done
+
+    async def _close(self) -> None:
+        self._closing = True
+        consumers = list(self._consumers)
+        if consumers:
+            await _quiet(gatherResults([ensureDeferred(c.stop()) for c in consumers]))
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(BrokerError("the broker has been closed"))
+        protocol = self._protocol
+        live = self._live
+        if protocol is not None and not protocol.is_lost:
+            if live is not None:
+                try:
+                    closed = protocol.amqp.close()
+                    if closed is not None:
+                        await self._bounded(closed, "connection close")
+                except Exception as e:
+                    _log.debug("closing the connection: {error}", error=_describe(e))
+            protocol.abort()
+            await protocol.lost
+        if self._started:
+            await self._service.stopService()
+        if live is not None and self._live is live:
+            self._live = None
+            self._notify(False)
+
+    # -- connection callbacks ------------------------------------------------
+
+    def _connection_parameters(self) -> Any:
+        from pika import ConnectionParameters, PlainCredentials
+
+        s = self.settings
+        extra: dict[str, Any] = {}
+        if s.heartbeat is not None:
+            extra["heartbeat"] = s.heartbeat
+        return ConnectionParameters(
+            host=s.host,
+            port=s.port,
+            virtual_host=s.vhost,
+            credentials=PlainCredentials(s.username, s.password),
+            client_properties={"connection_name": "junebug"},
+            **extra,
+        )
+
+    def _prepare(self, proxy: IProtocol) -> Deferred[None]:
+        # ClientService hands us its proxy, which forwards attribute access to
+        # our protocol.  setup_done never fails: a failing prepareConnection
+        # would leave the TCP connection open, so we abort it ourselves.
+        return cast(_AmqpProtocol, proxy).setup_done
+
+    def _connection_made(self, protocol: _AmqpProtocol) -> None:
+        self._protocol = protocol
+        d = ensureDeferred(self._setup(protocol))
+
+        def done(result: object) -> None:
+            if not protocol.setup_done.called:
+                protocol.setup_done.callback(None)
+
+        d.addBoth(done)
+
+    async def _setup(self, protocol: _AmqpProtocol) -> None:
+        timer = self.reactor.callLater(self.settings.connect_timeout, protocol.abort)
+        try:
+            ready = protocol.amqp.ready
+            if ready is None:
+                raise BrokerError("connection closed during the handshake")
+            await ready
+            channel = await protocol.amqp.channel()
+            await channel.exchange_declare(
+                exchange=EXCHANGE, exchange_type="direct", durable=True
+            )
+            await channel.confirm_delivery()
+        except Exception as e:
+            # Counted and logged by _connection_ended once the socket is gone.
+            self._last_error = _describe(e)
+            protocol.abort()
+            return
+        finally:
+            if timer.active():
+                timer.cancel()
+        if protocol.is_lost:
+            return
+        if self._closing:
+            protocol.abort()
+            return
+        live = _Live(protocol=protocol, publish_channel=channel)
+        protocol.was_live = True
+        channel.on_closed.addBoth(self._publish_channel_closed, live)
+        self._setup_failures = 0
+        self._last_error = None
+        self._live = live
+        _log.info("Connected to RabbitMQ at {where}", where=self.settings.describe())
+        for consumer in list(self._consumers):
+            consumer.attach_soon(live)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+        self._notify(True)
+
+    def _publish_channel_closed(self, reason: object, live: _Live) -> None:
+        if live.lost or self._closing:
+            return
+        _log.error(
+            "RabbitMQ closed the publish channel ({reason}); reconnecting",
+            reason=reason,
+        )
+        live.protocol.abort()
+
+    def _connection_lost(self, protocol: _AmqpProtocol, reason: Failure) -> None:
+        if self._protocol is protocol:
+            self._protocol = None
+        live = self._live
+        if live is not None and live.protocol is protocol:
+            self._live = None
+            if not self._closing:
+                self._last_error = protocol.close_reason or _describe(reason.value)
+                _log.warn(
+                    "Lost the RabbitMQ connection to {where}: {error}",
+                    where=self.settings.describe(),
+                    error=self._last_error,
+                )
+            self._notify(False)
+
+    def _connection_ended(self, protocol: _AmqpProtocol) -> None:
+        if protocol.was_live or self._closing:
+            return
+        # Connected but never set up (refused login, unknown vhost, timeout):
+        # grow the backoff, which ClientService resets on every TCP connect.
+        self._setup_failures += 1
+        _log.warn(
+            "Could not set up a RabbitMQ connection to {where}: {error}",
+            where=self.settings.describe(),
+            error=self._last_error or "connection lost",
+        )
+
+    def _notify(self, connected: bool) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(connected)
+            except Exception:
+                _log.failure("AMQP connection listener failed")
+
+    # -- operations ------------------------------------------------------------
+
+    def _require_live(self) -> _Live:
+        live = self._live
+        if live is None:
+            if self._closing:
+                raise BrokerError("the broker has been closed")
+            reason = f" ({self._last_error})" if self._last_error else ""
+            raise BrokerError(
+                f"not connected to RabbitMQ at {self.settings.describe()}{reason}"
+            )
+        return live
+
+    def _bounded(self, d: Deferred[T], what: str) -> Deferred[T]:
+        return _bounded(self.reactor, d, self.settings.operation_timeout, what)
+
+    async def publish(self, routing_key: str, message: Message) -> None:
+        """Publish persistently and await the confirm (:class:`BrokerError`
+        when disconnected, nacked or the connection drops first)."""
+        await self._publish_body(routing_key, to_json(message))
+
+    async def _publish_body(self, routing_key: str, body: bytes) -> None:
+        from pika import BasicProperties
+
+        live = self._require_live()
+        properties = BasicProperties(
+            content_type=CONTENT_TYPE, delivery_mode=PERSISTENT
+        )
+        try:
+            confirmed = live.publish_channel.basic_publish(
+                exchange=EXCHANGE,
+                routing_key=routing_key,
+                body=body,
+                properties=properties,
+            )
+        except Exception as e:
+            raise BrokerError(
+                f"could not publish to {routing_key}: {_describe(e)}"
+            ) from e
+        try:
+            await self._bounded(confirmed, f"confirm of a message to {routing_key}")
+        except BrokerError:
+            raise
+        except (NackError, UnroutableError) as e:
+            raise BrokerError(f"RabbitMQ refused a message to {routing_key}") from e
+        except Exception as e:
+            raise BrokerError(
+                f"message to {routing_key} not confirmed: {_describe(e)}"
+            ) from e
+
+    async def _declare_on(self, channel: Any, queue: str) -> None:
+        await self._bounded(
+            channel.queue_declare(queue=queue, durable=True), "queue.declare"
+        )
+        await self._bounded(
+            channel.queue_bind(queue=queue, exchange=EXCHANGE, routing_key=queue),
+            "queue.bind",
+        )
+
+    async def _close_channel(self, channel: Any) -> None:
+        if not channel.is_open:
+            return
+        try:
+            channel.close()
+        except Exception as e:
+            _log.debug("could not close channel: {error}", error=e)
+            return
+        await _quiet(self._bounded(channel.on_closed, "channel close"))
+
+    async def _with_channel(
+        self, what: str, use: Callable[[Any], Deferred[Any]]
+    ) -> None:
+        """Run ``use`` on a short-lived channel, so a channel error (e.g. a
+        queue declared with other arguments) cannot hurt the others."""
+        live = self._require_live()
+        try:
+            channel = await self._bounded(live.protocol.amqp.channel(), "channel open")
+        except BrokerError:
+            raise
+        except Exception as e:
+            raise BrokerError(f"could not {what}: {_describe(e)}") from e
+        try:
+            await use(channel)
+        except BrokerError:
+            raise
+        except Exception as e:
+            raise BrokerError(f"could not {what}: {_describe(e)}") from e
+        finally:
+            await self._close_channel(channel)
+
+    async def declare_queue(self, queue: str) -> None:
+        """Declare the durable queue ``queue`` bound to ``vumi`` by its name."""
+        await self._with_channel(
+            f"declare {queue}", lambda ch: ensureDeferred(self._declare_on(ch, queue))
+        )
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete ``queue`` and its messages (tests and clean-up).
+
+        Stop its consumers first: RabbitMQ cancels them, and a consumer that
+        was not stopped attaches again, declaring the queue anew.
+        """
+        await self._with_channel(
+            f"delete {queue}",
+            lambda ch: self._bounded(ch.queue_delete(queue=queue), "queue.delete"),
+        )
+
+    async def consume(
+        self,
+        queue: str,
+        handler: MessageHandler,
+        prefetch: int = DEFAULT_PREFETCH,
+    ) -> RabbitMQConsumer:
+        """Start consuming ``queue``; :class:`BrokerError` when disconnected.
+
+        The consumer is set up again on every later connection until stopped.
+        """
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        live = self._require_live()
+        consumer = RabbitMQConsumer(self, queue, handler, prefetch)
+        try:
+            await consumer.attach(live)
+        except BrokerError:
+            raise
+        except Exception as e:
+            raise BrokerError(f"could not consume {queue}: {_describe(e)}") from e
+        if self._closing:
+            await consumer.stop()
+            raise BrokerError("the broker has been closed")
+        self._consumers[consumer] = None
+        current = self._live
+        if current is not live and current is not None:
+            # The connection dropped while attaching: follow the new one.
+            consumer.attach_soon(current)
+        return consumer

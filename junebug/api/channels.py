@@ -1,0 +1,90 @@
+"""``/channels/``: list, create, inspect, modify, delete, restart, logs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from junebug.api.envelope import render
+from junebug.api.schemas import CHANNEL_CREATE, CHANNEL_UPDATE, parse_body
+from junebug.channel_logs import read_logs_async
+from junebug.errors import ApiUsageError
+
+if TYPE_CHECKING:
+    from junebug.api.app import ApiDependencies
+
+
+def _query_int(request: IRequest, name: str) -> int | None:
+    args = request.args or {}
+    values = args.get(name.encode())
+    if not values:
+        return None
+    raw = values[0].decode("utf-8", "replace")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiUsageError(
+            f'"{name}" must be a positive integer, got {raw!r}'
+        ) from None
+    if value <= 0:
+        raise ApiUsageError(f'"{name}" must be a positive integer, got {raw!r}')
+    return value
+
+
+async def logs_response(
+    request: IRequest, deps: ApiDependencies, owner_id: str
+) -> bytes:
+    """The ``logs`` endpoints: newest first, at most ``max_logs`` entries."""
+    config = deps.config
+    n = _query_int(request, "n")
+    limit = config.max_logs if n is None else min(n, config.max_logs)
+    logs = await read_logs_async(deps.reactor, config.logging_path, owner_id, limit)
+    return render(request, 200, "logs retrieved", logs)
+
+
+def install(app: Klein, deps: ApiDependencies) -> None:
+    """Add the channel routes to ``app``."""
+    registry = deps.channels
+    max_size = deps.config.max_body_size
+
+    @app.route("/channels/", methods=["GET"])
+    async def list_channels(request: IRequest) -> bytes:
+        ids = await registry.store.list_ids()
+        return render(request, 200, "channels listed", ids)
+
+    @app.route("/channels/", methods=["POST"])
+    async def create_channel(request: IRequest) -> bytes:
+        body: dict[str, Any] = parse_body(request, CHANNEL_CREATE, max_size)
+        channel_id = await registry.create(body)
+        view = await registry.status_view(channel_id, body)
+        return render(request, 201, "channel created", view)
+
+    @app.route("/channels/<string:channel_id>", methods=["GET"])
+    async def get_channel(request: IRequest, channel_id: str) -> bytes:
+        properties = await registry.get_properties(channel_id)
+        view = await registry.status_view(channel_id, properties)
+        return render(request, 200, "channel found", view)
+
+    @app.route("/channels/<string:channel_id>", methods=["POST"])
+    async def modify_channel(request: IRequest, channel_id: str) -> bytes:
+        body: dict[str, Any] = parse_body(request, CHANNEL_UPDATE, max_size)
+        properties = await registry.update(channel_id, body)
+        view = await registry.status_view(channel_id, properties)
+        return render(request, 200, "channel updated", view)
+
+    @app.route("/channels/<string:channel_id>", methods=["DELETE"])
+    async def delete_channel(request: IRequest, channel_id: str) -> bytes:
+        await registry.delete(channel_id)
+        return render(request, 200, "channel deleted", {})
+
+    @app.route("/channels/<string:channel_id>/restart", methods=["POST"])
+    async def restart_channel(request: IRequest, channel_id: str) -> bytes:
+        await registry.restart(channel_id)
+        return render(request, 200, "channel restarted", {})
+
+    @app.route("/channels/<string:channel_id>/logs", methods=["GET"])
+    async def channel_logs(request: IRequest, channel_id: str) -> bytes:
+        await registry.get_properties(channel_id)
+        return await logs_response(request, deps, channel_id)

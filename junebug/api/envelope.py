@@ -1,0 +1,40 @@
+"""The JSON envelope every response carries: ``{status, code, description, result}``."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+
+def reason_phrase(code: int) -> str | int:
+    """The HTTP reason phrase for a code, or the code itself if unknown."""
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return code
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def render(request: IRequest, code: int, description: str | None, result: Any) -> bytes:
+    """Set the status and content type on ``request`` and return the body."""
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    body = {
+        "status": code,
+        "code": reason_phrase(code),
+        "description": description,
+        "result": result,
+    }
+    return json.dumps(body, default=_default).encode("utf-8")
+
+
+def error_result(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"errors": errors}

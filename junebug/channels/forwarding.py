@@ -1,0 +1,153 @@
+"""Deliver a channel's (or destination's) inbound messages and events onwards.
+
+This is the original's MessageForwardingWorker: MO messages are stored (so they
+can be replied to) and then POSTed to ``mo_url`` and/or copied to
+``<amqp_queue>.inbound``; events are stored against their outbound message and
+POSTed to that message's ``event_url`` and/or copied to ``<amqp_queue>.event``.
+Unlike the original, MO messages that close a session are forwarded too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import attrs
+from twisted.logger import Logger
+
+from junebug.amqp import topology
+from junebug.amqp.broker import Broker
+from junebug.messages import Message, api_event_type, api_event_view, api_message_view
+from junebug.stores.messages import MessageStore
+from junebug.stores.rates import RateStore
+
+DEFAULT_HTTP_TIMEOUT = 10.0
+
+
+class HttpResultLike(Protocol):
+    ok: bool
+    code: int | None
+    body: str
+    error: str | None
+
+
+class JsonPoster(Protocol):
+    """The part of :class:`junebug.http.client.HttpClient` forwarding needs."""
+
+    async def post_json(
+        self, url: str, body: Any, *, token: str | None = None, timeout: float = ...
+    ) -> Any: ...
+
+
+def redact(url: str) -> str:
+    """Hide the password of a URL's userinfo."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, host = rest.partition("@")
+    if not at or "/" in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+@attrs.define
+class Forwarder:
+    """Forwards MO and events for one owner (a channel or a destination)."""
+
+    owner_id: str
+    broker: Broker
+    messages: MessageStore
+    rates: RateStore
+    http: JsonPoster
+    log: Logger
+    mo_url: str | None = None
+    mo_url_auth_token: str | None = None
+    amqp_queue: str | None = None
+    mo_url_timeout: float = DEFAULT_HTTP_TIMEOUT
+    event_url_timeout: float = DEFAULT_HTTP_TIMEOUT
+    #: The ``channel_id`` shown in API views; the destination id for routers.
+    view_id: str | None = None
+
+    async def handle_inbound(self, message: Message) -> None:
+        """Store an MO message, then deliver it to ``mo_url`` and ``amqp_queue``."""
+        await self.messages.store_inbound(self.owner_id, message)
+        if self.mo_url:
+            view = api_message_view(message)
+            result = await self.http.post_json(
+                self.mo_url,
+                view,
+                token=self.mo_url_auth_token,
+                timeout=self.mo_url_timeout,
+            )
+            self._report("message", self.mo_url, result, message.get("message_id"))
+        if self.amqp_queue:
+            await self.broker.publish(topology.inbound(self.amqp_queue), message)
+        await self.rates.increment(self.owner_id, "inbound")
+
+    async def handle_event(self, event: Message) -> None:
+        """Store an event, then deliver it to its message's ``event_url``."""
+        message_id = event.get("user_message_id")
+        if not message_id:
+            self.log.warn(
+                "Cannot store event, missing user_message_id: {event_id}",
+                event_id=event.get("event_id"),
+                channel_id=self.owner_id,
+            )
+        else:
+            await self.messages.store_event(self.owner_id, event)
+            await self._post_event(message_id, event)
+        if self.amqp_queue:
+            await self.broker.publish(topology.event(self.amqp_queue), event)
+        event_type = api_event_type(event)
+        if event_type is not None:
+            await self.rates.increment(self.owner_id, event_type)
+
+    async def _post_event(self, message_id: str, event: Message) -> None:
+        record = await self.messages.load_outbound(self.owner_id, message_id)
+        event_url = (record or {}).get("event_url")
+        if not event_url:
+            return
+        if api_event_type(event) is None:
+            self.log.info(
+                "Discarding unrecognised event {event_id}",
+                event_id=event.get("event_id"),
+                channel_id=self.owner_id,
+            )
+            return
+        view = api_event_view(event, self.view_id or self.owner_id)
+        result = await self.http.post_json(
+            event_url,
+            view,
+            token=(record or {}).get("event_auth_token"),
+            timeout=self.event_url_timeout,
+        )
+        self._report("event", event_url, result, message_id)
+
+    def _report(
+        self, what: str, url: str, result: HttpResultLike, message_id: Any
+    ) -> None:
+        if result.ok:
+            return
+        if result.code is not None:
+            self.log.error(
+                "Error sending {what} {message_id} to {url}: HTTP {code}: {body}",
+                what=what,
+                message_id=message_id,
+                url=redact(url),
+                code=result.code,
+                body=result.body,
+                channel_id=self.owner_id,
+            )
+        else:
+            self.log.error(
+                "Post of {what} {message_id} to {url} failed: {error}",
+                what=what,
+                message_id=message_id,
+                url=redact(url),
+                error=result.error,
+                channel_id=self.owner_id,
+            )
+
+    async def relay_outbound(self, message: Message, channel_id: str) -> None:
+        """Republish an MT message from ``<amqp_queue>.outbound`` to the channel."""
+        await self.broker.publish(topology.outbound(channel_id), message)

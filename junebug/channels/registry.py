@@ -1,0 +1,154 @@
+"""Every channel of this Junebug: create, update, restart, delete, look up.
+
+Properties are persisted in the channel store before a channel starts, so a
+crash never forgets an accepted channel; on start-up every stored channel is
+started again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from twisted.internet.defer import DeferredLock
+from twisted.logger import Logger
+
+from junebug.channels.service import Channel, ChannelDependencies
+from junebug.channels.status import status_object
+from junebug.errors import ChannelNotFound
+from junebug.plugins.host import PluginHost
+from junebug.stores.channels import ChannelStore
+
+#: Property keys whose change needs the channel's parts restarted.
+RUNTIME_KEYS = frozenset(
+    {"type", "config", "mo_url", "mo_url_auth_token", "amqp_queue", "status_url"}
+)
+
+
+class ChannelRegistry:
+    """Maps channel ids to running channels, backed by the channel store."""
+
+    log = Logger()
+
+    def __init__(
+        self, store: ChannelStore, deps: ChannelDependencies, plugins: PluginHost
+    ) -> None:
+        self.store = store
+        self.deps = deps
+        self.plugins = plugins
+        self._channels: dict[str, Channel] = {}
+        self._locks: dict[str, DeferredLock] = {}
+
+    def _lock(self, channel_id: str) -> DeferredLock:
+        return self._locks.setdefault(channel_id, DeferredLock())
+
+    def running(self, channel_id: str) -> Channel | None:
+        return self._channels.get(channel_id)
+
+    def running_ids(self) -> list[str]:
+        return sorted(self._channels)
+
+    def validate(self, properties: dict[str, Any]) -> None:
+        """Raise the API error a channel's type or config deserve."""
+        self.deps.transports.validate(properties.get("type"), properties.get("config"))
+
+    async def get_properties(self, channel_id: str) -> dict[str, Any]:
+        properties = await self.store.load(channel_id)
+        if properties is None:
+            raise ChannelNotFound("")
+        return properties
+
+    async def status_view(
+        self, channel_id: str, properties: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Properties + ``id`` + ``status``, as create/get/update answer."""
+        extra: dict[str, dict[str, Any]] = {}
+        if not self.deps.broker.is_connected():
+            extra["amqp"] = {
+                "channel_id": channel_id,
+                "component": "amqp",
+                "status": "down",
+                "type": "connection_lost",
+                "message": "Lost connection to the message broker",
+                "details": {},
+            }
+        status = await status_object(
+            channel_id, self.deps.statuses, self.deps.rates, extra
+        )
+        return {**properties, "id": channel_id, "status": status}
+
+    async def ensure(self, definition: dict[str, Any]) -> str:
+        """Create a channel from config unless its ``id`` is already stored."""
+        properties = dict(definition)
+        channel_id = properties.pop("id", None)
+        if channel_id is not None and await self.store.load(str(channel_id)):
+            return str(channel_id)
+        return await self.create(properties, channel_id=channel_id)
+
+    async def create(
+        self, properties: dict[str, Any], channel_id: str | None = None
+    ) -> str:
+        self.validate(properties)
+        channel_id = channel_id or str(uuid.uuid4())
+        await self.store.save(channel_id, properties)
+        await self._start(channel_id, properties)
+        return channel_id
+
+    async def _start(self, channel_id: str, properties: dict[str, Any]) -> Channel:
+        channel = Channel(channel_id, properties, self.deps)
+        self._channels[channel_id] = channel
+        await channel.start()
+        await self.plugins.channel_started(channel)
+        return channel
+
+    async def _stop(self, channel_id: str) -> None:
+        channel = self._channels.pop(channel_id, None)
+        if channel is None:
+            return
+        await channel.stop()
+        await self.plugins.channel_stopped(channel)
+
+    async def update(self, channel_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        async with self._lock(channel_id):
+            properties = await self.get_properties(channel_id)
+            merged = {**properties, **changes}
+            self.validate(merged)
+            await self.store.save(channel_id, merged)
+            channel = self._channels.get(channel_id)
+            if channel is None or RUNTIME_KEYS.intersection(changes):
+                await self._stop(channel_id)
+                await self._start(channel_id, merged)
+            else:
+                channel.properties = merged
+            return merged
+
+    async def delete(self, channel_id: str) -> None:
+        async with self._lock(channel_id):
+            await self.get_properties(channel_id)
+            await self._stop(channel_id)
+            await self.store.delete(channel_id)
+            await self.deps.statuses.delete(channel_id)
+        self._locks.pop(channel_id, None)
+
+    async def restart(self, channel_id: str) -> None:
+        async with self._lock(channel_id):
+            properties = await self.get_properties(channel_id)
+            await self._stop(channel_id)
+            await self._start(channel_id, properties)
+
+    async def start_all(self) -> None:
+        """Start every stored channel; one that fails never stops the others."""
+        for channel_id in await self.store.list_ids():
+            properties = await self.store.load(channel_id)
+            if properties is None:
+                continue
+            try:
+                await self._start(channel_id, properties)
+            except Exception:
+                self.log.failure(
+                    "Could not start channel {channel_id}", channel_id=channel_id
+                )
+
+    async def stop_all(self) -> None:
+        for channel_id in list(self._channels):
+            await self._stop(channel_id)

@@ -1,0 +1,143 @@
+"""Accepting an MT message from the API: checks, the outbound record, publishing.
+
+The order of checks is the original's (so the same request gets the same
+error): destination, ``to``/``reply_to``, the replied-to message, the content,
+the character limit.  The outbound record (with ``event_url``) is stored before
+the message is published, so an early event always finds it.  A message is
+accepted (201) only once the broker has confirmed it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from junebug.amqp import topology
+from junebug.amqp.broker import Broker
+from junebug.channels.service import has_destination
+from junebug.errors import (
+    AmqpConnectionError,
+    ApiUsageError,
+    BrokerError,
+    MessageNotFound,
+    MessageTooLong,
+)
+from junebug.messages import (
+    SESSION_CLOSE,
+    Message,
+    api_message_view,
+    reply_to,
+    split_channel_data,
+    user_message,
+)
+from junebug.stores.messages import MessageStore
+from junebug.stores.rates import RateStore
+
+#: Request fields kept in the outbound record beside the API view.
+RECORD_EXTRAS = ("event_url", "event_auth_token", "priority")
+
+
+def _closes_session(msg: Message) -> bool:
+    return (
+        msg.get("session_event") == SESSION_CLOSE
+        or msg.get("continue_session") is False
+    )
+
+
+@attrs.define
+class MessageSender:
+    """Turns validated API requests into published vumi messages."""
+
+    broker: Broker
+    messages: MessageStore
+    rates: RateStore
+    allow_expired_replies: bool = False
+
+    async def build(
+        self,
+        channel_id: str,
+        body: dict[str, Any],
+        inbound_owners: tuple[str, ...] = (),
+    ) -> Message:
+        """Check a request and build its vumi message (without sending it)."""
+        if "to" not in body and "reply_to" not in body:
+            raise ApiUsageError('Either "to" or "reply_to" must be specified')
+        helper_metadata, session_event, continue_session = split_channel_data(
+            body.get("channel_data")
+        )
+        content = body.get("content")
+        msg: Message | None = None
+        if "reply_to" in body:
+            inbound = None
+            for owner in (*inbound_owners, channel_id):
+                inbound = await self.messages.load_inbound(owner, body["reply_to"])
+                if inbound is not None:
+                    break
+            if inbound is not None:
+                msg = reply_to(
+                    inbound,
+                    content,
+                    continue_session=continue_session is not False,
+                    session_event=session_event,
+                    helper_metadata=helper_metadata,
+                )
+            elif not (self.allow_expired_replies and body.get("to")):
+                raise MessageNotFound(
+                    f"Inbound message with id {body['reply_to']} not found"
+                )
+        if msg is None:
+            msg = user_message(
+                to_addr=body.get("to"),
+                from_addr=body.get("from"),
+                group=body.get("group"),
+                content=content,
+                transport_name=channel_id,
+                session_event=session_event,
+                helper_metadata=helper_metadata,
+            )
+        if continue_session is not None:
+            msg["continue_session"] = continue_session
+        msg["transport_name"] = channel_id
+        if content is None and not _closes_session(msg):
+            raise ApiUsageError(
+                '"content" may only be null for a message that closes a session'
+            )
+        return msg
+
+    def check_length(self, msg: Message, limit: Any) -> None:
+        content = msg.get("content")
+        if isinstance(limit, int) and content is not None and len(content) > limit:
+            raise MessageTooLong(
+                f"Message content {content!r} is of length {len(content)}, "
+                f"which is greater than the character limit of {limit}"
+            )
+
+    async def send(
+        self,
+        channel_id: str,
+        properties: dict[str, Any],
+        body: dict[str, Any],
+        *,
+        require_destination: bool = True,
+        inbound_owners: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        """Validate, record and publish one MT message; return its API view."""
+        if require_destination and not has_destination(properties):
+            raise ApiUsageError('This channel has no "mo_url" or "amqp_queue"')
+        msg = await self.build(channel_id, body, inbound_owners)
+        self.check_length(msg, properties.get("character_limit"))
+        view = api_message_view(msg)
+        record = {**view}
+        for key in RECORD_EXTRAS:
+            if key in body:
+                record[key] = body[key]
+        await self.messages.store_outbound(channel_id, msg["message_id"], record)
+        try:
+            await self.broker.publish(topology.outbound(channel_id), msg)
+        except BrokerError as exc:
+            raise AmqpConnectionError(
+                "Message not sent, AMQP connection error."
+            ) from exc
+        await self.rates.increment(channel_id, "outbound")
+        return view

@@ -1,0 +1,203 @@
+"""One running channel: its transport, its forwarder and its status receiver.
+
+Each part is wired to the broker with the original's routing keys: the
+transport consumes ``<id>.outbound`` and publishes ``<id>.inbound``,
+``<id>.event`` and ``<id>.status.status``; the forwarder consumes inbound and
+events (and ``<amqp_queue>.outbound`` when set); the status receiver consumes
+status events.  A transport that fails to start leaves the channel ``down``
+but registered, so it can be inspected, updated, restarted or deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from junebug.amqp import topology
+from junebug.amqp.broker import Broker, Consumer
+from junebug.channel_logs import owner_logger
+from junebug.channels.forwarding import Forwarder, JsonPoster
+from junebug.channels.status import StatusReceiver
+from junebug.messages import Message, status_event
+from junebug.stores.backend import KeyValueBackend
+from junebug.stores.messages import MessageStore
+from junebug.stores.rates import RateStore
+from junebug.stores.status import StatusStore
+from junebug.transports.interface import Transport, TransportContext
+from junebug.transports.registry import TransportRegistry
+
+
+def has_destination(properties: dict[str, Any]) -> bool:
+    """A channel forwards MO only if it has ``mo_url`` or ``amqp_queue`` set."""
+    return bool(properties.get("mo_url") or properties.get("amqp_queue"))
+
+
+@attrs.define
+class ChannelDependencies:
+    """What every channel shares with the rest of Junebug."""
+
+    reactor: Any
+    broker: Broker
+    backend: KeyValueBackend
+    messages: MessageStore
+    statuses: StatusStore
+    rates: RateStore
+    http: JsonPoster
+    transports: TransportRegistry
+    prefetch: int = 20
+
+
+class Channel:
+    """A channel's running parts, started and stopped together."""
+
+    def __init__(
+        self, channel_id: str, properties: dict[str, Any], deps: ChannelDependencies
+    ) -> None:
+        self.id = channel_id
+        self.properties = properties
+        self._deps = deps
+        self.log = owner_logger("junebug.channel", "channel_id", channel_id)
+        self.transport: Transport | None = None
+        self._consumers: list[Consumer] = []
+        self.start_error: str | None = None
+        self.running = False
+
+    async def _publish(self, routing_key: str, message: Message) -> None:
+        await self._deps.broker.publish(routing_key, message)
+
+    def _context(self) -> TransportContext:
+        cid = self.id
+
+        async def publish_inbound(msg: Message) -> None:
+            msg.setdefault("transport_name", cid)
+            await self._publish(topology.inbound(cid), msg)
+
+        async def publish_event(msg: Message) -> None:
+            msg.setdefault("transport_name", cid)
+            await self._publish(topology.event(cid), msg)
+
+        async def publish_status(msg: Message) -> None:
+            msg.setdefault("transport_name", cid)
+            await self._publish(topology.status(cid), msg)
+
+        return TransportContext(
+            channel_id=cid,
+            reactor=self._deps.reactor,
+            publish_inbound=publish_inbound,
+            publish_event=publish_event,
+            publish_status=publish_status,
+            store=self._deps.backend,
+            log=self.log,
+        )
+
+    def forwarder(self) -> Forwarder:
+        props = self.properties
+        return Forwarder(
+            owner_id=self.id,
+            broker=self._deps.broker,
+            messages=self._deps.messages,
+            rates=self._deps.rates,
+            http=self._deps.http,
+            log=self.log,
+            mo_url=props.get("mo_url"),
+            mo_url_auth_token=props.get("mo_url_auth_token"),
+            amqp_queue=props.get("amqp_queue"),
+        )
+
+    async def _consume(self, queue: str, handler: Any) -> None:
+        consumer = await self._deps.broker.consume(
+            queue, handler, prefetch=self._deps.prefetch
+        )
+        self._consumers.append(consumer)
+
+    async def start(self) -> None:
+        """Start the status receiver, the forwarder, then the transport."""
+        deps = self._deps
+        props = self.properties
+        receiver = StatusReceiver(
+            channel_id=self.id,
+            statuses=deps.statuses,
+            http=deps.http,
+            log=self.log,
+            status_url=props.get("status_url"),
+        )
+        await self._consume(topology.status(self.id), receiver.handle_status)
+        if has_destination(props):
+            forwarder = self.forwarder()
+            await self._consume(topology.inbound(self.id), forwarder.handle_inbound)
+            await self._consume(topology.event(self.id), forwarder.handle_event)
+            queue = props.get("amqp_queue")
+            if queue:
+
+                async def relay(message: Message) -> None:
+                    await forwarder.relay_outbound(message, self.id)
+
+                await self._consume(topology.outbound(queue), relay)
+        else:
+            # Declared so messages wait for a router rather than being dropped.
+            await deps.broker.declare_queue(topology.inbound(self.id))
+            await deps.broker.declare_queue(topology.event(self.id))
+        # Declared first, so MT accepted while the transport is down waits.
+        await deps.broker.declare_queue(topology.outbound(self.id))
+        self.start_error = None
+        try:
+            cls = deps.transports.resolve(props.get("type"))
+            config = deps.transports.validate(props.get("type"), props.get("config"))
+            transport = cls(self._context(), config)
+            await transport.start()
+        except Exception as exc:
+            self.start_error = f"{type(exc).__name__}: {exc}"
+            self.log.failure(
+                "Channel {channel_id} transport failed to start",
+                channel_id=self.id,
+            )
+            await self._record_down(self.start_error)
+        else:
+            self.transport = transport
+            await deps.statuses.clear(self.id, "transport")
+            await self._consume(topology.outbound(self.id), self._handle_outbound)
+        self.running = True
+        self.log.info("Channel {channel_id} started", channel_id=self.id)
+
+    async def _record_down(self, reason: str) -> None:
+        status = status_event(
+            component="transport",
+            status="down",
+            type="start_failed",
+            message=reason,
+            transport_name=self.id,
+        )
+        try:
+            await self._deps.statuses.save(self.id, status)
+        except Exception:
+            self.log.failure("Could not record channel status")
+
+    async def _handle_outbound(self, message: Message) -> None:
+        transport = self.transport
+        if transport is None:
+            raise RuntimeError(f"channel {self.id} has no running transport")
+        await transport.handle_outbound(message)
+
+    async def stop(self) -> None:
+        """Stop every part; never fails, whatever state the channel is in."""
+        consumers, self._consumers = self._consumers, []
+        for consumer in reversed(consumers):
+            try:
+                await consumer.stop()
+            except Exception:
+                self.log.failure(
+                    "Error stopping consumer of {queue}", queue=consumer.queue
+                )
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            try:
+                await transport.stop()
+            except Exception:
+                self.log.failure(
+                    "Error stopping transport of channel {channel_id}",
+                    channel_id=self.id,
+                )
+        if self.running:
+            self.log.info("Channel {channel_id} stopped", channel_id=self.id)
+        self.running = False

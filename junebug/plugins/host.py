@@ -1,0 +1,65 @@
+"""Loads plugins and fans channel lifecycle events out to them.
+
+A failing plugin hook is logged and never stops a channel operation.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from junebug.errors import ConfigError
+from junebug.transports.registry import load_dotted
+
+
+async def _call(result: Any) -> Any:
+    if isinstance(result, Deferred) or inspect.isawaitable(result):
+        return await result
+    return result
+
+
+class PluginHost:
+    """Holds the configured plugins."""
+
+    log = Logger()
+
+    def __init__(self, plugin_configs: list[dict[str, Any]]) -> None:
+        self._configs = plugin_configs
+        self.plugins: list[tuple[Any, dict[str, Any]]] = []
+        for config in plugin_configs:
+            path = config.get("type")
+            if not isinstance(path, str):
+                raise ConfigError("plugins: each plugin needs a 'type' class path")
+            self.plugins.append((load_dotted(path)(), config))
+
+    async def start(self, junebug_config: Any) -> None:
+        for plugin, config in self.plugins:
+            await _call(plugin.start_plugin(config, junebug_config))
+
+    async def stop(self) -> None:
+        for plugin, _config in reversed(self.plugins):
+            try:
+                await _call(plugin.stop_plugin())
+            except Exception:
+                self.log.failure("Plugin {plugin!r} failed to stop", plugin=plugin)
+
+    async def channel_started(self, channel: Any) -> None:
+        await self._fan_out("channel_started", channel)
+
+    async def channel_stopped(self, channel: Any) -> None:
+        await self._fan_out("channel_stopped", channel)
+
+    async def _fan_out(self, hook: str, channel: Any) -> None:
+        for plugin, _config in self.plugins:
+            method = getattr(plugin, hook, None)
+            if method is None:
+                continue
+            try:
+                await _call(method(channel))
+            except Exception:
+                self.log.failure(
+                    "Plugin {plugin!r} failed in {hook}", plugin=plugin, hook=hook
+                )

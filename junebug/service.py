@@ -1,0 +1,171 @@
+"""Assembles a running Junebug from its config: backends, channels, the API.
+
+Start-up that must succeed before serving (reach Redis and RabbitMQ, start the
+plugins and every stored channel) happens in :func:`start_junebug`, which the
+CLI awaits; :meth:`Junebug.stop` undoes it in reverse order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from junebug.amqp.broker import Broker
+from junebug.amqp.memory import MemoryBroker
+from junebug.amqp.rabbitmq import AmqpSettings, RabbitMQBroker
+from junebug.api.app import ApiDependencies, JunebugApi
+from junebug.channel_logs import LogFileRouter
+from junebug.channels.registry import ChannelRegistry
+from junebug.channels.sending import MessageSender
+from junebug.channels.service import ChannelDependencies
+from junebug.config import JunebugConfig, as_dict
+from junebug.http.client import HttpClient
+from junebug.plugins.host import PluginHost
+from junebug.stores.backend import KeyValueBackend
+from junebug.stores.channels import ChannelStore
+from junebug.stores.memory import MemoryBackend
+from junebug.stores.messages import MessageStore
+from junebug.stores.rates import RateStore
+from junebug.stores.redis import connect_redis
+from junebug.stores.status import StatusStore
+from junebug.transports.registry import TransportRegistry
+
+log = Logger()
+
+EMBEDDED_WARNING = (
+    "Running with --embedded: channels, messages and queues live in memory only. "
+    "NOTHING PERSISTS across restarts. Do not use this in production."
+)
+
+
+@attrs.define
+class Junebug:
+    """A running Junebug and everything it owns."""
+
+    config: JunebugConfig
+    backend: KeyValueBackend
+    broker: Broker
+    http: HttpClient
+    plugins: PluginHost
+    channels: ChannelRegistry
+    api: JunebugApi
+    logs: LogFileRouter
+    port: IListeningPort | None = None
+
+    async def stop(self) -> None:
+        """Stop serving, then stop channels, plugins and connections."""
+        if self.port is not None:
+            stopping = self.port.stopListening()
+            if stopping is not None:
+                await stopping
+            self.port = None
+        await self.channels.stop_all()
+        await self.plugins.stop()
+        await self.broker.close()
+        await self.http.close()
+        await self.backend.close()
+        self.logs.stop()
+
+
+async def connect_backends(
+    reactor: Any, config: JunebugConfig
+) -> tuple[KeyValueBackend, Broker]:
+    """The store and broker the config asks for, connected."""
+    if config.embedded:
+        log.warn(EMBEDDED_WARNING)
+        return MemoryBackend(reactor, config.redis.key_prefix), MemoryBroker(reactor)
+    redis = config.redis
+    backend = await connect_redis(
+        host=redis.host,
+        port=redis.port,
+        db=redis.db,
+        password=redis.password,
+        key_prefix=redis.key_prefix,
+        clock=reactor,
+    )
+    amqp = config.amqp
+    broker = RabbitMQBroker(
+        reactor,
+        AmqpSettings(
+            host=amqp.hostname,
+            port=amqp.port,
+            vhost=amqp.vhost,
+            username=amqp.username,
+            password=amqp.password,
+            heartbeat=amqp.heartbeat,
+        ),
+    )
+    broker.start()
+    await broker.when_connected(timeout=30.0)
+    return backend, broker
+
+
+async def start_junebug(
+    reactor: Any, config: JunebugConfig, *, listen: bool = True
+) -> Junebug:
+    """Connect, start plugins and channels, then serve the API."""
+    logs = LogFileRouter(
+        config.logging_path, config.log_rotate_size, config.max_log_files
+    )
+    logs.start()
+    backend, broker = await connect_backends(reactor, config)
+    http = HttpClient(reactor)
+    messages = MessageStore(
+        backend, config.inbound_message_ttl, config.outbound_message_ttl
+    )
+    rates = RateStore(backend, reactor, config.metric_window)
+    deps = ChannelDependencies(
+        reactor=reactor,
+        broker=broker,
+        backend=backend,
+        messages=messages,
+        statuses=StatusStore(backend),
+        rates=rates,
+        http=http,
+        transports=TransportRegistry(config.channels, config.replace_channels),
+        prefetch=config.amqp.prefetch,
+    )
+    plugins = PluginHost(config.plugins)
+    registry = ChannelRegistry(ChannelStore(backend), deps, plugins)
+    sender = MessageSender(
+        broker=broker,
+        messages=messages,
+        rates=rates,
+        allow_expired_replies=config.allow_expired_replies,
+    )
+    api = JunebugApi(
+        ApiDependencies(
+            config=config, channels=registry, sender=sender, reactor=reactor, http=http
+        )
+    )
+    junebug = Junebug(
+        config=config,
+        backend=backend,
+        broker=broker,
+        http=http,
+        plugins=plugins,
+        channels=registry,
+        api=api,
+        logs=logs,
+    )
+    await plugins.start(as_dict(config))
+    await registry.start_all()
+    for definition in config.startup_channels:
+        await registry.ensure(definition)
+    if listen:
+        endpoint = serverFromString(
+            reactor, f"tcp:{config.port}:interface={config.interface}"
+        )
+        junebug.port = await endpoint.listen(Site(api.resource()))
+        address = junebug.port.getHost()
+        log.info(
+            "Junebug is listening on {host}:{port}",
+            host=config.interface,
+            port=getattr(address, "port", config.port),
+        )
+    return junebug

@@ -1,0 +1,281 @@
+"""The Redis :class:`~junebug.stores.backend.KeyValueBackend`, over txredisapi.
+
+:func:`connect_redis` opens a reconnecting txredisapi pool and waits until it
+is usable.  If the connection is lost later, txredisapi dials again on its own
+(backing off from 1s up to 10s).  No call hangs: one that gets no answer within
+``timeout`` seconds fails and its connection is dropped (so a half-open
+connection gets redialled), and one still waiting for a connection fails a
+moment later; both raise :class:`~junebug.errors.StoreUnavailable`.
+
+A call that takes a ``ttl`` is one ``EVAL`` of a small Lua script that runs the
+command and then ``EXPIRE``: one round trip, atomic, and a command that fails
+(``WRONGTYPE``) leaves the expiry untouched, as :class:`MemoryBackend` does.
+
+Redis errors are raised as the in-memory backend raises them: ``TypeError`` for
+an operation against a key of another type, ``ValueError`` for ``incr`` of a
+value that is not an integer.  txredisapi dials with the global reactor; only
+the timeouts here use the injected clock.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable
+from typing import Any, Final
+
+import txredisapi
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+
+from junebug.errors import StoreUnavailable
+
+__all__ = ["RedisBackend", "connect_redis"]
+
+# Runs ARGV[2] (a command taking the key first, its arguments from ARGV[3]) on
+# KEYS[1], then sets the key's expiry to ARGV[1] seconds.  EXPIRE on a missing
+# key does nothing, so a read refreshes only a key that exists; an error in the
+# command aborts the script before the EXPIRE.  (Lua's unpack() takes a few
+# thousand arguments: far more than a Junebug hash has fields.)
+_WITH_EXPIRY: Final = """\
+local reply = redis.call(ARGV[2], KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return reply
+"""
+
+# txredisapi's own reply timeout (``timeout``) must fire first: it is the one
+# that drops a connection that stopped answering.  Ours, later, covers a call
+# still waiting for a connection.
+_GRACE = 1.0
+
+_Arg = str | int
+
+
+class RedisBackend:
+    """Redis with the semantics of :class:`~junebug.stores.memory.MemoryBackend`.
+
+    Build it with :func:`connect_redis`.  ``key_prefix`` (if not empty) is
+    joined to every key with ``:``.
+    """
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        clock: IReactorTime,
+        key_prefix: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._handler = handler
+        self._clock = clock
+        self._prefix = f"{key_prefix}:" if key_prefix else ""
+        self._timeout = timeout
+        self._closed = False
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    def is_connected(self) -> bool:
+        """True while at least one connection of the pool is usable."""
+        if self._closed:
+            return False
+        # txredisapi keeps the established connections in factory.pool
+        factory = self._handler._factory
+        return any(bool(conn.connected) for conn in factory.pool)
+
+    async def _command(self, *args: _Arg) -> object:
+        """Run one command, translating txredisapi's errors into ours."""
+        name = str(args[0])
+        if self._closed:
+            raise StoreUnavailable(f"Redis {name}: the backend is closed")
+        deadline = self._timeout + _GRACE
+        d: defer.Deferred[object] = self._handler.execute_command(*args)
+        d.addTimeout(deadline, self._clock)
+        try:
+            return await d
+        except defer.TimeoutError as e:
+            raise StoreUnavailable(
+                f"Redis {name}: timed out after {deadline:g}s"
+            ) from e
+        except txredisapi.ConnectionError as e:
+            raise StoreUnavailable(f"Redis {name}: {e}") from e
+        except txredisapi.ResponseError as e:
+            raise _translate(name, e) from e
+
+    async def _with_expiry(
+        self, ttl: int, command: str, key: str, *args: _Arg
+    ) -> object:
+        return await self._command(
+            "EVAL", _WITH_EXPIRY, 1, self._key(key), ttl, command, *args
+        )
+
+    async def ping(self) -> bool:
+        try:
+            reply = await self._command("PING")
+        except StoreUnavailable:
+            return False
+        return reply == "PONG"
+
+    async def get(self, key: str, ttl: int | None = None) -> str | None:
+        if ttl is None:
+            reply = await self._command("GET", self._key(key))
+        else:
+            reply = await self._with_expiry(ttl, "GET", key)
+        return _optional_text(reply)
+
+    async def set(self, key: str, value: str, ttl: int | None = None) -> None:
+        if ttl is None:
+            await self._command("SET", self._key(key), value)
+        else:
+            await self._command("SET", self._key(key), value, "EX", ttl)
+
+    async def delete(self, *keys: str) -> None:
+        if keys:
+            await self._command("DEL", *(self._key(key) for key in keys))
+
+    async def exists(self, key: str) -> bool:
+        return _integer(await self._command("EXISTS", self._key(key))) > 0
+
+    async def sadd(self, key: str, *members: str) -> None:
+        if members:
+            await self._command("SADD", self._key(key), *members)
+
+    async def srem(self, key: str, *members: str) -> None:
+        if members:
+            await self._command("SREM", self._key(key), *members)
+
+    async def smembers(self, key: str) -> builtins.set[str]:
+        reply = await self._command("SMEMBERS", self._key(key))
+        return {_text(member) for member in _array(reply)}
+
+    async def hset(
+        self, key: str, mapping: dict[str, str], ttl: int | None = None
+    ) -> None:
+        pairs = [item for field, value in mapping.items() for item in (field, value)]
+        if not pairs:
+            # HSET needs a field; an empty write only refreshes the expiry
+            if ttl is not None:
+                await self._command("EXPIRE", self._key(key), ttl)
+        elif ttl is None:
+            await self._command("HSET", self._key(key), *pairs)
+        else:
+            await self._with_expiry(ttl, "HSET", key, *pairs)
+
+    async def hget(self, key: str, field: str, ttl: int | None = None) -> str | None:
+        if ttl is None:
+            reply = await self._command("HGET", self._key(key), field)
+        else:
+            reply = await self._with_expiry(ttl, "HGET", key, field)
+        return _optional_text(reply)
+
+    async def hgetall(self, key: str, ttl: int | None = None) -> dict[str, str]:
+        if ttl is None:
+            reply = await self._command("HGETALL", self._key(key))
+        else:
+            reply = await self._with_expiry(ttl, "HGETALL", key)
+        flat = [_text(item) for item in _array(reply)]
+        return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def hdel(self, key: str, *fields: str) -> None:
+        if fields:
+            await self._command("HDEL", self._key(key), *fields)
+
+    async def incr(self, key: str, ttl: int | None = None) -> int:
+        if ttl is None:
+            reply = await self._command("INCR", self._key(key))
+        else:
+            reply = await self._with_expiry(ttl, "INCR", key)
+        return _integer(reply)
+
+    async def ttl(self, key: str) -> int | None:
+        seconds = _integer(await self._command("TTL", self._key(key)))
+        # -2: no such key, -1: no expiry
+        return seconds if seconds >= 0 else None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._handler.disconnect()
+
+
+async def connect_redis(
+    host: str = "localhost",
+    port: int = 6379,
+    db: int = 0,
+    password: str | None = None,
+    key_prefix: str | None = None,
+    *,
+    clock: IReactorTime,
+    connect_timeout: float = 10.0,
+    timeout: float = 10.0,
+    poolsize: int = 1,
+) -> RedisBackend:
+    """Connect to Redis and return the backend once the pool is usable.
+
+    ``clock`` (the reactor) drives the timeouts.  Raises
+    :class:`~junebug.errors.StoreUnavailable` if the pool is not up within
+    ``connect_timeout`` seconds or Redis refuses the password or ``db``;
+    nothing is left running then.  ``timeout`` bounds every later call (see
+    the module's docstring).
+    """
+    handler = txredisapi.lazyConnectionPool(
+        host=host,
+        port=port,
+        dbid=db,
+        poolsize=poolsize,
+        reconnect=True,
+        password=password,
+        connectTimeout=connect_timeout,
+        replyTimeout=timeout,
+        convertNumbers=False,
+    )
+    # Fires once the whole pool has connected (AUTH and SELECT done); fails
+    # when Redis refuses them.  Connection refused is retried forever, hence
+    # the timeout.
+    ready: defer.Deferred[object] = handler._connected
+    ready.addTimeout(connect_timeout, clock)
+    try:
+        await ready
+    except defer.TimeoutError as e:
+        await handler.disconnect()
+        raise StoreUnavailable(
+            f"Redis at {host}:{port} not reachable within {connect_timeout:g}s"
+        ) from e
+    except Exception as e:
+        await handler.disconnect()
+        raise StoreUnavailable(f"Redis at {host}:{port}: {e}") from e
+    return RedisBackend(handler, clock=clock, key_prefix=key_prefix, timeout=timeout)
+
+
+def _translate(command: str, error: Exception) -> Exception:
+    message = str(error)
+    if "WRONGTYPE" in message:
+        return TypeError(f"Redis {command}: the key holds another type")
+    if "not an integer" in message:
+        return ValueError(f"Redis {command}: the value is not an integer")
+    return error
+
+
+def _text(reply: object) -> str:
+    if isinstance(reply, str):
+        return reply
+    if isinstance(reply, bytes):
+        # txredisapi hands back bytes it could not decode as UTF-8
+        return reply.decode("utf-8", "replace")
+    raise RuntimeError(f"unexpected Redis reply {reply!r}")
+
+
+def _optional_text(reply: object) -> str | None:
+    return None if reply is None else _text(reply)
+
+
+def _integer(reply: object) -> int:
+    if isinstance(reply, int) and not isinstance(reply, bool):
+        return reply
+    raise RuntimeError(f"unexpected Redis reply {reply!r}")
+
+
+def _array(reply: object) -> Iterable[object]:
+    if isinstance(reply, list | set | tuple):
+        return reply
+    raise RuntimeError(f"unexpected Redis reply {reply!r}")

@@ -1,0 +1,28 @@
+"""Await a condition without sleeping blindly: poll it on the reactor, bounded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import task
+
+
+async def wait_until(
+    condition: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    clock: Any = None,
+) -> Any:
+    """Return the first truthy value of ``condition()``, or raise TimeoutError."""
+    if clock is None:
+        from twisted.internet import reactor as clock
+    waited = 0.0
+    while True:
+        value = condition()
+        if value:
+            return value
+        if waited >= timeout:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        await task.deferLater(clock, interval, lambda: None)
+        waited += interval

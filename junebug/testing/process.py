@@ -1,0 +1,99 @@
+"""Run ``jb`` as a real subprocess for end-to-end tests, off the reactor thread."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class _Output(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = bytearray()
+        self.ended: Deferred[int] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output.extend(data)
+
+    def errReceived(self, data: bytes) -> None:
+        self.output.extend(data)
+
+    def processEnded(self, reason: Failure) -> None:
+        code = getattr(reason.value, "exitCode", None)
+        signal_number = getattr(reason.value, "signal", None)
+        self.ended.callback(code if code is not None else -(signal_number or 0))
+
+
+class JbProcess:
+    """``python -m junebug <args>`` with its output captured."""
+
+    def __init__(self, reactor: Any, args: list[str], port: int) -> None:
+        self.reactor = reactor
+        self.args = args
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self._proto: _Output | None = None
+        self._transport: Any = None
+
+    @property
+    def output(self) -> str:
+        return (
+            bytes(self._proto.output).decode("utf-8", "replace") if self._proto else ""
+        )
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self._proto = _Output()
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        argv = [
+            sys.executable,
+            "-m",
+            "junebug",
+            "--interface",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
+        self._transport = self.reactor.spawnProcess(
+            self._proto, sys.executable, argv, env=env
+        )
+        waited = 0.0
+        while waited < timeout:
+            if self._proto.ended.called:
+                raise RuntimeError(f"jb exited early:\n{self.output}")
+            if "Junebug is listening on" in self.output:
+                return
+            await task.deferLater(self.reactor, 0.05, lambda: None)
+            waited += 0.05
+        raise TimeoutError(f"jb did not start within {timeout}s:\n{self.output}")
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the process and wait for it to end; returns its exit code."""
+        if self._proto is None or self._proto.ended.called:
+            return 0
+        self._transport.signalProcess(sig)
+        ended = self._proto.ended
+        try:
+            return await ended.addTimeout(timeout, self.reactor)
+        except Exception:
+            self._transport.signalProcess(signal.SIGKILL)
+            raise
+
+    async def kill(self) -> int:
+        return await self.stop(signal.SIGKILL)

@@ -1,0 +1,546 @@
+"""The Broker contract (:mod:`junebug.amqp.broker`), kept by both brokers.
+
+:class:`BrokerContract` holds the tests; :class:`MemoryBrokerTests` and
+:class:`RabbitMQBrokerTests` run them against :class:`MemoryBroker` and against
+the real RabbitMQ named by ``JUNEBUG_TEST_AMQP_URL`` (default
+``amqp://guest:guest@127.0.0.1:5672/``), in a throw-away vhost.  An unreachable
+RabbitMQ fails the RabbitMQ tests.
+
+Every test uses its own queue names and deletes its queues afterwards.  Nothing
+sleeps: tests await Deferreds, each bounded by :func:`within`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from uuid import uuid4
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredQueue, ensureDeferred
+from twisted.internet.defer import TimeoutError as DeferredTimeoutError
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+
+from junebug.amqp import topology
+from junebug.amqp.memory import MemoryBroker
+from junebug.amqp.rabbitmq import RabbitMQBroker
+from junebug.errors import BrokerError
+from junebug.messages import Message, from_json, user_message
+from junebug.testing.rabbitmq import (
+    peek_message,
+    queue_is_durable,
+    rabbitmq_test_settings,
+)
+
+T = TypeVar("T")
+
+TIMEOUT = 10.0
+
+
+async def within(awaitable: Awaitable[T], timeout: float = TIMEOUT) -> T:
+    """Await ``awaitable``; Twisted's ``TimeoutError`` after ``timeout``."""
+    d: Deferred[T] = (
+        awaitable if isinstance(awaitable, Deferred) else ensureDeferred(awaitable)
+    )
+    d.addTimeout(timeout, reactor)
+    return await d
+
+
+def message(content: str, **extra: Any) -> Message:
+    return user_message(
+        to_addr="+27820000000",
+        from_addr="12345",
+        transport_name="contract-test",
+        content=content,
+        **extra,
+    )
+
+
+class HandlerError(Exception):
+    """A handler failure the tests cause on purpose."""
+
+
+class Inbox:
+    """A handler that records messages and lets tests await each arrival."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self._arrivals: DeferredQueue[Message] = DeferredQueue()
+
+    async def handler(self, msg: Message) -> None:
+        self.messages.append(msg)
+        # Wake the test only after this handler has returned (and acked).
+        reactor.callLater(0, self._arrivals.put, msg)
+
+    async def next(self, timeout: float = TIMEOUT) -> Message:
+        return await within(self._arrivals.get(), timeout)
+
+
+class BrokerContract(TestCase):
+    """The tests every Broker must pass; subclasses provide the broker."""
+
+    __test__ = False  # pytest: collect the subclasses only
+    skip: str | None = "abstract: run through its subclasses"  # trial
+    timeout = 30
+
+    broker: Any
+
+    # -- provided by subclasses ------------------------------------------------
+
+    async def create_broker(self) -> Any:
+        """A new connected broker."""
+        raise NotImplementedError
+
+    async def create_disconnected_broker(self) -> Any:
+        """A new broker that is not connected (and will not be soon)."""
+        raise NotImplementedError
+
+    async def lose_connection(self, broker: Any) -> None:
+        """Make ``broker`` lose its connection."""
+        raise NotImplementedError
+
+    def restore_connection(self, broker: Any) -> None:
+        """Let ``broker`` connect again (if it does not by itself)."""
+
+    async def assert_durable(self, queue: str) -> None:
+        """Check that ``queue`` exists and survives a broker restart."""
+        raise NotImplementedError
+
+    # -- helpers ----------------------------------------------------------------
+
+    async def setUp(self) -> None:
+        self.broker = await self.new_broker()
+
+    async def new_broker(self) -> Any:
+        broker = await self.create_broker()
+        self.addCleanup(broker.close)
+        return broker
+
+    def queue_name(self, label: str = "q") -> str:
+        """A fresh queue name; it and its failed queue are deleted afterwards."""
+        name = f"jbtest.{label}.{uuid4().hex}"
+        self.addCleanup(self._delete_queues, name)
+        return name
+
+    async def _delete_queues(self, name: str) -> None:
+        for queue in (name, topology.failed(name)):
+            await within(self.broker.delete_queue(queue))
+
+    async def consume(
+        self,
+        queue: str,
+        handler: Callable[[Message], Awaitable[None]],
+        prefetch: int = 20,
+        broker: Any = None,
+    ) -> Any:
+        """Consume; the consumer is stopped before the queues are deleted."""
+        consumer = await within(
+            (broker or self.broker).consume(queue, handler, prefetch=prefetch)
+        )
+        self.addCleanup(consumer.stop)
+        return consumer
+
+    async def round_trip(self) -> None:
+        """Publish and receive on a separate queue: the broker has had the
+        time to deliver anything it was going to deliver."""
+        probe = self.queue_name("probe")
+        inbox = Inbox()
+        await self.consume(probe, inbox.handler)
+        await within(self.broker.publish(probe, message("probe")))
+        await inbox.next()
+
+    async def wait_for_loss(self, broker: Any) -> None:
+        lost: Deferred[None] = Deferred()
+
+        def listener(connected: bool) -> None:
+            if not connected and not lost.called:
+                lost.callback(None)
+
+        remove = broker.add_connection_listener(listener)
+        try:
+            await within(lost)
+        finally:
+            remove()
+
+    # -- the contract ---------------------------------------------------------------
+
+    async def test_round_trip_keeps_json_exactly(self) -> None:
+        queue = self.queue_name()
+        inbox = Inbox()
+        await self.consume(queue, inbox.handler)
+        sent = message(
+            'h\u00e9llo \u2603 "quoted" \\ \U0001f600\n',
+            helper_metadata={
+                "nested": {"list": [1, 2.5, -0.0, None, True, False, "x", []]},
+                "empty": {},
+                "big": 2**53 + 1,
+            },
+            transport_metadata={"unicode-\u00fc": "\u0000 control"},
+        )
+        expected = from_json(json.dumps(sent))
+        await within(self.broker.publish(queue, sent))
+        sent["content"] = "changed after publishing"
+        sent["helper_metadata"]["nested"]["list"].append("changed")
+
+        received = await inbox.next()
+        self.assertEqual(received, expected)
+        self.assertIsNot(received, sent)
+        self.assertIsNot(received["helper_metadata"], sent["helper_metadata"])
+
+    async def test_unbound_routing_key_drops_the_message(self) -> None:
+        queue = self.queue_name()
+        await within(self.broker.publish(queue, message("dropped")))
+        inbox = Inbox()
+        await self.consume(queue, inbox.handler)
+        await within(self.broker.publish(queue, message("kept")))
+        self.assertEqual((await inbox.next())["content"], "kept")
+
+    async def test_declared_queue_keeps_messages_until_consumed(self) -> None:
+        queue = self.queue_name()
+        await within(self.broker.declare_queue(queue))
+        for i in range(3):
+            await within(self.broker.publish(queue, message(str(i))))
+        inbox = Inbox()
+        await self.consume(queue, inbox.handler)
+        received = [(await inbox.next())["content"] for _ in range(3)]
+        self.assertEqual(received, ["0", "1", "2"])
+
+    async def test_prefetch_limits_concurrent_handlers(self) -> None:
+        queue = self.queue_name()
+        active = 0
+        most_active = 0
+        # Holds (message, gate) pairs; a bare Deferred would be chained.
+        started: DeferredQueue[tuple[Message, Deferred[None]]] = DeferredQueue()
+
+        async def handler(msg: Message) -> None:
+            nonlocal active, most_active
+            active += 1
+            most_active = max(most_active, active)
+            gate: Deferred[None] = Deferred()
+            started.put((msg, gate))
+            try:
+                await gate
+            finally:
+                active -= 1
+
+        await within(self.broker.declare_queue(queue))
+        for i in range(5):
+            await within(self.broker.publish(queue, message(str(i))))
+        await self.consume(queue, handler, prefetch=2)
+        self.addCleanup(lambda: [gate.callback(None) for _, gate in running])
+
+        running: list[tuple[Message, Deferred[None]]] = []
+        running = [await within(started.get()) for _ in range(2)]
+        await self.round_trip()
+        self.assertEqual((active, len(started.pending)), (2, 0))
+        order = []
+        while running:
+            msg, gate = running.pop(0)
+            order.append(msg["content"])
+            gate.callback(None)
+            if len(order) + len(running) < 5:
+                running.append(await within(started.get()))
+        self.assertEqual(sorted(order), ["0", "1", "2", "3", "4"])
+        self.assertEqual(most_active, 2)
+
+    async def test_failing_handler_gets_one_retry_then_failed_queue(self) -> None:
+        queue = self.queue_name()
+        attempts: list[Message] = []
+        second_attempt: Deferred[None] = Deferred()
+
+        async def handler(msg: Message) -> None:
+            attempts.append(msg)
+            if len(attempts) == 2:
+                second_attempt.callback(None)
+            raise HandlerError(msg["content"])
+
+        await self.consume(queue, handler)
+        sent = message("poison")
+        await within(self.broker.publish(queue, sent))
+        await within(second_attempt)
+
+        failed = Inbox()
+        await self.consume(topology.failed(queue), failed.handler)
+        self.assertEqual(await failed.next(), sent)
+        self.assertEqual(attempts, [sent, sent])
+        self.assertEqual(len(self.flushLoggedErrors(HandlerError)), 2)
+        await self.assert_durable(topology.failed(queue))
+
+    async def test_handler_failing_once_succeeds_on_redelivery(self) -> None:
+        queue = self.queue_name()
+        inbox = Inbox()
+        failures = 0
+
+        async def handler(msg: Message) -> None:
+            nonlocal failures
+            if failures == 0:
+                failures += 1
+                raise HandlerError("first time")
+            await inbox.handler(msg)
+
+        await self.consume(queue, handler)
+        await within(self.broker.publish(queue, message("flaky")))
+        self.assertEqual((await inbox.next())["content"], "flaky")
+        self.assertEqual(len(self.flushLoggedErrors(HandlerError)), 1)
+
+        # Nothing reached the failed queue: the first thing there is ours.
+        failed_queue = topology.failed(queue)
+        failed = Inbox()
+        await self.consume(failed_queue, failed.handler)
+        await within(self.broker.publish(failed_queue, message("marker")))
+        self.assertEqual((await failed.next())["content"], "marker")
+
+    async def test_stop_waits_for_running_handlers(self) -> None:
+        queue = self.queue_name()
+        started: Deferred[None] = Deferred()
+        gate: Deferred[None] = Deferred()
+        finished: list[Message] = []
+
+        async def handler(msg: Message) -> None:
+            started.callback(None)
+            await gate
+            finished.append(msg)
+
+        consumer = await self.consume(queue, handler)
+        self.addCleanup(lambda: gate.called or gate.callback(None))
+        await within(self.broker.publish(queue, message("slow")))
+        await within(started)
+
+        stopping = ensureDeferred(consumer.stop())
+        await self.round_trip()
+        self.assertFalse(stopping.called)
+        gate.callback(None)
+        await within(stopping)
+        self.assertEqual(len(finished), 1)
+
+        # It was acknowledged: a new consumer does not see it again.
+        inbox = Inbox()
+        await self.consume(queue, inbox.handler)
+        await within(self.broker.publish(queue, message("after")))
+        self.assertEqual((await inbox.next())["content"], "after")
+
+    async def test_publish_while_disconnected_raises(self) -> None:
+        broker = await self.create_disconnected_broker()
+        self.addCleanup(broker.close)
+        self.assertFalse(broker.is_connected())
+        with self.assertRaises(BrokerError):
+            await within(broker.publish("nowhere", message("lost")))
+
+    async def test_operations_after_close_raise(self) -> None:
+        broker = await self.new_broker()
+        await within(broker.close())
+        self.assertFalse(broker.is_connected())
+        with self.assertRaises(BrokerError):
+            await within(broker.publish("nowhere", message("late")))
+        with self.assertRaises(BrokerError):
+            await within(broker.declare_queue("nowhere"))
+        with self.assertRaises(BrokerError):
+            await within(broker.consume("nowhere", Inbox().handler))
+        await within(broker.close())  # closing twice is fine
+
+    async def test_consumer_survives_a_lost_connection(self) -> None:
+        queue = self.queue_name()
+        inbox = Inbox()
+        await self.consume(queue, inbox.handler)
+        await within(self.broker.publish(queue, message("before")))
+        self.assertEqual((await inbox.next())["content"], "before")
+
+        changes: list[bool] = []
+        self.addCleanup(self.broker.add_connection_listener(changes.append))
+        await self.lose_connection(self.broker)
+        self.assertFalse(self.broker.is_connected())
+        with self.assertRaises(BrokerError):
+            await within(self.broker.publish(queue, message("while down")))
+
+        self.restore_connection(self.broker)
+        await within(self.broker.when_connected(TIMEOUT))
+        self.assertTrue(self.broker.is_connected())
+        await within(self.broker.publish(queue, message("after")))
+        self.assertEqual((await inbox.next())["content"], "after")
+        self.assertEqual(changes, [False, True])
+
+
+class MemoryBrokerTests(BrokerContract):
+    __test__ = True
+    skip = None
+
+    async def create_broker(self) -> MemoryBroker:
+        return MemoryBroker(reactor)
+
+    async def create_disconnected_broker(self) -> MemoryBroker:
+        broker = MemoryBroker(reactor)
+        broker.disconnect()
+        return broker
+
+    async def lose_connection(self, broker: Any) -> None:
+        broker.disconnect()
+
+    def restore_connection(self, broker: Any) -> None:
+        broker.reconnect()
+
+    async def assert_durable(self, queue: str) -> None:
+        self.assertTrue(self.broker.has_queue(queue))
+
+    async def test_inspection_and_flush(self) -> None:
+        queue = self.queue_name()
+        await self.broker.declare_queue(queue)
+        sent = message("waiting")
+        await self.broker.publish(queue, sent)
+        self.assertEqual(self.broker.queue_messages(queue), [sent])
+        self.assertIsNot(self.broker.queue_messages(queue)[0], sent)
+        self.assertEqual(self.broker.pending(queue), 1)
+
+        inbox = Inbox()
+        await self.consume(queue, inbox.handler)
+        self.assertEqual(inbox.messages, [])  # delivery is never synchronous
+        await within(self.broker.flush())
+        self.assertEqual(inbox.messages, [sent])
+        self.assertEqual(self.broker.pending(queue), 0)
+        self.assertEqual(self.broker.queue_messages(queue), [])
+
+    async def test_unacked_messages_return_on_disconnect(self) -> None:
+        queue = self.queue_name()
+        started: Deferred[None] = Deferred()
+        gate: Deferred[None] = Deferred()
+        seen: list[Message] = []
+
+        async def handler(msg: Message) -> None:
+            seen.append(msg)
+            if len(seen) == 1:
+                started.callback(None)
+                await gate
+
+        await self.consume(queue, handler)
+        await self.broker.publish(queue, message("interrupted"))
+        await within(started)
+        self.broker.disconnect()
+        self.assertEqual(self.broker.pending(queue), 1)
+        gate.callback(None)  # its ack is lost with the connection
+        self.broker.reconnect()
+        await within(self.broker.flush())
+        self.assertEqual([m["content"] for m in seen], ["interrupted"] * 2)
+        self.assertEqual(self.broker.pending(queue), 0)
+
+
+class RabbitMQBrokerTests(BrokerContract):
+    __test__ = True
+    skip = None
+
+    def settings(self, **overrides: Any) -> Any:
+        return rabbitmq_test_settings(
+            retry_initial_delay=0.05,
+            retry_max_delay=0.5,
+            retry_jitter=0.05,
+            connect_timeout=5.0,
+            operation_timeout=5.0,
+            **overrides,
+        )
+
+    #: Why the first connection failed: later tests fail at once with it.
+    unreachable: BrokerError | None = None
+
+    async def create_broker(self) -> RabbitMQBroker:
+        if RabbitMQBrokerTests.unreachable is not None:
+            raise RabbitMQBrokerTests.unreachable
+        broker = RabbitMQBroker(reactor, self.settings())
+        try:
+            await broker.when_connected(timeout=TIMEOUT)
+        except BrokerError as e:
+            RabbitMQBrokerTests.unreachable = e
+            await broker.close()
+            raise
+        return broker
+
+    async def create_disconnected_broker(self) -> RabbitMQBroker:
+        broker = RabbitMQBroker(reactor, self.settings(port=_unused_port()))
+        broker.start()
+        return broker
+
+    async def lose_connection(self, broker: Any) -> None:
+        lost = ensureDeferred(self.wait_for_loss(broker))
+        broker.drop_connection()
+        await lost
+
+    async def assert_durable(self, queue: str) -> None:
+        self.assertTrue(await within(queue_is_durable(reactor, self.settings(), queue)))
+
+    async def test_messages_and_queues_are_persistent(self) -> None:
+        queue = self.queue_name()
+        await within(self.broker.declare_queue(queue))
+        sent = message("persistent")
+        await within(self.broker.publish(queue, sent))
+        raw = await within(peek_message(reactor, self.settings(), queue))
+        assert raw is not None
+        self.assertEqual(raw.delivery_mode, 2)
+        self.assertEqual(raw.content_type, "application/json")
+        self.assertEqual(from_json(raw.body), sent)
+        await self.assert_durable(queue)
+
+    async def test_pending_confirm_fails_when_the_connection_dies(self) -> None:
+        queue = self.queue_name()
+        await within(self.broker.declare_queue(queue))
+        publishing = ensureDeferred(self.broker.publish(queue, message("unsure")))
+        self.broker.drop_connection()
+        with self.assertRaises(BrokerError):
+            await within(publishing)
+        await within(self.broker.when_connected(TIMEOUT))
+
+    async def test_consumer_survives_the_server_closing_the_connection(self) -> None:
+        settings = self.settings()
+        if shutil.which("rabbitmqctl") is None or settings.vhost == "/":
+            self.skipTest("needs rabbitmqctl and a test vhost of our own")
+        queue = self.queue_name()
+        inbox = Inbox()
+        await self.consume(queue, inbox.handler)
+        lost = ensureDeferred(self.wait_for_loss(self.broker))
+        _out, err, code = await within(
+            getProcessOutputAndValue(
+                "rabbitmqctl",
+                ["close_all_connections", "--vhost", settings.vhost, "contract test"],
+                env=os.environ,
+            ),
+            60,
+        )
+        self.assertEqual(code, 0, err)
+        await lost
+        await within(self.broker.when_connected(TIMEOUT))
+        await within(self.broker.publish(queue, message("after")))
+        self.assertEqual((await inbox.next())["content"], "after")
+
+    async def test_consumer_comes_back_when_its_queue_is_deleted(self) -> None:
+        queue = self.queue_name()
+        inbox = Inbox()
+        await self.consume(queue, inbox.handler)
+        await within(self.broker.delete_queue(queue))
+        # RabbitMQ cancels the consumer; it declares the queue again.  Poll
+        # by publishing until a message gets through (bounded by within()).
+
+        async def until_received() -> Message:
+            while True:
+                await self.broker.publish(queue, message("again"))
+                try:
+                    return await inbox.next(timeout=0.05)
+                except DeferredTimeoutError:
+                    continue
+
+        self.assertEqual((await within(until_received()))["content"], "again")
+
+    async def test_when_connected_times_out_for_an_unreachable_broker(self) -> None:
+        broker = RabbitMQBroker(reactor, self.settings(port=_unused_port()))
+        self.addCleanup(broker.close)
+        with self.assertRaises(BrokerError) as caught:
+            await within(broker.when_connected(timeout=0.3))
+        self.assertIn("could not connect", str(caught.exception))
+
+
+def _unused_port() -> int:
+    """A local TCP port nothing listens on (connecting is refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port

@@ -1,0 +1,321 @@
+"""The channels API against an in-process Junebug with in-memory backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from junebug.testing.api import ApiDriver
+from junebug.testing.polling import wait_until
+from junebug.testing.transports import FakeTransport
+
+FAKE = {"type": "fake", "config": {}, "mo_url": "http://127.0.0.1:1/mo"}
+
+
+class ChannelsApiTests(TestCase):
+    async def start(self, **overrides: Any) -> ApiDriver:
+        driver = ApiDriver(reactor)
+        self.addCleanup(driver.stop)
+        await driver.start(**overrides)
+        return driver
+
+    async def test_envelope_on_list(self) -> None:
+        """GET /channels/ answers the envelope with an empty sorted list."""
+        api = await self.start()
+        code, body, headers = await api.request("GET", "/channels/")
+        self.assertEqual(code, 200)
+        self.assertEqual(
+            body,
+            {
+                "status": 200,
+                "code": "OK",
+                "description": "channels listed",
+                "result": [],
+            },
+        )
+        self.assertEqual(headers.getRawHeaders("content-type"), ["application/json"])
+
+    async def test_create_echoes_properties_and_fresh_status(self) -> None:
+        """A created channel echoes every posted key, with an id and a fresh status."""
+        api = await self.start()
+        code, body, _ = await api.request(
+            "POST", "/channels/", {**FAKE, "label": "L", "extra_field": 1}
+        )
+        self.assertEqual(code, 201)
+        self.assertEqual(body["code"], "Created")
+        self.assertEqual(body["description"], "channel created")
+        result = body["result"]
+        self.assertEqual(result["label"], "L")
+        self.assertEqual(result["extra_field"], 1)
+        self.assertEqual(
+            result["status"],
+            {
+                "status": None,
+                "components": {},
+                "inbound_message_rate": 0,
+                "outbound_message_rate": 0,
+                "submitted_event_rate": 0,
+                "rejected_event_rate": 0,
+                "delivery_succeeded_rate": 0,
+                "delivery_failed_rate": 0,
+                "delivery_pending_rate": 0,
+            },
+        )
+        code, listed, _ = await api.request("GET", "/channels/")
+        self.assertEqual(listed["result"], [result["id"]])
+        code, found, _ = await api.request("GET", f"/channels/{result['id']}")
+        self.assertEqual((code, found["description"]), (200, "channel found"))
+        self.assertEqual(found["result"]["id"], result["id"])
+
+    async def test_create_schema_errors_sorted(self) -> None:
+        """Every schema error is listed, sorted by message, with its schema path."""
+        api = await self.start()
+        code, body, _ = await api.request("POST", "/channels/", {})
+        self.assertEqual(code, 400)
+        self.assertEqual(body["description"], "api usage error")
+        self.assertEqual(
+            body["result"]["errors"],
+            [
+                {
+                    "type": "invalid_body",
+                    "message": "'config' is a required property",
+                    "schema_path": ["required"],
+                },
+                {
+                    "type": "invalid_body",
+                    "message": "'type' is a required property",
+                    "schema_path": ["required"],
+                },
+            ],
+        )
+        code, body, _ = await api.request(
+            "POST",
+            "/channels/",
+            {
+                "type": "fake",
+                "config": {},
+                "rate_limit_count": -3,
+                "character_limit": "a",
+            },
+        )
+        self.assertEqual(
+            [(e["message"], e["schema_path"]) for e in body["result"]["errors"]],
+            [
+                (
+                    "'a' is not of type 'integer'",
+                    ["properties", "character_limit", "type"],
+                ),
+                (
+                    "-3 is less than the minimum of 0",
+                    ["properties", "rate_limit_count", "minimum"],
+                ),
+            ],
+        )
+        code, body, _ = await api.request("POST", "/channels/", [])
+        self.assertEqual(
+            body["result"]["errors"][0]["message"], "[] is not of type 'object'"
+        )
+
+    async def test_invalid_json(self) -> None:
+        """A body that is not JSON is a 400 json decode error."""
+        api = await self.start()
+        for raw in (b"{", b"", b"\xff\xfe"):
+            code, body, _ = await api.request("POST", "/channels/", raw=raw)
+            self.assertEqual(code, 400)
+            self.assertEqual(body["description"], "json decode error")
+            self.assertEqual(body["result"]["errors"][0]["type"], "JsonDecodeError")
+
+    async def test_invalid_type_and_config(self) -> None:
+        """Unknown types and bad transport config are 400s naming the problem."""
+        api = await self.start()
+        code, body, _ = await api.request(
+            "POST", "/channels/", {"type": "nope", "config": {}}
+        )
+        self.assertEqual((code, body["description"]), (400, "invalid channel type"))
+        error = body["result"]["errors"][0]
+        self.assertEqual(error["type"], "InvalidChannelType")
+        self.assertIn("Invalid channel type 'nope', must be one of: ", error["message"])
+        self.assertIn("fake", error["message"])
+        self.assertIn("telnet", error["message"])
+        code, body, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {"number": "x"}}
+        )
+        self.assertEqual((code, body["description"]), (400, "invalid channel config"))
+        self.assertIn("config.number", body["result"]["errors"][0]["message"])
+        code, listed, _ = await api.request("GET", "/channels/")
+        self.assertEqual(listed["result"], [])
+
+    async def test_unknown_channel_404s(self) -> None:
+        """Every channel endpoint answers 404 ChannelNotFound for an unknown id."""
+        api = await self.start()
+        for method, path, body in [
+            ("GET", "/channels/foo-bar", None),
+            ("POST", "/channels/foo-bar", {}),
+            ("DELETE", "/channels/foo-bar", None),
+            ("POST", "/channels/foo-bar/restart", None),
+            ("GET", "/channels/foo-bar/logs", None),
+            ("POST", "/channels/foo-bar/messages/", {"to": "+1", "content": "x"}),
+            ("GET", "/channels/foo-bar/messages/abc", None),
+        ]:
+            code, result, _ = await api.request(method, path, body)
+            self.assertEqual(code, 404, (method, path))
+            self.assertEqual(
+                result["result"],
+                {"errors": [{"type": "ChannelNotFound", "message": ""}]},
+            )
+
+    async def test_validation_before_lookup(self) -> None:
+        """Schema errors win over a missing channel, as in the original."""
+        api = await self.start()
+        code, body, _ = await api.request(
+            "POST",
+            "/channels/foo-bar",
+            {"rate_limit_count": -3, "character_limit": "a"},
+        )
+        self.assertEqual(code, 400)
+        self.assertEqual(len(body["result"]["errors"]), 2)
+        code, body, _ = await api.request(
+            "POST", "/channels/foo-bar", {"status_url": 5}
+        )
+        self.assertEqual(
+            body["result"]["errors"][0]["message"], "5 is not of type 'string', 'null'"
+        )
+
+    async def test_modify_merges_and_restarts_only_when_needed(self) -> None:
+        """Modify merges top-level keys; metadata alone does not restart the transport."""
+        api = await self.start()
+        _, created, _ = await api.request("POST", "/channels/", FAKE)
+        cid = created["result"]["id"]
+        first = FakeTransport.instances[-1]
+        code, body, _ = await api.request(
+            "POST", f"/channels/{cid}", {"metadata": {"foo": "bar"}}
+        )
+        self.assertEqual((code, body["description"]), (200, "channel updated"))
+        self.assertEqual(body["result"]["metadata"], {"foo": "bar"})
+        self.assertEqual(body["result"]["type"], "fake")
+        self.assertIs(FakeTransport.instances[-1], first)
+        self.assertFalse(first.stopped)
+        code, body, _ = await api.request(
+            "POST", f"/channels/{cid}", {"config": {"number": 2}}
+        )
+        self.assertEqual(code, 200)
+        self.assertTrue(first.stopped)
+        self.assertEqual(FakeTransport.instances[-1].config.number, 2)
+        _, found, _ = await api.request("GET", f"/channels/{cid}")
+        self.assertEqual(found["result"]["config"], {"number": 2})
+        self.assertEqual(found["result"]["metadata"], {"foo": "bar"})
+
+    async def test_delete_and_restart(self) -> None:
+        """Delete stops and forgets a channel; restart stops then starts it."""
+        api = await self.start()
+        _, created, _ = await api.request("POST", "/channels/", FAKE)
+        cid = created["result"]["id"]
+        first = FakeTransport.instances[-1]
+        code, body, _ = await api.request("POST", f"/channels/{cid}/restart")
+        self.assertEqual(
+            (code, body["description"], body["result"]), (200, "channel restarted", {})
+        )
+        self.assertTrue(first.stopped)
+        second = FakeTransport.instances[-1]
+        self.assertIsNot(first, second)
+        self.assertTrue(second.started)
+        code, body, _ = await api.request("DELETE", f"/channels/{cid}")
+        self.assertEqual(
+            (code, body["description"], body["result"]), (200, "channel deleted", {})
+        )
+        self.assertTrue(second.stopped)
+        code, _, _ = await api.request("DELETE", f"/channels/{cid}")
+        self.assertEqual(code, 404)
+        _, listed, _ = await api.request("GET", "/channels/")
+        self.assertEqual(listed["result"], [])
+
+    async def test_failed_transport_reports_down_and_can_be_deleted(self) -> None:
+        """A transport that fails to start leaves the channel down, not the API."""
+        self.addCleanup(self.flushLoggedErrors, RuntimeError)
+        api = await self.start()
+        code, created, _ = await api.request(
+            "POST", "/channels/", {**FAKE, "config": {"fail_start": True}}
+        )
+        self.assertEqual(code, 201)
+        status = created["result"]["status"]
+        self.assertEqual(status["status"], "down")
+        self.assertEqual(status["components"]["transport"]["type"], "start_failed")
+        cid = created["result"]["id"]
+        code, _, _ = await api.request("POST", f"/channels/{cid}", {"config": {}})
+        self.assertEqual(code, 200)
+        _, found, _ = await api.request("GET", f"/channels/{cid}")
+        self.assertIsNone(found["result"]["status"]["status"])
+        code, _, _ = await api.request("DELETE", f"/channels/{cid}")
+        self.assertEqual(code, 200)
+
+    async def test_routing_errors(self) -> None:
+        """Unknown URLs, wrong methods and missing slashes use the envelope."""
+        api = await self.start()
+        code, body, _ = await api.request("GET", "/foobar")
+        self.assertEqual(code, 404)
+        self.assertEqual(body["code"], "Not Found")
+        self.assertEqual(
+            body["description"],
+            "The requested URL was not found on the server. If you entered the URL "
+            "manually please check your spelling and try again.",
+        )
+        error = body["result"]["errors"][0]
+        self.assertEqual((error["type"], error["code"]), ("Not Found", 404))
+        self.assertTrue(error["message"].startswith("404 Not Found: The requested URL"))
+        code, body, headers = await api.request("GET", "/channels")
+        self.assertEqual(code, 308)
+        error = body["result"]["errors"][0]
+        self.assertEqual(error["type"], "Permanent Redirect")
+        self.assertEqual(error["new_url"], api.base + "/channels/")
+        self.assertEqual(headers.getRawHeaders("location"), [api.base + "/channels/"])
+        code, body, _ = await api.request("PUT", "/channels/")
+        self.assertEqual(code, 405)
+        self.assertEqual(body["result"]["errors"][0]["type"], "Method Not Allowed")
+        for path in ("/health/", "/channels/abc/"):
+            code, _, _ = await api.request("GET", path)
+            self.assertEqual(code, 404)
+
+    async def test_health(self) -> None:
+        """/health answers health ok without a management interface."""
+        api = await self.start()
+        code, body, _ = await api.request("GET", "/health")
+        self.assertEqual(
+            (code, body["description"], body["result"]), (200, "health ok", {})
+        )
+
+    async def test_oversized_body(self) -> None:
+        """A body over max_body_size is a 413 in the envelope."""
+        api = await self.start(max_body_size=100)
+        code, body, _ = await api.request(
+            "POST", "/channels/", {**FAKE, "label": "x" * 200}
+        )
+        self.assertEqual(code, 413)
+        self.assertEqual(body["result"]["errors"][0]["type"], "BodyTooLarge")
+
+    async def test_logs_endpoint(self) -> None:
+        """The logs endpoint validates n and returns the channel's own entries."""
+        api = await self.start()
+        _, created, _ = await api.request("POST", "/channels/", FAKE)
+        cid = created["result"]["id"]
+        await wait_until(lambda: True)
+        code, body, _ = await api.request("GET", f"/channels/{cid}/logs?n=2")
+        self.assertEqual((code, body["description"]), (200, "logs retrieved"))
+        self.assertLessEqual(len(body["result"]), 2)
+        self.assertTrue(all(entry["logger"] == cid for entry in body["result"]))
+        code, body, _ = await api.request("GET", f"/channels/{cid}/logs?n=abc")
+        self.assertEqual(code, 400)
+        self.assertEqual(body["result"]["errors"][0]["type"], "ApiUsageError")
+
+    async def test_channels_survive_restart_of_the_store(self) -> None:
+        """Stored channels are started again when Junebug starts."""
+        api = await self.start()
+        assert api.junebug is not None
+        _, created, _ = await api.request("POST", "/channels/", FAKE)
+        cid = created["result"]["id"]
+        registry = api.junebug.channels
+        await registry.stop_all()
+        self.assertEqual(registry.running_ids(), [])
+        await registry.start_all()
+        self.assertEqual(registry.running_ids(), [cid])
