@@ -189,6 +189,8 @@ def cli_layer(namespace: argparse.Namespace) -> tuple[str | None, dict[str, Any]
 
 
 def fail(message: str) -> NoReturn:
+    """Report a usage or configuration error in one line and exit with code 2."""
+    sys.stderr.write(f"jb: error: {message}\n")
     raise SystemExit(2)
 
 

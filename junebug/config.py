@@ -170,7 +170,7 @@ def _field_types(cls: type[Any]) -> dict[str, attrs.Attribute[Any]]:
 
 def _coerce_env(value: str, field: attrs.Attribute[Any], path: str) -> Any:
     kind = field.type
-    text = str(kind)
+    text = kind.__name__ if isinstance(kind, type) else str(kind)
     if "dict" in text or "list" in text:
         try:
             return yaml.safe_load(value)
@@ -244,7 +244,9 @@ def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for layer in layers:
         for key, value in layer.items():
-            if key in ("redis", "amqp") and isinstance(value, Mapping):
+            if key in ("redis", "amqp") and not isinstance(value, Mapping):
+                raise ConfigError(f"config.{key}: expected a mapping")
+            if key in ("redis", "amqp"):
                 merged = dict(result.get(key) or {})
                 merged.update(value)
                 result[key] = merged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -19,6 +20,7 @@ async def serve(reactor: Any, config: JunebugConfig) -> None:
         junebug = await start_junebug(reactor, config)
     except Exception as exc:
         log.failure("Junebug could not start")
+        sys.stderr.write(f"jb: error: could not start: {exc}\n")
         raise SystemExit(1) from exc
     done: Deferred[None] = Deferred()
 

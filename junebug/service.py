@@ -72,6 +72,25 @@ class Junebug:
         self.logs.stop()
 
 
+def connection_checks(backend: KeyValueBackend, broker: Broker) -> list[Any]:
+    """Checks /health runs first: each returns None or a problem description."""
+
+    async def broker_connected() -> dict[str, str] | None:
+        if broker.is_connected():
+            return None
+        return {"type": "AmqpConnectionError", "message": "Not connected to RabbitMQ"}
+
+    async def store_answers() -> dict[str, str] | None:
+        try:
+            if await backend.ping():
+                return None
+        except Exception as exc:
+            return {"type": "StoreUnavailable", "message": str(exc)}
+        return {"type": "StoreUnavailable", "message": "Redis does not answer"}
+
+    return [broker_connected, store_answers]
+
+
 async def connect_backends(
     reactor: Any, config: JunebugConfig
 ) -> tuple[KeyValueBackend, Broker]:
@@ -140,7 +159,12 @@ async def start_junebug(
     )
     api = JunebugApi(
         ApiDependencies(
-            config=config, channels=registry, sender=sender, reactor=reactor, http=http
+            config=config,
+            channels=registry,
+            sender=sender,
+            reactor=reactor,
+            http=http,
+            health_checks=connection_checks(backend, broker),
         )
     )
     junebug = Junebug(

@@ -1,0 +1,184 @@
+"""Health checks, channel status events and connection state in the status."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from junebug.amqp.memory import MemoryBroker
+from junebug.messages import status_event
+from junebug.testing.api import ApiDriver
+from junebug.testing.http_sink import HttpSink
+from junebug.testing.transports import FakeTransport
+
+
+class FakeManagement(Resource):
+    """Answers /api/queues/<vhost>/<name> like the RabbitMQ management API."""
+
+    isLeaf = True
+
+    def __init__(self, queues: dict[str, Any]) -> None:
+        super().__init__()
+        self.queues = queues
+        self.auth: list[str | None] = []
+
+    def render_GET(self, request: Any) -> bytes:
+        self.auth.append(request.getHeader(b"authorization"))
+        name = request.path.decode().rsplit("/", 1)[-1]
+        request.setHeader(b"content-type", b"application/json")
+        if name not in self.queues:
+            request.setResponseCode(404)
+            return b'{"error": "Object Not Found", "reason": "Not Found"}'
+        return json.dumps(self.queues[name]).encode()
+
+
+class HealthAndStatusTests(TestCase):
+    async def start(self, **overrides: Any) -> ApiDriver:
+        driver = ApiDriver(reactor)
+        self.addCleanup(driver.stop)
+        await driver.start(**overrides)
+        return driver
+
+    async def test_health_fails_while_broker_down(self) -> None:
+        """/health is a 503 naming the broker while it is disconnected."""
+        api = await self.start()
+        assert api.junebug is not None
+        broker = api.junebug.broker
+        assert isinstance(broker, MemoryBroker)
+        broker.disconnect()
+        code, body, _ = await api.request("GET", "/health")
+        self.assertEqual(code, 503)
+        self.assertEqual(body["result"]["errors"][0]["type"], "AmqpConnectionError")
+        broker.reconnect()
+        code, _, _ = await api.request("GET", "/health")
+        self.assertEqual(code, 200)
+
+    async def test_status_shows_broker_loss_and_send_is_503(self) -> None:
+        """A lost broker shows as a down amqp component; sends answer 503."""
+        api = await self.start()
+        assert api.junebug is not None
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}, "mo_url": "http://x/"}
+        )
+        cid = created["result"]["id"]
+        broker = api.junebug.broker
+        assert isinstance(broker, MemoryBroker)
+        broker.disconnect()
+        _, found, _ = await api.request("GET", f"/channels/{cid}")
+        status = found["result"]["status"]
+        self.assertEqual(status["status"], "down")
+        self.assertEqual(status["components"]["amqp"]["type"], "connection_lost")
+        code, body, _ = await api.request(
+            "POST", f"/channels/{cid}/messages/", {"to": "+1", "content": "x"}
+        )
+        self.assertEqual(code, 503)
+        self.assertEqual(
+            body["result"]["errors"][0],
+            {
+                "type": "AmqpConnectionError",
+                "message": "Message not sent, AMQP connection error.",
+            },
+        )
+        broker.reconnect()
+        _, found, _ = await api.request("GET", f"/channels/{cid}")
+        self.assertIsNone(found["result"]["status"]["status"])
+
+    async def test_status_events_stored_and_posted(self) -> None:
+        """A transport's status event reaches status_url and the components."""
+        sink = HttpSink(reactor)
+        base = await sink.start()
+        self.addCleanup(sink.stop)
+        api = await self.start()
+        _, created, _ = await api.request(
+            "POST",
+            "/channels/",
+            {"type": "fake", "config": {}, "status_url": base + "/status"},
+        )
+        cid = created["result"]["id"]
+        transport = FakeTransport.instances[-1]
+        await transport.context.publish_status(
+            status_event(
+                component="smpp",
+                status="degraded",
+                type="throttled",
+                message="Throttled",
+                transport_name=cid,
+            )
+        )
+        received = await sink.next()
+        self.assertEqual(
+            received.body,
+            {
+                "channel_id": cid,
+                "component": "smpp",
+                "status": "degraded",
+                "type": "throttled",
+                "message": "Throttled",
+                "details": {},
+            },
+        )
+
+        async def component() -> Any:
+            _, found, _ = await api.request("GET", f"/channels/{cid}")
+            return found["result"]["status"]
+
+        status = await component()
+        self.assertEqual(status["status"], "degraded")
+        self.assertEqual(status["components"]["smpp"]["type"], "throttled")
+
+    async def test_management_queue_health(self) -> None:
+        """With a management interface /health reports each channel queue."""
+        management = FakeManagement({})
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Site(management)
+        )
+        self.addCleanup(port.stopListening)
+        api = await self.start(
+            rabbitmq_management_interface=f"127.0.0.1:{port.getHost().port}"
+        )
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}, "mo_url": "http://x/"}
+        )
+        cid = created["result"]["id"]
+        management.queues[f"{cid}.inbound"] = {
+            "messages": 1256,
+            "message_stats": {"ack_details": {"rate": 1.25}},
+        }
+        management.queues[f"{cid}.outbound"] = {"messages": 3}
+        code, body, _ = await api.request("GET", "/health")
+        self.assertEqual((code, body["description"]), (200, "queues ok"))
+        self.assertEqual(
+            body["result"],
+            [
+                {
+                    "name": f"{cid}.inbound",
+                    "messages": 1256,
+                    "rate": 1.25,
+                    "stuck": False,
+                },
+                {"name": f"{cid}.outbound", "messages": 3, "stuck": False},
+            ],
+        )
+        self.assertTrue(all(a and a.startswith(b"Basic ") for a in management.auth))
+        management.queues[f"{cid}.inbound"]["message_stats"]["ack_details"]["rate"] = (
+            0.0
+        )
+        code, body, _ = await api.request("GET", "/health")
+        self.assertEqual((code, body["description"]), (500, "queues stuck"))
+        self.assertTrue(body["result"][0]["stuck"])
+
+    async def test_management_unreachable(self) -> None:
+        """An unreachable management API is a clear 503, not a crash."""
+        api = await self.start(rabbitmq_management_interface="127.0.0.1:1")
+        await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}, "mo_url": "http://x/"}
+        )
+        code, body, _ = await api.request("GET", "/health")
+        self.assertEqual(code, 503)
+        self.assertEqual(body["description"], "rabbitmq management unreachable")

@@ -1,0 +1,222 @@
+"""The ``jb`` command line: every option, precedence, and clean failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from junebug.cli import build_parser, cli_layer
+from junebug.config import JunebugConfig, load_config
+
+#: (argv, config path, expected value) for every documented option.
+OPTIONS: list[tuple[list[str], str, Any]] = [
+    (["--interface", "0.0.0.0"], "interface", "0.0.0.0"),
+    (["-i", "0.0.0.0"], "interface", "0.0.0.0"),
+    (["--port", "9000"], "port", 9000),
+    (["-p", "9000"], "port", 9000),
+    (["--log-file", "x.log"], "logfile", "x.log"),
+    (["-l", "x.log"], "logfile", "x.log"),
+    (["--sentry-dsn", "http://k@s/1"], "sentry_dsn", "http://k@s/1"),
+    (["-sd", "http://k@s/1"], "sentry_dsn", "http://k@s/1"),
+    (["--redis-host", "r"], "redis.host", "r"),
+    (["-redish", "r"], "redis.host", "r"),
+    (["--redis-port", "7"], "redis.port", 7),
+    (["-redisp", "7"], "redis.port", 7),
+    (["--redis-db", "3"], "redis.db", 3),
+    (["-redisdb", "3"], "redis.db", 3),
+    (["--redis-password", "pw"], "redis.password", "pw"),
+    (["-redispass", "pw"], "redis.password", "pw"),
+    (["--amqp-host", "a"], "amqp.hostname", "a"),
+    (["-amqph", "a"], "amqp.hostname", "a"),
+    (["--amqp-vhost", "/v"], "amqp.vhost", "/v"),
+    (["-amqpvh", "/v"], "amqp.vhost", "/v"),
+    (["-amqpv", "/v"], "amqp.vhost", "/v"),
+    (["--amqp-port", "6"], "amqp.port", 6),
+    (["-amqpp", "6"], "amqp.port", 6),
+    (["--amqp-user", "u"], "amqp.username", "u"),
+    (["-amqpu", "u"], "amqp.username", "u"),
+    (["--amqp-password", "p"], "amqp.password", "p"),
+    (["-amqppass", "p"], "amqp.password", "p"),
+    (["--inbound-message-ttl", "5"], "inbound_message_ttl", 5),
+    (["-ittl", "5"], "inbound_message_ttl", 5),
+    (["--outbound-message-ttl", "6"], "outbound_message_ttl", 6),
+    (["-ottl", "6"], "outbound_message_ttl", 6),
+    (["--allow-expired-replies"], "allow_expired_replies", True),
+    (["-aer"], "allow_expired_replies", True),
+    (["--channels", "foo:a.B"], "channels", {"foo": "a.B"}),
+    (["-ch", "foo:a.B", "-ch", "bar:c.D"], "channels", {"foo": "a.B", "bar": "c.D"}),
+    (["--replace-channels"], "replace_channels", True),
+    (["-rch", "false"], "replace_channels", False),
+    (["--routers", "r:a.B"], "routers", {"r": "a.B"}),
+    (["--replace-routers", "true"], "replace_routers", True),
+    (["--plugin", '{"type": "a.B"}'], "plugins", [{"type": "a.B"}]),
+    (["-pl", '{"type": "a.B"}'], "plugins", [{"type": "a.B"}]),
+    (["--metric-window", "2.5"], "metric_window", 2.5),
+    (["-mw", "2"], "metric_window", 2.0),
+    (["--logging-path", "/tmp/l"], "logging_path", "/tmp/l"),
+    (["-lp", "/tmp/l"], "logging_path", "/tmp/l"),
+    (["--log-rotate-size", "10"], "log_rotate_size", 10),
+    (["-lrs", "10"], "log_rotate_size", 10),
+    (["--max-log-files", "0"], "max_log_files", None),
+    (["-mlf", "3"], "max_log_files", 3),
+    (["--max-logs", "7"], "max_logs", 7),
+    (["-ml", "7"], "max_logs", 7),
+    (
+        ["--rabbitmq-management-interface", "h:1"],
+        "rabbitmq_management_interface",
+        "h:1",
+    ),
+    (["-rmi", "h:1"], "rabbitmq_management_interface", "h:1"),
+    (["--embedded"], "embedded", True),
+]
+
+DEFAULTS: dict[str, Any] = {
+    "interface": "localhost",
+    "port": 8080,
+    "logfile": None,
+    "sentry_dsn": None,
+    "redis.host": "localhost",
+    "redis.port": 6379,
+    "redis.db": 0,
+    "redis.password": None,
+    "amqp.hostname": "127.0.0.1",
+    "amqp.vhost": "/",
+    "amqp.port": 5672,
+    "amqp.username": "guest",
+    "amqp.password": "guest",
+    "inbound_message_ttl": 600,
+    "outbound_message_ttl": 172800,
+    "allow_expired_replies": False,
+    "channels": {},
+    "replace_channels": False,
+    "routers": {},
+    "replace_routers": False,
+    "plugins": [],
+    "metric_window": 10.0,
+    "logging_path": "logs/",
+    "log_rotate_size": 1000000,
+    "max_log_files": 5,
+    "max_logs": 100,
+    "rabbitmq_management_interface": None,
+}
+
+
+def value_at(config: JunebugConfig, path: str) -> Any:
+    value: Any = config
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def parse(argv: list[str], environ: dict[str, str] | None = None) -> JunebugConfig:
+    path, layer = cli_layer(build_parser().parse_args(argv))
+    return load_config(path, environ or {}, layer)
+
+
+def write_yaml(text: str) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        handle.write(text)
+        return handle.name
+
+
+class OptionTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        """With no options every field has the documented default."""
+        config = parse([])
+        for path, expected in DEFAULTS.items():
+            self.assertEqual(value_at(config, path), expected, path)
+
+    def test_every_option_long_and_short(self) -> None:
+        """Each documented option sets its field, by long and by short name."""
+        for argv, path, expected in OPTIONS:
+            self.assertEqual(value_at(parse(argv), path), expected, argv)
+
+    def test_file_then_env_then_flags(self) -> None:
+        """Defaults < file < environment < flags; absent flags never override."""
+        path = write_yaml(
+            "port: 9001\nallow_expired_replies: true\nredis:\n  host: filehost\n"
+            "  port: 1111\nplugins:\n  - type: a.File\nlogging_path: /file\n"
+        )
+        config = parse(["-c", path])
+        self.assertEqual(config.port, 9001)
+        self.assertTrue(config.allow_expired_replies)
+        self.assertEqual((config.redis.host, config.redis.port), ("filehost", 1111))
+        config = parse(
+            ["-c", path], {"JUNEBUG_PORT": "9002", "JUNEBUG_REDIS_PORT": "2"}
+        )
+        self.assertEqual((config.port, config.redis.port), (9002, 2))
+        self.assertEqual(config.redis.host, "filehost")
+        config = parse(
+            ["-c", path, "-p", "9003", "--plugin", '{"type": "a.Cli"}'],
+            {"JUNEBUG_PORT": "9002"},
+        )
+        self.assertEqual(config.port, 9003)
+        self.assertEqual(config.plugins, [{"type": "a.File"}, {"type": "a.Cli"}])
+        self.assertEqual(config.logging_path, "/file")
+
+    def test_unknown_yaml_keys_ignored(self) -> None:
+        """Unknown top-level keys in a config file are ignored, as before."""
+        path = write_yaml("something_else: 1\nport: 9001\n")
+        self.assertEqual(parse(["-c", path]).port, 9001)
+
+
+def run_jb(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    import os
+
+    environ = dict(os.environ)
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "junebug", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+    )
+
+
+class FailureTests(SynchronousTestCase):
+    def test_bad_config_one_line_exit_2(self) -> None:
+        """Bad config names the field in one line, exits 2, no traceback."""
+        path = write_yaml("port: not-a-port\n")
+        result = run_jb("-c", path)
+        self.assertEqual(result.returncode, 2)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn("config.port", lines[0])
+        self.assertNotIn("Traceback", result.stderr)
+
+    def test_bad_values(self) -> None:
+        """Wrong types from flags, files and the environment exit 2 with a reason."""
+        cases = [
+            (("-p", "x"), {}, "--port"),
+            (("--metric-window", "0"), {}, "metric_window"),
+            ((), {"JUNEBUG_PORT": "abc"}, "port"),
+            ((), {"JUNEBUG_REACTOR": "NOPE"}, "Unsupported JUNEBUG_REACTOR setting"),
+            (("-c", "/nonexistent/jb.yaml"), {}, "cannot read"),
+            (("-c", write_yaml("redis: [1]\n")), {}, "redis"),
+        ]
+        for args, env, expected in cases:
+            result = run_jb(*args, env=env)
+            self.assertEqual(result.returncode, 2, (args, env, result.stderr))
+            self.assertIn(expected, result.stderr)
+            self.assertNotIn("Traceback", result.stderr)
+
+    def test_help_lists_documented_options(self) -> None:
+        """--help shows every documented long option."""
+        result = run_jb("--help")
+        self.assertEqual(result.returncode, 0)
+        for option in (
+            "--config",
+            "--redis-host",
+            "--amqp-vhost",
+            "--plugin",
+            "--rabbitmq-management-interface",
+            "--embedded",
+        ):
+            self.assertIn(option, result.stdout)

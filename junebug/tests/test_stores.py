@@ -1,0 +1,95 @@
+"""The domain stores over the key-value contract: keys, TTLs, rate buckets."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from junebug.messages import ack, nack, user_message
+from junebug.stores.channels import ChannelStore
+from junebug.stores.memory import MemoryBackend
+from junebug.stores.messages import MessageStore
+from junebug.stores.rates import RateStore
+from junebug.stores.status import StatusStore
+
+
+class StoreTests(TestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.backend = MemoryBackend(self.clock)
+
+    async def test_channel_store_keys(self) -> None:
+        """Properties live at <id>:properties and ids in the 'channels' set."""
+        store = ChannelStore(self.backend)
+        await store.save("b", {"type": "t"})
+        await store.save("a", {"type": "u"})
+        self.assertEqual(await store.list_ids(), ["a", "b"])
+        self.assertEqual(await self.backend.get("a:properties"), '{"type": "u"}')
+        await store.delete("a")
+        self.assertEqual(await store.list_ids(), ["b"])
+        self.assertIsNone(await store.load("a"))
+
+    async def test_inbound_expires_after_ttl_and_reads_refresh(self) -> None:
+        """Inbound messages expire after the inbound TTL; a read refreshes it."""
+        store = MessageStore(self.backend, inbound_ttl=600, outbound_ttl=172800)
+        msg = user_message(to_addr="a", from_addr="b", transport_name="c", content="x")
+        await store.store_inbound("c", msg)
+        key = f"c:inbound_messages:{msg['message_id']}"
+        self.assertEqual(await self.backend.ttl(key), 600)
+        self.clock.advance(500)
+        self.assertEqual(await store.load_inbound("c", msg["message_id"]), msg)
+        self.clock.advance(500)
+        self.assertIsNotNone(await store.load_inbound("c", msg["message_id"]))
+        self.clock.advance(601)
+        self.assertIsNone(await store.load_inbound("c", msg["message_id"]))
+
+    async def test_outbound_record_and_events(self) -> None:
+        """Events are stored beside the record and listed oldest first."""
+        store = MessageStore(self.backend, inbound_ttl=600, outbound_ttl=100)
+        await store.store_outbound("c", "m1", {"event_url": "http://e"})
+        first = ack("m1", "s1", "c")
+        first["timestamp"] = "2026-01-01 00:00:01.000000"
+        second = nack("m1", "bad", "c")
+        second["timestamp"] = "2026-01-01 00:00:00.000000"
+        await store.store_event("c", first)
+        await store.store_event("c", second)
+        events = await store.load_events("c", "m1")
+        self.assertEqual([e["event_type"] for e in events], ["nack", "ack"])
+        self.assertEqual(
+            (await store.load_outbound("c", "m1")) or {}, {"event_url": "http://e"}
+        )
+        self.assertEqual(await self.backend.ttl("c:outbound_messages:m1"), 100)
+        self.assertEqual(await store.load_events("c", "unknown"), [])
+
+    async def test_rates_use_previous_bucket(self) -> None:
+        """A rate is the previous complete bucket's count over the window."""
+        rates = RateStore(self.backend, self.clock, window=2.0)
+        self.clock.advance(10)
+        for _ in range(3):
+            await rates.increment("c", "outbound")
+        self.assertEqual(await rates.rate("c", "outbound"), 0)
+        self.assertEqual(await self.backend.ttl("c:outbound:5"), 4)
+        self.clock.advance(2)
+        self.assertEqual(await rates.rate("c", "outbound"), 1.5)
+        self.clock.advance(2)
+        self.assertEqual(await rates.rate("c", "outbound"), 0)
+
+    async def test_status_per_component(self) -> None:
+        """The latest status per component replaces the earlier one."""
+        from junebug.messages import status_event
+
+        store = StatusStore(self.backend)
+        for kind in ("binding", "bound"):
+            await store.save(
+                "c",
+                status_event(
+                    component="smpp",
+                    status="ok",
+                    type=kind,
+                    message="",
+                    transport_name="c",
+                ),
+            )
+        statuses = await store.load("c")
+        self.assertEqual(list(statuses), ["smpp"])
+        self.assertEqual(statuses["smpp"]["type"], "bound")
