@@ -96,6 +96,9 @@ OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
         "host:port of the RabbitMQ management API, checked by /health",
     ),
     ("--max-body-size", None, "max_body_size", int, "Largest accepted request body"),
+    ("--api-token", None, "api_token", str, "Require this token on the API"),
+    ("--api-username", None, "api_username", str, "Accept Basic auth with this user"),
+    ("--api-password", None, "api_password", str, "Password for --api-username"),
 ]
 
 
@@ -213,6 +216,11 @@ def install_reactor(environ: dict[str, str] | os._Environ[str]) -> Any:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``jb``."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["message-api"]:
+        from junebug.message_api.cli import main as message_api_main
+
+        message_api_main(args[1:])
+        return
     namespace = build_parser().parse_args(args)
     path, layer = cli_layer(namespace)
     from junebug.config import load_config
@@ -222,6 +230,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         fail(str(exc))
     reactor = install_reactor(os.environ)
+    from junebug.transports.registry import TransportRegistry
+
+    try:
+        TransportRegistry(config.channels, config.replace_channels).check()
+    except ConfigError as exc:
+        fail(str(exc))
     from junebug.logging_setup import setup_logging
 
     setup_logging(config, os.environ)

@@ -138,6 +138,24 @@ class JunebugConfig:
         default=None,
         metadata=_doc("host:port of the RabbitMQ management API, for /health"),
     )
+    api_token: str | None = attrs.field(
+        default=None,
+        metadata=_doc("Require 'Authorization: Token <api_token>' on the API"),
+    )
+    api_username: str | None = attrs.field(
+        default=None, metadata=_doc("Accept HTTP Basic with this user on the API")
+    )
+    api_password: str | None = attrs.field(
+        default=None, metadata=_doc("The password for api_username")
+    )
+    http_retry_max_age: float = attrs.field(
+        default=86400.0,
+        validator=_positive,
+        metadata=_doc(
+            "Seconds failed mo_url/event_url/status_url posts are retried "
+            "before they go to the dead-letter queue"
+        ),
+    )
     startup_channels: list[dict[str, Any]] = attrs.field(
         factory=list,
         metadata=_doc(

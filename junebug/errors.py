@@ -21,6 +21,7 @@
 
     ConfigError                       bad configuration; the CLI exits with code 2
     BrokerError                       the message broker failed an operation
+    TemporaryFailure                  try this message again later (requeued)
 """
 
 from __future__ import annotations
@@ -137,3 +138,10 @@ class ConfigError(Exception):
 
 class BrokerError(Exception):
     """The message broker could not carry out an operation."""
+
+
+class TemporaryFailure(Exception):
+    """A message cannot be handled now but may be later (a peer is down, the
+    transport is stopping).  Consumers put it back in its queue after a short
+    pause, without counting it as a failure, so it never ends in ``.failed``.
+    """

@@ -25,13 +25,17 @@ from junebug.channels.sending import MessageSender
 from junebug.channels.service import ChannelDependencies
 from junebug.config import JunebugConfig, as_dict
 from junebug.http.client import HttpClient
+from junebug.http.delivery import HttpDelivery
 from junebug.plugins.host import PluginHost
+from junebug.routers.interface import RouterDependencies
+from junebug.routers.registry import RouterRegistry
 from junebug.stores.backend import KeyValueBackend
 from junebug.stores.channels import ChannelStore
 from junebug.stores.memory import MemoryBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
 from junebug.stores.redis import connect_redis
+from junebug.stores.routers import RouterStore
 from junebug.stores.status import StatusStore
 from junebug.transports.registry import TransportRegistry
 
@@ -51,11 +55,14 @@ class Junebug:
     backend: KeyValueBackend
     broker: Broker
     http: HttpClient
+    delivery: HttpDelivery
+    rates: RateStore
     plugins: PluginHost
     channels: ChannelRegistry
     api: JunebugApi
     logs: LogFileRouter
     port: IListeningPort | None = None
+    routers: RouterRegistry | None = None
 
     async def stop(self) -> None:
         """Stop serving, then stop channels, plugins and connections."""
@@ -64,7 +71,11 @@ class Junebug:
             if stopping is not None:
                 await stopping
             self.port = None
+        if self.routers is not None:
+            await self.routers.stop_all()
         await self.channels.stop_all()
+        await self.delivery.stop()
+        await self.rates.stop()
         await self.plugins.stop()
         await self.broker.close()
         await self.http.close()
@@ -134,10 +145,19 @@ async def start_junebug(
     logs.start()
     backend, broker = await connect_backends(reactor, config)
     http = HttpClient(reactor)
+    delivery = HttpDelivery(
+        reactor,
+        http,
+        broker,
+        max_age=config.http_retry_max_age,
+        prefetch=config.amqp.prefetch,
+    )
+    await delivery.start()
     messages = MessageStore(
         backend, config.inbound_message_ttl, config.outbound_message_ttl
     )
     rates = RateStore(backend, reactor, config.metric_window)
+    rates.start()
     deps = ChannelDependencies(
         reactor=reactor,
         broker=broker,
@@ -145,7 +165,7 @@ async def start_junebug(
         messages=messages,
         statuses=StatusStore(backend),
         rates=rates,
-        http=http,
+        http=delivery,
         transports=TransportRegistry(config.channels, config.replace_channels),
         prefetch=config.amqp.prefetch,
     )
@@ -157,6 +177,21 @@ async def start_junebug(
         rates=rates,
         allow_expired_replies=config.allow_expired_replies,
     )
+    routers = RouterRegistry(
+        RouterDependencies(
+            reactor=reactor,
+            broker=broker,
+            messages=messages,
+            rates=rates,
+            http=http,
+            channels=registry,
+            store=RouterStore(backend),
+            prefetch=config.amqp.prefetch,
+        ),
+        sender,
+        config.routers,
+        config.replace_routers,
+    )
     api = JunebugApi(
         ApiDependencies(
             config=config,
@@ -164,7 +199,9 @@ async def start_junebug(
             sender=sender,
             reactor=reactor,
             http=http,
+            delivery=delivery,
             health_checks=connection_checks(backend, broker),
+            routers=routers,
         )
     )
     junebug = Junebug(
@@ -172,15 +209,19 @@ async def start_junebug(
         backend=backend,
         broker=broker,
         http=http,
+        delivery=delivery,
+        rates=rates,
         plugins=plugins,
         channels=registry,
         api=api,
         logs=logs,
+        routers=routers,
     )
     await plugins.start(as_dict(config))
     await registry.start_all()
     for definition in config.startup_channels:
         await registry.ensure(definition)
+    await routers.start_all()
     if listen:
         endpoint = serverFromString(
             reactor, f"tcp:{config.port}:interface={config.interface}"

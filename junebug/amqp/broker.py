@@ -19,6 +19,9 @@ Semantics, the same in both:
   message is requeued once; if it fails again it is moved to the queue
   ``<queue>.failed`` so nothing is lost and a poison message cannot loop.
 - Consumers survive reconnection: after a lost connection they are set up again.
+- :meth:`Broker.publish_later` delays a message durably (RabbitMQ: per-tier
+  queues with a message TTL that dead-letter back to ``vumi``), which is how
+  failed HTTP deliveries are retried without holding anything in memory.
 """
 
 from __future__ import annotations
@@ -32,6 +35,21 @@ MessageHandler = Callable[[Message], Awaitable[None]]
 
 EXCHANGE = "vumi"
 DEFAULT_PREFETCH = 20
+#: Delays (seconds) a delayed publish is rounded up to; the last one caps it.
+DELAY_TIERS = (1, 5, 30, 120, 600, 3600)
+
+
+def delay_tier(delay: float) -> int:
+    """The smallest tier of at least ``delay`` seconds (the largest at most)."""
+    for tier in DELAY_TIERS:
+        if delay <= tier:
+            return tier
+    return DELAY_TIERS[-1]
+
+
+def delay_exchange(tier: int) -> str:
+    """The exchange (and queue) holding messages delayed by ``tier`` seconds."""
+    return f"junebug.delay.{tier}s"
 
 
 class Consumer(Protocol):
@@ -62,6 +80,18 @@ class Broker(Protocol):
         prefetch: int = DEFAULT_PREFETCH,
     ) -> Consumer:
         """Declare and bind ``queue``, then deliver its messages to ``handler``."""
+
+    async def publish_later(
+        self, routing_key: str, message: Message, delay: float
+    ) -> None:
+        """Publish so the message reaches ``routing_key`` after about ``delay``
+        seconds (rounded up to a tier of :data:`DELAY_TIERS`), durably."""
+
+    async def drain(
+        self, queue: str, handler: MessageHandler, limit: int = 1000
+    ) -> int:
+        """Hand up to ``limit`` waiting messages of ``queue`` to ``handler``,
+        acknowledging each after its handler returns; returns how many."""
 
     async def close(self) -> None:
         """Stop every consumer and close the connection."""

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from junebug.amqp import topology
-from junebug.amqp.broker import DEFAULT_PREFETCH, MessageHandler
-from junebug.errors import BrokerError
+from junebug.amqp.broker import DEFAULT_PREFETCH, MessageHandler, delay_tier
+from junebug.errors import BrokerError, TemporaryFailure
 from junebug.messages import from_json, to_json
 
 if TYPE_CHECKING:
@@ -131,6 +132,15 @@ class MemoryConsumer:
             return
         try:
             await self._handler(message)
+        except TemporaryFailure as exc:
+            _log.warn(
+                "Requeueing a message of {queue} for later: {error}",
+                queue=self.queue,
+                error=exc,
+            )
+            await deferLater(self._broker._clock, 1.0, lambda: None)
+            self._settle(delivery, "requeue_later")
+            return
         except Exception:
             _log.failure(
                 "Handler for {queue} failed ({what})",
@@ -180,6 +190,7 @@ class MemoryBroker:
         self._idle_waiters: list[Deferred[None]] = []
         self._connected = True
         self._closed = False
+        self._delayed: dict[IDelayedCall, None] = {}
 
     # -- connection state ------------------------------------------------------
 
@@ -275,6 +286,39 @@ class MemoryBroker:
         self._require_connected()
         self._route(routing_key, to_json(message))
 
+    async def publish_later(
+        self, routing_key: str, message: Message, delay: float
+    ) -> None:
+        """Route ``message`` after the delay tier of ``delay`` seconds."""
+        self._require_connected()
+        body = to_json(message)
+        call: IDelayedCall | None = None
+
+        def arrive() -> None:
+            self._delayed.pop(call, None)  # type: ignore[arg-type]
+            if not self._closed:
+                self._route(routing_key, body)
+
+        call = self._clock.callLater(delay_tier(delay), arrive)
+        self._delayed[call] = None
+
+    async def drain(
+        self, queue: str, handler: MessageHandler, limit: int = 1000
+    ) -> int:
+        """Hand waiting messages of ``queue`` to ``handler`` (acked on return)."""
+        self._require_connected()
+        q = self._queues.get(queue)
+        count = 0
+        while q is not None and q.messages and count < limit:
+            envelope = q.messages.popleft()
+            try:
+                await handler(from_json(envelope.body))
+            except BaseException:
+                q.messages.appendleft(_Envelope(envelope.body, redelivered=True))
+                raise
+            count += 1
+        return count
+
     async def declare_queue(self, queue: str) -> None:
         """Declare ``queue``, bound by its own name."""
         self._require_connected()
@@ -315,6 +359,10 @@ class MemoryBroker:
         was_connected = self._connected
         self._closed = True
         self._connected = False
+        for delayed in list(self._delayed):
+            if delayed.active():
+                delayed.cancel()
+        self._delayed.clear()
         for call in self._scheduled.values():
             if call.active():
                 call.cancel()
@@ -428,6 +476,8 @@ class MemoryBroker:
         q = self._queues.get(queue)
         if how == "requeue" and q is not None:
             q.messages.appendleft(_Envelope(envelope.body, redelivered=True))
+        elif how == "requeue_later" and q is not None:
+            q.messages.appendleft(envelope)
         elif how == "dead":
             failed = topology.failed(queue)
             self._declare(failed)

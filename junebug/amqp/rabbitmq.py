@@ -50,8 +50,15 @@ from typing_extensions import override
 from zope.interface import implementer
 
 from junebug.amqp import topology
-from junebug.amqp.broker import DEFAULT_PREFETCH, EXCHANGE, MessageHandler
-from junebug.errors import BrokerError
+from junebug.amqp.broker import (
+    DEFAULT_PREFETCH,
+    DELAY_TIERS,
+    EXCHANGE,
+    MessageHandler,
+    delay_exchange,
+    delay_tier,
+)
+from junebug.errors import BrokerError, TemporaryFailure
 from junebug.messages import from_json, to_json
 
 if TYPE_CHECKING:
@@ -436,6 +443,15 @@ class RabbitMQConsumer:
             return
         try:
             await self._handler(message)
+        except TemporaryFailure as exc:
+            _log.warn(
+                "Requeueing a message of {queue} for later: {error}",
+                queue=self.queue,
+                error=exc,
+            )
+            await _pause(self._broker.reactor, TEMPORARY_FAILURE_PAUSE)
+            _settle(attachment, "nack", tag)
+            return
         except Exception:
             redelivered = bool(received.method.redelivered)
             _log.failure(
@@ -518,6 +534,16 @@ async def _quiet(d: Deferred[Any]) -> None:
         await d
     except Exception as e:
         _log.debug("ignored while stopping: {error}", error=_describe(e))
+
+
+#: Seconds a consumer waits before requeueing a temporarily failed message.
+TEMPORARY_FAILURE_PAUSE = 1.0
+
+
+async def _pause(clock: Any, seconds: float) -> None:
+    from twisted.internet.task import deferLater
+
+    await deferLater(clock, seconds, lambda: None)
 
 
 def _settle(attachment: _Attachment, how: str, tag: int) -> None:
@@ -723,6 +749,20 @@ class RabbitMQBroker:
             await channel.exchange_declare(
                 exchange=EXCHANGE, exchange_type="direct", durable=True
             )
+            for tier in DELAY_TIERS:
+                name = delay_exchange(tier)
+                await channel.exchange_declare(
+                    exchange=name, exchange_type="fanout", durable=True
+                )
+                await channel.queue_declare(
+                    queue=name,
+                    durable=True,
+                    arguments={
+                        "x-message-ttl": int(tier * 1000),
+                        "x-dead-letter-exchange": EXCHANGE,
+                    },
+                )
+                await channel.queue_bind(queue=name, exchange=name, routing_key="")
             await channel.confirm_delivery()
         except Exception as e:
             # Counted and logged by _connection_ended once the socket is gone.
@@ -815,7 +855,58 @@ class RabbitMQBroker:
         when disconnected, nacked or the connection drops first)."""
         await self._publish_body(routing_key, to_json(message))
 
-    async def _publish_body(self, routing_key: str, body: bytes) -> None:
+    async def publish_later(
+        self, routing_key: str, message: Message, delay: float
+    ) -> None:
+        """Publish so that ``message`` reaches ``routing_key`` after ``delay``.
+
+        The message waits in the durable queue of the smallest delay tier of
+        at least ``delay`` seconds and is dead-lettered to ``vumi`` with its
+        routing key when its time is up, so a delayed message survives
+        restarts of both RabbitMQ and Junebug.
+        """
+        await self._publish_body(
+            routing_key, to_json(message), exchange=delay_exchange(delay_tier(delay))
+        )
+
+    async def drain(
+        self, queue: str, handler: MessageHandler, limit: int = 1000
+    ) -> int:
+        """Hand up to ``limit`` waiting messages of ``queue`` to ``handler``.
+
+        Each message is acknowledged after its handler returns; if the handler
+        raises, the message goes back to the queue and the error propagates.
+        """
+        count = 0
+
+        async def take(channel: Any) -> None:
+            nonlocal count
+            while count < limit:
+                got = await self._bounded(
+                    channel.basic_get(queue=queue, auto_ack=False), "basic.get"
+                )
+                if got is None:
+                    return
+                tag = got.method.delivery_tag
+                try:
+                    await handler(from_json(got.body))
+                except BaseException:
+                    channel.basic_nack(delivery_tag=tag, requeue=True)
+                    raise
+                channel.basic_ack(delivery_tag=tag)
+                count += 1
+
+        live = self._require_live()
+        channel = await self._bounded(live.protocol.amqp.channel(), "channel open")
+        try:
+            await take(channel)
+        finally:
+            await self._close_channel(channel)
+        return count
+
+    async def _publish_body(
+        self, routing_key: str, body: bytes, exchange: str = EXCHANGE
+    ) -> None:
         from pika import BasicProperties
 
         live = self._require_live()
@@ -824,7 +915,7 @@ class RabbitMQBroker:
         )
         try:
             confirmed = live.publish_channel.basic_publish(
-                exchange=EXCHANGE,
+                exchange=exchange,
                 routing_key=routing_key,
                 body=body,
                 properties=properties,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import attrs
@@ -12,13 +13,16 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from junebug.api import channels, health, messages
+from junebug.api import channels, dead_letters, health, messages, routers
+from junebug.api.auth import AuthenticatingResource, auth_enabled
 from junebug.api.envelope import error_result, render
+from junebug.api.openapi import openapi_document
 from junebug.api.schemas import InvalidBody
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
 from junebug.config import JunebugConfig
 from junebug.errors import JunebugError
+from junebug.routers.registry import RouterRegistry
 
 
 @attrs.define
@@ -30,7 +34,9 @@ class ApiDependencies:
     sender: MessageSender
     reactor: Any
     http: Any
+    delivery: Any = None
     health_checks: list[Any] = attrs.field(factory=list)
+    routers: RouterRegistry | None = None
 
 
 class JunebugApi:
@@ -41,43 +47,70 @@ class JunebugApi:
     def __init__(self, deps: ApiDependencies) -> None:
         self.deps = deps
         self.app = Klein()
-        self.app.handle_errors(HTTPException)(self._routing_error)
-        self.app.handle_errors(InvalidBody)(self._invalid_body)
-        self.app.handle_errors(JunebugError)(self._junebug_error)
-        self.app.handle_errors(Exception)(self._unexpected_error)
+        install_error_handlers(self.app, self.log)
         channels.install(self.app, deps)
         messages.install(self.app, deps)
         health.install(self.app, deps)
+        dead_letters.install(self.app, deps)
+        self.app.route("/openapi.json", methods=["GET"], endpoint="openapi")(
+            self._openapi
+        )
+        routers.install(self.app, deps)
+
+    def _openapi(self, request: IRequest) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json")
+        return json.dumps(openapi_document(self.app)).encode("utf-8")
 
     def resource(self) -> Any:
-        return self.app.resource()
+        """The resource to serve: the app, behind authentication if configured."""
+        resource = self.app.resource()
+        if auth_enabled(self.deps.config):
+            return AuthenticatingResource(resource, self.deps.config)
+        return resource
 
-    def _routing_error(self, request: IRequest, failure: Failure) -> bytes:
+
+def install_error_handlers(app: Klein, log: Logger) -> None:
+    """Make ``app`` answer every error with the envelope (the one error funnel).
+
+    Routing errors (404, 405, 308) keep werkzeug's names and texts, schema
+    failures list every problem, Junebug errors carry their own name and code,
+    and anything else is logged through ``log`` and answered with a 500.  Used
+    by :class:`JunebugApi` and by every other Klein app Junebug serves.
+    """
+
+    def routing_error(request: IRequest, failure: Failure) -> bytes:
         exc = failure.value
         assert isinstance(exc, HTTPException)
         code = exc.code or 500
+        # Redirects carry no description, as in the original ("...: None").
+        description = None if isinstance(exc, RequestRedirect) else exc.description
         error: dict[str, Any] = {
             "type": exc.name,
             "code": code,
-            "message": f"{code} {exc.name}: {exc.description}",
+            "message": f"{code} {exc.name}: {description}",
         }
         if isinstance(exc, RequestRedirect):
             error["new_url"] = exc.new_url
             request.setHeader(b"Location", exc.new_url.encode("utf-8"))
-        return render(request, code, exc.description, error_result([error]))
+        return render(request, code, description, error_result([error]))
 
-    def _invalid_body(self, request: IRequest, failure: Failure) -> bytes:
+    def invalid_body(request: IRequest, failure: Failure) -> bytes:
         exc = failure.value
         assert isinstance(exc, InvalidBody)
         return render(request, 400, exc.description, error_result(exc.errors))
 
-    def _junebug_error(self, request: IRequest, failure: Failure) -> bytes:
+    def junebug_error(request: IRequest, failure: Failure) -> bytes:
         exc = failure.value
         assert isinstance(exc, JunebugError)
         error = {"type": exc.name, "message": str(exc)}
         return render(request, exc.code, exc.description, error_result([error]))
 
-    def _unexpected_error(self, request: IRequest, failure: Failure) -> bytes:
-        self.log.failure("Unhandled error in the API", failure)
+    def unexpected_error(request: IRequest, failure: Failure) -> bytes:
+        log.failure("Unhandled error in the API", failure)
         error = {"type": "InternalError", "message": "an unexpected error occurred"}
         return render(request, 500, "generic error", error_result([error]))
+
+    app.handle_errors(HTTPException)(routing_error)
+    app.handle_errors(InvalidBody)(invalid_body)
+    app.handle_errors(JunebugError)(junebug_error)
+    app.handle_errors(Exception)(unexpected_error)

@@ -9,6 +9,7 @@ from twisted.web.iweb import IRequest
 
 from junebug.api.envelope import render
 from junebug.api.schemas import CHANNEL_CREATE, CHANNEL_UPDATE, parse_body
+from junebug.api.secrets import redact, restore, wants_secrets
 from junebug.channel_logs import read_logs_async
 from junebug.errors import ApiUsageError
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from junebug.api.app import ApiDependencies
 
 
-def _query_int(request: IRequest, name: str) -> int | None:
+def query_int(request: IRequest, name: str) -> int | None:
     args = request.args or {}
     values = args.get(name.encode())
     if not values:
@@ -38,10 +39,15 @@ async def logs_response(
 ) -> bytes:
     """The ``logs`` endpoints: newest first, at most ``max_logs`` entries."""
     config = deps.config
-    n = _query_int(request, "n")
+    n = query_int(request, "n")
     limit = config.max_logs if n is None else min(n, config.max_logs)
     logs = await read_logs_async(deps.reactor, config.logging_path, owner_id, limit)
     return render(request, 200, "logs retrieved", logs)
+
+
+def shown(request: IRequest, view: dict[str, Any]) -> Any:
+    """A channel as a response shows it: secrets redacted unless asked for."""
+    return view if wants_secrets(request) else redact(view)
 
 
 def install(app: Klein, deps: ApiDependencies) -> None:
@@ -49,42 +55,63 @@ def install(app: Klein, deps: ApiDependencies) -> None:
     registry = deps.channels
     max_size = deps.config.max_body_size
 
-    @app.route("/channels/", methods=["GET"])
+    @app.route("/channels/", methods=["GET"], endpoint="channels.list_channels")
     async def list_channels(request: IRequest) -> bytes:
         ids = await registry.store.list_ids()
         return render(request, 200, "channels listed", ids)
 
-    @app.route("/channels/", methods=["POST"])
+    @app.route("/channels/", methods=["POST"], endpoint="channels.create_channel")
     async def create_channel(request: IRequest) -> bytes:
         body: dict[str, Any] = parse_body(request, CHANNEL_CREATE, max_size)
         channel_id = await registry.create(body)
         view = await registry.status_view(channel_id, body)
-        return render(request, 201, "channel created", view)
+        return render(request, 201, "channel created", shown(request, view))
 
-    @app.route("/channels/<string:channel_id>", methods=["GET"])
+    @app.route(
+        "/channels/<string:channel_id>",
+        methods=["GET"],
+        endpoint="channels.get_channel",
+    )
     async def get_channel(request: IRequest, channel_id: str) -> bytes:
         properties = await registry.get_properties(channel_id)
         view = await registry.status_view(channel_id, properties)
-        return render(request, 200, "channel found", view)
+        return render(request, 200, "channel found", shown(request, view))
 
-    @app.route("/channels/<string:channel_id>", methods=["POST"])
+    @app.route(
+        "/channels/<string:channel_id>",
+        methods=["POST"],
+        endpoint="channels.modify_channel",
+    )
     async def modify_channel(request: IRequest, channel_id: str) -> bytes:
         body: dict[str, Any] = parse_body(request, CHANNEL_UPDATE, max_size)
-        properties = await registry.update(channel_id, body)
+        stored = await registry.get_properties(channel_id)
+        properties = await registry.update(channel_id, restore(body, stored))
         view = await registry.status_view(channel_id, properties)
-        return render(request, 200, "channel updated", view)
+        return render(request, 200, "channel updated", shown(request, view))
 
-    @app.route("/channels/<string:channel_id>", methods=["DELETE"])
+    @app.route(
+        "/channels/<string:channel_id>",
+        methods=["DELETE"],
+        endpoint="channels.delete_channel",
+    )
     async def delete_channel(request: IRequest, channel_id: str) -> bytes:
         await registry.delete(channel_id)
         return render(request, 200, "channel deleted", {})
 
-    @app.route("/channels/<string:channel_id>/restart", methods=["POST"])
+    @app.route(
+        "/channels/<string:channel_id>/restart",
+        methods=["POST"],
+        endpoint="channels.restart_channel",
+    )
     async def restart_channel(request: IRequest, channel_id: str) -> bytes:
         await registry.restart(channel_id)
         return render(request, 200, "channel restarted", {})
 
-    @app.route("/channels/<string:channel_id>/logs", methods=["GET"])
+    @app.route(
+        "/channels/<string:channel_id>/logs",
+        methods=["GET"],
+        endpoint="channels.channel_logs",
+    )
     async def channel_logs(request: IRequest, channel_id: str) -> bytes:
         await registry.get_properties(channel_id)
         return await logs_response(request, deps, channel_id)

@@ -33,7 +33,7 @@ def queue_health(name: str, info: Any) -> dict[str, Any] | None:
 def install(app: Klein, deps: ApiDependencies) -> None:
     """Add ``/health`` to ``app``."""
 
-    @app.route("/health", methods=["GET"])
+    @app.route("/health", methods=["GET"], endpoint="health.health")
     async def health(request: IRequest) -> bytes:
         for check in deps.health_checks:
             problem = await check()

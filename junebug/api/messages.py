@@ -41,7 +41,11 @@ def install(app: Klein, deps: ApiDependencies) -> None:
     sender = deps.sender
     max_size = deps.config.max_body_size
 
-    @app.route("/channels/<string:channel_id>/messages/", methods=["POST"])
+    @app.route(
+        "/channels/<string:channel_id>/messages/",
+        methods=["POST"],
+        endpoint="channel_messages.send_message",
+    )
     async def send_message(request: IRequest, channel_id: str) -> bytes:
         body: dict[str, Any] = parse_body(request, MESSAGE_SEND, max_size)
         properties = await registry.get_properties(channel_id)
@@ -51,6 +55,7 @@ def install(app: Klein, deps: ApiDependencies) -> None:
     @app.route(
         "/channels/<string:channel_id>/messages/<string:message_id>",
         methods=["GET"],
+        endpoint="channel_messages.get_message",
     )
     async def get_message(request: IRequest, channel_id: str, message_id: str) -> bytes:
         properties = await registry.get_properties(channel_id)

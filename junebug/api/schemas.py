@@ -90,9 +90,20 @@ def _path(parts: Any) -> list[Any]:
     return list(parts)
 
 
+_validators: dict[int, Draft4Validator] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Draft4Validator:
+    """One validator per schema object: building one per request is costly."""
+    validator = _validators.get(id(schema))
+    if validator is None or validator.schema is not schema:
+        validator = _validators[id(schema)] = Draft4Validator(schema)
+    return validator
+
+
 def validate(body: Any, schema: dict[str, Any]) -> None:
     """Raise InvalidBody listing every schema violation of ``body``."""
-    validator = Draft4Validator(schema)
+    validator = _validator(schema)
     problems = sorted(validator.iter_errors(body), key=lambda e: e.message)
     if problems:
         raise InvalidBody(
@@ -130,3 +141,53 @@ def parse_body(request: IRequest, schema: dict[str, Any], max_size: int) -> Any:
     body = read_json(request, max_size)
     validate(body, schema)
     return body
+
+
+# -- routers ------------------------------------------------------------------
+
+_ROUTER_PROPERTIES = {
+    "type": _STRING,
+    "label": _STRING,
+    "config": _OBJECT,
+    "metadata": _OBJECT,
+}
+
+#: POST /routers/ and PUT /routers/<id>.
+ROUTER_CREATE = {
+    "type": "object",
+    "properties": _ROUTER_PROPERTIES,
+    "required": ["type", "config"],
+    "additionalProperties": False,
+}
+
+#: PATCH /routers/<id>.
+ROUTER_PATCH = {
+    "type": "object",
+    "properties": _ROUTER_PROPERTIES,
+    "additionalProperties": False,
+}
+
+_DESTINATION_PROPERTIES = {
+    "label": _STRING,
+    "config": _OBJECT,
+    "metadata": _OBJECT,
+    "mo_url": _STRING,
+    "mo_url_token": _STRING,
+    "amqp_queue": _STRING,
+    "character_limit": _COUNT,
+}
+
+#: POST /routers/<id>/destinations/ and PUT /routers/<id>/destinations/<id>.
+DESTINATION_CREATE = {
+    "type": "object",
+    "properties": _DESTINATION_PROPERTIES,
+    "required": ["config"],
+    "additionalProperties": False,
+}
+
+#: PATCH /routers/<id>/destinations/<id>.
+DESTINATION_PATCH = {
+    "type": "object",
+    "properties": _DESTINATION_PROPERTIES,
+    "additionalProperties": False,
+}

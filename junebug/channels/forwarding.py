@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker
+from junebug.http.client import redact_url
 from junebug.messages import Message, api_event_type, api_event_view, api_message_view
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
@@ -38,18 +39,6 @@ class JsonPoster(Protocol):
     ) -> Any: ...
 
 
-def redact(url: str) -> str:
-    """Hide the password of a URL's userinfo."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    userinfo, at, host = rest.partition("@")
-    if not at or "/" in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
-
-
 @attrs.define
 class Forwarder:
     """Forwards MO and events for one owner (a channel or a destination)."""
@@ -67,6 +56,13 @@ class Forwarder:
     event_url_timeout: float = DEFAULT_HTTP_TIMEOUT
     #: The ``channel_id`` shown in API views; the destination id for routers.
     view_id: str | None = None
+    #: Where an event goes when its message has no stored ``event_url`` (the
+    #: message API's ``default_event_url``), with its own token.
+    default_event_url: str | None = None
+    default_event_auth_token: str | None = None
+    #: Log a warning for an event that has nowhere to go (channels stay quiet:
+    #: a message sent without ``event_url`` wants no events).
+    warn_without_event_url: bool = False
 
     async def handle_inbound(self, message: Message) -> None:
         """Store an MO message, then deliver it to ``mo_url`` and ``amqp_queue``."""
@@ -103,9 +99,21 @@ class Forwarder:
             await self.rates.increment(self.owner_id, event_type)
 
     async def _post_event(self, message_id: str, event: Message) -> None:
-        record = await self.messages.load_outbound(self.owner_id, message_id)
-        event_url = (record or {}).get("event_url")
+        record = await self.messages.load_outbound(self.owner_id, message_id) or {}
+        event_url = record.get("event_url")
+        token = record.get("event_auth_token")
         if not event_url:
+            event_url = self.default_event_url
+            token = self.default_event_auth_token
+        if not event_url:
+            if self.warn_without_event_url:
+                self.log.warn(
+                    "No event URL for message {message_id}: event {event_id} "
+                    "not delivered",
+                    message_id=message_id,
+                    event_id=event.get("event_id"),
+                    channel_id=self.owner_id,
+                )
             return
         if api_event_type(event) is None:
             self.log.info(
@@ -118,7 +126,7 @@ class Forwarder:
         result = await self.http.post_json(
             event_url,
             view,
-            token=(record or {}).get("event_auth_token"),
+            token=token,
             timeout=self.event_url_timeout,
         )
         self._report("event", event_url, result, message_id)
@@ -133,7 +141,7 @@ class Forwarder:
                 "Error sending {what} {message_id} to {url}: HTTP {code}: {body}",
                 what=what,
                 message_id=message_id,
-                url=redact(url),
+                url=redact_url(url),
                 code=result.code,
                 body=result.body,
                 channel_id=self.owner_id,
@@ -143,7 +151,7 @@ class Forwarder:
                 "Post of {what} {message_id} to {url} failed: {error}",
                 what=what,
                 message_id=message_id,
-                url=redact(url),
+                url=redact_url(url),
                 error=result.error,
                 channel_id=self.owner_id,
             )

@@ -53,6 +53,10 @@ class ChannelRegistry:
         self.deps.transports.validate(properties.get("type"), properties.get("config"))
 
     async def get_properties(self, channel_id: str) -> dict[str, Any]:
+        """A channel's properties: from the running channel, else the store."""
+        channel = self._channels.get(channel_id)
+        if channel is not None:
+            return dict(channel.properties)
         properties = await self.store.load(channel_id)
         if properties is None:
             raise ChannelNotFound("")

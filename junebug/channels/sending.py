@@ -121,8 +121,15 @@ class MessageSender:
         *,
         require_destination: bool = True,
         inbound_owners: tuple[str, ...] = (),
+        record_owners: tuple[str, ...] = (),
+        record_extras: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Validate, record and publish one MT message; return its API view."""
+        """Validate, record and publish one MT message; return its API view.
+
+        The outbound record is stored under the channel and under every id of
+        ``record_owners`` (e.g. the router destination sending it), with
+        ``record_extras`` added, before the message is published.
+        """
         if require_destination and not has_destination(properties):
             raise ApiUsageError('This channel has no "mo_url" or "amqp_queue"')
         msg = await self.build(channel_id, body, inbound_owners)
@@ -132,7 +139,9 @@ class MessageSender:
         for key in RECORD_EXTRAS:
             if key in body:
                 record[key] = body[key]
-        await self.messages.store_outbound(channel_id, msg["message_id"], record)
+        record.update(record_extras or {})
+        for owner in (channel_id, *record_owners):
+            await self.messages.store_outbound(owner, msg["message_id"], record)
         try:
             await self.broker.publish(topology.outbound(channel_id), msg)
         except BrokerError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from twisted.internet.defer import ensureDeferred
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker, Consumer
@@ -181,14 +182,11 @@ class Channel:
 
     async def stop(self) -> None:
         """Stop every part; never fails, whatever state the channel is in."""
+        # Cancel every consumer first (no new deliveries), then stop the
+        # transport so that handlers still waiting on it give up and requeue,
+        # then wait for the consumers to finish.
         consumers, self._consumers = self._consumers, []
-        for consumer in reversed(consumers):
-            try:
-                await consumer.stop()
-            except Exception:
-                self.log.failure(
-                    "Error stopping consumer of {queue}", queue=consumer.queue
-                )
+        stopping = [ensureDeferred(consumer.stop()) for consumer in consumers]
         transport, self.transport = self.transport, None
         if transport is not None:
             try:
@@ -197,6 +195,13 @@ class Channel:
                 self.log.failure(
                     "Error stopping transport of channel {channel_id}",
                     channel_id=self.id,
+                )
+        for consumer, done in zip(consumers, stopping, strict=True):
+            try:
+                await done
+            except Exception:
+                self.log.failure(
+                    "Error stopping consumer of {queue}", queue=consumer.queue
                 )
         if self.running:
             self.log.info("Channel {channel_id} stopped", channel_id=self.id)

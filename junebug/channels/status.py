@@ -7,7 +7,8 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from junebug.channels.forwarding import JsonPoster, redact
+from junebug.channels.forwarding import JsonPoster
+from junebug.http.client import redact_url
 from junebug.messages import Message, api_status_view
 from junebug.stores.rates import RateStore
 from junebug.stores.status import StatusStore
@@ -52,7 +53,7 @@ class StatusReceiver:
         if not result.ok:
             self.log.error(
                 "Error sending status event to {url}: {reason}",
-                url=redact(self.status_url),
+                url=redact_url(self.status_url),
                 reason=result.error or f"HTTP {result.code}: {result.body}",
                 channel_id=self.channel_id,
             )

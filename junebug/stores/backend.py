@@ -53,8 +53,8 @@ class KeyValueBackend(Protocol):
     async def hdel(self, key: str, *fields: str) -> None:
         """Delete hash fields."""
 
-    async def incr(self, key: str, ttl: int | None = None) -> int:
-        """Increment a counter; with ``ttl`` set its expiry in the same trip."""
+    async def incr(self, key: str, ttl: int | None = None, amount: int = 1) -> int:
+        """Add ``amount`` to a counter; with ``ttl`` set its expiry in the same trip."""
 
     async def ttl(self, key: str) -> int | None:
         """Seconds until the key expires; None if it has no expiry or is missing."""

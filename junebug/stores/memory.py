@@ -147,12 +147,12 @@ class MemoryBackend:
                 value.pop(field, None)
             self._drop_if_empty(self._key(key))
 
-    async def incr(self, key: str, ttl: int | None = None) -> int:
+    async def incr(self, key: str, ttl: int | None = None, amount: int = 1) -> int:
         k = self._key(key)
         value = self._live(k)
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{key} does not hold a string")
-        count = int(value) + 1 if value is not None else 1
+        count = int(value) + amount if value is not None else amount
         self._data[k] = str(count)
         self._expire(k, ttl)
         return count

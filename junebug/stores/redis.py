@@ -179,11 +179,11 @@ class RedisBackend:
         if fields:
             await self._command("HDEL", self._key(key), *fields)
 
-    async def incr(self, key: str, ttl: int | None = None) -> int:
+    async def incr(self, key: str, ttl: int | None = None, amount: int = 1) -> int:
         if ttl is None:
-            reply = await self._command("INCR", self._key(key))
+            reply = await self._command("INCRBY", self._key(key), amount)
         else:
-            reply = await self._with_expiry(ttl, "INCR", key)
+            reply = await self._with_expiry(ttl, "INCRBY", key, amount)
         return _integer(reply)
 
     async def ttl(self, key: str) -> int | None:

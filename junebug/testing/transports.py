@@ -102,3 +102,29 @@ class RecordingTransport:
         await self.context.publish_event(
             ack(message["message_id"], message["message_id"], self.context.channel_id)
         )
+
+
+@attrs.frozen
+class NullConfig:
+    """No options."""
+
+
+class NullTransport:
+    """Acks every MT message and keeps nothing (benchmarks)."""
+
+    CONFIG_CLASS: ClassVar[type[Any]] = NullConfig
+    TRANSPORT_TYPE: ClassVar[str] = "null"
+
+    def __init__(self, context: TransportContext, config: NullConfig) -> None:
+        self.context = context
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def handle_outbound(self, message: Message) -> None:
+        await self.context.publish_event(
+            ack(message["message_id"], message["message_id"], self.context.channel_id)
+        )

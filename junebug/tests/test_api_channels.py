@@ -266,8 +266,10 @@ class ChannelsApiTests(TestCase):
         self.assertTrue(error["message"].startswith("404 Not Found: The requested URL"))
         code, body, headers = await api.request("GET", "/channels")
         self.assertEqual(code, 308)
+        self.assertIsNone(body["description"])
         error = body["result"]["errors"][0]
         self.assertEqual(error["type"], "Permanent Redirect")
+        self.assertEqual(error["message"], "308 Permanent Redirect: None")
         self.assertEqual(error["new_url"], api.base + "/channels/")
         self.assertEqual(headers.getRawHeaders("location"), [api.base + "/channels/"])
         code, body, _ = await api.request("PUT", "/channels/")

@@ -200,6 +200,7 @@ class FailureTests(SynchronousTestCase):
             ((), {"JUNEBUG_REACTOR": "NOPE"}, "Unsupported JUNEBUG_REACTOR setting"),
             (("-c", "/nonexistent/jb.yaml"), {}, "cannot read"),
             (("-c", write_yaml("redis: [1]\n")), {}, "redis"),
+            (("--channels", "bad:no.such.Module"), {}, "channels.bad"),
         ]
         for args, env, expected in cases:
             result = run_jb(*args, env=env)

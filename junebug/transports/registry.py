@@ -13,6 +13,10 @@ from junebug.transports.interface import TransportClass
 DEFAULT_TRANSPORTS: Mapping[str, str] = {
     "telnet": "junebug.transports.telnet.transport.TelnetTransport",
     "telnet_addr": "junebug.transports.telnet.transport.AddressedTelnetTransport",
+    "smpp": "junebug.transports.smpp.transport.SmppTransport",
+    "dmark": "junebug.transports.dmark.transport.DmarkTransport",
+    "http": "junebug.transports.http.transport.HttpTransport",
+    "xmpp": "junebug.transports.xmpp.transport.XmppTransport",
 }
 
 
@@ -53,10 +57,22 @@ class TransportRegistry:
                 + ", ".join(self.types())
             )
         if channel_type not in self._classes:
-            self._classes[channel_type] = cast(
-                TransportClass, load_dotted(self._paths[channel_type])
-            )
+            try:
+                cls = load_dotted(self._paths[channel_type])
+            except ConfigError as exc:
+                raise InvalidChannelType(
+                    f"Channel type {channel_type!r} cannot be loaded: {exc}"
+                ) from exc
+            self._classes[channel_type] = cast(TransportClass, cls)
         return self._classes[channel_type]
+
+    def check(self) -> None:
+        """Load every configured type now (start-up), raising ConfigError."""
+        for channel_type, path in self._paths.items():
+            try:
+                self._classes[channel_type] = cast(TransportClass, load_dotted(path))
+            except ConfigError as exc:
+                raise ConfigError(f"channels.{channel_type}: {exc}") from exc
 
     def validate(self, channel_type: Any, config: Any) -> Any:
         """Structure a channel's ``config`` for its type, or InvalidChannelConfig."""

@@ -29,7 +29,7 @@ from twisted.trial.unittest import TestCase
 from junebug.amqp import topology
 from junebug.amqp.memory import MemoryBroker
 from junebug.amqp.rabbitmq import RabbitMQBroker
-from junebug.errors import BrokerError
+from junebug.errors import BrokerError, TemporaryFailure
 from junebug.messages import Message, from_json, user_message
 from junebug.testing.rabbitmq import (
     peek_message,
@@ -192,6 +192,39 @@ class BrokerContract(TestCase):
         self.assertIsNot(received, sent)
         self.assertIsNot(received["helper_metadata"], sent["helper_metadata"])
 
+    async def test_publish_later_arrives_after_the_delay(self) -> None:
+        """A delayed message reaches its queue after its tier's delay, not before."""
+        queue = self.queue_name()
+        inbox = Inbox()
+        await self.consume(queue, inbox.handler)
+        started = reactor.seconds()
+        await within(self.broker.publish_later(queue, message("later"), 0.5))
+        await within(self.broker.publish(queue, message("now")))
+        self.assertEqual((await inbox.next())["content"], "now")
+        self.assertEqual((await inbox.next())["content"], "later")
+        self.assertGreaterEqual(reactor.seconds() - started, 0.9)
+
+    async def test_drain_hands_over_waiting_messages(self) -> None:
+        """drain() takes waiting messages in order and acks each handled one."""
+        queue = self.queue_name()
+        await within(self.broker.declare_queue(queue))
+        for i in range(3):
+            await within(self.broker.publish(queue, message(str(i))))
+        await self.round_trip()
+        seen: list[str] = []
+
+        async def take(msg: Message) -> None:
+            if len(seen) == 2:
+                raise HandlerError("stop here")
+            seen.append(msg["content"])
+
+        with self.assertRaises(HandlerError):
+            await within(self.broker.drain(queue, take))
+        self.assertEqual(seen, ["0", "1"])
+        count = await within(self.broker.drain(queue, Inbox().handler))
+        self.assertEqual(count, 1)
+        self.assertEqual(await within(self.broker.drain(queue, take)), 0)
+
     async def test_unbound_routing_key_drops_the_message(self) -> None:
         queue = self.queue_name()
         await within(self.broker.publish(queue, message("dropped")))
@@ -270,6 +303,29 @@ class BrokerContract(TestCase):
         self.assertEqual(attempts, [sent, sent])
         self.assertEqual(len(self.flushLoggedErrors(HandlerError)), 2)
         await self.assert_durable(topology.failed(queue))
+
+    async def test_temporary_failures_requeue_without_a_strike(self) -> None:
+        """TemporaryFailure puts the message back as often as needed, never in
+        the failed queue."""
+        queue = self.queue_name()
+        attempts: list[str] = []
+        done: Deferred[None] = Deferred()
+
+        async def handler(msg: Message) -> None:
+            attempts.append(msg["content"])
+            if len(attempts) < 3:
+                raise TemporaryFailure("peer down")
+            done.callback(None)
+
+        await self.consume(queue, handler)
+        await within(self.broker.publish(queue, message("again")))
+        await within(done, 30)
+        self.assertEqual(attempts, ["again", "again", "again"])
+        await self.round_trip()
+        failed = Inbox()
+        await self.consume(topology.failed(queue), failed.handler)
+        await self.round_trip()
+        self.assertEqual(failed.messages, [])
 
     async def test_handler_failing_once_succeeds_on_redelivery(self) -> None:
         queue = self.queue_name()

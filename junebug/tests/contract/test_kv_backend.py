@@ -227,6 +227,12 @@ class KeyValueBackendContract(TestCase):
         self.assertEqual(await self.backend.incr("n"), 3)
         self.assertEqual(await self.backend.get("n"), "3")
 
+    async def test_incr_by_amount(self) -> None:
+        """incr adds ``amount`` (one round trip, with the expiry)."""
+        self.assertEqual(await self.backend.incr("n", amount=5), 5)
+        self.assertEqual(await self.backend.incr("n", ttl=60, amount=3), 8)
+        self.assertEqual(await self.backend.ttl("n"), 60)
+
     async def test_incr_existing_string(self) -> None:
         await self.backend.set("n", "41")
         self.assertEqual(await self.backend.incr("n"), 42)

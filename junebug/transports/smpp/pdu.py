@@ -746,14 +746,55 @@ def _tag_name(tag: int) -> str:
         return f"TLV 0x{tag:04X}"
 
 
+# The body of each PDU class as (name, kind, size or maximum length) with
+# plain-int kinds, built once per class: the encoding loop below runs for
+# every PDU sent, and Enum attribute lookups were most of its cost.
+_PLAN_INT: Final = 0
+_PLAN_CSTRING: Final = 1
+_PLAN_SHORT_MESSAGE: Final = 2
+_OCTETS: Final = tuple(bytes((n,)) for n in range(256))
+_plans: dict[type[PDU], tuple[tuple[str, int, int], ...]] = {}
+
+
+def _plan(cls: type[PDU]) -> tuple[tuple[str, int, int], ...]:
+    plan = _plans.get(cls)
+    if plan is None:
+        steps = []
+        for param in cls.body:
+            if param.kind is _Kind.CSTRING:
+                steps.append((param.name, _PLAN_CSTRING, param.max_length))
+            elif param.kind is _Kind.SHORT_MESSAGE:
+                steps.append((param.name, _PLAN_SHORT_MESSAGE, 0))
+            else:
+                steps.append((param.name, _PLAN_INT, int(param.kind.value)))
+        plan = _plans[cls] = tuple(steps)
+    return plan
+
+
 def encode_pdu(pdu: PDU) -> bytes:
     """Encode ``pdu`` as wire bytes; raise :class:`PDUEncodeError` if invalid."""
     parts = [b""]
-    for param in pdu.body:
-        value = getattr(pdu, param.name)
-        if param.kind is _Kind.CSTRING:
-            parts.append(_encode_cstring(param.name, value, param.max_length))
-        elif param.kind is _Kind.SHORT_MESSAGE:
+    append = parts.append
+    for name, kind, size in _plan(type(pdu)):
+        value = getattr(pdu, name)
+        if kind == _PLAN_INT:
+            # The common case inline; anything else gets the full checks.
+            if type(value) is int and 0 <= value < 256 and size == 1:
+                append(_OCTETS[value])
+            else:
+                append(_encode_int(name, value, size))
+        elif kind == _PLAN_CSTRING:
+            if (
+                type(value) is str
+                and value.isascii()
+                and len(value) < size
+                and "\x00" not in value
+            ):
+                append(value.encode("ascii"))
+                append(b"\x00")
+            else:
+                append(_encode_cstring(name, value, size))
+        else:
             if not isinstance(value, bytes | bytearray):
                 raise PDUEncodeError("short_message must be bytes")
             if len(value) > MAX_SHORT_MESSAGE_LENGTH:
@@ -761,15 +802,16 @@ def encode_pdu(pdu: PDU) -> bytes:
                     f"short_message is {len(value)} octets; the maximum is "
                     f"{MAX_SHORT_MESSAGE_LENGTH} (use message_payload)"
                 )
-            parts.append(bytes((len(value),)))
-            parts.append(bytes(value))
-        else:
-            parts.append(_encode_int(param.name, value, param.kind.value))
-    parts.extend(encode_tlv(tag, value) for tag, value in pdu.tlvs.items())
+            append(_OCTETS[len(value)])
+            append(bytes(value))
+    if pdu.tlvs:
+        parts.extend(encode_tlv(tag, value) for tag, value in pdu.tlvs.items())
     body = b"".join(parts)
     length = HEADER_LENGTH + len(body)
     for name in ("command_status", "sequence_number"):
-        _encode_int(name, getattr(pdu, name), 4)
+        value = getattr(pdu, name)
+        if type(value) is not int or not 0 <= value <= 0xFFFFFFFF:
+            _encode_int(name, value, 4)
     header = _HEADER.pack(
         length, pdu.command_id, pdu.command_status, pdu.sequence_number
     )

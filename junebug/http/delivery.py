@@ -1,0 +1,227 @@
+"""HTTP deliveries (MO, events, statuses) that are retried, never dropped.
+
+The first attempt is made at once.  If it fails (a network error, a timeout, a
+5xx, 408, 425 or 429) the delivery is published to RabbitMQ with a delay and
+retried by whichever Junebug consumes ``junebug.http.retry``: exponential
+backoff with jitter (rounded up to the broker's delay tiers), until it succeeds
+or ``max_age`` seconds have passed since the first attempt.  Then, or at once
+for a 4xx the receiver will never accept, it goes to ``junebug.http.dead``,
+where an operator can look at it and replay it (``/dead-letters/http``).
+
+Nothing waits in process memory, so a restart loses nothing.  A URL that keeps
+failing trips a per-URL breaker: for ``breaker_cooldown`` seconds new
+deliveries to it skip the first attempt and go straight to the retry queue, so
+a dead or slow URL cannot hold up the messages behind it.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from junebug.amqp.broker import Broker, Consumer
+from junebug.http.client import HttpClient, HttpResult, redact_url
+from junebug.messages import Message
+
+RETRY_QUEUE = "junebug.http.retry"
+DEAD_QUEUE = "junebug.http.dead"
+#: HTTP codes worth trying again; other 4xx will not change by waiting.
+RETRYABLE_CODES = frozenset({408, 425, 429})
+
+
+def retryable(result: HttpResult) -> bool:
+    """Whether a failed result may succeed later."""
+    return result.code is None or result.code >= 500 or result.code in RETRYABLE_CODES
+
+
+@attrs.define
+class _UrlHealth:
+    failures: int = 0
+    opened_at: float | None = None
+
+
+class HttpDelivery:
+    """Posts JSON with durable retries; drop-in for ``HttpClient.post_json``."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        http: HttpClient,
+        broker: Broker,
+        *,
+        max_age: float = 86400.0,
+        base_delay: float = 1.0,
+        max_delay: float = 3600.0,
+        breaker_threshold: int = 3,
+        breaker_cooldown: float = 30.0,
+        prefetch: int = 20,
+    ) -> None:
+        self.reactor = reactor
+        self.http = http
+        self.broker = broker
+        self.max_age = max_age
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.breaker_threshold = breaker_threshold
+        self.breaker_cooldown = breaker_cooldown
+        self.prefetch = prefetch
+        self._urls: dict[str, _UrlHealth] = {}
+        self._consumer: Consumer | None = None
+
+    def _now(self) -> float:
+        now: float = self.reactor.seconds()
+        return now
+
+    async def start(self) -> None:
+        """Declare the dead-letter queue and start retrying."""
+        await self.broker.declare_queue(DEAD_QUEUE)
+        self._consumer = await self.broker.consume(
+            RETRY_QUEUE, self._retry, prefetch=self.prefetch
+        )
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    # -- the poster interface --------------------------------------------------
+
+    async def post_json(
+        self, url: str, body: Any, *, token: str | None = None, timeout: float = 10.0
+    ) -> HttpResult:
+        """POST now; if that fails, schedule durable retries and say so."""
+        job = {
+            "message_type": "junebug_http_delivery",
+            "url": url,
+            "body": body,
+            "token": token,
+            "timeout": timeout,
+            "attempt": 0,
+            "first_attempt": self._now(),
+        }
+        if self._breaker_open(url):
+            result = HttpResult(ok=False, code=None, error="breaker open, queued")
+            await self._schedule(job, result)
+            return result
+        result = await self.http.post_json(url, body, token=token, timeout=timeout)
+        self._record(url, result)
+        if not result.ok:
+            await self._after_failure(job, result)
+        return result
+
+    # -- retries ---------------------------------------------------------------
+
+    async def _retry(self, job: Message) -> None:
+        url = job["url"]
+        job["attempt"] = int(job.get("attempt", 0)) + 1
+        if self._breaker_open(url) and not self._breaker_probe_due(url):
+            await self._schedule(
+                job, HttpResult(ok=False, code=None, error="breaker open")
+            )
+            return
+        result = await self.http.post_json(
+            url,
+            job.get("body"),
+            token=job.get("token"),
+            timeout=job.get("timeout", 10.0),
+        )
+        self._record(url, result)
+        if result.ok:
+            self.log.info(
+                "Delivered to {url} on attempt {attempt}",
+                url=redact_url(url),
+                attempt=job["attempt"],
+            )
+            return
+        await self._after_failure(job, result)
+
+    async def _after_failure(self, job: Message, result: HttpResult) -> None:
+        if not retryable(result):
+            await self._dead(job, result)
+            return
+        await self._schedule(job, result)
+
+    def _delay(self, attempt: int) -> float:
+        raw = min(self.max_delay, self.base_delay * (2**attempt))
+        return float(raw * random.uniform(0.5, 1.5))
+
+    async def _schedule(self, job: Message, result: HttpResult) -> None:
+        delay = self._delay(int(job.get("attempt", 0)))
+        age = self._now() - float(job.get("first_attempt", self._now()))
+        if age + delay > self.max_age:
+            await self._dead(job, result)
+            return
+        job["last_error"] = result.error or f"HTTP {result.code}"
+        await self.broker.publish_later(RETRY_QUEUE, job, delay)
+
+    async def _dead(self, job: Message, result: HttpResult) -> None:
+        job["last_error"] = result.error or f"HTTP {result.code}: {result.body}"
+        self.log.error(
+            "Giving up on delivery to {url} after {attempt} retries: {error}",
+            url=redact_url(job["url"]),
+            attempt=job.get("attempt", 0),
+            error=job["last_error"],
+        )
+        await self.broker.publish(DEAD_QUEUE, job)
+
+    # -- the breaker -------------------------------------------------------------
+
+    def _record(self, url: str, result: HttpResult) -> None:
+        health = self._urls.setdefault(url, _UrlHealth())
+        if result.ok:
+            self._urls.pop(url, None)
+            return
+        if not retryable(result):
+            return
+        health.failures += 1
+        if health.failures >= self.breaker_threshold:
+            health.opened_at = self._now()
+
+    def _breaker_open(self, url: str) -> bool:
+        health = self._urls.get(url)
+        if health is None or health.opened_at is None:
+            return False
+        return self._now() - health.opened_at < self.breaker_cooldown
+
+    def _breaker_probe_due(self, url: str) -> bool:
+        """Retries may probe an open breaker once in a while."""
+        return random.random() < 0.1
+
+    # -- operators -----------------------------------------------------------------
+
+    async def dead_letters(self, limit: int) -> list[Message]:
+        """Look at up to ``limit`` dead letters (they stay dead, order rotates)."""
+        seen: list[Message] = []
+
+        async def keep(job: Message) -> None:
+            await self.broker.publish(DEAD_QUEUE, job)
+            seen.append(job)
+
+        await self.broker.drain(DEAD_QUEUE, keep, limit)
+        return [_public(job) for job in seen]
+
+    async def replay_dead_letters(self, limit: int) -> int:
+        """Retry up to ``limit`` dead letters now, with a fresh retry budget."""
+
+        async def replay(job: Message) -> None:
+            job["attempt"] = 0
+            job["first_attempt"] = self._now()
+            await self.broker.publish(RETRY_QUEUE, job)
+
+        return await self.broker.drain(DEAD_QUEUE, replay, limit)
+
+
+def _public(job: Message) -> dict[str, Any]:
+    """A dead letter as the API shows it: no token, no URL password."""
+    return {
+        "url": redact_url(job.get("url", "")),
+        "body": job.get("body"),
+        "attempts": job.get("attempt", 0),
+        "first_attempt": job.get("first_attempt"),
+        "last_error": job.get("last_error"),
+    }

@@ -1,0 +1,126 @@
+"""The message API's HTTP side: ``POST {base_url_path}/messages``.
+
+The request body, the checks, the errors and the ``201 message submitted``
+answer are those of Junebug's ``POST /channels/<id>/messages/`` (so
+``result.message_id`` is where RapidPro reads the id); errors go through the
+same funnel as the main API.  The path is served with and without a trailing
+slash.  If ``auth`` is configured, requests must carry its HTTP Basic
+credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from typing import Any
+
+from klein import Klein
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from junebug.api.app import install_error_handlers
+from junebug.api.envelope import render
+from junebug.api.schemas import MESSAGE_SEND, parse_body
+from junebug.errors import JunebugError
+from junebug.message_api.config import BasicAuthConfig, MessageApiConfig
+from junebug.message_api.sending import MessageApiSender
+
+AUTH_REALM = "Junebug message API"
+
+
+class Unauthorized(JunebugError):
+    """The send request lacks the configured HTTP Basic credentials."""
+
+    name = "Unauthorized"
+    description = "unauthorized"
+    code = 401
+
+
+class RequestTimeout(JunebugError):
+    """A send request was not handled within ``request_timeout`` seconds."""
+
+    name = "RequestTimeout"
+    description = "request timed out"
+    code = 504
+
+
+def basic_credentials(request: IRequest) -> tuple[bytes, bytes] | None:
+    """The (user, password) of a request's HTTP Basic ``Authorization``."""
+    header = request.getHeader(b"authorization")
+    if not header:
+        return None
+    scheme, _, encoded = header.strip().partition(b" ")
+    if scheme.lower() != b"basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = decoded.partition(b":")
+    if not sep:
+        return None
+    return user, password
+
+
+def check_auth(request: IRequest, auth: BasicAuthConfig) -> None:
+    """Raise :class:`Unauthorized` unless the request carries ``auth``."""
+    given = basic_credentials(request)
+    # Both comparisons always run, so timing says nothing about which failed.
+    user_ok = hmac.compare_digest(
+        given[0] if given else b"", auth.username.encode("utf-8")
+    )
+    password_ok = hmac.compare_digest(
+        given[1] if given else b"", auth.password.encode("utf-8")
+    )
+    if given is None or not (user_ok and password_ok):
+        request.setHeader(
+            b"WWW-Authenticate",
+            f'Basic realm="{AUTH_REALM}", charset="UTF-8"'.encode(),
+        )
+        raise Unauthorized("HTTP Basic credentials are missing or wrong")
+
+
+class MessageApiApp:
+    """The Klein app of one message API."""
+
+    log = Logger(namespace="junebug.message_api")
+
+    def __init__(
+        self, config: MessageApiConfig, sender: MessageApiSender, clock: IReactorTime
+    ) -> None:
+        self.config = config
+        self.sender = sender
+        self.clock = clock
+        self.app = Klein()
+        install_error_handlers(self.app, self.log)
+        route = config.route
+
+        @self.app.route(route, methods=["POST"], endpoint="send")
+        @self.app.route(route + "/", methods=["POST"], endpoint="send_slash")
+        async def send(request: IRequest, **path: str) -> bytes:
+            return await self.send_message(request)
+
+    def resource(self) -> Any:
+        return self.app.resource()
+
+    async def send_message(self, request: IRequest) -> bytes:
+        """Accept one MT message (any ``<channel_id>`` in the path is ignored)."""
+        config = self.config
+        if config.auth is not None:
+            check_auth(request, config.auth)
+        body: dict[str, Any] = parse_body(request, MESSAGE_SEND, config.max_body_size)
+        sending: Deferred[dict[str, Any]] = Deferred.fromCoroutine(
+            self.sender.send(config.connector_name, {}, body, require_destination=False)
+        )
+        sending.addTimeout(config.request_timeout, self.clock)
+        try:
+            view = await sending
+        except defer.TimeoutError:
+            raise RequestTimeout(
+                f"The message was not accepted within {config.request_timeout:g}s"
+            ) from None
+        return render(request, 201, "message submitted", view)

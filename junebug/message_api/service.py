@@ -1,0 +1,232 @@
+"""A running message API: broker, state cache, forwarder and HTTP server.
+
+Wiring, all in :func:`start_message_api`:
+
+- HTTP ``POST {base_url_path}/messages`` → :class:`MessageApiSender` → publish
+  to ``<connector>.outbound`` (declared at start, so MT waits for a transport
+  that is not consuming yet);
+- ``<connector>.inbound`` → :class:`~junebug.channels.forwarding.Forwarder` →
+  state cache + POST to ``mo_message_url``;
+- ``<connector>.event`` → the same Forwarder → POST to the message's
+  ``event_url``, else ``default_event_url``, else a warning.
+
+:meth:`MessageApi.stop` undoes it in reverse order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from junebug.amqp import topology
+from junebug.amqp.broker import Broker, Consumer
+from junebug.amqp.rabbitmq import AmqpSettings, RabbitMQBroker
+from junebug.channels.forwarding import Forwarder
+from junebug.http.client import HttpClient
+from junebug.message_api.app import MessageApiApp
+from junebug.message_api.config import MessageApiConfig
+from junebug.message_api.sending import MessageApiSender, NoRates
+from junebug.message_api.state_cache import StateCache, open_state_cache
+
+log = Logger(namespace="junebug.message_api")
+
+#: What the log says once the API serves (tests wait for it).
+LISTENING = "Junebug message API is listening on {address}"
+
+
+def amqp_settings(config: MessageApiConfig) -> AmqpSettings:
+    """The broker connection settings: ``amqp_url`` if given, else ``amqp``."""
+    if config.amqp_url is not None:
+        return AmqpSettings.from_url(config.amqp_url)
+    amqp = config.amqp
+    return AmqpSettings(
+        host=amqp.hostname,
+        port=amqp.port,
+        vhost=amqp.vhost,
+        username=amqp.username,
+        password=amqp.password,
+        heartbeat=amqp.heartbeat,
+    )
+
+
+async def connect_broker(reactor: Any, config: MessageApiConfig) -> Broker:
+    """A RabbitMQ broker, connected."""
+    broker = RabbitMQBroker(reactor, amqp_settings(config))
+    broker.start()
+    try:
+        await broker.when_connected(timeout=30.0)
+    except BaseException:
+        await broker.close()
+        raise
+    return broker
+
+
+@attrs.define
+class MessageApi:
+    """A running message API and everything it owns."""
+
+    config: MessageApiConfig
+    broker: Broker
+    cache: StateCache
+    http: HttpClient
+    forwarder: Forwarder
+    sender: MessageApiSender
+    app: MessageApiApp
+    consumers: list[Consumer] = attrs.field(factory=list)
+    port: IListeningPort | None = None
+    owns_broker: bool = True
+
+    @property
+    def address(self) -> Any:
+        """Where the HTTP server listens (``None`` when not listening)."""
+        return None if self.port is None else self.port.getHost()
+
+    async def stop(self) -> None:
+        """Stop serving and consuming, then close connections."""
+        if self.port is not None:
+            stopping = self.port.stopListening()
+            self.port = None
+            if stopping is not None:
+                await stopping
+        consumers, self.consumers = self.consumers, []
+        for consumer in reversed(consumers):
+            try:
+                await consumer.stop()
+            except Exception:
+                log.failure("Error stopping consumer of {queue}", queue=consumer.queue)
+        if self.owns_broker:
+            await self.broker.close()
+        await self.http.close()
+        await self.cache.close()
+
+
+def build_forwarder(
+    config: MessageApiConfig, broker: Broker, cache: StateCache, http: HttpClient
+) -> Forwarder:
+    """The forwarder of the connector's inbound messages and events."""
+    return Forwarder(
+        owner_id=config.connector_name,
+        broker=broker,
+        messages=cache.store,
+        rates=NoRates(),
+        http=http,
+        log=log,
+        mo_url=config.mo_message_url,
+        mo_url_auth_token=config.mo_message_url_auth_token,
+        mo_url_timeout=config.mo_message_url_timeout,
+        event_url_timeout=config.event_url_timeout,
+        view_id=config.connector_name,
+        default_event_url=config.default_event_url,
+        default_event_auth_token=config.default_event_auth_token,
+        warn_without_event_url=True,
+    )
+
+
+async def start_message_api(
+    reactor: Any,
+    config: MessageApiConfig,
+    *,
+    broker: Broker | None = None,
+    cache: StateCache | None = None,
+    listen: bool = True,
+) -> MessageApi:
+    """Connect, start consuming, then serve HTTP.
+
+    ``broker`` and ``cache`` replace the configured ones (tests); a broker
+    passed in is not closed by :meth:`MessageApi.stop`.
+    """
+    owns_broker = broker is None
+    if cache is None:
+        cache = await open_state_cache(
+            reactor, config.state_cache_class, config.state_cache_config
+        )
+    http = HttpClient(reactor)
+    try:
+        if broker is None:
+            broker = await connect_broker(reactor, config)
+    except BaseException:
+        await http.close()
+        await cache.close()
+        raise
+    connector = config.connector_name
+    sender = MessageApiSender(
+        broker=broker,
+        messages=cache.store,
+        rates=NoRates(),
+        allow_expired_replies=config.allow_expired_replies,
+        transport_type=config.transport_type,
+        default_from_addr=config.default_from_addr,
+    )
+    forwarder = build_forwarder(config, broker, cache, http)
+    api = MessageApi(
+        config=config,
+        broker=broker,
+        cache=cache,
+        http=http,
+        forwarder=forwarder,
+        sender=sender,
+        app=MessageApiApp(config, sender, reactor),
+        owns_broker=owns_broker,
+    )
+    try:
+        await broker.declare_queue(topology.outbound(connector))
+        for queue, handler in (
+            (topology.inbound(connector), forwarder.handle_inbound),
+            (topology.event(connector), forwarder.handle_event),
+        ):
+            api.consumers.append(
+                await broker.consume(queue, handler, config.worker_concurrency)
+            )
+        if listen:
+            endpoint = serverFromString(reactor, config.endpoint)
+            api.port = await endpoint.listen(Site(api.app.resource()))
+            log.info(LISTENING, address=describe(api.address))
+    except BaseException:
+        await api.stop()
+        raise
+    return api
+
+
+def describe(address: Any) -> str:
+    """``host:port`` of a TCP address, else its string form."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"{host}:{port}"
+    name = getattr(address, "name", None)
+    return str(name if name is not None else address)
+
+
+async def serve(reactor: Any, config: MessageApiConfig) -> None:
+    """Start the message API, then run until the reactor shuts down."""
+    import sys
+
+    try:
+        api = await start_message_api(reactor, config)
+    except Exception as exc:
+        log.failure("The message API could not start")
+        sys.stderr.write(f"jb message-api: error: could not start: {exc}\n")
+        raise SystemExit(1) from exc
+    done: Deferred[None] = Deferred()
+
+    async def shutdown() -> None:
+        try:
+            await api.stop()
+        finally:
+            if not done.called:
+                done.callback(None)
+
+    reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: Deferred.fromCoroutine(shutdown())
+    )
+    await done
+
+
+def run(reactor: Any, config: MessageApiConfig) -> Deferred[None]:
+    """The ``task.react`` main function of ``jb message-api``."""
+    return Deferred.fromCoroutine(serve(reactor, config))

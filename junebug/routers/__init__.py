@@ -1,0 +1,1 @@
+"""Routers: share one channel between several applications (destinations)."""

@@ -1,0 +1,79 @@
+"""A :class:`TransportContext` that records what a transport publishes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.logger import Logger
+
+from junebug.messages import Message
+from junebug.stores.backend import KeyValueBackend
+from junebug.stores.memory import MemoryBackend
+from junebug.transports.interface import TransportContext
+
+
+class RecordingContext:
+    """Collects inbound messages, events and statuses; each also has a queue.
+
+    ``fail_inbound`` makes publishing an MO raise, as a broker that is down.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        channel_id: str = "chan-1",
+        store: KeyValueBackend | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.inbound: list[Message] = []
+        self.events: list[Message] = []
+        self.statuses: list[Message] = []
+        self.inbound_queue: DeferredQueue[Message] = DeferredQueue()
+        self.event_queue: DeferredQueue[Message] = DeferredQueue()
+        self.status_queue: DeferredQueue[Message] = DeferredQueue()
+        self.fail_inbound = False
+        self.store: KeyValueBackend = store or MemoryBackend(reactor)
+        self.context = TransportContext(
+            channel_id=channel_id,
+            reactor=reactor,
+            publish_inbound=self._publish_inbound,
+            publish_event=self._publish_event,
+            publish_status=self._publish_status,
+            store=self.store,
+            log=Logger(namespace="junebug.testing"),
+        )
+
+    async def _publish_inbound(self, msg: Message) -> None:
+        if self.fail_inbound:
+            raise RuntimeError("broker down")
+        self.inbound.append(msg)
+        self.inbound_queue.put(msg)
+
+    async def _publish_event(self, msg: Message) -> None:
+        self.events.append(msg)
+        self.event_queue.put(msg)
+
+    async def _publish_status(self, msg: Message) -> None:
+        self.statuses.append(msg)
+        self.status_queue.put(msg)
+
+    async def _next(
+        self, queue: DeferredQueue[Message], timeout: float, clock: Any = None
+    ) -> Message:
+        d: Deferred[Message] = queue.get()
+        d.addTimeout(timeout, clock or self.reactor)
+        return await d
+
+    async def next_inbound(self, timeout: float = 10.0, clock: Any = None) -> Message:
+        return await self._next(self.inbound_queue, timeout, clock)
+
+    async def next_event(self, timeout: float = 10.0, clock: Any = None) -> Message:
+        return await self._next(self.event_queue, timeout, clock)
+
+    async def next_status(self, timeout: float = 10.0, clock: Any = None) -> Message:
+        return await self._next(self.status_queue, timeout, clock)
+
+    def status_types(self) -> list[tuple[str, str, str]]:
+        """``(component, status, type)`` of every status published so far."""
+        return [(s["component"], s["status"], s["type"]) for s in self.statuses]

@@ -1,0 +1,85 @@
+// Test SMSC on the npm 'smpp' package (node-smpp 0.5.1).  Adapted from
+// shared/peers/node_smpp_smsc.js: same modes and answers, and it prints one
+// "SUBMIT {json}" line per submit_sm so that tests can check what arrived.
+//
+// env: PORT, MODE = dlr | ack-only | throttle-every-3 | qfull-every-3,
+//      SMSC_USER / SMSC_PASS (default esme1 / secret)
+const smpp = require('smpp');
+const PORT = parseInt(process.env.PORT || '2776', 10);
+const MODE = process.env.MODE || 'dlr';
+const USER = process.env.SMSC_USER || 'esme1', PASS = process.env.SMSC_PASS || 'secret';
+let nextId = 1, n = 0;
+
+function hex(buffer) {
+  return Buffer.isBuffer(buffer) ? buffer.toString('hex') : null;
+}
+
+function describe(pdu, status) {
+  const sm = pdu.short_message || {};
+  const payload = pdu.message_payload;
+  return JSON.stringify({
+    n: n, status: status, source_addr: pdu.source_addr, destination_addr: pdu.destination_addr,
+    data_coding: pdu.data_coding, esm_class: pdu.esm_class,
+    registered_delivery: pdu.registered_delivery,
+    udh: Array.isArray(sm.udh) ? sm.udh.map(hex) : [],
+    message: typeof sm.message === 'string' ? sm.message : (hex(sm.message) || ''),
+    payload: payload && payload.message !== undefined
+      ? (typeof payload.message === 'string' ? payload.message : hex(payload.message)) : null,
+    sar: pdu.sar_msg_ref_num !== undefined
+      ? [pdu.sar_msg_ref_num, pdu.sar_total_segments, pdu.sar_segment_seqnum] : null,
+    ussd_service_op: pdu.ussd_service_op === undefined ? null : pdu.ussd_service_op,
+  });
+}
+
+const server = smpp.createServer({debug: !!process.env.DEBUG}, function (session) {
+  let canReceive = false;
+  function bind(kind) {
+    return function (pdu) {
+      if (pdu.system_id !== USER || pdu.password !== PASS) {
+        session.send(pdu.response({command_status: smpp.ESME_RINVPASWD}));
+        console.log(`${kind} rejected for ${pdu.system_id}`);
+        session.close();
+        return;
+      }
+      canReceive = kind !== 'bind_transmitter';
+      session.send(pdu.response({system_id: 'NODESMSC'}));
+      console.log(`${kind} ok system_id=${pdu.system_id} interface_version=${pdu.interface_version}`);
+      if (MODE === 'dlr' && canReceive) {
+        session.deliver_sm({source_addr: '27820001111', destination_addr: '1234', short_message: 'hello MO from node-smpp'},
+          (r) => console.log(`MO deliver_sm_resp status=${r.command_status}`));
+      }
+    };
+  }
+  session.on('bind_transceiver', bind('bind_transceiver'));
+  session.on('bind_transmitter', bind('bind_transmitter'));
+  session.on('bind_receiver', bind('bind_receiver'));
+  session.on('enquire_link', (pdu) => session.send(pdu.response()));
+  session.on('unbind', (pdu) => { console.log('unbind'); session.send(pdu.response()); session.close(); });
+  session.on('submit_sm', (pdu) => {
+    n++;
+    if (MODE === 'throttle-every-3' && n % 3 === 0) {
+      console.log('SUBMIT ' + describe(pdu, smpp.ESME_RTHROTTLED));
+      session.send(pdu.response({command_status: smpp.ESME_RTHROTTLED}));
+      return;
+    }
+    if (MODE === 'qfull-every-3' && n % 3 === 0) {
+      console.log('SUBMIT ' + describe(pdu, smpp.ESME_RMSGQFUL));
+      session.send(pdu.response({command_status: smpp.ESME_RMSGQFUL}));
+      return;
+    }
+    if (!process.env.QUIET) console.log('SUBMIT ' + describe(pdu, 0));
+    const mid = (nextId++).toString(16);
+    session.send(pdu.response({message_id: mid}));
+    if (MODE === 'dlr' && canReceive && (pdu.registered_delivery & 1)) {
+      const d = new Date().toISOString().replace(/[-T:]/g, '').slice(2, 12);
+      const body = pdu.short_message && pdu.short_message.message !== undefined ? String(pdu.short_message.message) : '';
+      session.deliver_sm({
+        source_addr: pdu.destination_addr, destination_addr: pdu.source_addr, esm_class: 0x04,
+        short_message: `id:${mid} sub:001 dlvrd:001 submit date:${d} done date:${d} stat:DELIVRD err:000 text:${body.slice(0, 20)}`,
+        receipted_message_id: mid, message_state: 2,
+      }, (r) => { if (!process.env.QUIET) console.log(`DLR for ${mid} deliver_sm_resp status=${r.command_status}`); });
+    }
+  });
+  session.on('error', (e) => console.log('session error', e.message));
+});
+server.listen(PORT, '127.0.0.1', () => console.log(`node-smpp SMSC listening on 127.0.0.1:${PORT} mode=${MODE}`));

@@ -1,0 +1,216 @@
+"""Fault injection: nothing answered with 201 is lost.
+
+A client sends a few thousand messages through ``jb`` (a subprocess) to an
+SMPP channel bound to the node SMSC peer, while the test restarts RabbitMQ,
+kills and restarts a persistent Redis, and SIGKILLs ``jb`` and starts it
+again.  The client retries requests that fail during an outage, as a real
+client would.  At the end every message that got a 201 must have reached the
+SMSC and every one of them must have had its ``submitted`` and
+``delivery_succeeded`` events posted to ``event_url``.  Duplicates (a message
+resubmitted after a crash) are counted and reported, not failed.
+
+Also runnable as ``python -m bench faults`` (see :mod:`bench.faults`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from treq.client import HTTPClient
+from twisted.internet import reactor, task
+from twisted.internet.defer import DeferredSemaphore, ensureDeferred, gatherResults
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from junebug.testing.http_sink import HttpSink
+from junebug.testing.process import JbProcess, free_port
+from junebug.testing.rabbitmq import rabbitmq_test_settings
+from junebug.testing.redis_server import RedisServer
+from junebug.testing.smsc import SmscPeer
+
+MESSAGES = int(os.environ.get("JUNEBUG_FAULT_MESSAGES", "2000"))
+CONCURRENCY = 8
+
+
+async def rabbitmq_restart() -> None:
+    """Stop and start the RabbitMQ application (queues and messages persist)."""
+    for command in (["stop_app"], ["start_app"], ["await_startup"]):
+        _out, err, code = await getProcessOutputAndValue(
+            "rabbitmqctl", ["-q", *command], env=dict(os.environ), reactor=reactor
+        )
+        if code != 0:
+            raise RuntimeError(f"rabbitmqctl {command}: {err.decode()}")
+
+
+class FaultReport:
+    def __init__(self) -> None:
+        self.accepted: list[str] = []
+        self.content_ids: dict[str, str] = {}
+        self.retried_requests = 0
+        self.started = time.monotonic()
+
+    def summary(
+        self, submits: Counter[str], events: dict[str, Counter[str]]
+    ) -> dict[str, Any]:
+        accepted = set(self.accepted)
+        return {
+            "sent": MESSAGES,
+            "accepted": len(accepted),
+            "retried_requests": self.retried_requests,
+            "lost_at_smsc": len(accepted - set(submits)),
+            "duplicates_at_smsc": sum(n - 1 for n in submits.values() if n > 1),
+            "lost_submitted_events": len(accepted - set(events["submitted"])),
+            "lost_delivery_events": len(accepted - set(events["delivery_succeeded"])),
+            "duplicate_events": sum(
+                n - 1 for counter in events.values() for n in counter.values() if n > 1
+            ),
+            "seconds": round(time.monotonic() - self.started, 1),
+        }
+
+
+class FaultInjectionTests(TestCase):
+    timeout = 900
+
+    @pytest.mark.timeout(900)
+    @pytest.mark.faults
+    async def test_nothing_accepted_is_lost(self) -> None:
+        """RabbitMQ restart, Redis kill -9 and jb SIGKILL lose no message."""
+        peer = SmscPeer(reactor, "node", mode="dlr")
+        await peer.start()
+        self.addCleanup(peer.stop)
+        redis = RedisServer(reactor)
+        await redis.start()
+        self.addCleanup(redis.stop)
+        sink = HttpSink(reactor)
+        sink_base = await sink.start()
+        self.addCleanup(sink.stop)
+        events: dict[str, Counter[str]] = {
+            "submitted": Counter(),
+            "delivery_succeeded": Counter(),
+        }
+
+        async def collect() -> None:
+            while True:
+                received = await sink.queue.get()
+                body = received.body or {}
+                kind = body.get("event_type")
+                if kind in events:
+                    events[kind][body.get("message_id")] += 1
+
+        collecting = ensureDeferred(collect())
+        self.addCleanup(collecting.cancel)
+
+        args = [
+            "--redis-port",
+            str(redis.port),
+            "--amqp-vhost",
+            rabbitmq_test_settings().vhost,
+            "--logging-path",
+            tempfile.mkdtemp(prefix="jb-faults-"),
+        ]
+        port = free_port()
+        jb = JbProcess(reactor, args, port)
+        await jb.start()
+        self.addCleanup(lambda: jb.stop())
+
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        pool.maxPersistentPerHost = CONCURRENCY
+        self.addCleanup(pool.closeCachedConnections)
+        client = HTTPClient(Agent(reactor, pool=pool, connectTimeout=5))
+
+        async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+            data = None if body is None else json.dumps(body).encode()
+            response = await client.request(method, jb.base + path, data=data)
+            return response.code, json.loads(await response.content())
+
+        code, created = await call(
+            "POST",
+            "/channels/",
+            {
+                "type": "smpp",
+                "mo_url": sink_base + "/mo",
+                "config": {
+                    "twisted_endpoint": peer.endpoint,
+                    "system_id": "esme1",
+                    "password": "secret",
+                    "initial_reconnect_delay": 0.2,
+                    "window_size": 20,
+                },
+            },
+        )
+        self.assertEqual(code, 201, created)
+        cid = created["result"]["id"]
+        report = FaultReport()
+        limit = DeferredSemaphore(CONCURRENCY)
+
+        async def send(n: int) -> None:
+            body = {
+                "to": "27820000001",
+                "from": "1234",
+                "content": f"fault test {n}",
+                "event_url": sink_base + "/ev",
+            }
+            while True:
+                try:
+                    code, answer = await call(
+                        "POST", f"/channels/{cid}/messages/", body
+                    )
+                except Exception:
+                    code, answer = 0, None
+                if code == 201:
+                    report.accepted.append(answer["result"]["message_id"])
+                    report.content_ids[body["content"]] = answer["result"]["message_id"]
+                    return
+                report.retried_requests += 1
+                await task.deferLater(reactor, 0.2, lambda: None)
+
+        async def faults() -> None:
+            async def at(fraction: float) -> None:
+                while len(report.accepted) < MESSAGES * fraction:
+                    await task.deferLater(reactor, 0.05, lambda: None)
+
+            await at(0.25)
+            await rabbitmq_restart()
+            await at(0.5)
+            await redis.restart()
+            await at(0.75)
+            await jb.kill()
+            await jb.start()
+
+        sending = gatherResults(
+            [limit.run(lambda n=n: ensureDeferred(send(n))) for n in range(MESSAGES)]
+        )
+        await gatherResults([sending, ensureDeferred(faults())])
+
+        accepted = set(report.accepted)
+
+        def done() -> bool:
+            return accepted <= set(events["delivery_succeeded"]) and accepted <= set(
+                events["submitted"]
+            )
+
+        settled_at = time.monotonic()
+        waited = 0.0
+        while not done() and waited < 300:
+            await task.deferLater(reactor, 0.2, lambda: None)
+            waited += 0.2
+        at_peer: Counter[str] = Counter(
+            report.content_ids.get(submit["message"], "?")
+            for submit in peer.submits
+            if submit["status"] == 0
+        )
+        summary = report.summary(at_peer, events)
+        summary["seconds_to_settle"] = round(time.monotonic() - settled_at, 1)
+        sys.stderr.write(f"\nfault injection: {json.dumps(summary)}\n")
+        self.summary = summary
+        self.assertEqual(summary["lost_at_smsc"], 0, summary)
+        self.assertEqual(summary["lost_submitted_events"], 0, summary)
+        self.assertEqual(summary["lost_delivery_events"], 0, summary)

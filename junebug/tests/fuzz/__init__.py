@@ -1,0 +1,1 @@
+"""Fuzz tests: bounded in time, run in CI."""

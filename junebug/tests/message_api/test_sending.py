@@ -1,0 +1,318 @@
+"""``POST {base_url_path}/messages``: requests, checks, answers and what is published."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+
+from junebug.messages import Message
+from junebug.tests.message_api.driver import CONNECTOR, MessageApiDriver
+
+VIEW_KEYS = {
+    "to",
+    "from",
+    "group",
+    "message_id",
+    "channel_id",
+    "timestamp",
+    "reply_to",
+    "content",
+    "channel_data",
+}
+
+
+def basic(user: str, password: str) -> dict[bytes, list[bytes]]:
+    token = base64.b64encode(f"{user}:{password}".encode())
+    return {b"Authorization": [b"Basic " + token]}
+
+
+class SendTests(TestCase):
+    async def driver(self, **options: Any) -> MessageApiDriver:
+        driver = MessageApiDriver(reactor)
+        self.addCleanup(driver.stop)
+        await driver.start(**options)
+        return driver
+
+    async def test_send_publishes_vumi_message_and_answers_view(self) -> None:
+        """A send answers 201 ``message submitted`` with the API view and publishes
+        a vumi message to ``<connector>.outbound``."""
+        driver = await self.driver()
+        code, body, headers = await driver.request(
+            "POST",
+            "/messages",
+            {"to": "+250788383383", "from": "2020", "content": "hello"},
+        )
+        self.assertEqual(code, 201, body)
+        self.assertEqual(
+            (body["status"], body["code"], body["description"]),
+            (201, "Created", "message submitted"),
+        )
+        self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
+        result = body["result"]
+        self.assertEqual(set(result), VIEW_KEYS)
+        self.assertEqual(result["channel_id"], CONNECTOR)
+        self.assertEqual(result["channel_data"], {})
+        msg = await driver.next_outbound()
+        self.assertEqual(msg["message_id"], result["message_id"])
+        self.assertEqual(msg["message_type"], "user_message")
+        self.assertEqual(msg["message_version"], "20110921")
+        self.assertEqual(
+            (msg["to_addr"], msg["from_addr"], msg["content"]),
+            ("+250788383383", "2020", "hello"),
+        )
+        self.assertEqual(msg["transport_name"], CONNECTOR)
+        self.assertEqual(msg["transport_type"], "sms")
+        self.assertIsNone(msg["in_reply_to"])
+
+    async def test_transport_type_option(self) -> None:
+        """``transport_type`` is set on non-reply messages."""
+        driver = await self.driver(transport_type="ussd")
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "from": "2", "content": "x"}
+        )
+        self.assertEqual(code, 201, body)
+        self.assertEqual((await driver.next_outbound())["transport_type"], "ussd")
+
+    async def test_trailing_slash_is_accepted(self) -> None:
+        """``/messages/`` works as well as ``/messages`` (no redirect of a POST)."""
+        driver = await self.driver()
+        for path in ("/messages", "/messages/"):
+            code, body, _ = await driver.request(
+                "POST", path, {"to": "+1", "from": "2", "content": "x"}
+            )
+            self.assertEqual(code, 201, (path, body))
+
+    async def test_base_url_path_is_joined_like_vumi2(self) -> None:
+        """``base_url_path: /channels/`` serves ``/channels/messages`` only."""
+        driver = await self.driver(base_url_path="/channels/")
+        code, _, _ = await driver.request(
+            "POST", "/channels/messages", {"to": "+1", "from": "2", "content": "x"}
+        )
+        self.assertEqual(code, 201)
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "from": "2", "content": "x"}
+        )
+        self.assertEqual(code, 404)
+        self.assertEqual(body["result"]["errors"][0]["type"], "Not Found")
+
+    async def test_base_url_path_with_channel_id_serves_junebug_urls(self) -> None:
+        """``/channels/<channel_id>`` serves Junebug's ``/channels/<id>/messages/``."""
+        driver = await self.driver(base_url_path="/channels/<channel_id>")
+        for path in ("/channels/abc-123/messages/", "/channels/other/messages"):
+            code, body, _ = await driver.request(
+                "POST", path, {"to": "+1", "from": "2", "content": "x"}
+            )
+            self.assertEqual(code, 201, (path, body))
+            self.assertEqual(body["result"]["channel_id"], CONNECTOR)
+
+    async def test_wrong_method_and_unknown_path(self) -> None:
+        """Routing errors answer with the envelope (405, 404)."""
+        driver = await self.driver()
+        code, body, _ = await driver.request("GET", "/messages")
+        self.assertEqual(code, 405)
+        self.assertEqual(body["result"]["errors"][0]["type"], "Method Not Allowed")
+        code, body, _ = await driver.request("POST", "/channels/x/messages/", {})
+        self.assertEqual(code, 404)
+
+    async def test_invalid_json_and_schema(self) -> None:
+        """Bodies are checked as by the channel messages endpoint."""
+        driver = await self.driver()
+        code, body, _ = await driver.request("POST", "/messages", raw=b"{nope")
+        self.assertEqual((code, body["description"]), (400, "json decode error"))
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "content": "x", "colour": "red"}
+        )
+        self.assertEqual((code, body["description"]), (400, "api usage error"))
+        self.assertEqual(body["result"]["errors"][0]["type"], "invalid_body")
+        self.assertIn("colour", body["result"]["errors"][0]["message"])
+        code, body, _ = await driver.request("POST", "/messages", {"to": "+1"})
+        self.assertEqual(code, 400)
+        self.assertIn("'content' is a required property", str(body))
+
+    async def test_to_or_reply_to_required(self) -> None:
+        """Neither ``to`` nor ``reply_to``: 400 ApiUsageError."""
+        driver = await self.driver()
+        code, body, _ = await driver.request("POST", "/messages", {"content": "x"})
+        self.assertEqual(code, 400)
+        self.assertEqual(
+            body["result"]["errors"],
+            [
+                {
+                    "type": "ApiUsageError",
+                    "message": 'Either "to" or "reply_to" must be specified',
+                }
+            ],
+        )
+
+    async def test_from_required_without_default(self) -> None:
+        """A non-reply without ``from`` is refused unless default_from_addr is set."""
+        driver = await self.driver()
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "content": "x"}
+        )
+        self.assertEqual(code, 400, body)
+        self.assertEqual(body["result"]["errors"][0]["type"], "ApiUsageError")
+        self.assertIn(
+            '"from" must be specified', body["result"]["errors"][0]["message"]
+        )
+        self.assertEqual(driver.broker.pending(f"{CONNECTOR}.outbound"), 0)
+
+    async def test_default_from_addr(self) -> None:
+        """``default_from_addr`` fills a missing or null ``from``."""
+        driver = await self.driver(default_from_addr="2020")
+        for body in (
+            {"to": "+1", "content": "x"},
+            {"to": "+1", "content": "x", "from": None},
+        ):
+            code, answer, _ = await driver.request("POST", "/messages", body)
+            self.assertEqual(code, 201, answer)
+            self.assertEqual(answer["result"]["from"], "2020")
+            self.assertEqual((await driver.next_outbound())["from_addr"], "2020")
+        code, answer, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "content": "x", "from": "3030"}
+        )
+        self.assertEqual(answer["result"]["from"], "3030")
+
+    async def test_reply_to_an_inbound_message(self) -> None:
+        """A reply is built from the inbound message the forwarder cached."""
+        driver = await self.driver()
+        inbound = await driver.receive(
+            "hi", from_addr="+27820001111", to_addr="*120#", transport_type="ussd"
+        )
+        api = driver.api
+        assert api is not None
+        await wait_for(
+            lambda: api.cache.store.load_inbound(CONNECTOR, inbound["message_id"])
+        )
+        code, body, _ = await driver.request(
+            "POST",
+            "/messages",
+            {
+                "reply_to": inbound["message_id"],
+                "content": "bye",
+                "channel_data": {"continue_session": False},
+            },
+        )
+        self.assertEqual(code, 201, body)
+        self.assertEqual(body["result"]["reply_to"], inbound["message_id"])
+        msg = await driver.next_outbound()
+        self.assertEqual(msg["in_reply_to"], inbound["message_id"])
+        self.assertEqual((msg["to_addr"], msg["from_addr"]), ("+27820001111", "*120#"))
+        self.assertEqual(msg["session_event"], "close")
+        self.assertEqual(msg["transport_type"], "ussd")
+
+    async def test_unknown_reply_to(self) -> None:
+        """An unknown ``reply_to`` is a 400 MessageNotFound, even with ``to``."""
+        driver = await self.driver()
+        code, body, _ = await driver.request(
+            "POST",
+            "/messages",
+            {"reply_to": "nope", "to": "+1", "from": "2", "content": "x"},
+        )
+        self.assertEqual(code, 400)
+        self.assertEqual(
+            body["result"]["errors"],
+            [
+                {
+                    "type": "MessageNotFound",
+                    "message": "Inbound message with id nope not found",
+                }
+            ],
+        )
+
+    async def test_allow_expired_replies(self) -> None:
+        """With allow_expired_replies, an unknown ``reply_to`` plus ``to`` is sent new."""
+        driver = await self.driver(allow_expired_replies=True, default_from_addr="2020")
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"reply_to": "gone", "to": "+1", "content": "x"}
+        )
+        self.assertEqual(code, 201, body)
+        msg = await driver.next_outbound()
+        self.assertIsNone(msg["in_reply_to"])
+        self.assertEqual((msg["to_addr"], msg["from_addr"]), ("+1", "2020"))
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"reply_to": "gone", "content": "x"}
+        )
+        self.assertEqual(code, 400)
+
+    async def test_broker_unavailable(self) -> None:
+        """Broker down: 503 ``amqp connection error``."""
+        driver = await self.driver()
+        driver.broker.disconnect()
+        self.addCleanup(driver.broker.reconnect)
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "from": "2", "content": "x"}
+        )
+        self.assertEqual((code, body["description"]), (503, "amqp connection error"))
+
+    async def test_request_timeout(self) -> None:
+        """A send that is not done within request_timeout answers 504."""
+        driver = await self.driver(request_timeout=0.2)
+        stuck: Deferred[None] = Deferred()
+        original = driver.broker.publish
+
+        async def hang(routing_key: str, message: Message) -> None:
+            await stuck
+
+        driver.broker.publish = hang  # type: ignore[method-assign]
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "from": "2", "content": "x"}
+        )
+        driver.broker.publish = original  # type: ignore[method-assign]
+        self.assertEqual((code, body["description"]), (504, "request timed out"))
+        self.assertEqual(body["result"]["errors"][0]["type"], "RequestTimeout")
+
+    async def test_basic_auth_off_by_default(self) -> None:
+        """Without ``auth``, any (or no) credentials are accepted."""
+        driver = await self.driver()
+        code, _, _ = await driver.request(
+            "POST",
+            "/messages",
+            {"to": "+1", "from": "2", "content": "x"},
+            headers=basic("anyone", "anything"),
+        )
+        self.assertEqual(code, 201)
+
+    async def test_basic_auth_checked_when_configured(self) -> None:
+        """With ``auth``, missing or wrong credentials get 401 and a challenge."""
+        driver = await self.driver(auth={"username": "user1", "password": "pass1"})
+        message = {"to": "+1", "from": "2", "content": "x"}
+        for headers in (
+            None,
+            basic("user1", "wrong"),
+            basic("wrong", "pass1"),
+            {b"Authorization": [b"Token pass1"]},
+            {b"Authorization": [b"Basic !!!"]},
+        ):
+            code, body, answer = await driver.request(
+                "POST", "/messages", message, headers=headers
+            )
+            self.assertEqual(
+                (code, body["description"]), (401, "unauthorized"), headers
+            )
+            self.assertEqual(body["result"]["errors"][0]["type"], "Unauthorized")
+            self.assertTrue(
+                answer.getRawHeaders(b"www-authenticate")[0].startswith(b"Basic ")
+            )
+        self.assertEqual(driver.broker.pending(f"{CONNECTOR}.outbound"), 0)
+        code, body, _ = await driver.request(
+            "POST", "/messages", message, headers=basic("user1", "pass1")
+        )
+        self.assertEqual(code, 201, body)
+
+
+async def wait_for(check: Any, timeout: float = 5.0) -> Any:
+    """Await ``check()`` until it returns something truthy."""
+    waited = 0.0
+    while True:
+        value = await check()
+        if value:
+            return value
+        if waited > timeout:
+            raise TimeoutError("condition not met")
+        await task.deferLater(reactor, 0.01, lambda: None)
+        waited += 0.01

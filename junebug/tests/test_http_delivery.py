@@ -1,0 +1,113 @@
+"""Durable HTTP retries: backoff through the broker, dead letters, the breaker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from junebug.amqp.memory import MemoryBroker
+from junebug.http.client import HttpResult
+from junebug.http.delivery import DEAD_QUEUE, RETRY_QUEUE, HttpDelivery
+
+
+class ScriptedHttp:
+    """Answers posts with scripted results (the last one repeats)."""
+
+    def __init__(self, *results: HttpResult) -> None:
+        self.results = list(results)
+        self.calls: list[tuple[str, Any, str | None]] = []
+
+    async def post_json(
+        self, url: str, body: Any, *, token: str | None = None, timeout: float = 10.0
+    ) -> HttpResult:
+        self.calls.append((url, body, token))
+        return self.results.pop(0) if len(self.results) > 1 else self.results[0]
+
+
+OK = HttpResult(ok=True, code=200)
+DOWN = HttpResult(ok=False, code=None, error="ConnectionRefusedError: refused")
+BUSY = HttpResult(ok=False, code=503, body="busy")
+BAD = HttpResult(ok=False, code=400, body="bad request")
+
+
+class HttpDeliveryTests(TestCase):
+    async def make(
+        self, *results: HttpResult, **options: Any
+    ) -> tuple[HttpDelivery, ScriptedHttp]:
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        self.broker = MemoryBroker(self.clock)
+        http = ScriptedHttp(*results)
+        delivery = HttpDelivery(self.clock, http, self.broker, **options)  # type: ignore[arg-type]
+        await delivery.start()
+        self.addCleanup(self.broker.close)
+        self.addCleanup(delivery.stop)
+        return delivery, http
+
+    def run_for(self, seconds: float) -> None:
+        for _ in range(int(seconds)):
+            self.clock.advance(1)
+            self.clock.advance(0)
+
+    async def test_success_needs_no_retry(self) -> None:
+        """A delivered post is not retried."""
+        delivery, http = await self.make(OK)
+        result = await delivery.post_json("http://x/mo", {"a": 1}, token="t")
+        self.assertTrue(result.ok)
+        self.run_for(10)
+        self.assertEqual(http.calls, [("http://x/mo", {"a": 1}, "t")])
+
+    async def test_failures_are_retried_until_delivered(self) -> None:
+        """Refused and 5xx posts are retried later, with body and token."""
+        delivery, http = await self.make(DOWN, BUSY, OK)
+        result = await delivery.post_json("http://x/mo", {"a": 1}, token="t")
+        self.assertFalse(result.ok)
+        self.assertEqual(self.broker.pending(RETRY_QUEUE), 0)
+        self.run_for(60)
+        self.assertEqual(len(http.calls), 3)
+        self.assertEqual(http.calls[-1], ("http://x/mo", {"a": 1}, "t"))
+        self.assertEqual(self.broker.queue_messages(DEAD_QUEUE), [])
+
+    async def test_client_errors_go_straight_to_dead_letters(self) -> None:
+        """A 400 will not change by waiting: it is dead-lettered at once."""
+        delivery, _http = await self.make(BAD)
+        await delivery.post_json("http://u:secret@x/ev", {"e": 1}, token="tok")
+        self.clock.advance(0)
+        dead = self.broker.queue_messages(DEAD_QUEUE)
+        self.assertEqual(len(dead), 1)
+        letters = await delivery.dead_letters(10)
+        self.assertEqual(letters[0]["url"], "http://u:***@x/ev")
+        self.assertNotIn("token", letters[0])
+        self.assertEqual(letters[0]["body"], {"e": 1})
+        self.assertEqual(len(self.broker.queue_messages(DEAD_QUEUE)), 1)
+
+    async def test_retries_stop_at_max_age_then_replay(self) -> None:
+        """After max_age the delivery is dead; a replay tries it again."""
+        delivery, http = await self.make(DOWN, max_age=60.0)
+        await delivery.post_json("http://x/mo", {"a": 1})
+        self.run_for(200)
+        self.assertEqual(len(self.broker.queue_messages(DEAD_QUEUE)), 1)
+        calls = len(http.calls)
+        self.assertGreater(calls, 2)
+        http.results = [OK]
+        replayed = await delivery.replay_dead_letters(10)
+        self.assertEqual(replayed, 1)
+        self.clock.advance(0)
+        self.assertEqual(len(http.calls), calls + 1)
+        self.assertEqual(self.broker.queue_messages(DEAD_QUEUE), [])
+
+    async def test_breaker_skips_a_dead_url(self) -> None:
+        """After repeated failures new posts to the URL are queued, not tried."""
+        delivery, http = await self.make(DOWN, breaker_threshold=2, breaker_cooldown=30)
+        await delivery.post_json("http://dead/mo", 1)
+        await delivery.post_json("http://dead/mo", 2)
+        before = len(http.calls)
+        result = await delivery.post_json("http://dead/mo", 3)
+        self.assertEqual(len(http.calls), before)
+        self.assertEqual(result.error, "breaker open, queued")
+        other = ScriptedHttp(OK)
+        delivery.http = other  # type: ignore[assignment]
+        await delivery.post_json("http://alive/mo", 4)
+        self.assertEqual(len(other.calls), 1)

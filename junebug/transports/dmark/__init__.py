@@ -1,0 +1,1 @@
+"""The ``dmark`` channel type: Dmark's USSD over HTTP."""

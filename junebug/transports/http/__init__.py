@@ -1,0 +1,1 @@
+"""The ``http`` channel type: a generic HTTP/JSON SMS aggregator."""
