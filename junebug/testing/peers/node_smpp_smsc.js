@@ -3,12 +3,18 @@
 // "SUBMIT {json}" line per submit_sm so that tests can check what arrived.
 //
 // env: PORT, MODE = dlr | ack-only | throttle-every-3 | qfull-every-3,
-//      SMSC_USER / SMSC_PASS (default esme1 / secret)
+//      SMSC_USER / SMSC_PASS (default esme1 / secret), QUIET (no per-PDU
+//      lines), MO_COUNT (opt-in: after each bind that can receive, send that
+//      many deliver_sm with unique texts "bench MO <i> <send time>" as fast as the session
+//      allows, at most MO_WINDOW (default 50) unanswered; a refused one is
+//      sent again; then print one "MO_DONE {json}" line)
 const smpp = require('smpp');
 const PORT = parseInt(process.env.PORT || '2776', 10);
 const MODE = process.env.MODE || 'dlr';
 const USER = process.env.SMSC_USER || 'esme1', PASS = process.env.SMSC_PASS || 'secret';
 let nextId = 1, n = 0;
+const MO_COUNT = parseInt(process.env.MO_COUNT || '0', 10);
+const MO_WINDOW = parseInt(process.env.MO_WINDOW || '50', 10);
 
 function hex(buffer) {
   return Buffer.isBuffer(buffer) ? buffer.toString('hex') : null;
@@ -31,6 +37,51 @@ function describe(pdu, status) {
   });
 }
 
+function floodMO(session) {
+  // Bench only (MO_COUNT): keep MO_WINDOW deliver_sm outstanding until
+  // MO_COUNT were answered with status 0.
+  const started = process.hrtime.bigint();
+  const retry = [];
+  let next = 0, outstanding = 0, ok = 0, refused = 0, stopped = false;
+  function pump() {
+    while (!stopped && outstanding < MO_WINDOW && (retry.length || next < MO_COUNT)) {
+      const i = retry.length ? retry.shift() : next++;
+      outstanding++;
+      // The send time (CLOCK_MONOTONIC, as Python's time.monotonic()) lets
+      // the receiver time each MO.
+      const at = (Number(process.hrtime.bigint()) / 1e9).toFixed(6);
+      const sent = session.deliver_sm(
+        {source_addr: '27820001111', destination_addr: '1234', short_message: `bench MO ${i} ${at}`},
+        (r) => {
+          outstanding--;
+          if (r.command_status === 0) {
+            ok++;
+          } else {
+            refused++;
+            retry.push(i);
+            setTimeout(pump, 50);
+            return;
+          }
+          if (ok === MO_COUNT) {
+            const ended = process.hrtime.bigint();
+            console.log('MO_DONE ' + JSON.stringify({
+              count: MO_COUNT, ok: ok, refused: refused,
+              elapsed_s: Number(ended - started) / 1e9,
+              started_s: Number(started) / 1e9, ended_s: Number(ended) / 1e9,
+            }));
+          } else {
+            pump();
+          }
+        });
+      if (!sent) {
+        stopped = true;
+        console.log(`MO_STOPPED session not writable after ${ok} answered`);
+      }
+    }
+  }
+  pump();
+}
+
 const server = smpp.createServer({debug: !!process.env.DEBUG}, function (session) {
   let canReceive = false;
   function bind(kind) {
@@ -48,6 +99,7 @@ const server = smpp.createServer({debug: !!process.env.DEBUG}, function (session
         session.deliver_sm({source_addr: '27820001111', destination_addr: '1234', short_message: 'hello MO from node-smpp'},
           (r) => console.log(`MO deliver_sm_resp status=${r.command_status}`));
       }
+      if (MO_COUNT > 0 && canReceive) floodMO(session);
     };
   }
   session.on('bind_transceiver', bind('bind_transceiver'));

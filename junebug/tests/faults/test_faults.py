@@ -25,7 +25,12 @@ from typing import Any
 import pytest
 from treq.client import HTTPClient
 from twisted.internet import reactor, task
-from twisted.internet.defer import DeferredSemaphore, ensureDeferred, gatherResults
+from twisted.internet.defer import (
+    CancelledError,
+    DeferredSemaphore,
+    ensureDeferred,
+    gatherResults,
+)
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -99,7 +104,10 @@ class FaultInjectionTests(TestCase):
 
         async def collect() -> None:
             while True:
-                received = await sink.queue.get()
+                try:
+                    received = await sink.queue.get()
+                except CancelledError:
+                    return
                 body = received.body or {}
                 kind = body.get("event_type")
                 if kind in events:
@@ -209,6 +217,30 @@ class FaultInjectionTests(TestCase):
         )
         summary = report.summary(at_peer, events)
         summary["seconds_to_settle"] = round(time.monotonic() - settled_at, 1)
+        lost = sorted(accepted - set(events["delivery_succeeded"]))
+        if lost:
+            summary["lost_ids"] = lost[:10]
+            logs_dir = args[args.index("--logging-path") + 1]
+            for name in os.listdir(logs_dir):
+                with open(os.path.join(logs_dir, name), encoding="utf-8") as handle:
+                    for line in handle:
+                        if any(
+                            word in line
+                            for word in (
+                                "unknown SMSC",
+                                "Could not",
+                                "retry",
+                                "Gave up",
+                                "rror",
+                            )
+                        ):
+                            sys.stderr.write(line[:400])
+            content = {v: k for k, v in report.content_ids.items()}
+            for mid in lost[:10]:
+                sys.stderr.write(f"LOST {mid} {content.get(mid)}\n")
+                for submit in peer.submits:
+                    if submit["message"] == content.get(mid):
+                        sys.stderr.write(f"  at peer: {submit}\n")
         sys.stderr.write(f"\nfault injection: {json.dumps(summary)}\n")
         self.summary = summary
         self.assertEqual(summary["lost_at_smsc"], 0, summary)

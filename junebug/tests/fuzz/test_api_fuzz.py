@@ -55,9 +55,9 @@ class ApiFuzzTests(TestCase):
         )
         report = out.decode(errors="replace") + err.decode(errors="replace")
         self.assertEqual(code, 0, report[-6000:] + "\n" + jb.output[-3000:])
-        doc_routes = json.loads(
-            (await _get(jb.base + "/openapi.json")).decode()
-        )["paths"]
+        doc_routes = json.loads((await _get(jb.base + "/openapi.json")).decode())[
+            "paths"
+        ]
         self.assertIn("/channels/", doc_routes)
 
 
