@@ -14,8 +14,8 @@ from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from junebug.channels.service import Channel, ChannelDependencies
-from junebug.channels.status import status_object
-from junebug.errors import ChannelNotFound
+from junebug.channels.status import RATE_FIELDS, status_object
+from junebug.errors import ChannelNotFound, StoreUnavailable
 from junebug.plugins.host import PluginHost
 from junebug.stores.channels import ChannelStore
 
@@ -23,6 +23,17 @@ from junebug.stores.channels import ChannelStore
 RUNTIME_KEYS = frozenset(
     {"type", "config", "mo_url", "mo_url_auth_token", "amqp_queue", "status_url"}
 )
+
+
+def _down(channel_id: str, component: str, message: str) -> dict[str, Any]:
+    return {
+        "channel_id": channel_id,
+        "component": component,
+        "status": "down",
+        "type": "connection_lost",
+        "message": message,
+        "details": {},
+    }
 
 
 class ChannelRegistry:
@@ -68,17 +79,21 @@ class ChannelRegistry:
         """Properties + ``id`` + ``status``, as create/get/update answer."""
         extra: dict[str, dict[str, Any]] = {}
         if not self.deps.broker.is_connected():
-            extra["amqp"] = {
-                "channel_id": channel_id,
-                "component": "amqp",
+            extra["amqp"] = _down(
+                channel_id, "amqp", "Lost connection to the message broker"
+            )
+        try:
+            status = await status_object(
+                channel_id, self.deps.statuses, self.deps.rates, extra
+            )
+        except StoreUnavailable as exc:
+            # The running channel's properties are known; say what is wrong.
+            extra["redis"] = _down(channel_id, "redis", f"Lost connection: {exc}")
+            status = {
                 "status": "down",
-                "type": "connection_lost",
-                "message": "Lost connection to the message broker",
-                "details": {},
+                "components": extra,
+                **{field: 0 for field, _label in RATE_FIELDS},
             }
-        status = await status_object(
-            channel_id, self.deps.statuses, self.deps.rates, extra
-        )
         return {**properties, "id": channel_id, "status": status}
 
     async def ensure(self, definition: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from junebug.amqp.broker import Broker, Consumer
 from junebug.channel_logs import owner_logger
 from junebug.channels.forwarding import Forwarder, JsonPoster
 from junebug.channels.status import StatusReceiver
+from junebug.errors import TemporaryFailure
 from junebug.messages import Message, status_event
 from junebug.stores.backend import KeyValueBackend
 from junebug.stores.messages import MessageStore
@@ -62,6 +63,7 @@ class Channel:
         self.transport: Transport | None = None
         self._consumers: list[Consumer] = []
         self.start_error: str | None = None
+        self.transport_error: str | None = None
         self.running = False
 
     async def _publish(self, routing_key: str, message: Message) -> None:
@@ -161,11 +163,11 @@ class Channel:
         self.running = True
         self.log.info("Channel {channel_id} started", channel_id=self.id)
 
-    async def _record_down(self, reason: str) -> None:
+    async def _record_down(self, reason: str, kind: str = "start_failed") -> None:
         status = status_event(
             component="transport",
             status="down",
-            type="start_failed",
+            type=kind,
             message=reason,
             transport_name=self.id,
         )
@@ -177,8 +179,19 @@ class Channel:
     async def _handle_outbound(self, message: Message) -> None:
         transport = self.transport
         if transport is None:
-            raise RuntimeError(f"channel {self.id} has no running transport")
-        await transport.handle_outbound(message)
+            raise TemporaryFailure(f"channel {self.id} has no running transport")
+        try:
+            await transport.handle_outbound(message)
+        except TemporaryFailure:
+            raise
+        except Exception as exc:
+            # A crashing transport shows as down until it sends again.
+            self.transport_error = f"{type(exc).__name__}: {exc}"
+            await self._record_down(self.transport_error, "transport_error")
+            raise
+        if self.transport_error is not None:
+            self.transport_error = None
+            await self._deps.statuses.clear(self.id, "transport")
 
     async def stop(self) -> None:
         """Stop every part; never fails, whatever state the channel is in."""

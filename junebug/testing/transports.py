@@ -17,6 +17,7 @@ class FakeConfig:
     """Knobs for tests: fail at start, nack everything, or reject a field."""
 
     fail_start: bool = False
+    fail_outbound: bool = False
     nack_reason: str | None = None
     number: int = 0
 
@@ -34,6 +35,7 @@ class FakeTransport:
         self.outbound: list[Message] = []
         self.started = False
         self.stopped = False
+        self.fail_outbound = config.fail_outbound
         FakeTransport.instances.append(self)
 
     async def start(self) -> None:
@@ -45,6 +47,8 @@ class FakeTransport:
         self.stopped = True
 
     async def handle_outbound(self, message: Message) -> None:
+        if self.fail_outbound:
+            raise RuntimeError("transport crashed")
         self.outbound.append(message)
         cid = self.context.channel_id
         if self.config.nack_reason:

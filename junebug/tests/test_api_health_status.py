@@ -182,3 +182,82 @@ class HealthAndStatusTests(TestCase):
         code, body, _ = await api.request("GET", "/health")
         self.assertEqual(code, 503)
         self.assertEqual(body["description"], "rabbitmq management unreachable")
+
+
+class IsolationTests(TestCase):
+    async def start(self) -> ApiDriver:
+        driver = ApiDriver(reactor)
+        self.addCleanup(driver.stop)
+        await driver.start()
+        return driver
+
+    async def test_crashing_transport_reports_down_others_serve(self) -> None:
+        """A transport that crashes while sending shows as down; the message
+        is kept (failed queue after a retry) and other channels keep working."""
+        from junebug.testing.polling import wait_until
+        from junebug.testing.transports import FakeTransport
+
+        self.addCleanup(self.flushLoggedErrors, RuntimeError)
+        api = await self.start()
+        assert api.junebug is not None
+        props = {"type": "fake", "config": {}, "mo_url": "http://127.0.0.1:9/"}
+        _, bad, _ = await api.request("POST", "/channels/", props)
+        bad_id = bad["result"]["id"]
+        broken = FakeTransport.instances[-1]
+        broken.fail_outbound = True
+        _, good, _ = await api.request("POST", "/channels/", props)
+        good_id = good["result"]["id"]
+        healthy = FakeTransport.instances[-1]
+        code, _, _ = await api.request(
+            "POST", f"/channels/{bad_id}/messages/", {"to": "+1", "content": "x"}
+        )
+        self.assertEqual(code, 201)
+        broker = api.junebug.broker
+        assert isinstance(broker, MemoryBroker)
+        await wait_until(lambda: broker.queue_messages(f"{bad_id}.outbound.failed"))
+        _, found, _ = await api.request("GET", f"/channels/{bad_id}")
+        transport = found["result"]["status"]["components"]["transport"]
+        self.assertEqual(
+            (transport["status"], transport["type"]), ("down", "transport_error")
+        )
+        self.assertIn("transport crashed", transport["message"])
+        await api.request(
+            "POST", f"/channels/{good_id}/messages/", {"to": "+1", "content": "y"}
+        )
+        await wait_until(lambda: healthy.outbound)
+        broken.fail_outbound = False
+        await api.request(
+            "POST", f"/channels/{bad_id}/messages/", {"to": "+1", "content": "z"}
+        )
+        await wait_until(lambda: broken.outbound)
+
+        async def status() -> Any:
+            _, found, _ = await api.request("GET", f"/channels/{bad_id}")
+            return found["result"]["status"]["status"]
+
+        self.assertIsNone(await status())
+        code, _, _ = await api.request("DELETE", f"/channels/{bad_id}")
+        self.assertEqual(code, 200)
+
+    async def test_status_shows_lost_redis(self) -> None:
+        """With Redis unreachable a running channel still answers, with a down
+        redis component."""
+        from junebug.errors import StoreUnavailable
+
+        api = await self.start()
+        assert api.junebug is not None
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}, "mo_url": "http://x/"}
+        )
+        cid = created["result"]["id"]
+        statuses = api.junebug.channels.deps.statuses
+
+        async def down(channel_id: str) -> Any:
+            raise StoreUnavailable("Redis GET: connection refused")
+
+        statuses.load = down  # type: ignore[method-assign]
+        code, found, _ = await api.request("GET", f"/channels/{cid}")
+        self.assertEqual(code, 200)
+        status = found["result"]["status"]
+        self.assertEqual(status["status"], "down")
+        self.assertEqual(status["components"]["redis"]["type"], "connection_lost")

@@ -114,7 +114,7 @@ class PeerTestsMixin:
         self.assertEqual(ack["user_message_id"], message["message_id"])
         report = await wait_until(
             lambda: [e for e in ctx.events if e["event_type"] == "delivery_report"],
-            timeout=10,
+            timeout=30,
             clock=reactor,
         )
         self.assertEqual(report[0]["delivery_status"], "delivered")
