@@ -152,8 +152,9 @@ class JunebugConfig:
         default=86400.0,
         validator=_positive,
         metadata=_doc(
-            "Seconds failed mo_url/event_url/status_url posts are retried "
-            "before they go to the dead-letter queue"
+            "Most seconds failed mo_url/event_url/status_url posts are retried "
+            "before they go to the dead-letter queue; MO posts stop at "
+            "inbound_message_ttl and event posts at outbound_message_ttl first"
         ),
     )
     startup_channels: list[dict[str, Any]] = attrs.field(

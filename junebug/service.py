@@ -165,7 +165,8 @@ async def start_junebug(
         messages=messages,
         statuses=StatusStore(backend),
         rates=rates,
-        http=delivery,
+        http=delivery.bounded(config.outbound_message_ttl),
+        mo_http=delivery.bounded(config.inbound_message_ttl),
         transports=TransportRegistry(config.channels, config.replace_channels),
         prefetch=config.amqp.prefetch,
     )

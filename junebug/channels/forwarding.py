@@ -54,6 +54,8 @@ class Forwarder:
     mo_url_auth_token: str | None = None
     amqp_queue: str | None = None
     mo_url_timeout: float = DEFAULT_HTTP_TIMEOUT
+    #: Posts MO messages, if they need other retry bounds than events.
+    mo_http: JsonPoster | None = None
     event_url_timeout: float = DEFAULT_HTTP_TIMEOUT
     #: The ``channel_id`` shown in API views; the destination id for routers.
     view_id: str | None = None
@@ -70,7 +72,7 @@ class Forwarder:
         await self.messages.store_inbound(self.owner_id, message)
         if self.mo_url:
             view = api_message_view(message)
-            result = await self.http.post_json(
+            result = await (self.mo_http or self.http).post_json(
                 self.mo_url,
                 view,
                 token=self.mo_url_auth_token,

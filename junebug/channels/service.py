@@ -48,6 +48,8 @@ class ChannelDependencies:
     http: JsonPoster
     transports: TransportRegistry
     prefetch: int = 20
+    #: Posts MO messages (retried within the inbound TTL); ``http`` if unset.
+    mo_http: JsonPoster | None = None
 
 
 class Channel:
@@ -106,6 +108,7 @@ class Channel:
             mo_url=props.get("mo_url"),
             mo_url_auth_token=props.get("mo_url_auth_token"),
             amqp_queue=props.get("amqp_queue"),
+            mo_http=self._deps.mo_http,
         )
 
     async def _consume(self, queue: str, handler: Any) -> None:

@@ -91,11 +91,24 @@ class HttpDelivery:
 
     # -- the poster interface --------------------------------------------------
 
+    def bounded(self, max_age: float) -> BoundedPoster:
+        """A poster whose retries stop after ``max_age`` seconds (at most
+        :attr:`max_age`): MO messages use the inbound TTL, events the outbound
+        TTL, so nothing is delivered after it could still be acted on."""
+        return BoundedPoster(self, min(max_age, self.max_age))
+
     async def post_json(
-        self, url: str, body: Any, *, token: str | None = None, timeout: float = 10.0
+        self,
+        url: str,
+        body: Any,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        max_age: float | None = None,
     ) -> HttpResult:
         """POST now; if that fails, schedule durable retries and say so."""
         job = {
+            "max_age": max_age or self.max_age,
             "message_type": "junebug_http_delivery",
             "url": url,
             "body": body,
@@ -153,7 +166,7 @@ class HttpDelivery:
     async def _schedule(self, job: Message, result: HttpResult) -> None:
         delay = self._delay(int(job.get("attempt", 0)))
         age = self._now() - float(job.get("first_attempt", self._now()))
-        if age + delay > self.max_age:
+        if age + delay > float(job.get("max_age") or self.max_age):
             await self._dead(job, result)
             return
         job["last_error"] = result.error or f"HTTP {result.code}"
@@ -214,6 +227,21 @@ class HttpDelivery:
             await self.broker.publish(RETRY_QUEUE, job)
 
         return await self.broker.drain(DEAD_QUEUE, replay, limit)
+
+
+@attrs.frozen
+class BoundedPoster:
+    """``post_json`` through an :class:`HttpDelivery` with its own retry age."""
+
+    delivery: HttpDelivery
+    max_age: float
+
+    async def post_json(
+        self, url: str, body: Any, *, token: str | None = None, timeout: float = 10.0
+    ) -> HttpResult:
+        return await self.delivery.post_json(
+            url, body, token=token, timeout=timeout, max_age=self.max_age
+        )
 
 
 def _public(job: Message) -> dict[str, Any]:

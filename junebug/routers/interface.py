@@ -146,6 +146,7 @@ class Router:
             mo_url_auth_token=destination.get("mo_url_token"),
             amqp_queue=destination.get("amqp_queue"),
             view_id=destination["id"],
+            mo_http=getattr(deps, "mo_http", None),
         )
 
     async def consume(self, queue: str, handler: MessageHandler) -> None:

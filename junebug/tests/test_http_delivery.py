@@ -111,3 +111,24 @@ class HttpDeliveryTests(TestCase):
         delivery.http = other  # type: ignore[assignment]
         await delivery.post_json("http://alive/mo", 4)
         self.assertEqual(len(other.calls), 1)
+
+
+class BoundedPosterTests(TestCase):
+    async def test_bounded_retries_stop_at_their_own_age(self) -> None:
+        """A bounded poster (MO: inbound TTL) gives up sooner than the default."""
+        clock = Clock()
+        clock.advance(1_000_000)
+        broker = MemoryBroker(clock)
+        self.addCleanup(broker.close)
+        http = ScriptedHttp(DOWN)
+        delivery = HttpDelivery(clock, http, broker, max_age=86400)  # type: ignore[arg-type]
+        await delivery.start()
+        self.addCleanup(delivery.stop)
+        poster = delivery.bounded(60)
+        self.assertEqual(poster.max_age, 60)
+        await poster.post_json("http://x/mo", {"a": 1})
+        for _ in range(200):
+            clock.advance(1)
+            clock.advance(0)
+        self.assertEqual(len(broker.queue_messages(DEAD_QUEUE)), 1)
+        self.assertEqual(delivery.bounded(10**9).max_age, 86400)
