@@ -13,12 +13,12 @@ import attrs
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from junebug.amqp.broker import Broker
 from junebug.amqp.memory import MemoryBroker
 from junebug.amqp.rabbitmq import AmqpSettings, RabbitMQBroker
 from junebug.api.app import ApiDependencies, JunebugApi
+from junebug.api.site import api_site
 from junebug.channel_logs import LogFileRouter
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
@@ -227,7 +227,7 @@ async def start_junebug(
         endpoint = serverFromString(
             reactor, f"tcp:{config.port}:interface={config.interface}"
         )
-        junebug.port = await endpoint.listen(Site(api.resource()))
+        junebug.port = await endpoint.listen(api_site(api.resource(), reactor))
         address = junebug.port.getHost()
         log.info(
             "Junebug is listening on {host}:{port}",

@@ -206,6 +206,11 @@ class _AmqpProtocol(Protocol):
 
     @override
     def makeConnection(self, transport: Any) -> None:
+        # Small frames (publishes, acks) must not wait for Nagle's algorithm
+        # and the broker's delayed ACK: that costs up to 40 ms each.
+        set_no_delay = getattr(transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         self.amqp.makeConnection(transport)
         super().makeConnection(transport)
 

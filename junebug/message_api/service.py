@@ -22,11 +22,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker, Consumer
 from junebug.amqp.rabbitmq import AmqpSettings, RabbitMQBroker
+from junebug.api.site import api_site
 from junebug.channels.forwarding import Forwarder
 from junebug.http.client import HttpClient
 from junebug.message_api.app import MessageApiApp
@@ -185,7 +185,7 @@ async def start_message_api(
             )
         if listen:
             endpoint = serverFromString(reactor, config.endpoint)
-            api.port = await endpoint.listen(Site(api.app.resource()))
+            api.port = await endpoint.listen(api_site(api.app.resource(), reactor))
             log.info(LISTENING, address=describe(api.address))
     except BaseException:
         await api.stop()

@@ -198,6 +198,17 @@ class RedisBackend:
         await self._handler.disconnect()
 
 
+class _NoDelayRedisProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
+    """txredisapi's protocol with Nagle's algorithm off: commands are small
+    and a delayed ACK would hold each one up to 40 ms."""
+
+    def connectionMade(self) -> Any:  # noqa: N802 - the Twisted name
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+        return super().connectionMade()
+
+
 async def connect_redis(
     host: str = "localhost",
     port: int = 6379,
@@ -229,6 +240,8 @@ async def connect_redis(
         replyTimeout=timeout,
         convertNumbers=False,
     )
+    # Set before the pool's connections complete (and for every reconnection).
+    handler._factory.protocol = _NoDelayRedisProtocol
     # Fires once the whole pool has connected (AUTH and SELECT done); fails
     # when Redis refuses them.  Connection refused is retried forever, hence
     # the timeout.

@@ -607,8 +607,13 @@ class ReceiptTests(TransportTestCase):
         self.assertEqual(self.ctx.events[-1]["user_message_id"], message["message_id"])
 
     def test_unknown_id(self) -> None:
+        """A receipt for an id nobody knows waits a moment for the mapping,
+        then is answered and dropped."""
         peer = self.started()
         peer.send(self.receipt("nope"))
+        self.assertEqual(peer.received(), [])
+        for _ in range(50):
+            self.reactor.advance(0.1)
         [resp] = peer.received()
         self.assertEqual(resp.command_status, 0)
         self.assertEqual(self.ctx.events, [])

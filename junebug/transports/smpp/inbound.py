@@ -59,6 +59,8 @@ __all__ = ["InboundHandler"]
 
 #: How long store operations of the receipt path are retried (a Redis restart).
 STORE_RETRY_FOR: Final = 30.0
+#: How long a receipt waits for the mapping of an SMSC id it does not know yet.
+RECEIPT_WAIT: Final = 3.0
 
 T = TypeVar("T")
 
@@ -266,18 +268,32 @@ class InboundHandler:
             error=groups.get("err"),
         )
 
+    async def _lookup(self, key_id: str, ttl: int | None) -> str | None:
+        """Our message id for an SMSC id, waiting briefly for a mapping that
+        is still being made: an SMSC may send the receipt right behind the
+        ``submit_sm_resp``, before that response has been fully handled."""
+        delay = 0.05
+        waited = 0.0
+        while True:
+            message_id = self._recent.get(key_id)
+            if message_id is None:
+                # One round trip: read the mapping and, for a final report,
+                # shorten its life (a pending report leaves it alone).
+                message_id = await _with_retries(
+                    self._context.reactor,
+                    lambda: self._store.get(self.key(key_id), ttl=ttl),
+                )
+            if message_id is not None or waited >= RECEIPT_WAIT:
+                return message_id
+            await deferLater(self._context.reactor, delay, lambda: None)
+            waited += delay
+            delay = min(delay * 2, 1.0)
+
     async def _handle_receipt(self, receipt: DeliveryReceipt) -> int:
         key_id = self._ids.from_receipt(receipt.message_id)
         final = receipt.status in _FINAL
-        message_id = self._recent.get(key_id)
-        if message_id is None:
-            # One round trip: read the mapping and, for a final report,
-            # shorten its life (a pending report leaves it alone).
-            ttl = self._config.final_dr_third_party_id_expiry if final else None
-            message_id = await _with_retries(
-                self._context.reactor,
-                lambda: self._store.get(self.key(key_id), ttl=ttl),
-            )
+        ttl = self._config.final_dr_third_party_id_expiry if final else None
+        message_id = await self._lookup(key_id, ttl)
         if message_id is None:
             self._log.info(
                 "Delivery receipt for unknown SMSC id {smsc_id}",
