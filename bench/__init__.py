@@ -1,1 +1,2 @@
-"""Benchmarks: run with python -m bench.<name>."""
+"""Benchmarks: ``python -m bench`` (see ``docs/performance.rst``) and the
+single-purpose ``python -m bench.smpp_bench`` and ``bench.amqp_publish``."""

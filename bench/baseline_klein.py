@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from klein import Klein
 from twisted.internet import reactor
@@ -25,5 +26,6 @@ def accept(request):  # type: ignore[no-untyped-def]
 
 
 if __name__ == "__main__":
-    reactor.listenTCP(int(sys.argv[1]), Site(app.resource()), interface="127.0.0.1")
+    site: Any = Site(app.resource())
+    reactor.listenTCP(int(sys.argv[1]), site, interface="127.0.0.1")
     reactor.run()

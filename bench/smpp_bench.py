@@ -17,6 +17,11 @@ The SMSC shares the machine's cores, so the figures are a floor.
 
     .venv/bin/python -m bench.smpp_bench [--count 20000] [--e2e-count 10000]
         [--prefetch 20] [--redis]
+
+``--baseline core --window W`` or ``--baseline mo`` prints a single figure as a
+``JSON {...}`` line instead: the baselines of ``python -m bench`` scenarios
+(b) and (c) (``mo``: the node peer floods ``--count`` ``deliver_sm`` at a bare
+session that only answers them).
 """
 
 from __future__ import annotations
@@ -71,10 +76,62 @@ class _Owner:
         return d
 
 
-async def _start_peer(reactor: Any) -> SmscPeer:
-    peer = SmscPeer(reactor, "node", mode="ack-only", env={"QUIET": "1"})
+class _MoCounter(_Owner):
+    """An owner that only answers ``deliver_sm`` (status 0) and times them."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+        self.received = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.done: Deferred[None] = Deferred()
+
+    def request_received(self, session: SmppSession, pdu: PDU) -> Deferred[int]:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        self.last = now
+        self.received += 1
+        if self.received == self.count:
+            self.done.callback(None)
+        return super().request_received(session, pdu)
+
+
+async def _start_peer(reactor: Any, env: dict[str, str] | None = None) -> SmscPeer:
+    peer = SmscPeer(reactor, "node", mode="ack-only", env={"QUIET": "1", **(env or {})})
     await peer.start()
     return peer
+
+
+async def mo_core(reactor: Any, count: int) -> float:
+    """``deliver_sm``/s into a bare session that only answers them.
+
+    The peer floods ``count`` MO (``MO_COUNT``, 50 unanswered at most) after
+    the bind; the rate is from the first ``deliver_sm`` to the last.
+    """
+    peer = await _start_peer(reactor, {"MO_COUNT": str(count)})
+    try:
+        owner = _MoCounter(count)
+        settings = SessionSettings(
+            bind_class=BindTransceiver,
+            system_id="esme1",
+            password="secret",
+            enquire_link_interval=300.0,
+        )
+        session = SmppSession(settings, reactor, owner)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", peer.port)
+        protocol = await connectProtocol(endpoint, SmppProtocol(session))
+        await owner.bound
+        await owner.done
+        assert owner.first is not None and owner.last is not None
+        elapsed = owner.last - owner.first
+        session.unbind()
+        await session.wait_closed()
+        del protocol
+        return (count - 1) / elapsed if elapsed > 0 else float(count)
+    finally:
+        await peer.stop()
 
 
 async def protocol_core(reactor: Any, count: int, window: int) -> float:
@@ -191,12 +248,13 @@ async def end_to_end(reactor: Any, count: int, prefetch: int, redis: bool) -> fl
             for n in range(count)
         ]
         slots = DeferredSemaphore(prefetch)
+
+        def submit(message: Message) -> Deferred[None]:
+            return ensureDeferred(transport.handle_outbound(message))
+
         started = time.perf_counter()
         results = await DeferredList(
-            [
-                slots.run(lambda m=m: ensureDeferred(transport.handle_outbound(m)))
-                for m in messages
-            ],
+            [slots.run(submit, m) for m in messages],
             consumeErrors=True,
         )
         elapsed = time.perf_counter() - started
@@ -234,13 +292,36 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     )
 
 
+async def baseline(reactor: Any, args: argparse.Namespace) -> None:
+    """One figure as a ``JSON {...}`` line, for ``python -m bench``."""
+    import json
+    import resource
+
+    if args.baseline == "core":
+        rate = await protocol_core(reactor, args.count, args.window)
+    else:
+        rate = await mo_core(reactor, args.count)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    figures = {"msg_per_s": rate, "count": args.count, "peak_rss_mb": peak_kb / 1024}
+    print("JSON " + json.dumps(figures), flush=True)
+
+
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--e2e-count", type=int, default=10000)
     parser.add_argument("--prefetch", type=int, default=20)
     parser.add_argument("--redis", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        choices=("core", "mo"),
+        help="print one JSON figure: protocol-core submit_sm/s at --window, "
+        "or deliver_sm/s answered by a bare session (mo)",
+    )
+    parser.add_argument("--window", type=int, default=10)
     args = parser.parse_args()
+    if args.baseline:
+        task.react(lambda reactor: ensureDeferred(baseline(reactor, args)))
     task.react(lambda reactor: ensureDeferred(main(reactor, args)))
 
 
