@@ -62,13 +62,15 @@ class NginxDmarkTests(TestCase):
         return response.code, await response.content()
 
     async def wait_for_code(self, url: str, code: int, timeout: float = 15.0) -> None:
-        """Poll ``url`` until it answers ``code`` (nginx reloads asynchronously)."""
+        """Poll ``url`` until it answers ``code`` five times in a row: nginx
+        reloads asynchronously, and until the old worker has gone a new
+        connection may still reach it and get the old answer."""
         seen: list[int] = []
 
         async def answers() -> bool:
             got, _ = await self.get(url)
             seen.append(got)
-            return got == code
+            return len(seen) >= 5 and seen[-5:] == [code] * 5
 
         if not await poll(answers, timeout):
             self.fail(f"{url} never answered {code}; saw {seen[-5:]}")
