@@ -204,27 +204,11 @@ def describe(address: Any) -> str:
 
 async def serve(reactor: Any, config: MessageApiConfig) -> None:
     """Start the message API, then run until the reactor shuts down."""
-    import sys
+    from junebug.runner import serve_until_shutdown
 
-    try:
-        api = await start_message_api(reactor, config)
-    except Exception as exc:
-        log.failure("The message API could not start")
-        sys.stderr.write(f"jb message-api: error: could not start: {exc}\n")
-        raise SystemExit(1) from exc
-    done: Deferred[None] = Deferred()
-
-    async def shutdown() -> None:
-        try:
-            await api.stop()
-        finally:
-            if not done.called:
-                done.callback(None)
-
-    reactor.addSystemEventTrigger(
-        "before", "shutdown", lambda: Deferred.fromCoroutine(shutdown())
+    await serve_until_shutdown(
+        reactor, lambda: start_message_api(reactor, config), "jb message-api"
     )
-    await done
 
 
 def run(reactor: Any, config: MessageApiConfig) -> Deferred[None]:
