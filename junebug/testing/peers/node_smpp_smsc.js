@@ -8,11 +8,43 @@
 //      many deliver_sm with unique texts "bench MO <i> <send time>" as fast as the session
 //      allows, at most MO_WINDOW (default 50) unanswered; a refused one is
 //      sent again; then print one "MO_DONE {json}" line)
+//
+// Delivery receipts are store-and-forward, as at a real SMSC: a receipt stays
+// pending until a deliver_sm_resp with status 0 answers it.  One refused is
+// sent again a second later; one whose session closed unanswered (the ESME
+// crashed or was cut off) is sent again on the next bind that can receive.
 const smpp = require('smpp');
 const PORT = parseInt(process.env.PORT || '2776', 10);
 const MODE = process.env.MODE || 'dlr';
 const USER = process.env.SMSC_USER || 'esme1', PASS = process.env.SMSC_PASS || 'secret';
 let nextId = 1, n = 0;
+const RETRY_MS = 1000;
+// Receipts not yet answered with status 0, by SMSC message id, in order.
+const pendingReceipts = new Map();
+const receivers = new Set();
+
+function sendReceipt(session, mid) {
+  const receipt = pendingReceipts.get(mid);
+  if (!receipt || receipt.inFlight === session) return;
+  receipt.inFlight = session;
+  session.deliver_sm(Object.assign({}, receipt.pdu), (r) => {
+    if (receipt.inFlight === session) receipt.inFlight = null;
+    if (!process.env.QUIET) console.log(`DLR for ${mid} deliver_sm_resp status=${r.command_status}`);
+    if (r.command_status === 0) {
+      pendingReceipts.delete(mid);
+      return;
+    }
+    setTimeout(() => {
+      if (receivers.has(session)) sendReceipt(session, mid);
+    }, RETRY_MS);
+  });
+}
+
+function resendReceipts(session) {
+  for (const [mid, receipt] of pendingReceipts) {
+    if (receipt.inFlight === null) sendReceipt(session, mid);
+  }
+}
 const MO_COUNT = parseInt(process.env.MO_COUNT || '0', 10);
 const MO_WINDOW = parseInt(process.env.MO_WINDOW || '50', 10);
 
@@ -95,7 +127,9 @@ const server = smpp.createServer({debug: !!process.env.DEBUG}, function (session
       canReceive = kind !== 'bind_transmitter';
       session.send(pdu.response({system_id: 'NODESMSC'}));
       console.log(`${kind} ok system_id=${pdu.system_id} interface_version=${pdu.interface_version}`);
+      if (canReceive) receivers.add(session);
       if (MODE === 'dlr' && canReceive) {
+        resendReceipts(session);
         session.deliver_sm({source_addr: '27820001111', destination_addr: '1234', short_message: 'hello MO from node-smpp'},
           (r) => console.log(`MO deliver_sm_resp status=${r.command_status}`));
       }
@@ -125,11 +159,25 @@ const server = smpp.createServer({debug: !!process.env.DEBUG}, function (session
     if (MODE === 'dlr' && canReceive && (pdu.registered_delivery & 1)) {
       const d = new Date().toISOString().replace(/[-T:]/g, '').slice(2, 12);
       const body = pdu.short_message && pdu.short_message.message !== undefined ? String(pdu.short_message.message) : '';
-      session.deliver_sm({
-        source_addr: pdu.destination_addr, destination_addr: pdu.source_addr, esm_class: 0x04,
-        short_message: `id:${mid} sub:001 dlvrd:001 submit date:${d} done date:${d} stat:DELIVRD err:000 text:${body.slice(0, 20)}`,
-        receipted_message_id: mid, message_state: 2,
-      }, (r) => { if (!process.env.QUIET) console.log(`DLR for ${mid} deliver_sm_resp status=${r.command_status}`); });
+      pendingReceipts.set(mid, {
+        inFlight: null,
+        pdu: {
+          source_addr: pdu.destination_addr, destination_addr: pdu.source_addr, esm_class: 0x04,
+          short_message: `id:${mid} sub:001 dlvrd:001 submit date:${d} done date:${d} stat:DELIVRD err:000 text:${body.slice(0, 20)}`,
+          receipted_message_id: mid, message_state: 2,
+        },
+      });
+      sendReceipt(session, mid);
+    }
+  });
+  session.on('close', () => {
+    receivers.delete(session);
+    for (const receipt of pendingReceipts.values()) {
+      if (receipt.inFlight === session) receipt.inFlight = null;
+    }
+    for (const other of receivers) {
+      resendReceipts(other);
+      break;
     }
   });
   session.on('error', (e) => console.log('session error', e.message));

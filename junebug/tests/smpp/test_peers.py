@@ -223,5 +223,26 @@ class NodeSmppPeerTests(PeerTestsMixin, TestCase):
         self.assertFalse(transport.is_bound)
 
 
+    async def test_refused_receipt_is_delivered_again(self) -> None:
+        """A receipt we cannot publish is refused (ESME_RX_T_APPN), and the
+        SMSC, which keeps receipts until they are answered with status 0,
+        sends it again: the report arrives once publishing works."""
+        peer = await self.start_peer("dlr")
+        transport, ctx = await self.start_transport(peer, redis=True)
+        ctx.fail_events = True
+        message = mt("report me later")
+        sending = ensureDeferred(transport.handle_outbound(message))
+        sending.addErrback(lambda _: None)  # its ack cannot be published either
+        await peer.wait_for_line("deliver_sm_resp status=100")
+        ctx.fail_events = False
+        reports = await wait_until(
+            lambda: [e for e in ctx.events if e["event_type"] == "delivery_report"],
+            timeout=30,
+            clock=reactor,
+        )
+        self.assertEqual(reports[0]["user_message_id"], message["message_id"])
+        self.assertTrue(self.flushLoggedErrors(RuntimeError))
+
+
 class Smpp34PeerTests(PeerTestsMixin, TestCase):
     KIND = "smpp34"
