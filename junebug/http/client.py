@@ -1,10 +1,13 @@
 """Outgoing HTTP: JSON POSTs to ``mo_url`` / ``event_url`` / ``status_url``.
 
-:class:`HttpClient` wraps :class:`treq.client.HTTPClient` over its own
-persistent :class:`~twisted.web.client.HTTPConnectionPool`, built from an
-injected reactor.  It never raises for network failures, timeouts or non-2xx
-answers: :meth:`HttpClient.post_json` returns an :class:`HttpResult` and the
-caller decides what to log.  Nothing it returns contains a URL's password.
+:class:`HttpClient` makes requests with a :class:`~twisted.web.client.Agent`
+over its own persistent :class:`~twisted.web.client.HTTPConnectionPool`,
+built from an injected reactor.  It calls the agent directly (no treq
+wrapper: no cookie jar, no per-request URL object, no content decoding), as
+these posts are on the path of every message.  It never raises for network
+failures, timeouts or non-2xx answers: :meth:`HttpClient.post_json` returns
+an :class:`HttpResult` and the caller decides what to log.  Nothing it
+returns contains a URL's password.
 
 Authentication, as in the original Junebug: userinfo in the URL
 (``http://user:pass@host/``) is removed from the URL and sent as HTTP Basic
@@ -26,14 +29,12 @@ import json
 import re
 from collections.abc import Callable
 from datetime import datetime
-from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
-from treq.client import HTTPClient as TreqClient
-from treq.cookies import IndexableCookieJar
-from twisted.internet.defer import CancelledError, Deferred, succeed
+import hyperlink
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IConsumer, IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -44,6 +45,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IResponse
 from typing_extensions import override
 from zope.interface import implementer
 
+from junebug.http.connections import ConnectionPool
 from junebug.messages import format_timestamp
 
 #: Per-host limit of idle persistent connections kept in the pool.
@@ -57,6 +59,8 @@ MAX_GET_BODY_READ: Final = 4 * 1024 * 1024
 #: Error strings are cut to this many characters.
 ERROR_LIMIT: Final = 1024
 DEFAULT_TIMEOUT: Final = 10.0
+_JSON_CONTENT_TYPE: Final = b"Content-Type: application/json\r\n"
+_BAD_HEADER_VALUE: Final = re.compile(rb"[\r\n\x00]")
 
 # ``scheme://user:password@`` anywhere in a text.  The password runs to the
 # last ``@`` before whitespace, a slash or a quote, so unencoded ``@`` in
@@ -194,10 +198,13 @@ class _BytesProducer:
         pass
 
 
-def _to_body_producer(data: Any) -> IBodyProducer:
-    if not isinstance(data, bytes):
-        raise TypeError("only bytes bodies are supported")
-    return _BytesProducer(data)
+def request_target(url: str) -> bytes:
+    """``url`` as the bytes an agent takes: ASCII as it is, otherwise as a URI
+    (an IDNA host, percent-encoded path and query)."""
+    try:
+        return url.encode("ascii")
+    except UnicodeEncodeError:
+        return hyperlink.parse(url).to_uri().to_text().encode("ascii")
 
 
 class _BoundedBody(Protocol):
@@ -272,18 +279,20 @@ class HttpClient:
         self._reactor = reactor
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = max_persistent_per_host
+        #: Plain-HTTP POSTs go through this lighter pool (not with an injected
+        #: agent, whose requests tests inspect).
+        self._posts: ConnectionPool | None = None
         if agent is None:
             agent = Agent(reactor, pool=self._pool)
-        # A jar that accepts no cookie: requests must not influence each other.
-        jar = IndexableCookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-        self._treq = TreqClient(
-            agent, cookiejar=jar, data_to_body_producer=_to_body_producer
-        )
+            self._posts = ConnectionPool(reactor, max_persistent_per_host)
+        self._agent = agent
 
     def close(self) -> Deferred[None]:
         """Close idle pooled connections (fires when they are closed)."""
-        closed: Deferred[None] = self._pool.closeCachedConnections()
-        return closed
+        closing: list[Deferred[None]] = [self._pool.closeCachedConnections()]
+        if self._posts is not None:
+            closing.append(self._posts.close())
+        return gatherResults(closing).addCallback(lambda _: None)
 
     async def _with_timeout(
         self, timeout: float, work: Callable[[], Deferred[Any]]
@@ -322,17 +331,22 @@ class HttpClient:
         data: bytes | None,
         limit: int,
     ) -> tuple[IResponse, bytes, bool]:
-        response: IResponse = await self._treq.request(
-            method,
-            url,
-            headers=headers,
-            data=data,
-            allow_redirects=False,
-            unbuffered=True,
-            reactor=self._reactor,
+        if not url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        producer = None if data is None else _BytesProducer(data)
+        response: IResponse = await self._agent.request(
+            method.encode("ascii"), request_target(url), headers, producer
         )
         body, truncated = await read_body(response, limit)
         return response, body, truncated
+
+    async def _agent_post(
+        self, url: str, headers: Headers, data: bytes
+    ) -> tuple[int, bytes, bool]:
+        response, raw, truncated = await self._request(
+            "POST", url, headers, data, MAX_POST_BODY_READ
+        )
+        return int(response.code), raw, truncated
 
     async def post_json(
         self,
@@ -348,30 +362,42 @@ class HttpClient:
         ``Authorization: Token <token>``.
         """
         data = encode_json(body)
-        headers = Headers({b"Content-Type": [b"application/json"]})
         try:
             bare_url, credentials = split_credentials(url)
         except ValueError as exc:
             return HttpResult(ok=False, code=None, error=describe_error(exc))
+        authorization = None
         if credentials is not None:
-            headers.setRawHeaders(b"Authorization", [basic_auth_header(*credentials)])
+            authorization = basic_auth_header(*credentials)
         elif token is not None:
-            headers.setRawHeaders(b"Authorization", [f"Token {token}".encode()])
-
-        try:
-            response, raw, _truncated = await self._with_timeout(
-                timeout,
-                lambda: Deferred.fromCoroutine(
-                    self._request("POST", bare_url, headers, data, MAX_POST_BODY_READ)
-                ),
+            authorization = f"Token {token}".encode()
+        target = None if self._posts is None else self._posts.target(bare_url)
+        if target is not None and (
+            authorization is None or not _BAD_HEADER_VALUE.search(authorization)
+        ):
+            lines = _JSON_CONTENT_TYPE
+            if authorization is not None:
+                lines += b"Authorization: " + authorization + b"\r\n"
+            posts = self._posts
+            assert posts is not None
+            work = lambda: Deferred.fromCoroutine(  # noqa: E731
+                posts.post(target, lines, data, MAX_POST_BODY_READ)
             )
+        else:
+            headers = Headers({b"Content-Type": [b"application/json"]})
+            if authorization is not None:
+                headers.setRawHeaders(b"Authorization", [authorization])
+            work = lambda: Deferred.fromCoroutine(  # noqa: E731
+                self._agent_post(bare_url, headers, data)
+            )
+        try:
+            code, raw, _truncated = await self._with_timeout(timeout, work)
         except CancelledError:
             raise
         except _TimeoutExpiredError as exc:
             return HttpResult(ok=False, code=None, error=str(exc))
         except Exception as exc:
             return HttpResult(ok=False, code=None, error=describe_error(exc))
-        code = int(response.code)
         return HttpResult(
             ok=200 <= code < 300,
             code=code,

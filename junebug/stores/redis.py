@@ -7,9 +7,12 @@ is usable.  If the connection is lost later, txredisapi dials again on its own
 connection gets redialled), and one still waiting for a connection fails a
 moment later; both raise :class:`~junebug.errors.StoreUnavailable`.
 
-A call that takes a ``ttl`` is one ``EVAL`` of a small Lua script that runs the
-command and then ``EXPIRE``: one round trip, atomic, and a command that fails
+A call that takes a ``ttl`` runs a small Lua script that runs the command and
+then ``EXPIRE``: one round trip, atomic, and a command that fails
 (``WRONGTYPE``) leaves the expiry untouched, as :class:`MemoryBackend` does.
+The script is sent by its SHA1 (``EVALSHA``); only when Redis answers
+``NOSCRIPT`` (its script cache is empty after a restart or ``SCRIPT FLUSH``) is
+it sent whole with ``EVAL``, which caches it again.
 
 Redis errors are raised as the in-memory backend raises them: ``TypeError`` for
 an operation against a key of another type, ``ValueError`` for ``incr`` of a
@@ -20,6 +23,7 @@ the timeouts here use the injected clock.
 from __future__ import annotations
 
 import builtins
+import hashlib
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -41,6 +45,9 @@ local reply = redis.call(ARGV[2], KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return reply
 """
+_WITH_EXPIRY_SHA: Final = hashlib.sha1(
+    _WITH_EXPIRY.encode(), usedforsecurity=False
+).hexdigest()  # Redis names scripts by SHA1
 
 # txredisapi's own reply timeout (``timeout``) must fire first: it is the one
 # that drops a connection that stopped answering.  Ours, later, covers a call
@@ -104,9 +111,11 @@ class RedisBackend:
     async def _with_expiry(
         self, ttl: int, command: str, key: str, *args: _Arg
     ) -> object:
-        return await self._command(
-            "EVAL", _WITH_EXPIRY, 1, self._key(key), ttl, command, *args
-        )
+        arguments = (1, self._key(key), ttl, command, *args)
+        try:
+            return await self._command("EVALSHA", _WITH_EXPIRY_SHA, *arguments)
+        except _NoScript:
+            return await self._command("EVAL", _WITH_EXPIRY, *arguments)
 
     async def ping(self) -> bool:
         try:
@@ -260,8 +269,14 @@ async def connect_redis(
     return RedisBackend(handler, clock=clock, key_prefix=key_prefix, timeout=timeout)
 
 
+class _NoScript(Exception):
+    """Redis does not have the script an ``EVALSHA`` named."""
+
+
 def _translate(command: str, error: Exception) -> Exception:
     message = str(error)
+    if message.startswith("NOSCRIPT"):
+        return _NoScript(message)
     if "WRONGTYPE" in message:
         return TypeError(f"Redis {command}: the key holds another type")
     if "not an integer" in message:

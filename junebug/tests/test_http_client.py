@@ -33,6 +33,7 @@ from junebug.http.client import (
     encode_json,
     redact_text,
     redact_url,
+    request_target,
     split_credentials,
 )
 
@@ -334,6 +335,16 @@ class ClientUnitTests(TestCase):
 
 
 class HelperTests(TestCase):
+    def test_request_target(self) -> None:
+        """ASCII URLs go to the agent unchanged; others as URIs."""
+        self.assertEqual(
+            request_target("http://h:8/p%20q?a=1&b"), b"http://h:8/p%20q?a=1&b"
+        )
+        self.assertEqual(
+            request_target("http://bücher.example/ü?q=é"),
+            b"http://xn--bcher-kva.example/%C3%BC?q=%C3%A9",
+        )
+
     def test_redact_url(self) -> None:
         self.assertEqual(
             redact_url("http://user:pass@host:80/p?q=1"),

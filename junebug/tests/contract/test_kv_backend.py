@@ -526,6 +526,14 @@ class RedisBackendTests(KeyValueBackendContract):
 
     # beyond the contract: what is really stored, connection handling
 
+    async def test_ttl_ops_survive_an_empty_script_cache(self) -> None:
+        """EVALSHA falls back to EVAL when Redis has lost the script."""
+        await self.backend.set("k", "v")
+        await self.redis.raw("SCRIPT", "FLUSH")
+        self.assertEqual(await self.backend.get("k", ttl=50), "v")
+        self.assertEqual(await self.backend.ttl("k"), 50)
+        self.assertEqual(await self.backend.hget("missing", "f", ttl=50), None)
+
     async def test_keys_carry_the_prefix(self) -> None:
         await self.backend.set("k", "v")
         await self.backend.hset("h", {"f": "v"})
