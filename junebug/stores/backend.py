@@ -1,7 +1,7 @@
 """The key-value primitives every Junebug store is built on.
 
 Two implementations keep the same contract (``junebug/tests/contract``): Redis
-through txredisapi (:mod:`junebug.stores.redis`) and an in-memory one with an
+through our RESP client (:mod:`junebug.stores.redis`) and an in-memory one with an
 injected clock (:mod:`junebug.stores.memory`).  Values are text; a ``ttl`` in
 seconds makes the key expire, ``None`` leaves it without expiry.
 """

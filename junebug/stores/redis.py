@@ -1,11 +1,11 @@
-"""The Redis :class:`~junebug.stores.backend.KeyValueBackend`, over txredisapi.
+"""The Redis :class:`~junebug.stores.backend.KeyValueBackend`, over our RESP client.
 
-:func:`connect_redis` opens a reconnecting txredisapi pool and waits until it
-is usable.  If the connection is lost later, txredisapi dials again on its own
-(backing off from 1s up to 10s).  No call hangs: one that gets no answer within
-``timeout`` seconds fails and its connection is dropped (so a half-open
-connection gets redialled), and one still waiting for a connection fails a
-moment later; both raise :class:`~junebug.errors.StoreUnavailable`.
+:func:`connect_redis` opens a :class:`~junebug.stores.resp.RespClient` (one
+pipelined connection, redialled with back-off when lost) and waits until it
+is usable.  No call hangs: one that gets no reply within ``timeout`` seconds
+fails and its connection is dropped (so a half-open connection gets
+redialled), and one still waiting for a connection fails a moment later;
+both raise :class:`~junebug.errors.StoreUnavailable`.
 
 A call that takes a ``ttl`` runs a small Lua script that runs the command and
 then ``EXPIRE``: one round trip, atomic, and a command that fails
@@ -16,8 +16,8 @@ it sent whole with ``EVAL``, which caches it again.
 
 Redis errors are raised as the in-memory backend raises them: ``TypeError`` for
 an operation against a key of another type, ``ValueError`` for ``incr`` of a
-value that is not an integer.  txredisapi dials with the global reactor; only
-the timeouts here use the injected clock.
+value that is not an integer.  The reactor that dials and the clock that
+times are injected.
 """
 
 from __future__ import annotations
@@ -27,11 +27,16 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any, Final
 
-import txredisapi
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from junebug.errors import StoreUnavailable
+from junebug.stores.resp import (
+    RedisConnectionError,
+    RedisReplyError,
+    RedisSetupError,
+    RespClient,
+)
 
 __all__ = ["RedisBackend", "connect_redis"]
 
@@ -49,9 +54,9 @@ _WITH_EXPIRY_SHA: Final = hashlib.sha1(
     _WITH_EXPIRY.encode(), usedforsecurity=False
 ).hexdigest()  # Redis names scripts by SHA1
 
-# txredisapi's own reply timeout (``timeout``) must fire first: it is the one
-# that drops a connection that stopped answering.  Ours, later, covers a call
-# still waiting for a connection.
+# The client's reply timeout (``timeout``) fires first: it is the one that
+# drops a connection that stopped answering.  Ours, later, covers a call still
+# waiting for a connection.
 _GRACE = 1.0
 
 _Arg = str | int
@@ -66,13 +71,13 @@ class RedisBackend:
 
     def __init__(
         self,
-        handler: Any,
+        client: RespClient,
         *,
         clock: IReactorTime,
         key_prefix: str | None = None,
         timeout: float = 10.0,
     ) -> None:
-        self._handler = handler
+        self._client = client
         self._clock = clock
         self._prefix = f"{key_prefix}:" if key_prefix else ""
         self._timeout = timeout
@@ -82,31 +87,33 @@ class RedisBackend:
         return self._prefix + key
 
     def is_connected(self) -> bool:
-        """True while at least one connection of the pool is usable."""
-        if self._closed:
-            return False
-        # txredisapi keeps the established connections in factory.pool
-        factory = self._handler._factory
-        return any(bool(conn.connected) for conn in factory.pool)
+        """True while the connection is up and past its handshake."""
+        return not self._closed and self._client.is_connected()
 
     async def _command(self, *args: _Arg) -> object:
-        """Run one command, translating txredisapi's errors into ours."""
-        name = str(args[0])
+        """Run one command, translating the client's errors into ours."""
         if self._closed:
-            raise StoreUnavailable(f"Redis {name}: the backend is closed")
-        deadline = self._timeout + _GRACE
-        d: defer.Deferred[object] = self._handler.execute_command(*args)
-        d.addTimeout(deadline, self._clock)
+            raise StoreUnavailable(f"Redis {args[0]}: the backend is closed")
+        client = self._client
         try:
-            return await d
-        except defer.TimeoutError as e:
-            raise StoreUnavailable(
-                f"Redis {name}: timed out after {deadline:g}s"
-            ) from e
-        except txredisapi.ConnectionError as e:
-            raise StoreUnavailable(f"Redis {name}: {e}") from e
-        except txredisapi.ResponseError as e:
-            raise _translate(name, e) from e
+            if client.is_connected():
+                # The reply timeout of the connection bounds the wait.
+                reply = await client.execute(*args)
+            else:
+                deadline = self._timeout + _GRACE
+                waiting = client.execute(*args)
+                waiting.addTimeout(deadline, self._clock)
+                try:
+                    reply = await waiting
+                except defer.TimeoutError as e:
+                    raise StoreUnavailable(
+                        f"Redis {args[0]}: timed out after {deadline:g}s"
+                    ) from e
+        except RedisConnectionError as e:
+            raise StoreUnavailable(f"Redis {args[0]}: {e}") from e
+        if isinstance(reply, RedisReplyError):
+            raise _translate(str(args[0]), reply)
+        return reply
 
     async def _with_expiry(
         self, ttl: int, command: str, key: str, *args: _Arg
@@ -204,18 +211,7 @@ class RedisBackend:
         if self._closed:
             return
         self._closed = True
-        await self._handler.disconnect()
-
-
-class _NoDelayRedisProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
-    """txredisapi's protocol with Nagle's algorithm off: commands are small
-    and a delayed ACK would hold each one up to 40 ms."""
-
-    def connectionMade(self) -> Any:  # noqa: N802 - the Twisted name
-        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            set_no_delay(True)
-        return super().connectionMade()
+        await self._client.close()
 
 
 async def connect_redis(
@@ -226,54 +222,49 @@ async def connect_redis(
     key_prefix: str | None = None,
     *,
     clock: IReactorTime,
+    reactor: Any = None,
     connect_timeout: float = 10.0,
     timeout: float = 10.0,
-    poolsize: int = 1,
 ) -> RedisBackend:
-    """Connect to Redis and return the backend once the pool is usable.
+    """Connect to Redis and return the backend once the connection is usable.
 
-    ``clock`` (the reactor) drives the timeouts.  Raises
-    :class:`~junebug.errors.StoreUnavailable` if the pool is not up within
-    ``connect_timeout`` seconds or Redis refuses the password or ``db``;
-    nothing is left running then.  ``timeout`` bounds every later call (see
-    the module's docstring).
+    ``reactor`` dials (default: ``clock``, which must then be a reactor);
+    ``clock`` drives the timeouts.  Raises
+    :class:`~junebug.errors.StoreUnavailable` if Redis is not reachable within
+    ``connect_timeout`` seconds or refuses the password or ``db``; nothing is
+    left running then.  ``timeout`` bounds every later call (see the module's
+    docstring).
     """
-    handler = txredisapi.lazyConnectionPool(
-        host=host,
-        port=port,
-        dbid=db,
-        poolsize=poolsize,
-        reconnect=True,
+    client = RespClient(
+        clock if reactor is None else reactor,
+        clock,
+        host,
+        port,
+        db=db,
         password=password,
-        connectTimeout=connect_timeout,
-        replyTimeout=timeout,
-        convertNumbers=False,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
     )
-    # Set before the pool's connections complete (and for every reconnection).
-    handler._factory.protocol = _NoDelayRedisProtocol
-    # Fires once the whole pool has connected (AUTH and SELECT done); fails
-    # when Redis refuses them.  Connection refused is retried forever, hence
-    # the timeout.
-    ready: defer.Deferred[object] = handler._connected
-    ready.addTimeout(connect_timeout, clock)
+    starting = defer.Deferred.fromCoroutine(client.start())
+    starting.addTimeout(connect_timeout, clock)
     try:
-        await ready
+        await starting
     except defer.TimeoutError as e:
-        await handler.disconnect()
+        await client.close()
         raise StoreUnavailable(
             f"Redis at {host}:{port} not reachable within {connect_timeout:g}s"
         ) from e
-    except Exception as e:
-        await handler.disconnect()
+    except RedisSetupError as e:
+        await client.close()
         raise StoreUnavailable(f"Redis at {host}:{port}: {e}") from e
-    return RedisBackend(handler, clock=clock, key_prefix=key_prefix, timeout=timeout)
+    return RedisBackend(client, clock=clock, key_prefix=key_prefix, timeout=timeout)
 
 
 class _NoScript(Exception):
     """Redis does not have the script an ``EVALSHA`` named."""
 
 
-def _translate(command: str, error: Exception) -> Exception:
+def _translate(command: str, error: RedisReplyError) -> Exception:
     message = str(error)
     if message.startswith("NOSCRIPT"):
         return _NoScript(message)
@@ -288,7 +279,7 @@ def _text(reply: object) -> str:
     if isinstance(reply, str):
         return reply
     if isinstance(reply, bytes):
-        # txredisapi hands back bytes it could not decode as UTF-8
+        # the client hands back bytes it could not decode as UTF-8
         return reply.decode("utf-8", "replace")
     raise RuntimeError(f"unexpected Redis reply {reply!r}")
 

@@ -101,6 +101,7 @@ class RedisFixture:
             self.address.password,
             key_prefix,
             clock=clock or self.clock,
+            reactor=self.clock,
             connect_timeout=CONNECT_TIMEOUT,
             timeout=timeout,
         )

@@ -581,7 +581,9 @@ class RedisBackendTests(KeyValueBackendContract):
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         connecting = defer.Deferred.fromCoroutine(
-            connect_redis("127.0.0.1", port, clock=clock, connect_timeout=3)
+            connect_redis(
+                "127.0.0.1", port, clock=clock, reactor=reactor, connect_timeout=3
+            )
         )
         clock.advance(3)
         error = await self.assertFailure(connecting, StoreUnavailable)
@@ -596,6 +598,7 @@ class RedisBackendTests(KeyValueBackendContract):
                 address.db,
                 password="not-the-password",
                 clock=Clock(),
+                reactor=reactor,
                 connect_timeout=5,
             )
         self.assertIn("auth", str(caught.exception))
@@ -609,6 +612,7 @@ class RedisBackendTests(KeyValueBackendContract):
                 db=100000,
                 password=address.password,
                 clock=Clock(),
+                reactor=reactor,
                 connect_timeout=5,
             )
         self.assertIn("dbid", str(caught.exception))
@@ -616,8 +620,9 @@ class RedisBackendTests(KeyValueBackendContract):
     async def _kill_connection(self, backend: RedisBackend) -> None:
         """Have Redis drop the backend's connection; wait until it notices."""
         client_id = await backend._command("CLIENT", "ID")
-        [connection] = backend._handler._factory.pool
-        lost = connection.whenDisconnected()
+        connection = backend._client.protocol
+        assert connection is not None
+        lost = connection.lost
         await self.redis.raw("CLIENT", "KILL", "ID", client_id)
         await lost
 
@@ -626,7 +631,8 @@ class RedisBackendTests(KeyValueBackendContract):
         backend = await self.redis.backend(clock=clock, timeout=2)
         await self._kill_connection(backend)
         self.assertIs(backend.is_connected(), False)
-        # nothing to send it on until txredisapi has reconnected (after ~1s)
+        # nothing to send it on until the client has redialled (the fake
+        # clock's back-off timer has not fired)
         reading = defer.Deferred.fromCoroutine(backend.get("k"))
         clock.advance(2.9)
         self.assertNoResult(reading)
@@ -639,7 +645,7 @@ class RedisBackendTests(KeyValueBackendContract):
         assert isinstance(self.backend, RedisBackend)
         await self._kill_connection(self.backend)
         self.assertIs(self.backend.is_connected(), False)
-        # waits for txredisapi's own reconnection (about a second)
+        # waits for the client's redial (a tenth of a second)
         self.assertEqual(await self.backend.get("k"), "v")
         self.assertIs(self.backend.is_connected(), True)
 
@@ -650,16 +656,17 @@ class RedisBackendTests(KeyValueBackendContract):
             factory
         )
         self.addCleanup(port.stopListening)
-        clock = Clock()  # never advanced: txredisapi's reply timeout does it
+        clock = Clock()
         backend = await connect_redis(
-            "127.0.0.1", port.getHost().port, clock=clock, timeout=0.2
+            "127.0.0.1", port.getHost().port, clock=clock, reactor=reactor, timeout=0.2
         )
         self.addCleanup(backend.close)
         [server] = factory.connections
-        with self.assertRaises(StoreUnavailable) as caught:
-            await backend.get("k")
-        self.assertIn(
-            "Not received Redis response in 0.2 seconds", str(caught.exception)
-        )
+        reading = defer.Deferred.fromCoroutine(backend.get("k"))
+        clock.advance(0.1)
+        self.assertNoResult(reading)
+        clock.advance(0.1)
+        error = await self.assertFailure(reading, StoreUnavailable)
+        self.assertIn("no reply from Redis within 0.2s", str(error))
         await server.lost
         self.assertIs(backend.is_connected(), False)
