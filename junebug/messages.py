@@ -48,8 +48,8 @@ def generate_id() -> str:
 
 
 def format_timestamp(when: datetime) -> str:
-    """Format a UTC datetime the way vumi does."""
-    return when.strftime(VUMI_DATE_FORMAT)
+    """Format a UTC datetime the way vumi does (``VUMI_DATE_FORMAT``)."""
+    return when.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def now_timestamp(now: float | None = None) -> str:

@@ -7,6 +7,7 @@ its ``schema_path``, as the original did.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from jsonschema import Draft4Validator
@@ -92,6 +93,67 @@ def _path(parts: Any) -> list[Any]:
 
 _validators: dict[int, Draft4Validator] = {}
 
+_TYPE_TESTS: dict[str, Callable[[Any], bool]] = {
+    "string": lambda value: isinstance(value, str),
+    "integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "null": lambda value: value is None,
+    "object": lambda value: isinstance(value, dict),
+}
+_SIMPLE_KEYWORDS = frozenset({"type", "minimum"})
+
+
+def _quick_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
+    """A fast test that says True only for bodies ``schema`` accepts, for the
+    flat object schemas of this module; ``None`` for any other schema.
+
+    It is a shortcut, not a second validator: when it says False (or cannot
+    judge a value, e.g. a float where an integer is wanted) the body goes to
+    jsonschema, whose errors are the ones reported.
+    """
+    if schema.get("type") != "object" or not set(schema) <= {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+    }:
+        return None
+    fields: dict[str, tuple[tuple[Callable[[Any], bool], ...], Any]] = {}
+    for name, rule in schema.get("properties", {}).items():
+        if not set(rule) <= _SIMPLE_KEYWORDS:
+            return None
+        kinds = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
+        if not all(kind in _TYPE_TESTS for kind in kinds):
+            return None
+        fields[name] = (tuple(_TYPE_TESTS[kind] for kind in kinds), rule.get("minimum"))
+    required = tuple(schema.get("required", ()))
+    closed = schema.get("additionalProperties", True) is False
+    if schema.get("additionalProperties", True) not in (True, False):
+        return None
+
+    def accepts(body: Any) -> bool:
+        if not isinstance(body, dict):
+            return False
+        for name in required:
+            if name not in body:
+                return False
+        for name, value in body.items():
+            field = fields.get(name)
+            if field is None:
+                if closed:
+                    return False
+                continue
+            tests, minimum = field
+            if not any(test(value) for test in tests):
+                return False
+            if minimum is not None and isinstance(value, int) and value < minimum:
+                return False
+        return True
+
+    return accepts
+
+
+_quick_checks: dict[int, tuple[dict[str, Any], Callable[[Any], bool] | None]] = {}
+
 
 def _validator(schema: dict[str, Any]) -> Draft4Validator:
     """One validator per schema object: building one per request is costly."""
@@ -103,6 +165,12 @@ def _validator(schema: dict[str, Any]) -> Draft4Validator:
 
 def validate(body: Any, schema: dict[str, Any]) -> None:
     """Raise InvalidBody listing every schema violation of ``body``."""
+    cached = _quick_checks.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = _quick_checks[id(schema)] = (schema, _quick_check(schema))
+    accepts = cached[1]
+    if accepts is not None and accepts(body):
+        return
     validator = _validator(schema)
     problems = sorted(validator.iter_errors(body), key=lambda e: e.message)
     if problems:
