@@ -1,2 +1,2 @@
-"""Benchmarks: ``python -m bench`` (see ``docs/performance.rst``) and the
+"""Benchmarks: ``python -m bench`` (see ``docs/performance.md``) and the
 single-purpose ``python -m bench.smpp_bench`` and ``bench.amqp_publish``."""

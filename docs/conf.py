@@ -22,12 +22,14 @@ copyright = "the Junebug authors"  # noqa: A001 - a Sphinx setting
 version = release = __version__
 
 extensions = [
+    "myst_parser",  # docs/performance.md
     "sphinxcontrib.httpdomain",
     "configref",
     "cliref",
 ]
 
 root_doc = "index"
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "**/README.md"]
 source_suffix = {".rst": "restructuredtext"}
 templates_path: list[str] = []

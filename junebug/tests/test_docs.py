@@ -41,11 +41,11 @@ HTTPDOMAIN_PLACEHOLDER = re.compile(r"\((?:[^():]+:)?[^()]+\)")
 
 HAVE_SPHINX = all(
     importlib.util.find_spec(name) is not None
-    for name in ("sphinx", "sphinxcontrib.httpdomain")
+    for name in ("sphinx", "sphinxcontrib.httpdomain", "myst_parser")
 )
 needs_sphinx = pytest.mark.skipif(
     not HAVE_SPHINX,
-    reason="needs sphinx and sphinxcontrib-httpdomain (pip install -e '.[docs]')",
+    reason="needs sphinx, sphinxcontrib-httpdomain and myst-parser (pip install -e '.[docs]')",
 )
 
 

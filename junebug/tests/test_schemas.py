@@ -35,7 +35,7 @@ values = st.recursive(
 
 
 def bodies(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
-    names = sorted(schema.get("properties", {})) + ["other"]
+    names = [*sorted(schema.get("properties", {})), "other"]
     return st.one_of(
         values,
         st.dictionaries(st.sampled_from(names), values, max_size=len(names)),
