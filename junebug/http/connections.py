@@ -25,6 +25,7 @@ import attrs
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from typing_extensions import override
@@ -36,6 +37,8 @@ TARGET_CACHE_SIZE: Final = 1024
 #: The most header bytes an answer may have.
 MAX_HEADER_BYTES: Final = 64 * 1024
 CONNECT_TIMEOUT: Final = 30.0
+#: Idle keep-alive connections are closed after this many seconds.
+IDLE_TIMEOUT: Final = 120.0
 
 
 class ResponseError(Exception):
@@ -223,6 +226,7 @@ class _Connection(Protocol):
         self._waiting: Deferred[tuple[int, bytes, bool]] | None = None
         self.reused = False
         self.closed = False
+        self.idle_since = 0.0
         self._lost: list[Deferred[None]] = []
 
     def close(self) -> Deferred[None]:
@@ -308,13 +312,18 @@ class _Connection(Protocol):
 
 class ConnectionPool:
     """Idle keep-alive connections by ``(host, port)``, at most
-    ``max_per_host`` each; connections are made on the injected reactor."""
+    ``max_per_host`` each, closed after :data:`IDLE_TIMEOUT` seconds unused;
+    connections are made on the injected reactor."""
 
-    def __init__(self, reactor: Any, max_per_host: int) -> None:
+    def __init__(
+        self, reactor: Any, max_per_host: int, idle_timeout: float = IDLE_TIMEOUT
+    ) -> None:
         self._reactor = reactor
         self._max_per_host = max_per_host
+        self._idle_timeout = idle_timeout
         self._idle: dict[tuple[str, int], deque[_Connection]] = {}
         self._targets: dict[str, PlainTarget | None] = {}
+        self._sweeping: IDelayedCall | None = None
 
     def target(self, url: str) -> PlainTarget | None:
         """:func:`plain_target`, remembered."""
@@ -378,7 +387,25 @@ class ConnectionPool:
         if len(idle) >= self._max_per_host:
             connection.close()
             return
+        connection.idle_since = self._reactor.seconds()
         idle.append(connection)
+        if self._sweeping is None:
+            self._sweeping = self._reactor.callLater(self._idle_timeout, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections idle for the idle timeout or more."""
+        self._sweeping = None
+        cutoff = self._reactor.seconds() - self._idle_timeout
+        remaining = False
+        for idle in self._idle.values():
+            # Connections are appended as they are released: oldest first.
+            while idle and idle[0].idle_since <= cutoff:
+                idle.popleft().close()
+            remaining = remaining or bool(idle)
+        if remaining:
+            self._sweeping = self._reactor.callLater(
+                self._idle_timeout / 2, self._sweep
+            )
 
     def forget(self, key: tuple[str, int], connection: _Connection) -> None:
         idle = self._idle.get(key)
@@ -387,6 +414,9 @@ class ConnectionPool:
 
     def close(self) -> Deferred[None]:
         """Close the idle connections; fires once they are closed."""
+        if self._sweeping is not None and self._sweeping.active():
+            self._sweeping.cancel()
+        self._sweeping = None
         connections = [c for idle in self._idle.values() for c in idle]
         self._idle.clear()
         closing = [connection.close() for connection in connections]

@@ -79,11 +79,13 @@ class ScriptedFactory(Factory):
 
 
 class ConnectionPoolTests(TestCase):
-    def serve(self, *script: bytes) -> tuple[ScriptedFactory, PlainTarget]:
+    def serve(
+        self, *script: bytes, idle_timeout: float = 120.0
+    ) -> tuple[ScriptedFactory, PlainTarget]:
         factory = ScriptedFactory(list(script))
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        self.pool = ConnectionPool(reactor, max_per_host=2)
+        self.pool = ConnectionPool(reactor, max_per_host=2, idle_timeout=idle_timeout)
         self.addCleanup(self.pool.close)
         target = plain_target(f"http://127.0.0.1:{port.getHost().port}/ev?x=1")
         assert target is not None
@@ -201,6 +203,15 @@ class ConnectionPoolTests(TestCase):
             timeout=5,
             clock=reactor,
         )
+
+    async def test_idle_connections_are_closed_in_time(self) -> None:
+        factory, target = self.serve(OK, OK, idle_timeout=0.2)
+        await self.post(target)
+        await wait_until(
+            lambda: not factory.connections[0].open, timeout=5, clock=reactor
+        )
+        self.assertEqual(await self.post(target), (200, b"{}", False))
+        self.assertEqual(len(factory.connections), 2)
 
     async def test_cancel_aborts_the_connection(self) -> None:
         factory, target = self.serve()  # never answers
