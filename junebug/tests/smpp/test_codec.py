@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from junebug.transports.smpp.codec import (
     DataCodings,
     MultipartInfo,
     MultipartMethod,
-    MultipartReassembler,
     PartFields,
     Segment,
     SplitError,
@@ -20,6 +18,7 @@ from junebug.transports.smpp.codec import (
     build_udh,
     choose_encoding,
     concatenation,
+    decode_parts,
     encode_parts,
     lookup_codec,
     message_content,
@@ -303,8 +302,8 @@ class SplitTests(SynchronousTestCase):
         if len(segments) > 1:
             self.assertTrue(all(s.text for s in segments))
 
-        reassembler = MultipartReassembler(Clock())
         result = None
+        received: dict[int, tuple[bytes, int]] = {}
         fields = encode_parts(segments, method, ref=77)
         for part in reversed(fields):
             pdu = DeliverSM(
@@ -320,9 +319,13 @@ class SplitTests(SynchronousTestCase):
                 result = codings.decode(message_content(pdu), data_coding)
             else:
                 self.assertIsNone(result)
-                result = reassembler.add("27820000000", info, data_coding)
+                self.assertEqual((info.ref, info.total), (77, len(fields)))
+                received[info.seqnum] = (info.data, data_coding)
+                if len(received) == info.total:
+                    result = decode_parts(
+                        [received[n] for n in sorted(received)], codings
+                    )
         self.assertEqual(result, text)
-        self.assertEqual(len(reassembler), 0)
 
 
 class UDHTests(SynchronousTestCase):
@@ -411,89 +414,3 @@ class UDHTests(SynchronousTestCase):
         self.assertRaises(UDHError, message_content, pdu)
 
 
-class ReassemblerTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.reassembler = MultipartReassembler(self.clock, ttl=60)
-
-    def test_out_of_order_parts(self) -> None:
-        """Parts in any order give the text once the last arrives."""
-        add = self.reassembler.add
-        self.assertIsNone(add("a", MultipartInfo(1, 3, 3, b"c"), 0))
-        self.assertIsNone(add("a", MultipartInfo(1, 3, 1, b"a"), 0))
-        self.assertEqual(len(self.reassembler), 1)
-        self.assertEqual(add("a", MultipartInfo(1, 3, 2, b"b"), 0), "abc")
-        self.assertEqual(len(self.reassembler), 0)
-
-    def test_split_character_across_parts(self) -> None:
-        """A surrogate pair split between parts still decodes."""
-        add = self.reassembler.add
-        self.assertIsNone(add("a", MultipartInfo(1, 2, 1, b"\xd8\x3d"), 8))
-        self.assertEqual(add("a", MultipartInfo(1, 2, 2, b"\xde\x00"), 8), "😀")
-
-    def test_keys_keep_messages_apart(self) -> None:
-        """Sender, recipient, ref and total each tell messages apart."""
-        add = self.reassembler.add
-        add("a", MultipartInfo(1, 2, 1, b"a1"), 0)
-        add("b", MultipartInfo(1, 2, 1, b"b1"), 0)
-        add("a", MultipartInfo(2, 2, 1, b"r1"), 0)
-        add("a", MultipartInfo(1, 3, 1, b"t1"), 0)
-        add("a", MultipartInfo(1, 2, 1, b"x1"), 0, recipient="other")
-        self.assertEqual(len(self.reassembler), 5)
-        self.assertEqual(add("b", MultipartInfo(1, 2, 2, b"b2"), 0), "b1b2")
-
-    def test_repeated_part_replaces(self) -> None:
-        """A retransmitted part replaces the earlier copy."""
-        add = self.reassembler.add
-        add("a", MultipartInfo(1, 2, 1, b"old"), 0)
-        add("a", MultipartInfo(1, 2, 1, b"new"), 0)
-        self.assertEqual(add("a", MultipartInfo(1, 2, 2, b"!"), 0), "new!")
-
-    def test_expiry(self) -> None:
-        """A message idle for ttl seconds is dropped; each part renews it."""
-        add = self.reassembler.add
-        add("a", MultipartInfo(1, 3, 1, b"a"), 0)
-        self.clock.advance(50)
-        add("a", MultipartInfo(1, 3, 2, b"b"), 0)
-        self.clock.advance(50)
-        self.assertEqual(self.reassembler.expire(), 0)
-        self.clock.advance(10)
-        self.assertEqual(self.reassembler.expire(), 1)
-        self.assertIsNone(add("a", MultipartInfo(1, 3, 3, b"c"), 0))
-        self.assertEqual(len(self.reassembler), 1)
-
-    def test_expiry_on_add(self) -> None:
-        """Adding a part purges other expired messages."""
-        add = self.reassembler.add
-        add("a", MultipartInfo(1, 2, 1, b"a"), 0)
-        self.clock.advance(61)
-        add("b", MultipartInfo(1, 2, 1, b"b"), 0)
-        self.assertEqual(len(self.reassembler), 1)
-
-    def test_max_pending(self) -> None:
-        """Beyond max_pending messages, the oldest is dropped."""
-        reassembler = MultipartReassembler(self.clock, max_pending=2)
-        for ref in range(3):
-            reassembler.add("a", MultipartInfo(ref, 2, 1, b"x"), 0)
-        self.assertEqual(len(reassembler), 2)
-        self.assertIsNone(reassembler.add("a", MultipartInfo(0, 2, 2, b"y"), 0))
-        self.assertEqual(reassembler.add("a", MultipartInfo(2, 2, 2, b"y"), 0), "xy")
-
-    def test_mixed_data_codings(self) -> None:
-        """Parts with different data_codings are decoded one by one."""
-        add = self.reassembler.add
-        add("a", MultipartInfo(1, 2, 1, b"\xe9"), 3)
-        self.assertEqual(add("a", MultipartInfo(1, 2, 2, b"\x00\xe9"), 8), "éé")
-
-    def test_bad_parts(self) -> None:
-        """Impossible part numbers raise; undecodable messages raise and go."""
-        add = self.reassembler.add
-        self.assertRaises(ValueError, add, "a", MultipartInfo(1, 2, 0, b""), 0)
-        self.assertRaises(ValueError, add, "a", MultipartInfo(1, 2, 3, b""), 0)
-        add("a", MultipartInfo(1, 2, 1, b"\x80"), 0)
-        self.assertRaises(UnicodeDecodeError, add, "a", MultipartInfo(1, 2, 2, b"x"), 0)
-        self.assertEqual(len(self.reassembler), 0)
-        add("a", MultipartInfo(1, 2, 1, b"\x80"), 0)
-        self.assertEqual(
-            add("a", MultipartInfo(1, 2, 2, b"x"), 0, errors="replace"), "\ufffdx"
-        )

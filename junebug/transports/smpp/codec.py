@@ -41,7 +41,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 import attrs
-from twisted.internet.interfaces import IReactorTime
 
 from junebug.transports.smpp.gsm0338 import (
     gsm_decode,
@@ -68,7 +67,6 @@ __all__ = [
     "InformationElement",
     "MultipartInfo",
     "MultipartMethod",
-    "MultipartReassembler",
     "PartFields",
     "Segment",
     "SplitError",
@@ -79,6 +77,7 @@ __all__ = [
     "build_udh",
     "choose_encoding",
     "concatenation",
+    "decode_parts",
     "encode_parts",
     "lookup_codec",
     "message_content",
@@ -605,95 +604,22 @@ def multipart_info(pdu: PDU) -> MultipartInfo | None:
     return MultipartInfo(concat.ref, concat.total, concat.seqnum, data)
 
 
-@attrs.define
-class _Pending:
-    deadline: float
-    parts: dict[int, tuple[bytes, int]] = attrs.field(factory=dict)
+def decode_parts(
+    parts: Sequence[tuple[bytes, int]],
+    data_codings: DataCodings = _DEFAULT_CODINGS,
+    errors: str = "strict",
+) -> str:
+    """The text of a message from its parts' ``(data, data_coding)``, in order.
 
-
-class MultipartReassembler:
-    """Holds MO parts until their message is complete.
-
-    Parts are keyed by ``(sender, recipient, ref, total)``.  A message whose
-    last part arrived ``ttl`` seconds ago (by ``clock``) is dropped: expired
-    messages are purged on every :meth:`add` and by :meth:`expire`.  At most
-    ``max_pending`` messages are held; beyond that the oldest is dropped.
+    The parts are joined before decoding, so a character split across parts
+    survives; if the parts disagree on ``data_coding`` each is decoded on its
+    own.  Raises :class:`UnicodeDecodeError` or
+    :class:`UnknownDataCodingError` if the text cannot be decoded.
     """
-
-    def __init__(
-        self,
-        clock: IReactorTime,
-        ttl: float = 300.0,
-        data_codings: DataCodings = _DEFAULT_CODINGS,
-        max_pending: int = 10_000,
-    ) -> None:
-        self.clock = clock
-        self.ttl = ttl
-        self.data_codings = data_codings
-        self.max_pending = max_pending
-        self._pending: dict[tuple[str, str, int, int], _Pending] = {}
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def add(
-        self,
-        sender: str,
-        part: MultipartInfo,
-        data_coding: int,
-        recipient: str = "",
-        errors: str = "strict",
-    ) -> str | None:
-        """Add a part; return the whole message's text once all are in.
-
-        A repeated part replaces the earlier copy.  The parts are joined
-        before decoding, so a character split across parts survives; if the
-        parts disagree on ``data_coding`` each is decoded on its own.
-        Raises :class:`ValueError` for a part number outside ``1..total``,
-        and (after dropping the message) :class:`UnicodeDecodeError` or
-        :class:`UnknownDataCodingError` if the text cannot be decoded.
-        """
-        if not 1 <= part.seqnum <= part.total:
-            raise ValueError(f"part {part.seqnum} of {part.total} is impossible")
-        now = self.clock.seconds()
-        self._expire(now)
-        key = (sender, recipient, part.ref, part.total)
-        pending = self._pending.pop(key, None)
-        if pending is None:
-            pending = _Pending(now + self.ttl)
-        pending.deadline = now + self.ttl
-        pending.parts[part.seqnum] = (part.data, data_coding)
-        if len(pending.parts) < part.total:
-            self._pending[key] = pending  # re-inserted: dict order = age
-            while len(self._pending) > self.max_pending:
-                del self._pending[next(iter(self._pending))]
-            return None
-        return self._decode(
-            [pending.parts[n] for n in range(1, part.total + 1)], errors
-        )
-
-    def _decode(self, parts: list[tuple[bytes, int]], errors: str) -> str:
-        data_codings = {data_coding for _, data_coding in parts}
-        if len(data_codings) == 1:
-            joined = b"".join(data for data, _ in parts)
-            return self.data_codings.decode(joined, data_codings.pop(), errors)
-        return "".join(
-            self.data_codings.decode(data, data_coding, errors)
-            for data, data_coding in parts
-        )
-
-    def expire(self) -> int:
-        """Drop the messages past their deadline; return how many."""
-        return self._expire(self.clock.seconds())
-
-    def _expire(self, now: float) -> int:
-        # Entries are re-inserted on every part, so the dict is ordered by
-        # deadline: stop at the first one still alive.
-        expired = 0
-        while self._pending:
-            oldest = next(iter(self._pending))
-            if self._pending[oldest].deadline > now:
-                break
-            del self._pending[oldest]
-            expired += 1
-        return expired
+    codings = {data_coding for _, data_coding in parts}
+    if len(codings) == 1:
+        joined = b"".join(data for data, _ in parts)
+        return data_codings.decode(joined, codings.pop(), errors)
+    return "".join(
+        data_codings.decode(data, data_coding, errors) for data, data_coding in parts
+    )

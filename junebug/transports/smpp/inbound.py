@@ -7,8 +7,10 @@ returns the ``command_status`` of its response, in this order:
    TLVs, else the text form, else ``delivery_report_regex``) becomes a
    ``delivery_report`` event for the message its SMSC id maps to.  A receipt
    that ``esm_class`` marks but nobody can read is answered and dropped.
-2. A part of a multipart message (SAR TLVs or a concatenation UDH) is held
-   until the message is complete, for ``multipart_reassembly_ttl`` seconds.
+2. A part of a multipart message (SAR TLVs or a concatenation UDH) is kept
+   in the channel's store until the message is complete, for
+   ``multipart_reassembly_ttl`` seconds (see
+   :mod:`junebug.transports.smpp.multipart`).
 3. Everything else is decoded with the channel's MO codecs and published as
    a ``user_message``; with ``ussd_service_op`` it is USSD and its session
    event comes from ``ussd_session_events`` and ``its_session_info``.
@@ -38,13 +40,13 @@ from twisted.internet.task import deferLater
 from junebug.messages import SESSION_CLOSE, delivery_report, user_message
 from junebug.transports.interface import TransportContext
 from junebug.transports.smpp.codec import (
-    MultipartReassembler,
     UDHError,
     UnknownDataCodingError,
     message_content,
     multipart_info,
 )
 from junebug.transports.smpp.config import SmppConfig
+from junebug.transports.smpp.multipart import StoredReassembler
 from junebug.transports.smpp.pdu import PDU, CommandStatus, Tag
 from junebug.transports.smpp.reports import (
     DeliveryReceipt,
@@ -98,9 +100,6 @@ class InboundHandler:
         self._log = context.log
         self._store = context.store
         self._codings = config.mo_data_codings()
-        self._reassembler = MultipartReassembler(
-            context.reactor, config.multipart_reassembly_ttl, self._codings
-        )
         self._ids = MessageIdNormaliser(
             config.submit_sm_resp_id_base, config.delivery_report_id_base
         )
@@ -109,6 +108,12 @@ class InboundHandler:
         self._receipt_regex = re.compile(regex) if regex is not None else None
         self._key_prefix = (
             config.split_bind_prefix or f"{config.system_id}@{context.channel_id}"
+        )
+        self._reassembler = StoredReassembler(
+            context.store,
+            self._key_prefix,
+            config.multipart_reassembly_ttl,
+            self._codings,
         )
         self._ussd_events = {
             f"{int(op, 16):02x}": event
@@ -203,35 +208,37 @@ class InboundHandler:
         data_coding = int(getattr(pdu, "data_coding", 0))
         source = str(getattr(pdu, "source_addr", ""))
         destination = str(getattr(pdu, "destination_addr", ""))
+        transport_type, session_event, metadata = self._ussd_session(pdu)
+
+        async def publish(text: str) -> None:
+            message = user_message(
+                to_addr=destination,
+                from_addr=source,
+                content=text,
+                transport_name=self._context.channel_id,
+                transport_type=transport_type,
+                session_event=session_event,
+                transport_metadata=metadata,
+            )
+            await self._context.publish_inbound(message)
+
         try:
             part = multipart_info(pdu)
             if part is not None and part.total > 1:
-                text = self._reassembler.add(
-                    source, part, data_coding, recipient=destination
+                await self._reassembler.add(
+                    source, destination, part, data_coding, publish
                 )
-                if text is None:
-                    return CommandStatus.ESME_ROK
-            else:
-                content = part.data if part is not None else message_content(pdu)
-                if not content and not config.empty_messages_allowed:
-                    raise ValueError("empty message")
-                text = self._codings.decode(content, data_coding)
+                return CommandStatus.ESME_ROK
+            content = part.data if part is not None else message_content(pdu)
+            if not content and not config.empty_messages_allowed:
+                raise ValueError("empty message")
+            text = self._codings.decode(content, data_coding)
         except (UDHError, UnknownDataCodingError, ValueError) as exc:
             self._log.warn(
                 "Cannot decode an MO from {source}: {error}", source=source, error=exc
             )
             return config.decoding_error_status
-        transport_type, session_event, metadata = self._ussd_session(pdu)
-        message = user_message(
-            to_addr=destination,
-            from_addr=source,
-            content=text,
-            transport_name=self._context.channel_id,
-            transport_type=transport_type,
-            session_event=session_event,
-            transport_metadata=metadata,
-        )
-        await self._context.publish_inbound(message)
+        await publish(text)
         return CommandStatus.ESME_ROK
 
     def _ussd_session(self, pdu: PDU) -> tuple[str, str | None, dict[str, Any]]:

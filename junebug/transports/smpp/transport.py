@@ -49,7 +49,8 @@ order: a delivery receipt (the ``receipted_message_id``/``message_state`` TLVs,
 else the text form) becomes a ``delivery_report`` for the message its SMSC id
 maps to (a pending report leaves the mapping alone; a final one shortens its
 life to ``final_dr_third_party_id_expiry``); a part of a multipart message is
-held until the message is complete (for ``multipart_reassembly_ttl``); a PDU
+kept in the channel's store (so a restart loses no answered part) until the
+message is complete, for ``multipart_reassembly_ttl``; a PDU
 with ``ussd_service_op`` is a USSD message whose session event comes from
 ``ussd_session_events`` and ``its_session_info``; anything else is an SMS.
 Content that cannot be decoded is answered with ``deliver_sm_decoding_error``;
