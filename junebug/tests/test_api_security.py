@@ -27,11 +27,15 @@ class SecurityTests(TestCase):
 
     async def test_token_and_basic(self) -> None:
         """With credentials, requests need a Token or Basic header; /health is open."""
-        api = await self.start(api_token="s3cret", api_username="ops", api_password="pw")
+        api = await self.start(
+            api_token="s3cret", api_username="ops", api_password="pw"
+        )
         code, body, headers = await api.request("GET", "/channels/")
         self.assertEqual(code, 401)
         self.assertEqual(body["result"]["errors"][0]["type"], "Unauthorized")
-        self.assertEqual(headers.getRawHeaders("www-authenticate"), ['Basic realm="junebug"'])
+        self.assertEqual(
+            headers.getRawHeaders("www-authenticate"), ['Basic realm="junebug"']
+        )
         code, _, _ = await api.request("GET", "/health")
         self.assertEqual(code, 200)
         for header, expected in [
@@ -66,7 +70,10 @@ class SecurityTests(TestCase):
         cid = result["id"]
         code, shown, _ = await api.request("GET", f"/channels/{cid}?show_secrets=true")
         self.assertEqual(shown["result"]["config"]["password"], "smpp-pw")
-        edited = {"config": {**result["config"], "number": 2}, "mo_url": result["mo_url"]}
+        edited = {
+            "config": {**result["config"], "number": 2},
+            "mo_url": result["mo_url"],
+        }
         code, _, _ = await api.request("POST", f"/channels/{cid}", edited)
         self.assertEqual(code, 200)
         _, shown, _ = await api.request("GET", f"/channels/{cid}?show_secrets=1")

@@ -412,5 +412,3 @@ class UDHTests(SynchronousTestCase):
         pdu = DeliverSM(sequence_number=1, esm_class=0x40, short_message=b"\x09ab")
         self.assertRaises(UDHError, multipart_info, pdu)
         self.assertRaises(UDHError, message_content, pdu)
-
-

@@ -28,9 +28,7 @@ class StoredReassemblerTests(TestCase):
         self.reassembler = self.new_reassembler()
 
     def new_reassembler(self, store: Any = None) -> StoredReassembler:
-        return StoredReassembler(
-            store or self.store, "esme@chan", 60, DataCodings()
-        )
+        return StoredReassembler(store or self.store, "esme@chan", 60, DataCodings())
 
     async def publish(self, text: str) -> None:
         self.published.append(text)
@@ -48,7 +46,11 @@ class StoredReassemblerTests(TestCase):
         reassembler: StoredReassembler | None = None,
     ) -> bool:
         return await (reassembler or self.reassembler).add(
-            sender, recipient, MultipartInfo(ref, total, seqnum, data), coding, self.publish
+            sender,
+            recipient,
+            MultipartInfo(ref, total, seqnum, data),
+            coding,
+            self.publish,
         )
 
     async def test_out_of_order_parts(self) -> None:

@@ -222,7 +222,6 @@ class NodeSmppPeerTests(PeerTestsMixin, TestCase):
         await peer.wait_for_line("rejected for esme1")
         self.assertFalse(transport.is_bound)
 
-
     async def test_refused_receipt_is_delivered_again(self) -> None:
         """A receipt we cannot publish is refused (ESME_RX_T_APPN), and the
         SMSC, which keeps receipts until they are answered with status 0,

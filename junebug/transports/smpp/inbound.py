@@ -85,6 +85,7 @@ async def _with_retries(
         waited += delay
         delay = min(delay * 2, 2.0)
 
+
 _FINAL: Final = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
 
 
