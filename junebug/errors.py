@@ -22,6 +22,10 @@
     ConfigError                       bad configuration; the CLI exits with code 2
     BrokerError                       the message broker failed an operation
     TemporaryFailure                  try this message again later (requeued)
+
+A consumer treats :data:`RETRY_LATER` (``TemporaryFailure``, and a store or
+broker that is away) as "try again later": the message goes back to its
+queue after a pause and never counts towards ``<queue>.failed``.
 """
 
 from __future__ import annotations
@@ -145,3 +149,13 @@ class TemporaryFailure(Exception):
     transport is stopping).  Consumers put it back in its queue after a short
     pause, without counting it as a failure, so it never ends in ``.failed``.
     """
+
+
+#: What a message handler may raise to have its message requeued after a
+#: pause without a strike: the handler is fine, something it needs is away
+#: (Redis restarting, RabbitMQ reconnecting, a peer down).
+RETRY_LATER: tuple[type[Exception], ...] = (
+    TemporaryFailure,
+    StoreUnavailable,
+    BrokerError,
+)

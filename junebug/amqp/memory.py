@@ -33,7 +33,7 @@ from twisted.logger import Logger
 
 from junebug.amqp import topology
 from junebug.amqp.broker import DEFAULT_PREFETCH, MessageHandler, delay_tier
-from junebug.errors import BrokerError, TemporaryFailure
+from junebug.errors import RETRY_LATER, BrokerError
 from junebug.messages import from_json, to_json
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class MemoryConsumer:
             return
         try:
             await self._handler(message)
-        except TemporaryFailure as exc:
+        except RETRY_LATER as exc:
             _log.warn(
                 "Requeueing a message of {queue} for later: {error}",
                 queue=self.queue,

@@ -58,7 +58,7 @@ from junebug.amqp.broker import (
     delay_exchange,
     delay_tier,
 )
-from junebug.errors import BrokerError, TemporaryFailure
+from junebug.errors import RETRY_LATER, BrokerError
 from junebug.messages import from_json, to_json
 
 if TYPE_CHECKING:
@@ -448,7 +448,7 @@ class RabbitMQConsumer:
             return
         try:
             await self._handler(message)
-        except TemporaryFailure as exc:
+        except RETRY_LATER as exc:
             _log.warn(
                 "Requeueing a message of {queue} for later: {error}",
                 queue=self.queue,

@@ -20,7 +20,7 @@ from junebug.amqp.broker import Broker, Consumer
 from junebug.channel_logs import owner_logger
 from junebug.channels.forwarding import Forwarder, JsonPoster
 from junebug.channels.status import StatusReceiver
-from junebug.errors import TemporaryFailure
+from junebug.errors import RETRY_LATER, TemporaryFailure
 from junebug.messages import Message, status_event
 from junebug.stores.backend import KeyValueBackend
 from junebug.stores.messages import MessageStore
@@ -185,8 +185,8 @@ class Channel:
             raise TemporaryFailure(f"channel {self.id} has no running transport")
         try:
             await transport.handle_outbound(message)
-        except TemporaryFailure:
-            raise
+        except RETRY_LATER:
+            raise  # not the transport's fault: the message is tried again
         except Exception as exc:
             # A crashing transport shows as down until it sends again.
             self.transport_error = f"{type(exc).__name__}: {exc}"

@@ -260,6 +260,9 @@ async def connect_redis(
     return RedisBackend(client, clock=clock, key_prefix=key_prefix, timeout=timeout)
 
 
+_NOT_READY: Final = ("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+
 class _NoScript(Exception):
     """Redis does not have the script an ``EVALSHA`` named."""
 
@@ -268,6 +271,10 @@ def _translate(command: str, error: RedisReplyError) -> Exception:
     message = str(error)
     if message.startswith("NOSCRIPT"):
         return _NoScript(message)
+    if message.startswith(_NOT_READY):
+        # Redis is up but cannot serve yet (loading its data after a restart,
+        # a replica without its master): as unavailable as a closed port.
+        return StoreUnavailable(f"Redis {command}: {message}")
     if "WRONGTYPE" in message:
         return TypeError(f"Redis {command}: the key holds another type")
     if "not an integer" in message:

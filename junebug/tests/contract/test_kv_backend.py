@@ -42,6 +42,17 @@ class _AnswersOnlySelect(protocol.Protocol):
         self.lost.callback(None)
 
 
+class _LoadingRedis(protocol.Protocol):
+    """A Redis that accepts the handshake, then is loading its dataset."""
+
+    def dataReceived(self, data: bytes) -> None:
+        # One command at a time: the client awaits each of these.
+        if b"SELECT" in data:
+            self.transport.write(b"+OK\r\n")
+        else:
+            self.transport.write(b"-LOADING Redis is loading the dataset\r\n")
+
+
 class KeyValueBackendContract(TestCase):
     """Abstract: subclasses implement :meth:`make_backend`."""
 
@@ -525,6 +536,22 @@ class RedisBackendTests(KeyValueBackendContract):
         return await self.redis.backend(namespace)
 
     # beyond the contract: what is really stored, connection handling
+
+    async def test_redis_not_ready_is_unavailable(self) -> None:
+        """A Redis still loading its data after a restart answers -LOADING:
+        that is StoreUnavailable (503, retried later), not a crash."""
+        factory = protocol.Factory.forProtocol(_LoadingRedis)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            factory
+        )
+        self.addCleanup(port.stopListening)
+        backend = await connect_redis(
+            "127.0.0.1", port.getHost().port, clock=reactor, timeout=5
+        )
+        self.addCleanup(backend.close)
+        with self.assertRaises(StoreUnavailable) as caught:
+            await backend.get("k")
+        self.assertIn("LOADING", str(caught.exception))
 
     async def test_ttl_ops_survive_an_empty_script_cache(self) -> None:
         """EVALSHA falls back to EVAL when Redis has lost the script."""
