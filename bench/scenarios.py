@@ -15,7 +15,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bench.harness import (
@@ -146,6 +146,18 @@ def _wrk_note(figures: dict[str, Any]) -> str:
 # --- (b): end-to-end MT through SMPP --------------------------------------------
 
 
+def _mt_body(sink_url: str) -> Callable[[int], bytes]:
+    """The MT body of the SMPP scenarios (``{n}`` numbers each request)."""
+    return json_body(
+        {
+            "to": "27820001111",
+            "from": "1234",
+            "content": "bench MT {n}",
+            "event_url": sink_url + "/event",
+        }
+    )
+
+
 def scenario_smpp(
     seconds: int, quick: bool, embedded: bool = False
 ) -> list[dict[str, Any]]:
@@ -167,14 +179,7 @@ def scenario_smpp(
         jb(embedded=embedded) as (process, url),
     ):
         cid = smpp_channel(url, smsc, http_sink.url + "/mo", window=10)
-        body = json_body(
-            {
-                "to": "27820001111",
-                "from": "1234",
-                "content": "bench MT {n}",
-                "event_url": http_sink.url + "/event",
-            }
-        )
+        body = _mt_body(http_sink.url)
         meter = CpuMeter(
             jb=process.pid, sink=http_sink.process.pid, smsc=smsc.process.pid
         ).start()
@@ -366,14 +371,7 @@ def scenario_latency(seconds: int, quick: bool) -> list[dict[str, Any]]:
         jb() as (process, url),
     ):
         cid = smpp_channel(url, smsc, http_sink.url + "/mo", window=10)
-        body = json_body(
-            {
-                "to": "27820001111",
-                "from": "1234",
-                "content": "bench MT {n}",
-                "event_url": http_sink.url + "/event",
-            }
-        )
+        body = _mt_body(http_sink.url)
         # One client, one request at a time: the floor under any load.
         single = closed_loop(
             f"{url}/channels/{cid}/messages/", body, min(3, seconds), 1

@@ -104,6 +104,22 @@ async def _start_peer(reactor: Any, env: dict[str, str] | None = None) -> SmscPe
     return peer
 
 
+async def _bound_session(reactor: Any, peer: SmscPeer, owner: Any) -> SmppSession:
+    """A bare session bound as transceiver to ``peer``, reporting to ``owner``
+    (which has a ``bound`` Deferred)."""
+    settings = SessionSettings(
+        bind_class=BindTransceiver,
+        system_id="esme1",
+        password="secret",
+        enquire_link_interval=300.0,
+    )
+    session = SmppSession(settings, reactor, owner)
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", peer.port)
+    await connectProtocol(endpoint, SmppProtocol(session))
+    await owner.bound
+    return session
+
+
 async def mo_core(reactor: Any, count: int) -> float:
     """``deliver_sm``/s into a bare session that only answers them.
 
@@ -113,22 +129,12 @@ async def mo_core(reactor: Any, count: int) -> float:
     peer = await _start_peer(reactor, {"MO_COUNT": str(count)})
     try:
         owner = _MoCounter(count)
-        settings = SessionSettings(
-            bind_class=BindTransceiver,
-            system_id="esme1",
-            password="secret",
-            enquire_link_interval=300.0,
-        )
-        session = SmppSession(settings, reactor, owner)
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", peer.port)
-        protocol = await connectProtocol(endpoint, SmppProtocol(session))
-        await owner.bound
+        session = await _bound_session(reactor, peer, owner)
         await owner.done
         assert owner.first is not None and owner.last is not None
         elapsed = owner.last - owner.first
         session.unbind()
         await session.wait_closed()
-        del protocol
         return (count - 1) / elapsed if elapsed > 0 else float(count)
     finally:
         await peer.stop()
@@ -139,16 +145,7 @@ async def protocol_core(reactor: Any, count: int, window: int) -> float:
     peer = await _start_peer(reactor)
     try:
         owner = _Owner()
-        settings = SessionSettings(
-            bind_class=BindTransceiver,
-            system_id="esme1",
-            password="secret",
-            enquire_link_interval=300.0,
-        )
-        session = SmppSession(settings, reactor, owner)
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", peer.port)
-        protocol = await connectProtocol(endpoint, SmppProtocol(session))
-        await owner.bound
+        session = await _bound_session(reactor, peer, owner)
         failures: list[Any] = []
         done: Deferred[None] = Deferred()
         state = {"sent": 0, "settled": 0}
@@ -183,7 +180,6 @@ async def protocol_core(reactor: Any, count: int, window: int) -> float:
             raise RuntimeError(f"{len(failures)} submits failed: {failures[:3]}")
         session.unbind()
         await session.wait_closed()
-        del protocol
         return count / elapsed
     finally:
         await peer.stop()

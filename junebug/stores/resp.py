@@ -26,6 +26,7 @@ by the parser), so one bad command does not disturb the others.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -143,7 +144,7 @@ class _RespProtocol(Protocol):
         self.lost: Deferred[None] = Deferred()
         self.ready = False
         self.open = False
-        self.on_lost: Any = None
+        self.on_lost: Callable[[_RespProtocol], None] | None = None
 
     @override
     def connectionMade(self) -> None:

@@ -64,6 +64,19 @@ def assert_vumi_message(case: SynchronousTestCase, msg: dict[str, Any]) -> None:
         case.assertIn(field, msg)
 
 
+def started_and_connected(
+    case: SynchronousTestCase, reactor: MemoryReactorClock, transport: Any
+) -> tuple[Any, StringTransport]:
+    """Start ``transport`` on ``reactor`` and connect one client to the port
+    it listens on: ``(server protocol, its wire)``."""
+    case.successResultOf(ensureDeferred(transport.start()))
+    factory = reactor.tcpServers[0][1]
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    wire = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
+    protocol.makeConnection(wire)
+    return protocol, wire
+
+
 class TelnetFuzzTests(SynchronousTestCase):
     @FUZZ
     @given(chunks=TELNET_BYTES)
@@ -73,11 +86,7 @@ class TelnetFuzzTests(SynchronousTestCase):
         recorder = RecordingContext(reactor)
         config = structure({"twisted_endpoint": "tcp:0"}, TelnetConfig)
         transport = TelnetTransport(recorder.context, config)
-        self.successResultOf(ensureDeferred(transport.start()))
-        factory = reactor.tcpServers[0][1]
-        connection = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
-        wire = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
-        connection.makeConnection(wire)
+        connection, wire = started_and_connected(self, reactor, transport)
         for chunk in chunks:
             if wire.disconnecting:
                 break
@@ -86,7 +95,9 @@ class TelnetFuzzTests(SynchronousTestCase):
             assert_vumi_message(self, msg)
             self.assertIn(msg["session_event"], ("new", "resume", "close"))
         # A fresh client still works after whatever the first one sent.
-        other = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        other = reactor.tcpServers[0][1].buildProtocol(
+            IPv4Address("TCP", "127.0.0.1", 1)
+        )
         other.makeConnection(
             StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4001))
         )
@@ -152,11 +163,7 @@ class DmarkFuzzTests(SynchronousTestCase):
             {"web_path": "/ussd", "web_port": 0, "request_timeout": 5}, DmarkConfig
         )
         transport = DmarkTransport(recorder.context, config)
-        self.successResultOf(ensureDeferred(transport.start()))
-        factory = reactor.tcpServers[0][1]
-        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
-        wire = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
-        protocol.makeConnection(wire)
+        protocol, wire = started_and_connected(self, reactor, transport)
         query = urlencode(params)
         protocol.dataReceived(
             method + f" {path}?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
