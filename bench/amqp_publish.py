@@ -1,11 +1,16 @@
-"""Persistent publish-with-confirm throughput against a local RabbitMQ.
+"""Persistent publish-with-confirm and consume throughput on a local RabbitMQ.
 
 Measures pika's Twisted adapter (``TwistedProtocolConnection`` +
-``TwistedChannel.confirm_delivery``), raw and through
+``TwistedChannel.confirm_delivery``) beside Junebug's own client
+(:mod:`junebug.amqp.client`), raw and through
 :class:`junebug.amqp.rabbitmq.RabbitMQBroker`, two ways:
 
 (a) sequential: await each confirm before the next publish;
-(b) pipelined: keep up to ``--outstanding`` unconfirmed messages in flight.
+(b) pipelined: keep up to ``--outstanding`` unconfirmed messages in flight;
+
+and then (c) consuming the queue with prefetch 100, acking each message.
+Each line gives msg/s and the CPU this process spent per message (the
+figure that matters when the broker shares the machine).
 
 Messages are persistent (delivery_mode 2) vumi user messages routed to a
 durable queue, so RabbitMQ writes them to disk before confirming.  The queue is
@@ -33,6 +38,8 @@ from twisted.internet.defer import (
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 
 from junebug.amqp.broker import EXCHANGE
+from junebug.amqp.client import AmqpChannel, AmqpClient, Delivery
+from junebug.amqp.frames import publish_properties
 from junebug.amqp.rabbitmq import AmqpSettings, RabbitMQBroker
 from junebug.messages import to_json, user_message
 
@@ -67,10 +74,41 @@ async def _awaited(awaitable: Awaitable[Any]) -> Any:
 
 async def timed(label: str, run: Awaitable[None], count: int, purge: Any) -> None:
     started = time.perf_counter()
+    cpu = time.process_time()
     await run
     elapsed = time.perf_counter() - started
-    print(f"  {label:<44} {count / elapsed:>9,.0f} msg/s  ({elapsed:.2f}s)")
+    used = time.process_time() - cpu
+    print(
+        f"  {label:<44} {count / elapsed:>9,.0f} msg/s  ({elapsed:.2f}s, "
+        f"{used / count * 1e6:,.0f} µs CPU/msg)"
+    )
     await purge()
+
+
+async def consume_pika(channel: Any, queue: str, count: int) -> None:
+    await channel.basic_qos(prefetch_count=100)
+    queue_obj, tag = await channel.basic_consume(queue=queue, auto_ack=False)
+    for _ in range(count):
+        received = await queue_obj.get()
+        channel.basic_ack(delivery_tag=received.method.delivery_tag)
+    await channel.basic_cancel(tag)
+
+
+async def consume_own(channel: AmqpChannel, queue: str, count: int) -> None:
+    await channel.basic_qos(100)
+    done: Deferred[None] = Deferred()
+    seen = 0
+
+    def delivered(delivery: Delivery) -> None:
+        nonlocal seen
+        channel.basic_ack(delivery.delivery_tag)
+        seen += 1
+        if seen == count:
+            done.callback(None)
+
+    tag = await channel.basic_consume(queue, delivered, lambda reason: None)
+    await done
+    await channel.basic_cancel(tag)
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
@@ -102,11 +140,31 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             custom_reactor=reactor,
         ),
     )
+    own = AmqpClient(
+        reactor,
+        vhost=settings.vhost,
+        username=settings.username,
+        password=settings.password,
+    )
+    await connectProtocol(HostnameEndpoint(reactor, settings.host, settings.port), own)
     try:
         await raw.ready
         channel = await raw.channel()
         await channel.confirm_delivery()
+        await own.ready
+        own_channel = await own.channel()
+        await own_channel.confirm_select()
+        own_properties = publish_properties("application/json", 2)
         await broker.declare_queue(queue)
+
+        def own_publish() -> Deferred[None]:
+            return own_channel.publish(EXCHANGE, queue, body, own_properties)
+
+        async def fill() -> None:
+            await pipelined(own_publish, count, outstanding)
+
+        async def no_purge() -> None:
+            pass
 
         async def purge() -> None:
             await channel.queue_purge(queue=queue)
@@ -147,6 +205,18 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             purge,
         )
         await timed(
+            "junebug.amqp.client (a) sequential",
+            sequential(own_publish, count),
+            count,
+            purge,
+        )
+        await timed(
+            f"junebug.amqp.client (b) {outstanding} outstanding",
+            pipelined(own_publish, count, outstanding),
+            count,
+            purge,
+        )
+        await timed(
             "RabbitMQBroker.publish (a) sequential",
             sequential(broker_publish, count),
             count,
@@ -158,6 +228,22 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             count,
             purge,
         )
+        consumer_channel = await raw.channel()
+        await fill()
+        await timed(
+            "pika Twisted adapter (c) consume and ack",
+            consume_pika(consumer_channel, queue, count),
+            count,
+            no_purge,
+        )
+        own_consumer = await own.channel()
+        await fill()
+        await timed(
+            "junebug.amqp.client (c) consume and ack",
+            consume_own(own_consumer, queue, count),
+            count,
+            no_purge,
+        )
         print(TXAMQP_NOTE)
     finally:
         try:
@@ -166,6 +252,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
             closed = raw.close()
             if closed is not None:
                 await closed
+            await own.close()
             await broker.close()
 
 

@@ -1,7 +1,7 @@
 """The :class:`~junebug.amqp.broker.Broker` contract over RabbitMQ.
 
-Built on pika's Twisted adapter (``TwistedProtocolConnection``) and kept alive by
-:class:`twisted.application.internet.ClientService`, which reconnects with a
+Built on our own AMQP 0-9-1 client (:mod:`junebug.amqp.client`) and kept alive
+by :class:`twisted.application.internet.ClientService`, which reconnects with a
 capped exponential backoff.
 
 One connection carries:
@@ -16,9 +16,6 @@ is done :meth:`RabbitMQBroker.is_connected` is false and publishing raises
 :class:`~junebug.errors.BrokerError`; listeners registered with
 :meth:`RabbitMQBroker.add_connection_listener` are told when the connection is
 lost and when it is back.
-
-pika's Twisted module imports (and so installs) the global reactor, so it is
-imported only when a connection is built, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -29,8 +26,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import attrs
-from pika.exceptions import NackError, UnroutableError
-from pika.spec import Connection
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint
@@ -58,6 +53,14 @@ from junebug.amqp.broker import (
     delay_exchange,
     delay_tier,
 )
+from junebug.amqp.client import (
+    AmqpChannel,
+    AmqpClient,
+    ConfirmTimeout,
+    Delivery,
+    PublishRefused,
+)
+from junebug.amqp.frames import publish_properties
 from junebug.errors import RETRY_LATER, BrokerError
 from junebug.messages import from_json, to_json
 
@@ -73,6 +76,7 @@ ConnectionListener = Callable[[bool], object]
 
 CONTENT_TYPE = "application/json"
 PERSISTENT = 2
+_PROPERTIES = publish_properties(CONTENT_TYPE, PERSISTENT)
 
 _log = Logger(namespace="junebug.amqp.rabbitmq")
 
@@ -172,24 +176,19 @@ def _describe(error: BaseException | None) -> str:
 
 
 class _AmqpProtocol(Protocol):
-    """One TCP connection: forwards bytes to pika and reports its lifecycle."""
+    """One TCP connection: forwards bytes to the AMQP client and reports its
+    lifecycle to the broker."""
 
-    def __init__(self, broker: RabbitMQBroker, parameters: Any) -> None:
-        from pika.adapters.twisted_connection import TwistedProtocolConnection
-
+    def __init__(self, broker: RabbitMQBroker) -> None:
         self.broker = broker
-        self.amqp: Any = TwistedProtocolConnection(
-            parameters, custom_reactor=broker.reactor
+        s = broker.settings
+        self.amqp = AmqpClient(
+            broker.reactor,
+            vhost=s.vhost,
+            username=s.username,
+            password=s.password,
+            heartbeat=s.heartbeat,
         )
-        #: The broker's reason if it closed the connection (Connection.Close).
-        self.close_reason: str | None = None
-        # The adapter reports a failed handshake as a bare AMQPConnectionError
-        # and a broker-initiated close as ConnectionDone; listen for the real
-        # reason (e.g. "403 ACCESS_REFUSED ...") on pika's connection.
-        impl = getattr(self.amqp, "_impl", None)
-        if impl is not None:
-            impl.callbacks.add(0, Connection.Close, self._closed_by_broker)
-            impl.add_on_open_error_callback(self._open_failed, remove_default=False)
         #: Fires (never fails) once the connection is set up or given up;
         #: ClientService's ``prepareConnection`` waits on it.
         self.setup_done: Deferred[None] = Deferred()
@@ -198,19 +197,13 @@ class _AmqpProtocol(Protocol):
         self.is_lost = False
         self.was_live = False
 
-    def _closed_by_broker(self, frame: Any) -> None:
-        self.close_reason = f"{frame.method.reply_code} {frame.method.reply_text}"
-
-    def _open_failed(self, connection: object, error: BaseException) -> None:
-        self.broker._last_error = self.close_reason or _describe(error)
+    @property
+    def close_reason(self) -> str | None:
+        """The broker's reason if it closed the connection."""
+        return self.amqp.close_reason
 
     @override
     def makeConnection(self, transport: Any) -> None:
-        # Small frames (publishes, acks) must not wait for Nagle's algorithm
-        # and the broker's delayed ACK: that costs up to 40 ms each.
-        set_no_delay = getattr(transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            set_no_delay(True)
         self.amqp.makeConnection(transport)
         super().makeConnection(transport)
 
@@ -248,7 +241,7 @@ class _AmqpFactory(Factory):
 
     @override
     def buildProtocol(self, addr: IAddress | None) -> _AmqpProtocol:
-        return _AmqpProtocol(self.broker, self.broker._connection_parameters())
+        return _AmqpProtocol(self.broker)
 
 
 @implementer(IStreamClientEndpoint)
@@ -272,7 +265,7 @@ class _Live:
     """A connection that is fully set up."""
 
     protocol: _AmqpProtocol
-    publish_channel: Any
+    publish_channel: AmqpChannel
 
     @property
     def lost(self) -> bool:
@@ -284,10 +277,9 @@ class _Attachment:
     """A consumer's channel and consumer tag on one connection."""
 
     live: _Live
-    channel: Any
+    channel: AmqpChannel
     consumer_tag: str = ""
     failed_declared: bool = False
-    loop: Deferred[None] | None = None
     #: Handlers running for messages delivered on this channel.
     running: int = 0
     #: The consumer was cancelled; close the channel once ``running`` is 0.
@@ -295,7 +287,7 @@ class _Attachment:
 
     @property
     def usable(self) -> bool:
-        return not self.live.lost and bool(self.channel.is_open)
+        return not self.live.lost and self.channel.is_open
 
 
 class RabbitMQConsumer:
@@ -335,8 +327,15 @@ class RabbitMQConsumer:
                 channel.basic_qos(prefetch_count=self._prefetch), "basic.qos"
             )
             await broker._declare_on(channel, self.queue)
-            queue_obj, tag = await broker._bounded(
-                channel.basic_consume(queue=self.queue, auto_ack=False),
+            # Deliveries may follow basic.consume-ok in the same read, before
+            # this coroutine resumes: the callbacks hold the attachment.
+            attachment = _Attachment(live=live, channel=channel)
+            attachment.consumer_tag = await broker._bounded(
+                channel.basic_consume(
+                    self.queue,
+                    lambda delivery: self._delivered(attachment, delivery),
+                    lambda reason: self._cancelled(attachment),
+                ),
                 "basic.consume",
             )
         except BaseException:
@@ -345,10 +344,8 @@ class RabbitMQConsumer:
         if self._stopped or live.lost:
             _close_quietly(channel)
             return
-        attachment = _Attachment(live=live, channel=channel, consumer_tag=tag)
         self._attachment = attachment
         self._retries = 0
-        attachment.loop = ensureDeferred(self._receive(attachment, queue_obj))
 
     def attach_soon(self, live: _Live) -> None:
         """Attach in the background; on failure retry while ``live`` lasts."""
@@ -398,19 +395,17 @@ class RabbitMQConsumer:
 
     # -- delivering ----------------------------------------------------------
 
-    async def _receive(self, attachment: _Attachment, queue_obj: Any) -> None:
-        while True:
-            try:
-                received = await queue_obj.get()
-            except Exception:
-                # Cancelled by us or the broker, channel or connection closed.
-                break
-            # Counted before the handler starts: it may call stop() right away.
-            self._running += 1
-            attachment.running += 1
-            ensureDeferred(self._handle(attachment, received)).addBoth(
-                self._finished, attachment
-            )
+    def _delivered(self, attachment: _Attachment, delivery: Delivery) -> None:
+        # Counted before the handler starts: it may call stop() right away.
+        self._running += 1
+        attachment.running += 1
+        ensureDeferred(self._handle(attachment, delivery)).addBoth(
+            self._finished, attachment
+        )
+
+    def _cancelled(self, attachment: _Attachment) -> None:
+        """The broker cancelled the consumer, or its channel or connection
+        closed (not called after our own ``basic.cancel``)."""
         if self._attachment is attachment:
             self._attachment = None
         live = attachment.live
@@ -434,9 +429,9 @@ class RabbitMQConsumer:
             for waiter in drained:
                 waiter.callback(None)
 
-    async def _handle(self, attachment: _Attachment, received: Any) -> None:
-        tag = received.method.delivery_tag
-        body: bytes = received.body
+    async def _handle(self, attachment: _Attachment, received: Delivery) -> None:
+        tag = received.delivery_tag
+        body = received.body
         try:
             message = from_json(body)
         except ValueError:
@@ -458,7 +453,7 @@ class RabbitMQConsumer:
             _settle(attachment, "nack", tag)
             return
         except Exception:
-            redelivered = bool(received.method.redelivered)
+            redelivered = received.redelivered
             _log.failure(
                 "Handler for {queue} failed ({what})",
                 queue=self.queue,
@@ -514,8 +509,6 @@ class RabbitMQConsumer:
                     "basic.cancel",
                 )
             )
-        if attachment is not None and attachment.loop is not None:
-            await _quiet(attachment.loop)
         while self._running:
             waiter: Deferred[None] = Deferred()
             self._drained.append(waiter)
@@ -557,14 +550,14 @@ def _settle(attachment: _Attachment, how: str, tag: int) -> None:
         return  # the broker requeues it when the channel goes away
     try:
         if how == "ack":
-            attachment.channel.basic_ack(delivery_tag=tag)
+            attachment.channel.basic_ack(tag)
         else:
-            attachment.channel.basic_nack(delivery_tag=tag, requeue=True)
+            attachment.channel.basic_nack(tag, requeue=True)
     except Exception as e:
         _log.debug("could not {how} {tag}: {error}", how=how, tag=tag, error=e)
 
 
-def _close_quietly(channel: Any) -> None:
+def _close_quietly(channel: AmqpChannel) -> None:
     try:
         if channel.is_open:
             channel.close()
@@ -711,22 +704,6 @@ class RabbitMQBroker:
 
     # -- connection callbacks ------------------------------------------------
 
-    def _connection_parameters(self) -> Any:
-        from pika import ConnectionParameters, PlainCredentials
-
-        s = self.settings
-        extra: dict[str, Any] = {}
-        if s.heartbeat is not None:
-            extra["heartbeat"] = s.heartbeat
-        return ConnectionParameters(
-            host=s.host,
-            port=s.port,
-            virtual_host=s.vhost,
-            credentials=PlainCredentials(s.username, s.password),
-            client_properties={"connection_name": "junebug"},
-            **extra,
-        )
-
     def _prepare(self, proxy: IProtocol) -> Deferred[None]:
         # ClientService hands us its proxy, which forwards attribute access to
         # our protocol.  setup_done never fails: a failing prepareConnection
@@ -746,10 +723,7 @@ class RabbitMQBroker:
     async def _setup(self, protocol: _AmqpProtocol) -> None:
         timer = self.reactor.callLater(self.settings.connect_timeout, protocol.abort)
         try:
-            ready = protocol.amqp.ready
-            if ready is None:
-                raise BrokerError("connection closed during the handshake")
-            await ready
+            await protocol.amqp.ready
             channel = await protocol.amqp.channel()
             await channel.exchange_declare(
                 exchange=EXCHANGE, exchange_type="direct", durable=True
@@ -768,10 +742,11 @@ class RabbitMQBroker:
                     },
                 )
                 await channel.queue_bind(queue=name, exchange=name, routing_key="")
-            await channel.confirm_delivery()
+            await channel.confirm_select()
+            channel.confirm_timeout = self.settings.operation_timeout
         except Exception as e:
             # Counted and logged by _connection_ended once the socket is gone.
-            self._last_error = _describe(e)
+            self._last_error = protocol.close_reason or _describe(e)
             protocol.abort()
             return
         finally:
@@ -884,21 +859,19 @@ class RabbitMQBroker:
         """
         count = 0
 
-        async def take(channel: Any) -> None:
+        async def take(channel: AmqpChannel) -> None:
             nonlocal count
             while count < limit:
-                got = await self._bounded(
-                    channel.basic_get(queue=queue, auto_ack=False), "basic.get"
-                )
+                got = await self._bounded(channel.basic_get(queue), "basic.get")
                 if got is None:
                     return
-                tag = got.method.delivery_tag
+                tag = got.delivery_tag
                 try:
                     await handler(from_json(got.body))
                 except BaseException:
-                    channel.basic_nack(delivery_tag=tag, requeue=True)
+                    channel.basic_nack(tag, requeue=True)
                     raise
-                channel.basic_ack(delivery_tag=tag)
+                channel.basic_ack(tag)
                 count += 1
 
         live = self._require_live()
@@ -912,35 +885,23 @@ class RabbitMQBroker:
     async def _publish_body(
         self, routing_key: str, body: bytes, exchange: str = EXCHANGE
     ) -> None:
-        from pika import BasicProperties
-
         live = self._require_live()
-        properties = BasicProperties(
-            content_type=CONTENT_TYPE, delivery_mode=PERSISTENT
-        )
         try:
-            confirmed = live.publish_channel.basic_publish(
-                exchange=exchange,
-                routing_key=routing_key,
-                body=body,
-                properties=properties,
-            )
-        except Exception as e:
+            # The channel fails it after operation_timeout (one timer for all).
+            await live.publish_channel.publish(exchange, routing_key, body, _PROPERTIES)
+        except ConfirmTimeout as e:
             raise BrokerError(
-                f"could not publish to {routing_key}: {_describe(e)}"
+                f"confirm of a message to {routing_key} timed out after "
+                f"{self.settings.operation_timeout:g}s"
             ) from e
-        try:
-            await self._bounded(confirmed, f"confirm of a message to {routing_key}")
-        except BrokerError:
-            raise
-        except (NackError, UnroutableError) as e:
+        except PublishRefused as e:
             raise BrokerError(f"RabbitMQ refused a message to {routing_key}") from e
         except Exception as e:
             raise BrokerError(
                 f"message to {routing_key} not confirmed: {_describe(e)}"
             ) from e
 
-    async def _declare_on(self, channel: Any, queue: str) -> None:
+    async def _declare_on(self, channel: AmqpChannel, queue: str) -> None:
         await self._bounded(
             channel.queue_declare(queue=queue, durable=True), "queue.declare"
         )
@@ -949,18 +910,13 @@ class RabbitMQBroker:
             "queue.bind",
         )
 
-    async def _close_channel(self, channel: Any) -> None:
+    async def _close_channel(self, channel: AmqpChannel) -> None:
         if not channel.is_open:
             return
-        try:
-            channel.close()
-        except Exception as e:
-            _log.debug("could not close channel: {error}", error=e)
-            return
-        await _quiet(self._bounded(channel.on_closed, "channel close"))
+        await _quiet(self._bounded(channel.close(), "channel close"))
 
     async def _with_channel(
-        self, what: str, use: Callable[[Any], Deferred[Any]]
+        self, what: str, use: Callable[[AmqpChannel], Deferred[Any]]
     ) -> None:
         """Run ``use`` on a short-lived channel, so a channel error (e.g. a
         queue declared with other arguments) cannot hurt the others."""

@@ -23,6 +23,10 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+#: Built once: ``json.dumps`` with ``default=`` builds a new encoder per call.
+_ENCODER = json.JSONEncoder(default=_default)
+
+
 def render(request: IRequest, code: int, description: str | None, result: Any) -> bytes:
     """Set the status and content type on ``request`` and return the body."""
     request.setResponseCode(code)
@@ -33,7 +37,7 @@ def render(request: IRequest, code: int, description: str | None, result: Any) -
         "description": description,
         "result": result,
     }
-    return json.dumps(body, default=_default).encode("utf-8")
+    return _ENCODER.encode(body).encode("utf-8")
 
 
 def error_result(errors: list[dict[str, Any]]) -> dict[str, Any]:
