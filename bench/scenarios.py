@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import statistics
 import sys
 import time
@@ -43,7 +44,7 @@ MESSAGE = {"to": "+27820000000", "content": "benchmark message"}
 #: Offered load of scenario (d).
 LATENCY_RATE = 500
 #: Clients of the closed-loop MT load of scenario (b).
-MT_CONNECTIONS = 16
+MT_CONNECTIONS = int(os.environ.get("BENCH_MT_CONNECTIONS", "16"))
 #: After the load: how long to wait for every event or MO at the sink, and
 #: how long without any arrival before giving up (retries back off).
 DRAIN_TIMEOUT = 240.0
