@@ -497,9 +497,6 @@ class AmqpChannel:
             else:
                 d.errback(error)
 
-    def _opened(self) -> None:
-        self.is_open = True
-
     def _closed(self, reason: AmqpError, forget: bool = True) -> None:
         if not self.is_open and self.on_closed.called:
             return
