@@ -429,6 +429,7 @@ class _Cursor:
 
 
 _LONG = struct.Struct("!I")
+_SIGNED_LONG = struct.Struct("!i")
 
 
 def _array(cursor: _Cursor) -> list[Any]:
@@ -448,7 +449,7 @@ def _array(cursor: _Cursor) -> list[Any]:
 
 def _decimal(cursor: _Cursor) -> Decimal:
     scale = cursor.octet()
-    (value,) = cursor.unpack(struct.Struct("!i"))
+    (value,) = cursor.unpack(_SIGNED_LONG)
     return Decimal(value).scaleb(-scale)
 
 
@@ -560,7 +561,7 @@ _PROPERTIES: Final = (
 def decode_properties(raw: bytes) -> dict[str, Any]:
     """The basic properties present in a content header's property part."""
     cursor = _Cursor(raw)
-    (flags,) = cursor.unpack(struct.Struct("!H"))
+    (flags,) = cursor.unpack(_SCALARS["s"])
     out: dict[str, Any] = {}
     for i, (name, letter) in enumerate(_PROPERTIES):
         if not flags & (1 << (15 - i)):
