@@ -23,6 +23,11 @@ cuts PDUs out of a byte stream.  Decoding failures raise
 :class:`PDUDecodeError`, which carries the ``command_status`` and (when the
 header was readable) the ``sequence_number`` needed to answer with a
 ``generic_nack``; :meth:`PDUDecodeError.generic_nack` builds that answer.
+
+Why this module is long: most of it is one declarative table, a small class
+for each of the 3.4 specification's PDUs and an enum for each of its code
+lists.  Splitting the table would scatter one specification over several
+files and gain nothing; the codec that reads it is short.
 """
 
 from __future__ import annotations
