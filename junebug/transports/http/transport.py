@@ -104,7 +104,7 @@ class HttpTransport:
                 channel_id=context.channel_id,
                 log=context.log,
                 statuses=self._statuses,
-                    routes={
+                routes={
                     config.inbound_url_path: self._render_inbound,
                     config.dlr_url_path: self._render_dlr,
                 },
