@@ -27,6 +27,7 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from junebug.messages import Message, status_event
 
@@ -92,17 +93,20 @@ class BackgroundTasks:
         return len(self._running)
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> Deferred[None]:
-        """Run ``work``; a failure is logged with ``what``, never raised.
+        """Run ``work``; a failure is logged with ``what``, never raised (a
+        task cancelled by :meth:`wait` is not logged).
 
         The Deferred returned fires (with None) once ``work`` is done.
         """
         d = Deferred.fromCoroutine(work)
         self._running.add(d)
 
-        def failed(failure: Any) -> None:
-            self._log.failure(
-                "Background task failed: {what}", failure=failure, what=what
-            )
+        def failed(failure: Failure) -> None:
+            # Cancelled by wait() giving up: its caller says so.
+            if not failure.check(CancelledError):
+                self._log.failure(
+                    "Background task failed: {what}", failure=failure, what=what
+                )
 
         def forget(result: object) -> object:
             self._running.discard(d)
