@@ -1,8 +1,8 @@
 """The :class:`~junebug.amqp.broker.Broker` contract over RabbitMQ.
 
 Built on our own AMQP 0-9-1 client (:mod:`junebug.amqp.client`) and kept alive
-by :class:`twisted.application.internet.ClientService`, which reconnects with a
-capped exponential backoff.
+by :class:`~junebug.reconnecting.ReconnectingClient`, which reconnects with a
+capped exponential backoff that only a connection fully set up resets.
 
 One connection carries:
 
@@ -26,14 +26,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import attrs
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
-    IProtocol,
-    IProtocolFactory,
     IReactorTime,
     IStreamClientEndpoint,
     ITCPTransport,
@@ -42,7 +40,6 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from typing_extensions import override
-from zope.interface import implementer
 
 from junebug.amqp import topology
 from junebug.amqp.broker import (
@@ -63,6 +60,7 @@ from junebug.amqp.client import (
 from junebug.amqp.frames import publish_properties
 from junebug.errors import RETRY_LATER, BrokerError
 from junebug.messages import from_json, to_json
+from junebug.reconnecting import ReconnectingClient
 
 if TYPE_CHECKING:
     from junebug.messages import Message
@@ -189,9 +187,6 @@ class _AmqpProtocol(Protocol):
             password=s.password,
             heartbeat=s.heartbeat,
         )
-        #: Fires (never fails) once the connection is set up or given up;
-        #: ClientService's ``prepareConnection`` waits on it.
-        self.setup_done: Deferred[None] = Deferred()
         #: Fires when the TCP connection is gone.
         self.lost: Deferred[None] = Deferred()
         self.is_lost = False
@@ -222,9 +217,6 @@ class _AmqpProtocol(Protocol):
             self.broker._connection_lost(self, reason)
             self.amqp.connectionLost(reason)
         finally:
-            # ClientService must see the attempt finish before the disconnect.
-            if not self.setup_done.called:
-                self.setup_done.callback(None)
             self.broker._connection_ended(self)
             self.lost.callback(None)
 
@@ -242,22 +234,6 @@ class _AmqpFactory(Factory):
     @override
     def buildProtocol(self, addr: IAddress | None) -> _AmqpProtocol:
         return _AmqpProtocol(self.broker)
-
-
-@implementer(IStreamClientEndpoint)
-class _RecordingEndpoint:
-    """Remembers why the last connection attempt failed, for error messages."""
-
-    def __init__(self, broker: RabbitMQBroker, wrapped: IStreamClientEndpoint):
-        self._broker = broker
-        self._wrapped = wrapped
-
-    def connect(self, protocol_factory: IProtocolFactory) -> Deferred[IProtocol]:
-        def failed(failure: Failure) -> Failure:
-            self._broker._last_error = _describe(failure.value)
-            return failure
-
-        return self._wrapped.connect(protocol_factory).addErrback(failed)
 
 
 @attrs.define(eq=False)
@@ -589,19 +565,18 @@ class RabbitMQBroker:
             maxDelay=settings.retry_max_delay,
             jitter=lambda: random.random() * settings.retry_jitter,
         )
-        self._service = ClientService(
-            _RecordingEndpoint(self, endpoint),
+        self._service = ReconnectingClient(
+            reactor,
+            endpoint,
             _AmqpFactory(self),
-            retryPolicy=lambda attempt: base_policy(attempt + self._setup_failures),
-            clock=reactor,
-            prepareConnection=self._prepare,
+            base_policy,
+            on_connect_failed=self._connect_failed,
         )
         self._protocol: _AmqpProtocol | None = None
         self._live: _Live | None = None
         self._consumers: dict[RabbitMQConsumer, None] = {}
         self._listeners: list[ConnectionListener] = []
         self._waiters: list[Deferred[None]] = []
-        self._setup_failures = 0
         self._last_error: str | None = None
         self._started = False
         self._closing = False
@@ -619,7 +594,7 @@ class RabbitMQBroker:
             raise BrokerError("the broker has been closed")
         if not self._started:
             self._started = True
-            self._service.startService()
+            self._service.start()
 
     async def when_connected(self, timeout: float | None = None) -> None:
         """Start if needed and wait until connected; :class:`BrokerError` if
@@ -695,28 +670,21 @@ class RabbitMQBroker:
             protocol.abort()
             await protocol.lost
         if self._started:
-            await self._service.stopService()
+            await self._service.stop()
         if live is not None and self._live is live:
             self._live = None
             self._notify(False)
 
     # -- connection callbacks ------------------------------------------------
 
-    def _prepare(self, proxy: IProtocol) -> Deferred[None]:
-        # ClientService hands us its proxy, which forwards attribute access to
-        # our protocol.  setup_done never fails: a failing prepareConnection
-        # would leave the TCP connection open, so we abort it ourselves.
-        return cast(_AmqpProtocol, proxy).setup_done
+    def _connect_failed(self, failure: Failure) -> None:
+        self._last_error = _describe(failure.value)
 
     def _connection_made(self, protocol: _AmqpProtocol) -> None:
         self._protocol = protocol
-        d = ensureDeferred(self._setup(protocol))
-
-        def done(result: object) -> None:
-            if not protocol.setup_done.called:
-                protocol.setup_done.callback(None)
-
-        d.addBoth(done)
+        ensureDeferred(self._setup(protocol)).addErrback(
+            lambda failure: _log.failure("RabbitMQ set-up failed", failure)
+        )
 
     async def _setup(self, protocol: _AmqpProtocol) -> None:
         timer = self.reactor.callLater(self.settings.connect_timeout, protocol.abort)
@@ -758,7 +726,7 @@ class RabbitMQBroker:
         live = _Live(protocol=protocol, publish_channel=channel)
         protocol.was_live = True
         channel.on_closed.addBoth(self._publish_channel_closed, live)
-        self._setup_failures = 0
+        self._service.ready()
         self._last_error = None
         self._live = live
         _log.info("Connected to RabbitMQ at {where}", where=self.settings.describe())
@@ -797,8 +765,7 @@ class RabbitMQBroker:
         if protocol.was_live or self._closing:
             return
         # Connected but never set up (refused login, unknown vhost, timeout):
-        # grow the backoff, which ClientService resets on every TCP connect.
-        self._setup_failures += 1
+        # a failure for the backoff, as the connection was never ready.
         _log.warn(
             "Could not set up a RabbitMQ connection to {where}: {error}",
             where=self.settings.describe(),

@@ -19,13 +19,21 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.sasl import SASLNoAcceptableMechanism
 from twisted.words.protocols.jabber.sasl_mechanisms import Plain
+from twisted.words.protocols.jabber.xmlstream import Authenticator, XmlStream
 
 from junebug.converter import structure
 from junebug.errors import ConfigError
 from junebug.messages import Message, user_message
 from junebug.testing.context import RecordingContext
 from junebug.transports.registry import TransportRegistry
-from junebug.transports.xmpp.sasl import Scram, ScramError, choose_mechanism, saslprep
+from junebug.transports.xmpp.sasl import (
+    Scram,
+    ScramError,
+    choose_mechanism,
+    is_encrypted,
+    mark_encrypted,
+    saslprep,
+)
 from junebug.transports.xmpp.transport import (
     NO_CONTENT_REASON,
     NOT_CONNECTED_REASON,
@@ -181,6 +189,21 @@ class ScramTests(SynchronousTestCase):
         self.assertEqual(saslprep("a\u00a0b"), "a b")
         self.assertEqual(saslprep("\u2168"), "IX")
 
+    def test_plain_needs_an_encrypted_stream(self) -> None:
+        """PLAIN is chosen only where allowed; SCRAM is still preferred."""
+        with self.assertRaises(SASLNoAcceptableMechanism) as caught:
+            choose_mechanism(["PLAIN"], "u", "p", plain_allowed=False)
+        self.assertIn("allow_plain_without_tls", str(caught.exception))
+        chosen = choose_mechanism(
+            ["PLAIN", "SCRAM-SHA-1"], "u", "p", plain_allowed=False
+        )
+        self.assertEqual(chosen.name, "SCRAM-SHA-1")
+        stream = XmlStream(Authenticator())
+        stream.makeConnection(StringTransport())
+        self.assertFalse(is_encrypted(stream))
+        mark_encrypted(stream)
+        self.assertTrue(is_encrypted(stream))
+
     def test_choose_mechanism(self) -> None:
         chosen = choose_mechanism(["PLAIN", "SCRAM-SHA-1"], "u", "p")
         self.assertIsInstance(chosen, Scram)
@@ -273,7 +296,15 @@ class Harness:
         self.ctx = RecordingContext(self.clock)
         self.endpoint = FakeEndpoint()
         self.config = structure(
-            {**BASE_CONFIG, "tls": "off", "reconnect_delay": 1, **config}, XmppConfig
+            {
+                **BASE_CONFIG,
+                "tls": "off",
+                # The fake server below offers PLAIN on a plain-text stream.
+                "allow_plain_without_tls": True,
+                "reconnect_delay": 1,
+                **config,
+            },
+            XmppConfig,
         )
         self.transport = XmppTransport(self.ctx.context, self.config)
         self.transport.make_endpoint = lambda: self.endpoint  # type: ignore[method-assign,assignment,return-value]
@@ -432,6 +463,41 @@ class XmppTransportUnitTests(SynchronousTestCase):
         h.endpoint.feed(FEATURES.format(STARTTLS + mechanisms("PLAIN")))
         self.assertEqual(h.ctx.status_types(), [("xmpp", "down", "connection_failed")])
         self.assertIn("TLSRequired", h.ctx.statuses[0]["message"])
+
+    def test_plain_refused_when_starttls_is_stripped(self) -> None:
+        """tls: optional and a server (or a man in the middle) that offers no
+        STARTTLS: the password is not sent with PLAIN over the clear stream."""
+        h = Harness(self, tls="optional", allow_plain_without_tls=False)
+        h.start()
+        h.endpoint.written()
+        h.server_header()
+        h.endpoint.feed(FEATURES.format(mechanisms("PLAIN")))
+        written = h.endpoint.written()
+        self.assertNotIn("<auth", written)
+        self.assertNotIn(b64(b"\x00bot\x00secret"), written)
+        self.assertFalse(h.transport.connected)
+        self.assertEqual(h.ctx.status_types(), [("xmpp", "down", "connection_failed")])
+        self.assertIn("allow_plain_without_tls", h.ctx.statuses[0]["message"])
+        self.assertTrue(h.endpoint.transport.disconnecting)
+
+    def test_scram_used_without_tls(self) -> None:
+        """SCRAM never sends the password: it is fine on a clear stream."""
+        h = Harness(self, tls="off", allow_plain_without_tls=False)
+        h.start()
+        h.endpoint.written()
+        h.server_header()
+        h.endpoint.feed(FEATURES.format(mechanisms("PLAIN", "SCRAM-SHA-1")))
+        self.assertIn("mechanism='SCRAM-SHA-1'", h.endpoint.written())
+
+    def test_plain_without_tls_when_allowed(self) -> None:
+        h = Harness(self, tls="optional", allow_plain_without_tls=True)
+        h.start()
+        h.login()
+        self.assertTrue(h.transport.connected)
+
+    def test_plain_allowed_by_default_config_is_false(self) -> None:
+        config = structure(BASE_CONFIG, XmppConfig)
+        self.assertFalse(config.allow_plain_without_tls)
 
     def test_starttls_when_offered(self) -> None:
         h = Harness(self, tls="optional")

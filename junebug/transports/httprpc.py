@@ -13,21 +13,21 @@ reports to a webhook.  This module holds what they share:
   :meth:`ChannelWebServer.finish` answers them or their timeout expires.  On
   stop it answers every held request and closes every connection, so nothing
   is left behind.
-- :class:`StatusReporter`: publishes status events, skipping a status that
-  repeats its component's previous one.
-- :class:`BackgroundTasks`: runs coroutines started from synchronous code
-  (request rendering, timers) and lets ``stop()`` wait for them.
+
+Status events and background work go through the transport's
+:class:`~junebug.transports.toolkit.StatusReporter` and
+:class:`~junebug.transports.toolkit.BackgroundTasks`.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Final
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.logger import Logger
@@ -37,16 +37,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from junebug.errors import ConfigError
-from junebug.messages import Message, generate_id, status_event
+from junebug.messages import generate_id
+from junebug.transports.toolkit import StatusReporter
 
 __all__ = [
     "NOT_DONE_YET",
-    "BackgroundTasks",
     "ChannelWebServer",
     "HeldRequest",
     "HttpRpcConfig",
     "Response",
-    "StatusReporter",
     "describe_request",
     "error_response",
     "json_response",
@@ -126,104 +125,6 @@ class HttpRpcConfig:
     def path(self) -> str:
         """``web_path`` normalised to ``/a/b`` (``/`` if there is none)."""
         return normalise_path(self.web_path or "")
-
-
-class BackgroundTasks:
-    """Coroutines started from synchronous code, awaited together on stop."""
-
-    def __init__(self, log: Logger) -> None:
-        self._log = log
-        self._running: set[Deferred[None]] = set()
-
-    def __len__(self) -> int:
-        return len(self._running)
-
-    def spawn(self, work: Coroutine[Any, Any, None], what: str) -> Deferred[None]:
-        """Run ``work``; a failure is logged with ``what``, never raised."""
-        d = Deferred.fromCoroutine(work)
-        self._running.add(d)
-
-        def failed(failure: Any) -> None:
-            self._log.failure(
-                "Background task failed: {what}", failure=failure, what=what
-            )
-
-        def forget(result: object) -> object:
-            self._running.discard(d)
-            return result
-
-        d.addErrback(failed)
-        d.addBoth(forget)
-        return d
-
-    async def wait(self, reactor: Any, timeout: float) -> bool:
-        """Wait for every running task, at most ``timeout`` s; False on timeout."""
-        pending = list(self._running)
-        if not pending:
-            return True
-        waiting: Deferred[Any] = DeferredList(pending, consumeErrors=True)
-        timed_out = False
-
-        def give_up() -> None:
-            nonlocal timed_out
-            timed_out = True
-            waiting.cancel()
-
-        timer = reactor.callLater(timeout, give_up)
-        try:
-            await waiting
-        except Exception:
-            return False
-        finally:
-            if timer.active():
-                timer.cancel()
-        return not timed_out
-
-
-class StatusReporter:
-    """Publishes a channel's status events; consecutive duplicates are skipped.
-
-    A status repeats its component's previous one when the level and the type
-    are the same (the message and details may differ).
-    """
-
-    def __init__(
-        self, channel_id: str, publish: Callable[[Message], Awaitable[None]]
-    ) -> None:
-        self._channel_id = channel_id
-        self._publish = publish
-        self._last: dict[str, tuple[str, str]] = {}
-
-    async def report(
-        self,
-        component: str,
-        status: str,
-        type_: str,
-        message: str,
-        *,
-        details: dict[str, Any] | None = None,
-        reasons: list[str] | None = None,
-    ) -> None:
-        key = (status, type_)
-        if self._last.get(component) == key:
-            return
-        self._last[component] = key
-        event = status_event(
-            component=component,
-            status=status,
-            type=type_,
-            message=message,
-            details=details,
-            transport_name=self._channel_id,
-        )
-        if reasons:
-            event["reasons"] = list(reasons)
-        try:
-            await self._publish(event)
-        except Exception:
-            # Not recorded: the same status must be published next time.
-            self._last.pop(component, None)
-            raise
 
 
 @attrs.define
@@ -329,7 +230,6 @@ class ChannelWebServer:
         channel_id: str,
         log: Logger,
         statuses: StatusReporter,
-        tasks: BackgroundTasks,
         routes: dict[str, RouteHandler],
         public: Iterable[str] = (),
         on_timeout: Callable[[HeldRequest], Response | None] | None = None,
@@ -339,7 +239,6 @@ class ChannelWebServer:
         self._channel_id = channel_id
         self._log = log
         self._statuses = statuses
-        self._tasks = tasks
         self._routes = {normalise_path(p): h for p, h in routes.items()}
         self._health = normalise_path(config.health_path)
         self._public = {normalise_path(p) for p in public} | {self._health}
@@ -498,18 +397,15 @@ class ChannelWebServer:
                 "text/plain; charset=utf-8",
             )
         self.finish(request_id, response, report=False)
-        self._tasks.spawn(
-            self._statuses.report(
-                "response",
-                "down",
-                "timeout",
-                "Response timed out",
-                details={"response_time": elapsed},
-                reasons=[
-                    f"Response took longer than {self._config.request_timeout} seconds"
-                ],
-            ),
-            "publish a timeout status",
+        self._statuses.report(
+            "response",
+            "down",
+            "timeout",
+            "Response timed out",
+            details={"response_time": elapsed},
+            reasons=[
+                f"Response took longer than {self._config.request_timeout} seconds"
+            ],
         )
 
     def finish(
@@ -544,16 +440,13 @@ class ChannelWebServer:
             )
             return None
         if report and 200 <= response.code < 400:
-            elapsed = self._reactor.seconds() - held.started
-            self._tasks.spawn(
-                self._report_response_time(elapsed), "publish a response status"
-            )
+            self._report_response_time(self._reactor.seconds() - held.started)
         return held
 
-    async def _report_response_time(self, elapsed: float) -> None:
+    def _report_response_time(self, elapsed: float) -> None:
         config = self._config
         if elapsed > config.response_time_down:
-            await self._statuses.report(
+            self._statuses.report(
                 "response",
                 "down",
                 "very_slow_response",
@@ -564,7 +457,7 @@ class ChannelWebServer:
                 ],
             )
         elif elapsed > config.response_time_degraded:
-            await self._statuses.report(
+            self._statuses.report(
                 "response",
                 "degraded",
                 "slow_response",
@@ -575,7 +468,7 @@ class ChannelWebServer:
                 ],
             )
         else:
-            await self._statuses.report(
+            self._statuses.report(
                 "response",
                 "ok",
                 "response_sent",

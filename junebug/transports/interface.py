@@ -5,6 +5,9 @@ builds it with a :class:`TransportContext` and its structured config, starts it,
 and hands it each MT message consumed from ``<channel>.outbound``.  The transport
 reports what happens through the context: MO messages, events (ack, nack,
 delivery reports) and status events.  It never touches AMQP or the HTTP API.
+The context also carries the transport's status reporter and background
+tasks (see :mod:`junebug.transports.toolkit`); each transport gets its own
+context.
 
 A transport class declares:
 
@@ -31,13 +34,18 @@ from twisted.logger import Logger
 
 from junebug.messages import Message
 from junebug.stores.backend import KeyValueBackend
+from junebug.transports.toolkit import BackgroundTasks, StatusReporter
 
 Publish = Callable[[Message], Awaitable[None]]
 
 
 @attrs.frozen
 class TransportContext:
-    """Everything a transport may use, injected by its channel."""
+    """Everything a transport may use, injected by its channel.
+
+    ``tasks`` and ``statuses`` are made with the context, so one context
+    serves one transport.
+    """
 
     channel_id: str
     reactor: Any
@@ -46,6 +54,19 @@ class TransportContext:
     publish_status: Publish
     store: KeyValueBackend
     log: Logger
+    tasks: BackgroundTasks = attrs.field(
+        default=attrs.Factory(
+            lambda self: BackgroundTasks(self.reactor, self.log), takes_self=True
+        )
+    )
+    statuses: StatusReporter = attrs.field(
+        default=attrs.Factory(
+            lambda self: StatusReporter(
+                self.channel_id, self.publish_status, self.log, self.tasks
+            ),
+            takes_self=True,
+        )
+    )
 
 
 class Transport(Protocol):

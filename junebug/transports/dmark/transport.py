@@ -33,11 +33,9 @@ from junebug.messages import (
 )
 from junebug.transports.dmark.config import DmarkConfig
 from junebug.transports.httprpc import (
-    BackgroundTasks,
     ChannelWebServer,
     HeldRequest,
     Response,
-    StatusReporter,
     describe_request,
     error_response,
     json_response,
@@ -93,15 +91,14 @@ class DmarkTransport:
         self._context = context
         self._config = config
         self._log = context.log
-        self._statuses = StatusReporter(context.channel_id, context.publish_status)
-        self._tasks = BackgroundTasks(context.log)
+        self._statuses = context.statuses
+        self._tasks = context.tasks
         self._server = ChannelWebServer(
             reactor=context.reactor,
             config=config,
             channel_id=context.channel_id,
             log=context.log,
             statuses=self._statuses,
-            tasks=self._tasks,
             routes={config.path: self._render},
             on_timeout=self._timed_out,
         )
@@ -128,7 +125,7 @@ class DmarkTransport:
 
     async def stop(self) -> None:
         await self._server.stop()
-        if not await self._tasks.wait(self._context.reactor, self.STOP_TIMEOUT):
+        if not await self._tasks.wait(self.STOP_TIMEOUT):
             self._log.warn(
                 "Dmark channel {channel_id}: gave up waiting for messages to be "
                 "published",
@@ -138,9 +135,7 @@ class DmarkTransport:
     # -- inbound -------------------------------------------------------------
 
     def _report(self, *args: Any, **kwargs: Any) -> None:
-        self._tasks.spawn(
-            self._statuses.report(*args, **kwargs), "publish a request status"
-        )
+        self._statuses.report(*args, **kwargs)
 
     def _render(self, request: Request) -> bytes | int:
         values, encoding_errors = request_args(request)
@@ -229,9 +224,8 @@ class DmarkTransport:
                 },
             )
             held.data["message"] = msg
-            await self._statuses.report(
-                "request", "ok", "request_parsed", "Request parsed"
-            )
+            self._statuses.report("request", "ok", "request_parsed", "Request parsed")
+            await self._statuses.flush()
             await self._context.publish_inbound(msg)
         except Exception:
             self._log.failure(

@@ -34,11 +34,9 @@ from junebug.transports.http.template import (
     render,
 )
 from junebug.transports.httprpc import (
-    BackgroundTasks,
     ChannelWebServer,
     HeldRequest,
     Response,
-    StatusReporter,
     error_response,
     request_args,
 )
@@ -96,8 +94,8 @@ class HttpTransport:
         self._log = context.log
         self._client = client
         self._owns_client = client is None
-        self._statuses = StatusReporter(context.channel_id, context.publish_status)
-        self._tasks = BackgroundTasks(context.log)
+        self._statuses = context.statuses
+        self._tasks = context.tasks
         self._server: ChannelWebServer | None = None
         if config.web_path is not None:
             self._server = ChannelWebServer(
@@ -106,7 +104,6 @@ class HttpTransport:
                 channel_id=context.channel_id,
                 log=context.log,
                 statuses=self._statuses,
-                tasks=self._tasks,
                 routes={
                     config.inbound_url_path: self._render_inbound,
                     config.dlr_url_path: self._render_dlr,
@@ -145,7 +142,7 @@ class HttpTransport:
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.stop()
-        if not await self._tasks.wait(self._context.reactor, self.STOP_TIMEOUT):
+        if not await self._tasks.wait(self.STOP_TIMEOUT):
             self._log.warn(
                 "HTTP channel {channel_id}: gave up waiting for webhook messages "
                 "to be published",
@@ -278,10 +275,9 @@ class HttpTransport:
             )
 
     async def _report_quietly(self, *args: Any, **kwargs: Any) -> None:
-        try:
-            await self._statuses.report(*args, **kwargs)
-        except Exception:
-            self._log.failure("Could not publish a status event")
+        """Publish a status before going on; a failure is logged, not raised."""
+        self._statuses.report(*args, **kwargs)
+        await self._statuses.flush()
 
     # -- webhooks --------------------------------------------------------------
 
@@ -343,15 +339,12 @@ class HttpTransport:
                     channel_id=self._context.channel_id,
                 )
             else:
-                self._tasks.spawn(
-                    self._statuses.report(
-                        component,
-                        "down",
-                        "invalid_inbound_fields",
-                        "Invalid inbound fields",
-                        details={"error": str(exc), **exc.details},
-                    ),
-                    "publish a webhook status",
+                self._statuses.report(
+                    component,
+                    "down",
+                    "invalid_inbound_fields",
+                    "Invalid inbound fields",
+                    details={"error": str(exc), **exc.details},
                 )
             return server.answer(
                 request, error_response(exc.code, str(exc), **exc.details)

@@ -1,12 +1,14 @@
 """The ``smpp`` channel type: an ESME bound to one SMSC.
 
 The transport keeps one SMPP connection up with a
-:class:`~twisted.application.internet.ClientService`: each connection is an
+:class:`~junebug.reconnecting.ReconnectingClient`: each connection is an
 :class:`~junebug.transports.smpp.session.SmppSession` that binds, keeps the
-link alive and unbinds (see :mod:`~junebug.transports.smpp.session`).  While
-binds keep failing, reconnection waits ``initial_reconnect_delay`` and then
-longer, by ``reconnect_backoff_factor``, up to ``max_reconnect_delay``; a
-successful bind resets the delay.
+link alive and unbinds (see :mod:`~junebug.transports.smpp.session`).  A
+connection counts as ready once bound.  While connections or binds keep
+failing, reconnection waits ``initial_reconnect_delay`` (after the first and
+the second failure) and then longer, by ``reconnect_backoff_factor``, up to
+``max_reconnect_delay``; a lost bound connection is retried after
+``initial_reconnect_delay``.
 
 MT: the lifecycle of one message
 ================================
@@ -68,11 +70,9 @@ after a rebind while still throttled).
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
-from twisted.application.internet import ClientService
 from twisted.internet.defer import (
     Deferred,
     DeferredList,
@@ -80,13 +80,12 @@ from twisted.internet.defer import (
     ensureDeferred,
 )
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from junebug.errors import TemporaryFailure
-from junebug.messages import Message, ack, nack, status_event
+from junebug.messages import Message, ack, nack
+from junebug.reconnecting import ReconnectingClient
 from junebug.transports.interface import TransportContext
 from junebug.transports.smpp.config import SmppConfig
 from junebug.transports.smpp.inbound import InboundHandler
@@ -125,78 +124,6 @@ class _PartGroup:
 
     def __init__(self) -> None:
         self.rejected = False
-
-
-@implementer(IStreamClientEndpoint)
-class _ObservedEndpoint:
-    """An endpoint that reports failed connection attempts."""
-
-    def __init__(
-        self, endpoint: IStreamClientEndpoint, on_failure: Callable[[Failure], None]
-    ) -> None:
-        self._endpoint = endpoint
-        self._on_failure = on_failure
-
-    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Any]:  # noqa: N803
-        d: Deferred[Any] = self._endpoint.connect(protocolFactory)
-
-        def failed(failure: Failure) -> Failure:
-            self._on_failure(failure)
-            return failure
-
-        return d.addErrback(failed)
-
-
-class _StatusPublisher:
-    """Publishes status events in order, without blocking the caller."""
-
-    def __init__(self, context: TransportContext, details: dict[str, Any]) -> None:
-        self._context = context
-        self._details = details
-        self._queue: deque[Message] = deque()
-        self._draining = False
-        self._idle_waiters: list[Deferred[None]] = []
-        self._last: tuple[str, str, str] | None = None
-
-    def publish(self, status: str, type_: str, message: str, **details: Any) -> None:
-        key = (status, type_, message)
-        if key == self._last:
-            return
-        self._last = key
-        self._queue.append(
-            status_event(
-                component=COMPONENT,
-                status=status,
-                type=type_,
-                message=message,
-                transport_name=self._context.channel_id,
-                details={**self._details, **details},
-            )
-        )
-        if not self._draining:
-            self._draining = True
-            ensureDeferred(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                event = self._queue.popleft()
-                try:
-                    await self._context.publish_status(event)
-                except Exception:
-                    self._context.log.failure("Could not publish an SMPP status")
-        finally:
-            self._draining = False
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-
-    async def flush(self) -> None:
-        """Return once every status so far is published."""
-        if self._draining:
-            waiter: Deferred[None] = Deferred()
-            self._idle_waiters.append(waiter)
-            await waiter
 
 
 class SmppTransport:
@@ -250,15 +177,14 @@ class SmppTransport:
         # MO and receipts
         self._inbound = InboundHandler(context, config, self.TRANSPORT_TYPE)
         # Sessions
-        self._service: ClientService | None = None
+        self._client: ReconnectingClient | None = None
         self._connected: SmppSession | None = None
         self._bound: SmppSession | None = None
         self._bound_waiters: list[Deferred[SmppSession]] = []
         self._failed_binds: set[SmppSession] = set()
-        self._failures = 0
         self._stopping = False
         self._stopped = False
-        self._status = _StatusPublisher(context, {"endpoint": config.endpoint})
+        self._statuses = context.statuses
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -274,15 +200,15 @@ class SmppTransport:
 
     async def start(self) -> None:
         """Start connecting; returns at once (MT waits for the bind)."""
-        self._status.publish("down", "starting", "SMPP transport starting")
-        endpoint = clientFromString(self._clock, self._config.endpoint)
-        self._service = ClientService(
-            _ObservedEndpoint(endpoint, self._connection_failed),
+        self._status("down", "starting", "SMPP transport starting")
+        self._client = ReconnectingClient(
+            self._clock,
+            clientFromString(self._clock, self._config.endpoint),
             SmppClientFactory(self._new_session),
-            retryPolicy=self._retry_delay,
-            clock=self._clock,
+            self._retry_delay,
+            on_connect_failed=self._connection_failed,
         )
-        self._service.startService()
+        self._client.start()
 
     async def stop(self) -> None:
         """Unbind, stop reconnecting and requeue the MT messages still waiting."""
@@ -302,27 +228,34 @@ class SmppTransport:
                 await closed
             except Exception:
                 self._log.warn("The SMPP connection did not close in time")
-        if self._service is not None:
-            await self._service.stopService()
-        await self._status.flush()
+        if self._client is not None:
+            await self._client.stop()
+        await self._statuses.flush()
 
     def _new_session(self) -> SmppSession:
         return SmppSession(self._settings, self._clock, self, self._sequence, self._log)
 
-    def _retry_delay(self, attempt: int) -> float:
-        # ClientService counts attempts from the last TCP connection; count
-        # from the last bind instead, so a refused bind backs off too.
-        self._failures += 1
+    def _status(self, status: str, type_: str, message: str, **details: Any) -> None:
+        self._statuses.report(
+            COMPONENT,
+            status,
+            type_,
+            message,
+            details={"endpoint": self._config.endpoint, **details},
+        )
+
+    def _retry_delay(self, failures: int) -> float:
+        """``failures`` since the last bind (0 once a bound link is lost)."""
         config = self._config
         delay = config.initial_reconnect_delay * config.reconnect_backoff_factor ** min(
-            self._failures - 1, 64
+            max(failures - 1, 0), 64
         )
         delay = min(delay, config.max_reconnect_delay)
         return float(delay * (0.9 + 0.2 * self._jitter()))
 
     def _connection_failed(self, failure: Failure) -> None:
         if not self._stopping:
-            self._status.publish(
+            self._status(
                 "down",
                 "connection_lost",
                 "Could not connect",
@@ -333,19 +266,20 @@ class SmppTransport:
 
     def session_binding(self, session: SmppSession) -> None:
         self._connected = session
-        self._status.publish("down", "binding", "Binding")
+        self._status("down", "binding", "Binding")
 
     def session_bound(self, session: SmppSession) -> None:
         self._bound = session
-        self._failures = 0
+        if self._client is not None:
+            self._client.ready()
         self._log.info(
             "Bound to {endpoint} as {system_id}",
             endpoint=self._config.endpoint,
             system_id=self._config.system_id,
         )
-        self._status.publish("ok", "bound", "Successfully bound")
+        self._status("ok", "bound", "Successfully bound")
         if self._gate.active:
-            self._status.publish("degraded", "throttled", "Throttled by the SMSC")
+            self._status("degraded", "throttled", "Throttled by the SMSC")
         waiters, self._bound_waiters = self._bound_waiters, []
         for waiter in waiters:
             waiter.callback(session)
@@ -354,7 +288,7 @@ class SmppTransport:
         self._log.warn("SMPP bind failed: {reason}", reason=reason)
         self._failed_binds.add(session)
         if not self._stopping:
-            self._status.publish("down", kind, reason)
+            self._status("down", kind, reason)
 
     def session_closed(self, session: SmppSession, reason: str) -> None:
         if self._bound is session:
@@ -366,18 +300,16 @@ class SmppTransport:
             self._failed_binds.discard(session)
         elif not self._stopping:
             self._log.info("SMPP connection lost: {reason}", reason=reason)
-            self._status.publish(
-                "down", "connection_lost", "Connection lost", reason=reason
-            )
+            self._status("down", "connection_lost", "Connection lost", reason=reason)
 
     def request_received(self, session: SmppSession, pdu: PDU) -> Deferred[int]:
         return ensureDeferred(self._inbound.deliver(pdu))
 
     def _throttle_changed(self, active: bool) -> None:
         if active:
-            self._status.publish("degraded", "throttled", "Throttled by the SMSC")
+            self._status("degraded", "throttled", "Throttled by the SMSC")
         else:
-            self._status.publish("ok", "throttled_end", "No longer throttled")
+            self._status("ok", "throttled_end", "No longer throttled")
 
     # -- MT -----------------------------------------------------------------------
 

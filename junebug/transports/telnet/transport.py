@@ -19,11 +19,10 @@ from typing import Any, ClassVar
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
-    DeferredList,
     maybeDeferred,
 )
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.internet.interfaces import IListeningPort
 
 from junebug.messages import (
     SESSION_CLOSE,
@@ -42,22 +41,11 @@ from junebug.transports.telnet.protocol import (
     address_string,
     normalise_newlines,
 )
+from junebug.transports.toolkit import observe, wait_all
 
 __all__ = ["AddressedTelnetTransport", "TelnetConfig", "TelnetTransport"]
 
 UNKNOWN_ADDRESS_REASON = "Unknown address."
-
-
-def _observe(d: Deferred[Any]) -> Deferred[None]:
-    """A new Deferred that fires with None when ``d`` fires; ``d`` is untouched."""
-    observer: Deferred[None] = Deferred()
-
-    def fire(result: object) -> object:
-        observer.callback(None)
-        return result
-
-    d.addBoth(fire)
-    return observer
 
 
 class TelnetTransport:
@@ -78,7 +66,6 @@ class TelnetTransport:
         self._connections: set[TelnetConnection] = set()
         self._listening: IListeningPort | None = None
         self._listen_d: Deferred[IListeningPort] | None = None
-        self._drains: set[Deferred[None]] = set()
         self._stopping = False
         self._stop_d: Deferred[None] | None = None
         #: The listening ``host:port``, kept after stop for late close MOs.
@@ -146,7 +133,7 @@ class TelnetTransport:
     async def stop(self) -> None:
         if self._stop_d is None:
             self._stop_d = Deferred.fromCoroutine(self._stop())
-        await _observe(self._stop_d)
+        await observe(self._stop_d)
 
     async def _stop(self) -> None:
         self._stopping = True
@@ -157,8 +144,7 @@ class TelnetTransport:
             if port is not None:
                 await self._stop_listening(port)
             await self._disconnect_all()
-            drains = list(self._drains)
-            if not await self._wait_all(drains):
+            if not await self._context.tasks.wait(self.STOP_TIMEOUT):
                 self._log.warn(
                     "Telnet channel {channel_id}: gave up waiting for inbound "
                     "messages to be published",
@@ -182,7 +168,7 @@ class TelnetTransport:
             return
         for conn in conns:
             conn.close()
-        if await self._wait_all(_observe(c.lost) for c in conns):
+        if await self._wait_all(observe(c.lost) for c in conns):
             return
         self._log.warn(
             "Telnet channel {channel_id}: clients did not disconnect; aborting",
@@ -191,35 +177,10 @@ class TelnetTransport:
         stuck = [c for c in conns if not c.is_lost]
         for conn in stuck:
             conn.abort()
-        await self._wait_all(_observe(c.lost) for c in stuck)
+        await self._wait_all(observe(c.lost) for c in stuck)
 
     async def _wait_all(self, deferreds: Iterable[Deferred[Any]]) -> bool:
-        """Wait for every Deferred, for at most STOP_TIMEOUT; False on timeout."""
-        pending = list(deferreds)
-        if not pending:
-            return True
-        waiting: Deferred[Any] = DeferredList(pending, consumeErrors=True)
-        reactor = self._context.reactor
-        timed_out = False
-
-        def give_up() -> None:
-            nonlocal timed_out
-            timed_out = True
-            waiting.cancel()  # cancels every Deferred still pending
-
-        timer = (
-            reactor.callLater(self.STOP_TIMEOUT, give_up)
-            if IReactorTime.providedBy(reactor)
-            else None
-        )
-        try:
-            await waiting
-        except Exception:
-            return False
-        finally:
-            if timer is not None and timer.active():
-                timer.cancel()
-        return not timed_out
+        return await wait_all(self._context.reactor, deferreds, self.STOP_TIMEOUT)
 
     # -- connections (called by TelnetConnection) ------------------------------
 
@@ -288,12 +249,7 @@ class TelnetTransport:
         if conn.draining:
             return
         conn.draining = True
-        drain = Deferred.fromCoroutine(self._drain(conn))
-        self._drains.add(drain)
-        drain.addBoth(self._forget_drain, drain)
-
-    def _forget_drain(self, result: object, drain: Deferred[None]) -> None:
-        self._drains.discard(drain)
+        self._context.tasks.spawn(self._drain(conn), "publish telnet MO messages")
 
     async def _drain(self, conn: TelnetConnection) -> None:
         try:

@@ -41,6 +41,14 @@ class XmppConfig:
     0 turns either off.  A ping left unanswered for
     ``min(ping_interval, 30)`` seconds drops the connection, which is then
     re-established like any other lost one.
+
+    SASL PLAIN sends the password itself; it is used only once STARTTLS has
+    encrypted the stream, unless ``allow_plain_without_tls`` is true (a test
+    server on the same host, say).  Without it, a server that offers only
+    PLAIN on an unencrypted stream (``tls: off``, or ``tls: optional`` and no
+    STARTTLS on offer) is refused before any password is sent and the channel
+    reports ``connection_failed``.  SCRAM never sends the password and is used
+    with or without TLS.
     """
 
     username: str
@@ -55,6 +63,7 @@ class XmppConfig:
     tls: str = "optional"
     tls_verify: bool = True
     tls_ca_certificate: str | None = None
+    allow_plain_without_tls: bool = False
     connect_timeout: float = 30.0
     reconnect_delay: float = 1.0
     reconnect_max_delay: float = 60.0

@@ -5,6 +5,11 @@ servers (Prosody, ejabberd) offer SCRAM and allow PLAIN only over TLS.  The
 initializer here picks the strongest mechanism the server offers, in the order
 of :data:`MECHANISM_PREFERENCE`, and checks the server's SCRAM signature before
 it accepts a ``<success/>``.  Channel binding (``-PLUS``) is not supported.
+
+PLAIN sends the password itself, so it is used only on a stream that is
+encrypted (after STARTTLS), unless the channel's ``allow_plain_without_tls``
+says otherwise: a server (or a man in the middle) that does not offer
+STARTTLS under ``tls: optional`` gets no password in the clear.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import unicodedata
 from typing import Any, Final
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ISSLTransport
 from twisted.words.protocols.jabber import sasl
 from twisted.words.protocols.jabber.sasl_mechanisms import ISASLMechanism, Plain
 from twisted.words.xish import domish
@@ -148,12 +154,35 @@ class Scram:
         self.verified = True
 
 
-def choose_mechanism(offered: list[str], username: str, password: str) -> Any:
-    """The mechanism object for the best of ``offered``, or raise."""
+def mark_encrypted(xs: Any) -> None:
+    """Record that ``xs`` is about to run over TLS (STARTTLS was accepted)."""
+    xs.encrypted = True
+
+
+def is_encrypted(xs: Any) -> bool:
+    """True if the stream runs over TLS."""
+    return bool(getattr(xs, "encrypted", False)) or ISSLTransport.providedBy(
+        xs.transport
+    )
+
+
+def choose_mechanism(
+    offered: list[str], username: str, password: str, *, plain_allowed: bool = True
+) -> Any:
+    """The mechanism object for the best of ``offered``, or raise.
+
+    Without ``plain_allowed`` PLAIN is never chosen.
+    """
     for name in MECHANISM_PREFERENCE:
         if name not in offered:
             continue
         if name == "PLAIN":
+            if not plain_allowed:
+                raise sasl.SASLNoAcceptableMechanism(
+                    "the server offers only PLAIN, on a stream that is not "
+                    "encrypted: the password would be sent in the clear "
+                    "(set allow_plain_without_tls: true to allow it)"
+                )
             return Plain(None, username, password)
         return Scram(name, username, password)
     raise sasl.SASLNoAcceptableMechanism(
@@ -163,9 +192,16 @@ def choose_mechanism(offered: list[str], username: str, password: str) -> Any:
 
 
 class SaslInitializer(sasl.SASLInitiatingInitializer):
-    """Twisted's SASL initializer with SCRAM and a checked ``<success/>``."""
+    """Twisted's SASL initializer with SCRAM and a checked ``<success/>``;
+    PLAIN only over TLS unless ``allow_plain_without_tls``."""
 
     mechanism: Any
+
+    def __init__(
+        self, xs: Any, required: bool = False, *, allow_plain_without_tls: bool = False
+    ) -> None:
+        super().__init__(xs, required=required)
+        self.allow_plain_without_tls = allow_plain_without_tls
 
     @override
     def setMechanism(self) -> None:
@@ -174,6 +210,7 @@ class SaslInitializer(sasl.SASLInitiatingInitializer):
             sasl.get_mechanisms(self.xmlstream),
             authenticator.jid.user,
             authenticator.password,
+            plain_allowed=self.allow_plain_without_tls or is_encrypted(self.xmlstream),
         )
 
     @override
@@ -243,5 +280,7 @@ __all__ = [
     "Scram",
     "ScramError",
     "choose_mechanism",
+    "is_encrypted",
+    "mark_encrypted",
     "saslprep",
 ]

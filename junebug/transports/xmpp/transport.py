@@ -4,13 +4,15 @@ This is vumi's ``XMPPTransport`` rebuilt on Twisted's own
 ``twisted.words.protocols.jabber`` (no wokkel).  The channel logs in as the
 configured JID and keeps the stream up:
 
-- **Connecting.**  A :class:`~twisted.application.internet.ClientService`
+- **Connecting.**  A :class:`~junebug.reconnecting.ReconnectingClient`
   keeps one connection, with exponential back-off between attempts.  The
-  stream is negotiated with STARTTLS when the server offers it (see the
-  ``tls`` option), SASL (SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN), resource binding
-  and the legacy session.  An attempt that fails, including a refused login,
-  counts as a failure for the back-off; only a fully logged-in stream resets
-  it, so a wrong password does not hammer the server.
+  stream (:mod:`~junebug.transports.xmpp.stream`) is negotiated with STARTTLS
+  when the server offers it (see the ``tls`` option), SASL (SCRAM-SHA-256,
+  SCRAM-SHA-1, or PLAIN: only on an encrypted stream unless
+  ``allow_plain_without_tls``), resource binding and the legacy session.  An
+  attempt that fails, including a refused login, counts as a failure for the
+  back-off; only a fully logged-in stream resets it, so a wrong password does
+  not hammer the server.
 - **Status.**  Component ``xmpp``: ``connected`` (ok) once logged in,
   ``connection_lost`` (down) when a logged-in stream ends,
   ``connection_failed`` (down) when an attempt fails, ``auth_failed`` (down)
@@ -43,15 +45,12 @@ from __future__ import annotations
 import random
 import re
 from collections import deque
-from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
-from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet import protocol
+from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
-    DeferredList,
     succeed,
 )
 from twisted.internet.defer import (
@@ -60,23 +59,28 @@ from twisted.internet.defer import (
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import (
     IDelayedCall,
-    IProtocolFactory,
     IStreamClientEndpoint,
 )
-from twisted.internet.ssl import Certificate, CertificateOptions, optionsForClientTLS
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
-from twisted.words.protocols.jabber import client, error, xmlstream
+from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 from twisted.words.xish import xmlstream as xish_xmlstream
-from typing_extensions import override
-from zope.interface import implementer
 
-from junebug.messages import Message, ack, nack, status_event, user_message
+from junebug.messages import Message, ack, nack, user_message
+from junebug.reconnecting import ReconnectingClient
 from junebug.transports.interface import TransportContext
+from junebug.transports.toolkit import observe, wait_all
 from junebug.transports.xmpp.config import XmppConfig
-from junebug.transports.xmpp.sasl import SaslFailure, SaslInitializer
+from junebug.transports.xmpp.sasl import SaslFailure
+from junebug.transports.xmpp.stream import (
+    NS_CLIENT,
+    Authenticator,
+    ClientStream,
+    StreamFactory,
+    describe,
+)
 
 __all__ = [
     "NOT_CONNECTED_REASON",
@@ -89,7 +93,6 @@ STATUS_COMPONENT: Final = "xmpp"
 NOT_CONNECTED_REASON: Final = "XMPP stream not connected"
 NO_CONTENT_REASON: Final = "No content to send"
 
-NS_CLIENT: Final = "jabber:client"
 NS_PING: Final = "urn:xmpp:ping"
 NS_DISCO_INFO: Final = "http://jabber.org/protocol/disco#info"
 NS_ROSTER: Final = "jabber:iq:roster"
@@ -106,149 +109,6 @@ def clean_text(text: str) -> str:
     return _XML_ILLEGAL.sub("", text)
 
 
-def _observe(d: Deferred[Any]) -> Deferred[None]:
-    """A new Deferred that fires with None when ``d`` fires; ``d`` is untouched."""
-    observer: Deferred[None] = Deferred()
-
-    def fire(result: object) -> object:
-        if not observer.called:
-            observer.callback(None)
-        return result
-
-    d.addBoth(fire)
-    return observer
-
-
-def _describe(reason: Failure | BaseException | None) -> str:
-    """A one-line description of why an attempt or a stream ended."""
-    exc = reason.value if isinstance(reason, Failure) else reason
-    if exc is None:
-        return "unknown reason"
-    if isinstance(exc, error.StreamError):
-        return f"stream error: {exc.condition}" + (f" ({exc.text})" if exc.text else "")
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class ClientStream(xmlstream.XmlStream):
-    """An XMPP client stream whose IQ timeouts use the channel's clock."""
-
-    clock: Any = None
-    #: The last stream error the server sent, described (for status messages).
-    error_text: str | None = None
-
-    @override
-    def _callLater(self, *args: Any, **kwargs: Any) -> IDelayedCall:
-        delayed: IDelayedCall = self.clock.callLater(*args, **kwargs)
-        return delayed
-
-
-class StreamFactory(xish_xmlstream.XmlStreamFactoryMixin, protocol.ClientFactory):
-    """Builds one :class:`ClientStream` per connection."""
-
-    protocol = ClientStream
-    noisy = False
-
-    def __init__(self, authenticator: Authenticator, clock: Any) -> None:
-        xish_xmlstream.XmlStreamFactoryMixin.__init__(self, authenticator)
-        self.clock = clock
-
-    @override
-    def buildProtocol(self, addr: Any) -> ClientStream:
-        xs: ClientStream = xish_xmlstream.XmlStreamFactoryMixin.buildProtocol(
-            self, addr
-        )
-        xs.clock = self.clock
-        return xs
-
-
-class TlsUnavailable(xmlstream.TLSError):
-    """``tls: required``, but the server does not offer STARTTLS."""
-
-    def __str__(self) -> str:
-        return "the server does not offer STARTTLS and tls is 'required'"
-
-
-class StartTls(xmlstream.TLSInitiatingInitializer):
-    """STARTTLS as the ``tls`` option says; a clear error when it is missing."""
-
-    @override
-    def initialize(self) -> Any:
-        if self.feature not in self.xmlstream.features and self.required:
-            raise TlsUnavailable()
-        return super().initialize()
-
-
-def tls_options(config: XmppConfig) -> Any:
-    """The client TLS configuration used for STARTTLS (certificate checked
-    against ``tls_ca_certificate`` or the system's roots, for the JID's
-    domain), or an unchecking one when ``tls_verify`` is false."""
-    if not config.tls_verify:
-        return CertificateOptions()
-    trust: Any = None
-    if config.tls_ca_certificate:
-        with open(config.tls_ca_certificate, "rb") as handle:
-            trust = Certificate.loadPEM(handle.read())
-    return optionsForClientTLS(config.jid.host, trustRoot=trust)
-
-
-class Authenticator(xmlstream.ConnectAuthenticator):
-    """Negotiates TLS (per the ``tls`` option), SASL, binding and session."""
-
-    namespace = NS_CLIENT
-
-    def __init__(self, config: XmppConfig) -> None:
-        jid = config.jid
-        xmlstream.ConnectAuthenticator.__init__(self, jid.host)
-        self.config = config
-        #: Read by the SASL and bind initializers; binding replaces it with
-        #: the full JID the server assigned.
-        self.jid = jid
-        self.password = config.password
-        self._tls_options = None if config.tls == "off" else tls_options(config)
-
-    @override
-    def associateWithStream(self, xs: xmlstream.XmlStream) -> None:
-        xmlstream.ConnectAuthenticator.associateWithStream(self, xs)
-        # Each connection starts from the configured JID (and resource).
-        self.jid = self.config.jid
-        tls = StartTls(
-            xs,
-            required=self.config.tls == "required",
-            configurationForTLS=self._tls_options,
-        )
-        tls.wanted = self.config.tls != "off"
-        xs.initializers = [
-            client.CheckVersionInitializer(xs),
-            tls,
-            SaslInitializer(xs, required=True),
-            client.BindInitializer(xs, required=True),
-            client.SessionInitializer(xs, required=False),
-        ]
-
-
-@implementer(IStreamClientEndpoint)
-class _ReportingEndpoint:
-    """Wraps an endpoint to report failed connection attempts first."""
-
-    def __init__(
-        self, wrapped: IStreamClientEndpoint, failed: Callable[[Failure], None]
-    ) -> None:
-        self._wrapped = wrapped
-        self._failed = failed
-
-    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Any]:  # noqa: N803
-        d: Deferred[Any] = self._wrapped.connect(protocolFactory)
-
-        def report(reason: Failure) -> Failure:
-            if not reason.check(CancelledError):
-                self._failed(reason)
-            return reason
-
-        d.addErrback(report)
-        return d
-
-
 class XmppTransport:
     """An XMPP client: one account, chat messages in and out."""
 
@@ -263,15 +123,13 @@ class XmppTransport:
         self._log = context.log
         self._clock = context.reactor
         self._bare_jid = config.bare_jid
-        self._service: ClientService | None = None
+        self._client: ReconnectingClient | None = None
         #: The logged-in stream, or None.
         self._stream: ClientStream | None = None
         #: The stream being negotiated, or None.
         self._pending: ClientStream | None = None
         self._attempt_reported = False
         self._handshake_timer: IDelayedCall | None = None
-        #: Consecutive attempts that did not end in a logged-in stream.
-        self._failures = 0
         self._backoff = backoffPolicy(
             initialDelay=config.reconnect_delay,
             maxDelay=config.reconnect_max_delay,
@@ -280,8 +138,8 @@ class XmppTransport:
         self._ready_waiters: list[Deferred[None]] = []
         self._ping_loop: LoopingCall | None = None
         self._presence_loop: LoopingCall | None = None
-        self._last_status: tuple[str, str] | None = None
-        self._publishing: set[Deferred[None]] = set()
+        self._statuses = context.statuses
+        self._tasks = context.tasks
         self._outbox: deque[Message] = deque()
         self._draining = False
         self._stopping = False
@@ -334,15 +192,19 @@ class XmppTransport:
         A server that is down when the channel starts is retried with back-off
         (and reported as ``connection_failed``), not a start failure.
         """
-        if self._service is not None or self._stopping:
+        if self._client is not None or self._stopping:
             return
         factory = StreamFactory(Authenticator(self._config), self._clock)
         factory.addBootstrap(xish_xmlstream.STREAM_CONNECTED_EVENT, self._connected)
-        endpoint = _ReportingEndpoint(self.make_endpoint(), self._connect_failed)
-        self._service = ClientService(
-            endpoint, factory, retryPolicy=self._retry_delay, clock=self._clock
+        # A logged-in stream is a ready connection: refused logins back off.
+        self._client = ReconnectingClient(
+            self._clock,
+            self.make_endpoint(),
+            factory,
+            self._backoff,
+            on_connect_failed=self._connect_failed,
         )
-        self._service.startService()
+        self._client.start()
         self._log.info(
             "XMPP channel {channel_id} connecting to {host}:{port} as {jid}",
             channel_id=self._context.channel_id,
@@ -354,7 +216,7 @@ class XmppTransport:
     async def stop(self) -> None:
         if self._stop_d is None:
             self._stop_d = Deferred.fromCoroutine(self._stop())
-        await _observe(self._stop_d)
+        await observe(self._stop_d)
 
     async def _stop(self) -> None:
         self._stopping = True
@@ -370,9 +232,9 @@ class XmppTransport:
                     xs.sendFooter()
                 except Exception:
                     self._log.failure("XMPP: could not close the stream politely")
-            service, self._service = self._service, None
-            if service is not None and not await self._wait_all(
-                [service.stopService()]
+            client, self._client = self._client, None
+            if client is not None and not await self._wait_all(
+                [observe(Deferred.fromCoroutine(client.stop()))]
             ):
                 self._log.warn(
                     "XMPP channel {channel_id}: the connection did not close; "
@@ -383,8 +245,7 @@ class XmppTransport:
                     self._abort(stream)
             for waiter in list(self._ready_waiters):
                 waiter.cancel()
-            pending = list(self._publishing)
-            if not await self._wait_all(pending):
+            if not await self._tasks.wait(self.STOP_TIMEOUT):
                 self._log.warn(
                     "XMPP channel {channel_id}: gave up waiting for messages "
                     "to be published",
@@ -397,28 +258,7 @@ class XmppTransport:
             )
 
     async def _wait_all(self, deferreds: list[Deferred[Any]]) -> bool:
-        """Wait for every Deferred, for at most STOP_TIMEOUT; False on timeout."""
-        if not deferreds:
-            return True
-        waiting: Deferred[Any] = DeferredList(
-            [_observe(d) for d in deferreds], consumeErrors=True
-        )
-        timed_out = False
-
-        def give_up() -> None:
-            nonlocal timed_out
-            timed_out = True
-            waiting.cancel()
-
-        timer = self._clock.callLater(self.STOP_TIMEOUT, give_up)
-        try:
-            await waiting
-        except CancelledError:
-            return False
-        finally:
-            if timer.active():
-                timer.cancel()
-        return not timed_out
+        return await wait_all(self._clock, deferreds, self.STOP_TIMEOUT)
 
     @staticmethod
     def _close(xs: ClientStream) -> None:
@@ -435,16 +275,9 @@ class XmppTransport:
         else:
             xs.transport.loseConnection()
 
-    def _retry_delay(self, _attempt: int) -> float:
-        # ClientService counts from its last TCP connect; we count from the
-        # last login, so refused logins back off too.
-        delay: float = self._backoff(self._failures)
-        return delay
-
     # -- connection life (stream observers) ----------------------------------
 
     def _connect_failed(self, reason: Failure) -> None:
-        self._failures += 1
         if self._stopping:
             return
         self._log.info(
@@ -452,10 +285,10 @@ class XmppTransport:
             channel_id=self._context.channel_id,
             host=self._config.connect_host,
             port=self._config.port,
-            why=_describe(reason),
+            why=describe(reason),
         )
         self._set_status(
-            "down", "connection_failed", f"Could not connect: {_describe(reason)}"
+            "down", "connection_failed", f"Could not connect: {describe(reason)}"
         )
 
     def _connected(self, xs: ClientStream) -> None:
@@ -505,7 +338,8 @@ class XmppTransport:
             self._close(xs)
             return
         self._stream = xs
-        self._failures = 0
+        if self._client is not None:
+            self._client.ready()
         authenticator: Any = xs.authenticator
         self.bound_jid = authenticator.jid.full()
         xs.addObserver("/message", self._on_message)
@@ -538,22 +372,22 @@ class XmppTransport:
             self._log.warn(
                 "XMPP channel {channel_id}: stream negotiation failed: {why}",
                 channel_id=self._context.channel_id,
-                why=_describe(reason),
+                why=describe(reason),
             )
             self._report_attempt(
-                "connection_failed", f"Stream negotiation failed: {_describe(reason)}"
+                "connection_failed", f"Stream negotiation failed: {describe(reason)}"
             )
         self._close(xs)
 
     def _stream_error(self, xs: ClientStream, reason: Failure) -> None:
-        xs.error_text = _describe(reason)
+        xs.error_text = describe(reason)
         self._log.warn(
             "XMPP channel {channel_id}: {why}",
             channel_id=self._context.channel_id,
-            why=_describe(reason),
+            why=describe(reason),
         )
         if self._pending is xs:
-            self._report_attempt("connection_failed", _describe(reason))
+            self._report_attempt("connection_failed", describe(reason))
 
     def _report_attempt(self, status_type: str, message: str) -> None:
         """Report why the attempt being negotiated failed (once per attempt)."""
@@ -564,14 +398,12 @@ class XmppTransport:
 
     def _ended(self, xs: ClientStream, reason: Failure) -> None:
         if self._pending is xs:
-            # Lost before login: a failed attempt (counted before
-            # ClientService asks for the next delay).
+            # Lost before login: a failed attempt for the back-off.
             self._pending = None
             self._cancel_handshake_timer()
-            self._failures += 1
             self._report_attempt(
                 "connection_failed",
-                f"Connection closed during login: {_describe(reason)}",
+                f"Connection closed during login: {describe(reason)}",
             )
             return
         if self._stream is not xs:
@@ -581,7 +413,7 @@ class XmppTransport:
         self._stop_loops()
         if self._stopping:
             return
-        why = xs.error_text or _describe(reason)
+        why = xs.error_text or describe(reason)
         self._log.warn(
             "XMPP channel {channel_id}: connection lost: {why}",
             channel_id=self._context.channel_id,
@@ -763,7 +595,7 @@ class XmppTransport:
         self._outbox.append(msg)
         if not self._draining:
             self._draining = True
-            self._track(Deferred.fromCoroutine(self._drain()))
+            self._tasks.spawn(self._drain(), "publish XMPP MO messages")
 
     async def _drain(self) -> None:
         try:
@@ -781,38 +613,20 @@ class XmppTransport:
         finally:
             self._draining = False
 
-    def _track(self, d: Deferred[None]) -> None:
-        self._publishing.add(d)
-        d.addBoth(lambda _: self._publishing.discard(d))
-
     # -- status ----------------------------------------------------------------
 
     def _set_status(self, level: str, status_type: str, message: str) -> None:
-        if (level, status_type) == self._last_status:
-            return
-        self._last_status = (level, status_type)
-        event = status_event(
-            component=STATUS_COMPONENT,
-            status=level,
-            type=status_type,
-            message=message,
-            transport_name=self._context.channel_id,
+        self._statuses.report(
+            STATUS_COMPONENT,
+            level,
+            status_type,
+            message,
             details={
                 "jid": self._config.username,
                 "host": self._config.connect_host,
                 "port": self._config.port,
             },
         )
-        self._track(Deferred.fromCoroutine(self._publish_status(event)))
-
-    async def _publish_status(self, event: Message) -> None:
-        try:
-            await self._context.publish_status(event)
-        except Exception:
-            self._log.failure(
-                "XMPP channel {channel_id}: could not publish a status event",
-                channel_id=self._context.channel_id,
-            )
 
     # -- outbound ----------------------------------------------------------------
 
