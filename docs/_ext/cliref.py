@@ -61,8 +61,10 @@ def option_lines(action: argparse.Action) -> list[str]:
             f"   Sets :jbconfig:`{action.dest}` (default {literal(default_of(field))};"
             f" environment ``{env_var(action.dest)}``)."
         )
-        if isinstance(action, argparse._AppendAction):
-            if action.dest == "plugins":
+        from junebug.config_flags import is_repeatable
+
+        if is_repeatable(action):
+            if field.metadata.get("accumulate"):
                 lines.append(
                     "   May be repeated; these plugins are added to the config "
                     "file's list."
