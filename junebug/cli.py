@@ -19,13 +19,21 @@ from collections.abc import Sequence
 
 from junebug.command import REACTORS, fail, install_reactor
 from junebug.config import ENV_PREFIX, JunebugConfig
-from junebug.config_flags import CONFIG_FILE_DEST, add_config_flags, cli_layer
+from junebug.config_flags import (
+    CONFIG_FILE_DEST,
+    ArgumentParser,
+    add_config_flags,
+    cli_layer,
+    option_strings,
+)
 from junebug.errors import ConfigError
 
 __all__ = ["ORIGINAL_NAMES", "REACTORS", "build_parser", "cli_layer", "main"]
 
-#: The original ``jb``'s names where they are not just the generated long one:
-#: its short aliases, and long names (given first) unlike the field's.
+#: Every option of the original ``jb``, by config path, with the names it had
+#: besides the generated long one: its short aliases, and its long name (given
+#: first) where that is not the field's.  These options win any abbreviation
+#: that later options would make ambiguous.
 ORIGINAL_NAMES: dict[str, tuple[str, ...]] = {
     "interface": ("-i",),
     "port": ("-p",),
@@ -45,6 +53,8 @@ ORIGINAL_NAMES: dict[str, tuple[str, ...]] = {
     "allow_expired_replies": ("-aer",),
     "channels": ("-ch",),
     "replace_channels": ("-rch",),
+    "routers": (),
+    "replace_routers": (),
     "plugins": ("--plugin", "-pl"),
     "metric_window": ("-mw",),
     "logging_path": ("-lp",),
@@ -59,8 +69,12 @@ NO_FLAG = frozenset({"amqp.db"})
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    original = ["--help", "-h", "--config", "-c"]
+    for path in ORIGINAL_NAMES:
+        original += option_strings(path, ORIGINAL_NAMES)
+    parser = ArgumentParser(
         prog="jb",
+        preferred=original,
         description=(
             "Junebug. A system for managing text messaging transports via a "
             "RESTful HTTP interface"

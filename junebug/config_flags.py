@@ -67,6 +67,26 @@ def mapping_value(value: str) -> dict[str, Any]:
     return data
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, except that an abbreviation matching several options
+    means the one of them in ``preferred``, if only one is.  A command's
+    original options so keep every abbreviation they had when generated
+    flags are added next to them (``--amqp-h`` stays ``--amqp-host`` although
+    ``--amqp-heartbeat`` exists)."""
+
+    def __init__(self, *args: Any, preferred: Collection[str] = (), **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.preferred = frozenset(preferred)
+
+    def _get_option_tuples(self, option_string: str) -> Any:
+        matches = super()._get_option_tuples(option_string)
+        if len(matches) > 1:
+            chosen = [match for match in matches if match[1] in self.preferred]
+            if len(chosen) == 1:
+                return chosen
+        return matches
+
+
 class PairsAction(argparse.Action):
     """Collects repeated ``name:value`` flags into one mapping."""
 
