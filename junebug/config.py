@@ -2,8 +2,12 @@
 
 The field names are the original's (config files are a user contract).  ``redis``
 and ``amqp`` are nested classes rather than dicts.  Every field carries a ``doc``
-in its metadata; the CLI and the environment variable names are generated from
-the fields, so there is one declaration per option.
+in its metadata; the ``jb`` flags (:mod:`junebug.config_flags`) and the
+environment variables (:mod:`junebug.config_layers`) are generated from the
+fields, so there is one declaration per option: a new field gets its flag,
+variable and reference entry without anything else to change.  Optional
+metadata: ``metavar`` (the flag's placeholder) and ``accumulate`` (layers add
+to the list instead of replacing it).
 """
 
 from __future__ import annotations
@@ -13,43 +17,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import yaml
 
+from junebug import config_layers
 from junebug.converter import structure, unstructure
 from junebug.errors import ConfigError
 
 
 def _doc(text: str, **extra: Any) -> dict[str, Any]:
     return {"doc": text, **extra}
-
-
-@attrs.frozen
-class RedisConfig:
-    """Connection to Redis."""
-
-    host: str = attrs.field(default="localhost", metadata=_doc("Redis host"))
-    port: int = attrs.field(default=6379, metadata=_doc("Redis port"))
-    db: int = attrs.field(default=0, metadata=_doc("Redis database number"))
-    password: str | None = attrs.field(default=None, metadata=_doc("Redis password"))
-    key_prefix: str | None = attrs.field(
-        default=None, metadata=_doc("Prefix (joined with ':') for every key")
-    )
-
-
-@attrs.frozen
-class AmqpConfig:
-    """Connection to RabbitMQ."""
-
-    hostname: str = attrs.field(default="127.0.0.1", metadata=_doc("AMQP host"))
-    port: int = attrs.field(default=5672, metadata=_doc("AMQP port"))
-    vhost: str = attrs.field(default="/", metadata=_doc("AMQP virtual host"))
-    username: str = attrs.field(default="guest", metadata=_doc("AMQP user"))
-    password: str = attrs.field(default="guest", metadata=_doc("AMQP password"))
-    heartbeat: int = attrs.field(default=30, metadata=_doc("AMQP heartbeat (s)"))
-    db: int = attrs.field(default=0, metadata=_doc("Unused; kept for old files"))
-    prefetch: int = attrs.field(
-        default=20, metadata=_doc("Unacknowledged messages per consumer")
-    )
 
 
 def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -62,6 +37,58 @@ def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         raise ValueError(f"{attribute.name} must be greater than 0")
 
 
+def _listen_port(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    # 0 asks the system for a free port.
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{attribute.name}: {value} is not a TCP port number")
+
+
+def _server_port(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 0 < value <= 65535:
+        raise ValueError(f"{attribute.name}: {value} is not a TCP port number")
+
+
+def _plugin_entries(
+    _inst: Any, _attribute: attrs.Attribute[Any], value: list[dict[str, Any]]
+) -> None:
+    for entry in value:
+        if not isinstance(entry.get("type"), str):
+            raise ValueError("plugins: each plugin needs a 'type' class path")
+
+
+@attrs.frozen
+class RedisConfig:
+    """Connection to Redis."""
+
+    host: str = attrs.field(default="localhost", metadata=_doc("Redis host"))
+    port: int = attrs.field(
+        default=6379, validator=_server_port, metadata=_doc("Redis port")
+    )
+    db: int = attrs.field(default=0, metadata=_doc("Redis database number"))
+    password: str | None = attrs.field(default=None, metadata=_doc("Redis password"))
+    key_prefix: str | None = attrs.field(
+        default=None, metadata=_doc("Prefix (joined with ':') for every key")
+    )
+
+
+@attrs.frozen
+class AmqpConfig:
+    """Connection to RabbitMQ."""
+
+    hostname: str = attrs.field(default="127.0.0.1", metadata=_doc("AMQP host"))
+    port: int = attrs.field(
+        default=5672, validator=_server_port, metadata=_doc("AMQP port")
+    )
+    vhost: str = attrs.field(default="/", metadata=_doc("AMQP virtual host"))
+    username: str = attrs.field(default="guest", metadata=_doc("AMQP user"))
+    password: str = attrs.field(default="guest", metadata=_doc("AMQP password"))
+    heartbeat: int = attrs.field(default=30, metadata=_doc("AMQP heartbeat (s)"))
+    db: int = attrs.field(default=0, metadata=_doc("Unused; kept for old files"))
+    prefetch: int = attrs.field(
+        default=20, metadata=_doc("Unacknowledged messages per consumer")
+    )
+
+
 @attrs.frozen
 class JunebugConfig:
     """Everything ``jb`` can be configured with."""
@@ -71,7 +98,7 @@ class JunebugConfig:
     )
     port: int = attrs.field(
         default=8080,
-        validator=_non_negative,
+        validator=_listen_port,
         metadata=_doc("The port to expose the API on"),
     )
     logfile: str | None = attrs.field(
@@ -97,19 +124,27 @@ class JunebugConfig:
         metadata=_doc("Send a reply whose inbound expired as a new message to 'to'"),
     )
     channels: dict[str, str] = attrs.field(
-        factory=dict, metadata=_doc("Extra channel types: type -> dotted class path")
+        factory=dict,
+        metadata=_doc(
+            "Extra channel types: type -> dotted class path", metavar="TYPE:CLASS"
+        ),
     )
     replace_channels: bool = attrs.field(
         default=False, metadata=_doc("Replace the default channel types")
     )
     routers: dict[str, str] = attrs.field(
-        factory=dict, metadata=_doc("Extra router types: type -> dotted class path")
+        factory=dict,
+        metadata=_doc(
+            "Extra router types: type -> dotted class path", metavar="TYPE:CLASS"
+        ),
     )
     replace_routers: bool = attrs.field(
         default=False, metadata=_doc("Replace the default router types")
     )
     plugins: list[dict[str, Any]] = attrs.field(
-        factory=list, metadata=_doc("Plugin configs, each with a 'type' class path")
+        factory=list,
+        validator=_plugin_entries,
+        metadata=_doc("Plugin configs, each with a 'type' class path", accumulate=True),
     )
     metric_window: float = attrs.field(
         default=10.0,
@@ -183,75 +218,9 @@ class JunebugConfig:
 ENV_PREFIX = "JUNEBUG_"
 
 
-def _field_types(cls: type[Any]) -> dict[str, attrs.Attribute[Any]]:
-    return {f.name: f for f in attrs.fields(cls)}
-
-
-def _coerce_env(value: str, field: attrs.Attribute[Any], path: str) -> Any:
-    kind = field.type
-    text = kind.__name__ if isinstance(kind, type) else str(kind)
-    if "dict" in text or "list" in text:
-        try:
-            return yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML/JSON") from exc
-    if "bool" in text:
-        lowered = value.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigError(f"{path}: expected a boolean, got {value!r}")
-    if "int" in text and "None" in text and value.strip() == "":
-        return None
-    if text.startswith("int"):
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{path}: expected an integer, got {value!r}") from None
-    if text.startswith("float"):
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{path}: expected a number, got {value!r}") from None
-    if "None" in text and value == "":
-        return None
-    return value
-
-
 def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """The config values set by ``JUNEBUG_*`` variables, as nested plain data."""
-    result: dict[str, Any] = {}
-    for name, field in _field_types(JunebugConfig).items():
-        if name in ("redis", "amqp"):
-            continue
-        var = ENV_PREFIX + name.upper()
-        if var in environ:
-            result[name] = _coerce_env(environ[var], field, name)
-    for section, cls in (("redis", RedisConfig), ("amqp", AmqpConfig)):
-        for name, field in _field_types(cls).items():
-            var = f"{ENV_PREFIX}{section.upper()}_{name.upper()}"
-            if var in environ:
-                result.setdefault(section, {})[name] = _coerce_env(
-                    environ[var], field, f"{section}.{name}"
-                )
-    return result
-
-
-def load_file(path: str) -> dict[str, Any]:
-    """Read a YAML config file into plain data."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config: {path} must hold a mapping")
-    return data
+    return config_layers.from_environment(JunebugConfig, ENV_PREFIX, environ)
 
 
 def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
@@ -260,20 +229,7 @@ def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     ``plugins`` accumulate (later layers append), as the original appended CLI
     plugins to the file's list.  Other keys are replaced wholesale.
     """
-    result: dict[str, Any] = {}
-    for layer in layers:
-        for key, value in layer.items():
-            if key in ("redis", "amqp") and not isinstance(value, Mapping):
-                raise ConfigError(f"config.{key}: expected a mapping")
-            if key in ("redis", "amqp"):
-                merged = dict(result.get(key) or {})
-                merged.update(value)
-                result[key] = merged
-            elif key == "plugins" and isinstance(value, list):
-                result[key] = [*result.get(key, []), *value]
-            else:
-                result[key] = value
-    return result
+    return config_layers.merge(JunebugConfig, *layers)
 
 
 _KNOWN_KEYS = frozenset(f.name for f in attrs.fields(JunebugConfig))
@@ -296,7 +252,7 @@ def load_config(
     cli: Mapping[str, Any] | None = None,
 ) -> JunebugConfig:
     """Defaults < file < environment < explicit CLI flags."""
-    file_layer = load_file(path) if path else {}
+    file_layer = config_layers.load_file(path) if path else {}
     env_layer = from_environment(os.environ if environ is None else environ)
     return build_config(file_layer, env_layer, cli or {})
 

@@ -53,26 +53,29 @@ def invocation(action: argparse.Action) -> str:
 
 
 def option_lines(action: argparse.Action) -> list[str]:
+    from junebug.config_flags import is_repeatable
+
     lines = [f".. option:: {invocation(action)}", ""]
-    lines += [f"   {sentence(action.help or '')}", ""]
     field = config_field(action.dest)
-    if field is not None:
-        lines.append(
-            f"   Sets :jbconfig:`{action.dest}` (default {literal(default_of(field))};"
-            f" environment ``{env_var(action.dest)}``)."
-        )
-        if isinstance(action, argparse._AppendAction):
-            if action.dest == "plugins":
-                lines.append(
-                    "   May be repeated; these plugins are added to the config "
-                    "file's list."
-                )
-            else:
-                lines.append(
-                    "   May be repeated; if given, the mapping replaces the "
-                    "config file's."
-                )
-        lines.append("")
+    if field is None:
+        return [*lines, f"   {sentence(action.help or '')}", ""]
+    # The field's own text: ``--help`` adds the default and variable to it,
+    # which the line below gives with links.
+    lines += [f"   {sentence(field.metadata.get('doc', ''))}", ""]
+    lines.append(
+        f"   Sets :jbconfig:`{action.dest}` (default {literal(default_of(field))};"
+        f" environment ``{env_var(action.dest)}``)."
+    )
+    if is_repeatable(action):
+        if field.metadata.get("accumulate"):
+            lines.append(
+                "   May be repeated; the items are added to the config file's."
+            )
+        else:
+            lines.append(
+                "   May be repeated; if given, the items replace the config file's."
+            )
+    lines.append("")
     return lines
 
 

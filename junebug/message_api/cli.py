@@ -12,69 +12,23 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
-from typing import Any
 
-import attrs
-import yaml
-
-from junebug.cli import _bool_text, fail, install_reactor
-from junebug.config import AmqpConfig
+from junebug.command import fail, install_reactor
+from junebug.config_flags import CONFIG_FILE_DEST, add_config_flags, cli_layer
 from junebug.errors import ConfigError
-from junebug.message_api.config import (
-    SECTIONS,
-    BasicAuthConfig,
-    MessageApiConfig,
-    env_var,
-    load_config,
-)
+from junebug.message_api.config import ENV_PREFIX, MessageApiConfig, load_config
+
+__all__ = ["PROG", "build_parser", "cli_layer", "main", "parse_config"]
 
 PROG = "jb message-api"
 #: ``jb``'s names for two AMQP flags, kept as aliases.
-_AMQP_ALIASES = {"hostname": ["--amqp-host"], "username": ["--amqp-user"]}
+_NAMES = {
+    "amqp.hostname": ("--amqp-hostname", "--amqp-host"),
+    "amqp.username": ("--amqp-username", "--amqp-user"),
+}
 #: ``amqp`` fields the message API does not use (``worker_concurrency`` is its
 #: prefetch); accepted in files for ``jb`` compatibility, but given no flag.
-_AMQP_UNUSED = frozenset({"db", "prefetch"})
-
-
-def _mapping(value: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"not JSON or YAML: {value!r}") from None
-    if not isinstance(data, dict):
-        raise argparse.ArgumentTypeError(f"expected a mapping, got {value!r}")
-    return data
-
-
-def _kind(field: attrs.Attribute[Any]) -> dict[str, Any]:
-    """argparse keywords for a field, from its declared type."""
-    kind = field.type  # a string, or the type once cattrs has resolved it
-    text = kind.__name__ if isinstance(kind, type) else str(kind)
-    if text.startswith("dict"):
-        return {"type": _mapping, "metavar": "JSON"}
-    if text == "bool":
-        return {"type": _bool_text, "nargs": "?", "const": True, "metavar": "BOOL"}
-    if text == "int":
-        return {"type": int}
-    if text == "float":
-        return {"type": float}
-    return {"type": str}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _help(field: attrs.Attribute[Any], path: str) -> str:
-    default: Any = field.default
-    shown = ""
-    if default is not attrs.NOTHING and not hasattr(default, "factory"):
-        shown = (
-            f" (default: {default!r})" if default == "" else f" (default: {default})"
-        )
-    return f"{field.metadata.get('doc', '')}{shown} [env {env_var(path)}]".replace(
-        "%", "%%"
-    )
+_NO_FLAG = frozenset({"amqp.db", "amqp.prefetch"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,48 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         "-c",
-        dest="config_filename",
+        dest=CONFIG_FILE_DEST,
         help="Path to a YAML config file [env JUNEBUG_MESSAGE_API_CONFIG_FILE]",
     )
-    for field in attrs.fields(MessageApiConfig):
-        if field.name in SECTIONS:
-            continue
-        parser.add_argument(
-            _flag(field.name),
-            dest=field.name,
-            help=_help(field, field.name),
-            **_kind(field),
-        )
-    for section, cls in (("amqp", AmqpConfig), ("auth", BasicAuthConfig)):
-        for field in attrs.fields(cls):
-            if section == "amqp" and field.name in _AMQP_UNUSED:
-                continue
-            path = f"{section}.{field.name}"
-            names = [_flag(f"{section}_{field.name}")]
-            if section == "amqp":
-                names += _AMQP_ALIASES.get(field.name, [])
-            parser.add_argument(
-                *names,
-                dest=path,
-                metavar=field.name.upper(),
-                help=_help(field, path),
-                **_kind(field),
-            )
+    add_config_flags(
+        parser, MessageApiConfig, env_prefix=ENV_PREFIX, names=_NAMES, skip=_NO_FLAG
+    )
     return parser
-
-
-def cli_layer(namespace: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
-    """The config file path and the explicitly given options as nested data."""
-    values = dict(vars(namespace))
-    path = values.pop("config_filename", None)
-    layer: dict[str, Any] = {}
-    for dest, value in values.items():
-        section, dot, name = dest.partition(".")
-        if dot:
-            layer.setdefault(section, {})[name] = value
-        else:
-            layer[dest] = value
-    return path, layer
 
 
 def parse_config(argv: Sequence[str]) -> MessageApiConfig:

@@ -17,15 +17,14 @@ from urllib.parse import urlsplit
 import attrs
 from twisted.internet.endpoints import serverFromString
 
-from junebug.config import AmqpConfig, _coerce_env, load_file
+from junebug import config_layers
+from junebug.config import AmqpConfig
 from junebug.converter import structure
 from junebug.errors import ConfigError
 
 ENV_PREFIX = "JUNEBUG_MESSAGE_API_"
 #: The environment variable naming a config file (when ``--config`` is not given).
 ENV_CONFIG_FILE = ENV_PREFIX + "CONFIG_FILE"
-#: Sections merged key by key across layers; their fields get nested variables.
-SECTIONS = ("amqp", "auth")
 
 #: Twisted endpoint types ``http_bind`` may name directly.
 _ENDPOINT_TYPES = ("tcp:", "tcp6:", "ssl:", "unix:", "systemd:")
@@ -277,50 +276,22 @@ class MessageApiConfig:
         return messages_route(self.base_url_path)
 
 
-def _fields(cls: type[Any]) -> dict[str, attrs.Attribute[Any]]:
-    return {f.name: f for f in attrs.fields(cls)}
-
-
 def env_var(path: str) -> str:
     """The environment variable of a config path (``amqp.hostname`` ...)."""
-    return ENV_PREFIX + path.replace(".", "_").upper()
+    return config_layers.env_var(ENV_PREFIX, path)
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """The values ``JUNEBUG_MESSAGE_API_*`` variables set, as nested plain data."""
-    result: dict[str, Any] = {}
-    for name, field in _fields(MessageApiConfig).items():
-        if name in SECTIONS:
-            continue
-        var = env_var(name)
-        if var in environ:
-            result[name] = _coerce_env(environ[var], field, name)
-    for section, cls in (("amqp", AmqpConfig), ("auth", BasicAuthConfig)):
-        for name, field in _fields(cls).items():
-            var = env_var(f"{section}.{name}")
-            if var in environ:
-                result.setdefault(section, {})[name] = _coerce_env(
-                    environ[var], field, f"{section}.{name}"
-                )
-    return result
+    return config_layers.from_environment(MessageApiConfig, ENV_PREFIX, environ)
 
 
 def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     """Merge layers left to right; ``amqp`` and ``auth`` key by key."""
-    result: dict[str, Any] = {}
-    for layer in layers:
-        for key, value in layer.items():
-            if key in SECTIONS and isinstance(value, Mapping):
-                previous = result.get(key)
-                merged = dict(previous) if isinstance(previous, Mapping) else {}
-                merged.update(value)
-                result[key] = merged
-            else:
-                result[key] = value
-    return result
+    return config_layers.merge(MessageApiConfig, *layers)
 
 
-_KNOWN_KEYS = frozenset(_fields(MessageApiConfig))
+_KNOWN_KEYS = frozenset(attrs.fields_dict(MessageApiConfig))
 
 
 def build_config(*layers: Mapping[str, Any]) -> MessageApiConfig:
@@ -352,7 +323,7 @@ def load_config(
 
     environ = os.environ if environ is None else environ
     path = path or environ.get(ENV_CONFIG_FILE) or None
-    file_layer = load_file(path) if path else {}
+    file_layer = config_layers.load_file(path) if path else {}
     return build_config(file_layer, from_environment(environ), cli or {})
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 import tempfile
 from typing import Any
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from junebug.cli import build_parser, cli_layer
-from junebug.config import JunebugConfig, load_config
+from junebug.config import AmqpConfig, JunebugConfig, RedisConfig, load_config
+from junebug.errors import ConfigError
 
 #: (argv, config path, expected value) for every documented option.
 OPTIONS: list[tuple[list[str], str, Any]] = [
@@ -72,6 +76,37 @@ OPTIONS: list[tuple[list[str], str, Any]] = [
     ),
     (["-rmi", "h:1"], "rabbitmq_management_interface", "h:1"),
     (["--embedded"], "embedded", True),
+]
+
+#: The long options of the original ``jb`` (besides ``--help``).
+ORIGINAL_LONG_OPTIONS = [
+    "--interface",
+    "--port",
+    "--log-file",
+    "--sentry-dsn",
+    "--redis-host",
+    "--redis-port",
+    "--redis-db",
+    "--redis-password",
+    "--amqp-host",
+    "--amqp-vhost",
+    "--amqp-port",
+    "--amqp-user",
+    "--amqp-password",
+    "--inbound-message-ttl",
+    "--outbound-message-ttl",
+    "--allow-expired-replies",
+    "--channels",
+    "--replace-channels",
+    "--routers",
+    "--replace-routers",
+    "--plugin",
+    "--metric-window",
+    "--logging-path",
+    "--log-rotate-size",
+    "--max-log-files",
+    "--max-logs",
+    "--rabbitmq-management-interface",
 ]
 
 DEFAULTS: dict[str, Any] = {
@@ -158,6 +193,80 @@ class OptionTests(SynchronousTestCase):
         self.assertEqual(config.plugins, [{"type": "a.File"}, {"type": "a.Cli"}])
         self.assertEqual(config.logging_path, "/file")
 
+    def test_every_field_has_a_flag(self) -> None:
+        """Every config field (but the unused ``amqp.db``) has a ``jb`` flag
+        generated from it, so a new field needs no CLI code."""
+        dests = {action.dest for action in build_parser()._actions}
+        for field in attrs.fields(JunebugConfig):
+            if field.name in ("redis", "amqp"):
+                section = RedisConfig if field.name == "redis" else AmqpConfig
+                paths = [f"{field.name}.{sub.name}" for sub in attrs.fields(section)]
+            else:
+                paths = [field.name]
+            for path in paths:
+                if path != "amqp.db":
+                    self.assertIn(path, dests)
+
+    def test_help_texts_come_from_the_fields(self) -> None:
+        """A flag's help is its field's doc, default and environment variable."""
+        actions = {action.dest: action for action in build_parser()._actions}
+        for dest, field in (
+            ("port", attrs.fields(JunebugConfig).port),
+            ("redis.key_prefix", attrs.fields(RedisConfig).key_prefix),
+        ):
+            help_text = actions[dest].help or ""
+            self.assertIn(field.metadata["doc"].replace("%", "%%"), help_text)
+        self.assertIn("(default: 8080) [env JUNEBUG_PORT]", actions["port"].help)
+
+    def test_original_abbreviations_still_work(self) -> None:
+        """Every abbreviation of an original long option that was unambiguous
+        among the original's options still means that option, although newer
+        options (``--amqp-heartbeat``, ``--startup-channels``) share prefixes;
+        so does the documented ``-amqpv``."""
+        samples = {argv[0]: (argv[1:], path) for argv, path, _ in OPTIONS}
+        every = [*ORIGINAL_LONG_OPTIONS, "--config", "--help"]
+        for name in ORIGINAL_LONG_OPTIONS:
+            rest, path = samples[name]
+            for end in range(3, len(name) + 1):
+                prefix = name[:end]
+                if [other for other in every if other.startswith(prefix)] != [name]:
+                    continue
+                namespace = build_parser().parse_args([prefix, *rest])
+                self.assertIn(path, vars(namespace), prefix)
+        self.assertEqual(parse(["-amqpv", "/v"]).amqp.vhost, "/v")
+        self.assertEqual(parse(["--amqp-h", "h"]).amqp.hostname, "h")
+        self.assertEqual(parse(["--s", "http://k@s/1"]).sentry_dsn, "http://k@s/1")
+        with (
+            contextlib.redirect_stdout(io.StringIO()) as out,
+            self.assertRaises(SystemExit) as caught,
+        ):
+            build_parser().parse_args(["--h"])
+        self.assertEqual(caught.exception.code, 0)
+        self.assertIn("usage: jb", out.getvalue())
+
+    def test_new_flags(self) -> None:
+        """Fields the hand-written table had missed now have flags too."""
+        config = parse(
+            [
+                "--amqp-heartbeat",
+                "5",
+                "--amqp-prefetch",
+                "3",
+                "--http-retry-max-age",
+                "60",
+                "--startup-channels",
+                '{"id": "a", "type": "telnet"}',
+                "--startup-channels",
+                '{"id": "b", "type": "telnet"}',
+                "--embedded",
+                "false",
+            ]
+        )
+        self.assertEqual((config.amqp.heartbeat, config.amqp.prefetch), (5, 3))
+        self.assertEqual(config.http_retry_max_age, 60.0)
+        self.assertEqual([c["id"] for c in config.startup_channels], ["a", "b"])
+        self.assertFalse(config.embedded)
+
     def test_unknown_yaml_keys_ignored(self) -> None:
         """Unknown top-level keys in a config file are ignored, as before."""
         path = write_yaml("something_else: 1\nport: 9001\n")
@@ -207,6 +316,42 @@ class FailureTests(SynchronousTestCase):
             self.assertEqual(result.returncode, 2, (args, env, result.stderr))
             self.assertIn(expected, result.stderr)
             self.assertNotIn("Traceback", result.stderr)
+
+    def test_port_out_of_range_exits_2(self) -> None:
+        """``port: 99999`` in a file, a variable or a flag exits 2, as documented."""
+        cases = [
+            (("-c", write_yaml("port: 99999\n")), {}),
+            ((), {"JUNEBUG_PORT": "99999"}),
+            (("-p", "99999"), {}),
+        ]
+        for args, env in cases:
+            result = run_jb(*args, env=env)
+            self.assertEqual(result.returncode, 2, (args, env, result.stderr))
+            self.assertIn("99999 is not a TCP port number", result.stderr)
+            self.assertEqual(len(result.stderr.strip().splitlines()), 1)
+
+    def test_backend_ports_checked(self) -> None:
+        """Redis and AMQP ports must be 1-65535; the API port may be 0 (any)."""
+        for argv in (
+            ["--redis-port", "65536"],
+            ["--amqp-port", "0"],
+            ["--port", "-1"],
+            ["--port", "65536"],
+        ):
+            with self.assertRaises(ConfigError, msg=argv) as caught:
+                parse(argv)
+            self.assertIn("is not a TCP port number", str(caught.exception))
+        self.assertEqual(parse(["--port", "0"]).port, 0)
+
+    def test_plugin_without_type_exits_2(self) -> None:
+        """A plugin without a 'type' is a config error (exit 2), from a file too."""
+        for args in (
+            ("-c", write_yaml("plugins:\n  - name: x\n")),
+            ("--plugin", '{"name": "x"}'),
+        ):
+            result = run_jb(*args, "--embedded")
+            self.assertEqual(result.returncode, 2, (args, result.stderr))
+            self.assertIn("'type'", result.stderr)
 
     def test_help_lists_documented_options(self) -> None:
         """--help shows every documented long option."""
