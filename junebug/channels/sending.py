@@ -9,7 +9,7 @@ accepted (201) only once the broker has confirmed it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -48,6 +48,11 @@ def _closes_session(msg: Message) -> bool:
 @attrs.define
 class MessageSender:
     """Turns validated API requests into published vumi messages."""
+
+    #: Whether a reply keeps its inbound message's ``transport_name`` (the
+    #: message API, whose transport may sit behind a router that routes
+    #: replies by it); a channel's replies name the channel.
+    replies_keep_transport_name: ClassVar[bool] = False
 
     broker: Broker
     messages: MessageStore
@@ -98,7 +103,8 @@ class MessageSender:
             )
         if continue_session is not None:
             msg["continue_session"] = continue_session
-        msg["transport_name"] = channel_id
+        if not (self.replies_keep_transport_name and msg.get("in_reply_to")):
+            msg["transport_name"] = channel_id
         if content is None and not _closes_session(msg):
             raise ApiUsageError(
                 '"content" may only be null for a message that closes a session'

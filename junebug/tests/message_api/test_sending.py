@@ -205,6 +205,31 @@ class SendTests(TestCase):
         self.assertEqual(msg["session_event"], "close")
         self.assertEqual(msg["transport_type"], "ussd")
 
+    async def test_reply_keeps_the_inbound_transport_name(self) -> None:
+        """A reply is published with the inbound message's ``transport_name``
+        (what a vumi2 router routes it back by); the answer's ``channel_id``
+        stays the connector name.  A new message carries the connector name."""
+        driver = await self.driver(default_from_addr="2020")
+        inbound = await driver.receive("hi", transport_name="smpp-transport")
+        api = driver.api
+        assert api is not None
+        await wait_for(
+            lambda: api.cache.store.load_inbound(CONNECTOR, inbound["message_id"])
+        )
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"reply_to": inbound["message_id"], "content": "bye"}
+        )
+        self.assertEqual(code, 201, body)
+        self.assertEqual(body["result"]["channel_id"], CONNECTOR)
+        msg = await driver.next_outbound()
+        self.assertEqual(msg["in_reply_to"], inbound["message_id"])
+        self.assertEqual(msg["transport_name"], "smpp-transport")
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "content": "new"}
+        )
+        self.assertEqual(code, 201, body)
+        self.assertEqual((await driver.next_outbound())["transport_name"], CONNECTOR)
+
     async def test_unknown_reply_to(self) -> None:
         """An unknown ``reply_to`` is a 400 MessageNotFound, even with ``to``."""
         driver = await self.driver()
