@@ -5,7 +5,8 @@ answer are those of Junebug's ``POST /channels/<id>/messages/`` (so
 ``result.message_id`` is where RapidPro reads the id); errors go through the
 same funnel as the main API.  The path is served with and without a trailing
 slash.  If ``auth`` is configured, requests must carry its HTTP Basic
-credentials.
+credentials.  As in vumi2, ``null`` for one of :data:`NULL_MEANS_ABSENT` is
+the same as leaving the key out.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from twisted.web.iweb import IRequest
 
 from junebug.api.app import install_error_handlers
 from junebug.api.envelope import render
-from junebug.api.schemas import MESSAGE_SEND, parse_body
+from junebug.api.schemas import MESSAGE_SEND, read_json, validate
 from junebug.errors import JunebugError
 from junebug.message_api.config import BasicAuthConfig, MessageApiConfig
 from junebug.message_api.sending import MessageApiSender
 
 AUTH_REALM = "Junebug message API"
+#: Optional request keys whose ``null`` is taken as "not given" (vumi2 reads
+#: them as optional values); Junebug's own API refuses ``null`` for them.
+NULL_MEANS_ABSENT = ("reply_to", "event_url", "event_auth_token")
 
 
 class Unauthorized(JunebugError):
@@ -84,6 +88,17 @@ def check_auth(request: IRequest, auth: BasicAuthConfig) -> None:
         raise Unauthorized("HTTP Basic credentials are missing or wrong")
 
 
+def without_nulls(body: Any) -> Any:
+    """``body`` without the :data:`NULL_MEANS_ABSENT` keys that are ``null``."""
+    if not isinstance(body, dict):
+        return body  # the schema check refuses it
+    return {
+        key: value
+        for key, value in body.items()
+        if value is not None or key not in NULL_MEANS_ABSENT
+    }
+
+
 class MessageApiApp:
     """The Klein app of one message API."""
 
@@ -112,7 +127,8 @@ class MessageApiApp:
         config = self.config
         if config.auth is not None:
             check_auth(request, config.auth)
-        body: dict[str, Any] = parse_body(request, MESSAGE_SEND, config.max_body_size)
+        body: dict[str, Any] = without_nulls(read_json(request, config.max_body_size))
+        validate(body, MESSAGE_SEND)
         sending: Deferred[dict[str, Any]] = Deferred.fromCoroutine(
             self.sender.send(config.connector_name, {}, body, require_destination=False)
         )

@@ -230,6 +230,44 @@ class SendTests(TestCase):
         self.assertEqual(code, 201, body)
         self.assertEqual((await driver.next_outbound())["transport_name"], CONNECTOR)
 
+    async def test_null_reply_to_and_event_fields_mean_absent(self) -> None:
+        """``reply_to``, ``event_url`` and ``event_auth_token`` given as ``null``
+        are taken as not given, as vumi2 does: a new message, no event URL."""
+        driver = await self.driver(default_from_addr="2020")
+        code, body, _ = await driver.request(
+            "POST",
+            "/messages",
+            {
+                "to": "+1",
+                "content": "x",
+                "reply_to": None,
+                "event_url": None,
+                "event_auth_token": None,
+            },
+        )
+        self.assertEqual(code, 201, body)
+        self.assertIsNone(body["result"]["reply_to"])
+        msg = await driver.next_outbound()
+        self.assertIsNone(msg["in_reply_to"])
+        api = driver.api
+        assert api is not None
+        record = await api.cache.store.load_outbound(CONNECTOR, msg["message_id"])
+        assert record is not None
+        self.assertNotIn("event_url", record)
+        self.assertNotIn("event_auth_token", record)
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"reply_to": None, "content": "x"}
+        )
+        self.assertEqual(code, 400, body)
+        self.assertEqual(
+            body["result"]["errors"][0]["message"],
+            'Either "to" or "reply_to" must be specified',
+        )
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "content": "x", "event_url": 5}
+        )
+        self.assertEqual((code, body["description"]), (400, "api usage error"))
+
     async def test_unknown_reply_to(self) -> None:
         """An unknown ``reply_to`` is a 400 MessageNotFound, even with ``to``."""
         driver = await self.driver()
