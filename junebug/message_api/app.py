@@ -1,4 +1,4 @@
-"""The message API's HTTP side: ``POST {base_url_path}/messages``.
+"""The message API's HTTP side: ``POST {base_url_path}/messages`` and ``/health``.
 
 The request body, the checks, the errors and the ``201 message submitted``
 answer are those of Junebug's ``POST /channels/<id>/messages/`` (so
@@ -27,6 +27,7 @@ from junebug.api.app import install_error_handlers
 from junebug.api.envelope import render
 from junebug.api.schemas import MESSAGE_SEND, read_json, validate
 from junebug.errors import JunebugError
+from junebug.message_api import health
 from junebug.message_api.config import BasicAuthConfig, MessageApiConfig
 from junebug.message_api.sending import MessageApiSender
 
@@ -112,6 +113,7 @@ class MessageApiApp:
         self.clock = clock
         self.app = Klein()
         install_error_handlers(self.app, self.log)
+        health.install(self.app, sender.broker)
         route = config.route
 
         @self.app.route(route, methods=["POST"], endpoint="send")
