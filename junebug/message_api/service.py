@@ -5,8 +5,9 @@ Wiring, all in :func:`start_message_api`:
 - HTTP ``POST {base_url_path}/messages`` → :class:`MessageApiSender` → publish
   to ``<connector>.outbound`` (declared at start, so MT waits for a transport
   that is not consuming yet);
-- ``<connector>.inbound`` → :class:`~junebug.channels.forwarding.Forwarder` →
-  state cache + POST to ``mo_message_url``;
+- ``<connector>.inbound`` → :func:`~junebug.message_api.inbound.normalise_inbound`
+  → :class:`~junebug.channels.forwarding.Forwarder` → state cache + POST to
+  ``mo_message_url``;
 - ``<connector>.event`` → the same Forwarder → POST to the message's
   ``event_url``, else ``default_event_url``, else a warning.
 
@@ -31,8 +32,10 @@ from junebug.channels.forwarding import Forwarder
 from junebug.http.client import HttpClient
 from junebug.message_api.app import MessageApiApp
 from junebug.message_api.config import MessageApiConfig
+from junebug.message_api.inbound import normalise_inbound
 from junebug.message_api.sending import MessageApiSender, NoRates
 from junebug.message_api.state_cache import StateCache, open_state_cache
+from junebug.messages import Message
 
 log = Logger(namespace="junebug.message_api")
 
@@ -174,10 +177,14 @@ async def start_message_api(
         app=MessageApiApp(config, sender, reactor),
         owns_broker=owns_broker,
     )
+
+    async def handle_inbound(message: Message) -> None:
+        await forwarder.handle_inbound(normalise_inbound(message, reactor))
+
     try:
         await broker.declare_queue(topology.outbound(connector))
         for queue, handler in (
-            (topology.inbound(connector), forwarder.handle_inbound),
+            (topology.inbound(connector), handle_inbound),
             (topology.event(connector), forwarder.handle_event),
         ):
             api.consumers.append(

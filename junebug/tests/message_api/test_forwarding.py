@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 from twisted.internet import reactor
@@ -12,7 +13,14 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from junebug.messages import ack, delivery_report, nack, parse_timestamp
+from junebug.messages import (
+    Message,
+    ack,
+    delivery_report,
+    nack,
+    parse_timestamp,
+    user_message,
+)
 from junebug.testing.http_sink import HttpSink, Received
 from junebug.testing.polling import wait_until
 from junebug.tests.message_api.driver import CONNECTOR, MessageApiDriver
@@ -29,6 +37,13 @@ MO_KEYS = {
     "channel_data",
 }
 EVENT_KEYS = {"event_type", "message_id", "channel_id", "timestamp", "event_details"}
+
+
+def mo_message() -> Message:
+    """An MO message as a transport publishes it."""
+    return user_message(
+        to_addr="2020", from_addr="+1", transport_name="sms", content="x"
+    )
 
 
 class LogCapture:
@@ -116,6 +131,52 @@ class ForwardingTests(TestCase):
         self.assertRegex(
             got.body["timestamp"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+$"
         )
+
+    async def test_inbound_normalised_for_courier(self) -> None:
+        """Timestamps with ``Z``/``T``/an offset are posted in vumi's format
+        (UTC), a missing or unreadable one as the time of arrival, and
+        non-string content as its JSON text (courier refuses anything else)."""
+        driver, sink, _ = await self.setup()
+        cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
+            (
+                {"timestamp": "2026-11-25 09:01:02.497614Z", "content": 42},
+                {"timestamp": "2026-11-25 09:01:02.497614", "content": "42"},
+            ),
+            (
+                {"timestamp": "2026-11-25T09:01:02Z", "content": {"a": [1]}},
+                {"timestamp": "2026-11-25 09:01:02.000000", "content": '{"a": [1]}'},
+            ),
+            (
+                {"timestamp": "2026-11-25T11:01:02.5+02:00", "content": True},
+                {"timestamp": "2026-11-25 09:01:02.500000", "content": "true"},
+            ),
+            (
+                {"timestamp": "2026-11-25 09:01:02", "content": None},
+                {"timestamp": "2026-11-25 09:01:02", "content": None},
+            ),
+        ]
+        for fields, expected in cases:
+            msg = {**mo_message(), **fields}
+            await driver.broker.publish(f"{CONNECTOR}.inbound", msg)
+            got = await sink.next()
+            self.assertEqual(got.body["message_id"], msg["message_id"])
+            self.assertEqual(
+                {k: got.body[k] for k in expected}, expected, (fields, got.body)
+            )
+        for timestamp in ("absent", None, "yesterday", 12):
+            msg = mo_message()
+            if timestamp == "absent":
+                del msg["timestamp"]
+            else:
+                msg["timestamp"] = timestamp
+            await driver.broker.publish(f"{CONNECTOR}.inbound", msg)
+            got = await sink.next()
+            self.assertEqual(got.body["message_id"], msg["message_id"])
+            self.assertRegex(
+                got.body["timestamp"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$"
+            )
+            age = datetime.now(UTC) - parse_timestamp(got.body["timestamp"])
+            self.assertLess(abs(age.total_seconds()), 60, timestamp)
 
     async def test_inbound_basic_auth_from_userinfo(self) -> None:
         """``user:password@`` in mo_message_url is sent as HTTP Basic."""
