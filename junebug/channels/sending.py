@@ -9,6 +9,7 @@ accepted (201) only once the broker has confirmed it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import attrs
@@ -129,12 +130,15 @@ class MessageSender:
         inbound_owners: tuple[str, ...] = (),
         record_owners: tuple[str, ...] = (),
         record_extras: dict[str, Any] | None = None,
+        on_publish: Callable[[Message], None] | None = None,
     ) -> dict[str, Any]:
         """Validate, record and publish one MT message; return its API view.
 
         The outbound record is stored under the channel and under every id of
         ``record_owners`` (e.g. the router destination sending it), with
         ``record_extras`` added, before the message is published.
+        ``on_publish`` is called with the message just before it is handed to
+        the broker (from then on, it may be sent even if this fails).
         """
         if require_destination and not has_destination(properties):
             raise ApiUsageError('This channel has no "mo_url" or "amqp_queue"')
@@ -148,6 +152,8 @@ class MessageSender:
         record.update(record_extras or {})
         for owner in (channel_id, *record_owners):
             await self.messages.store_outbound(owner, msg["message_id"], record)
+        if on_publish is not None:
+            on_publish(msg)
         try:
             await self.broker.publish(topology.outbound(channel_id), msg)
         except BrokerError as exc:

@@ -17,7 +17,6 @@ import hmac
 from typing import Any
 
 from klein import Klein
-from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -46,10 +45,19 @@ class Unauthorized(JunebugError):
 
 
 class RequestTimeout(JunebugError):
-    """A send request was not handled within ``request_timeout`` seconds."""
+    """``request_timeout`` ran out before the message reached the broker."""
 
     name = "RequestTimeout"
     description = "request timed out"
+    code = 504
+
+
+class OutcomeUnknown(JunebugError):
+    """``request_timeout`` ran out after the message was handed to the broker
+    and before the broker confirmed it: it may or may not be sent."""
+
+    name = "OutcomeUnknown"
+    description = "outcome unknown"
     code = 504
 
 
@@ -131,14 +139,40 @@ class MessageApiApp:
             check_auth(request, config.auth)
         body: dict[str, Any] = without_nulls(read_json(request, config.max_body_size))
         validate(body, MESSAGE_SEND)
+        handed_over: list[str] = []
         sending: Deferred[dict[str, Any]] = Deferred.fromCoroutine(
-            self.sender.send(config.connector_name, {}, body, require_destination=False)
+            self.sender.send(
+                config.connector_name,
+                {},
+                body,
+                require_destination=False,
+                on_publish=lambda msg: handed_over.append(msg["message_id"]),
+            )
         )
-        sending.addTimeout(config.request_timeout, self.clock)
+        timed_out = False
+
+        def on_timeout(result: Any, timeout: float) -> Any:
+            # Whatever the cancelled send raised (CancelledError, or the
+            # BrokerError the RabbitMQ broker makes of it) is the timeout.
+            nonlocal timed_out
+            timed_out = True
+            return result
+
+        sending.addTimeout(config.request_timeout, self.clock, on_timeout)
         try:
             view = await sending
-        except defer.TimeoutError:
+        except Exception:
+            if not timed_out:
+                raise
+            seconds = f"{config.request_timeout:g}s"
+            if handed_over:
+                raise OutcomeUnknown(
+                    f"Message {handed_over[0]} was handed to RabbitMQ but not "
+                    f"confirmed within {seconds}: it may still be sent, and "
+                    f"sending it again may deliver it twice"
+                ) from None
             raise RequestTimeout(
-                f"The message was not accepted within {config.request_timeout:g}s"
+                f"The message was not sent: the request was not handled "
+                f"within {seconds}"
             ) from None
         return render(request, 201, "message submitted", view)

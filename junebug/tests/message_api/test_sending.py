@@ -9,6 +9,7 @@ from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from junebug.errors import BrokerError
 from junebug.messages import Message
 from junebug.tests.message_api.driver import CONNECTOR, MessageApiDriver
 
@@ -312,8 +313,9 @@ class SendTests(TestCase):
         )
         self.assertEqual((code, body["description"]), (503, "amqp connection error"))
 
-    async def test_request_timeout(self) -> None:
-        """A send that is not done within request_timeout answers 504."""
+    async def test_request_timeout_while_publishing(self) -> None:
+        """Not confirmed within request_timeout: 504 ``outcome unknown`` (the
+        message was handed to the broker and may still be sent)."""
         driver = await self.driver(request_timeout=0.2)
         stuck: Deferred[None] = Deferred()
         original = driver.broker.publish
@@ -326,8 +328,56 @@ class SendTests(TestCase):
             "POST", "/messages", {"to": "+1", "from": "2", "content": "x"}
         )
         driver.broker.publish = original  # type: ignore[method-assign]
+        self.assertEqual((code, body["description"]), (504, "outcome unknown"))
+        error = body["result"]["errors"][0]
+        self.assertEqual(error["type"], "OutcomeUnknown")
+        self.assertIn("may still be sent", error["message"])
+
+    async def test_request_timeout_with_the_rabbitmq_broker_error(self) -> None:
+        """The RabbitMQ broker turns the cancelled confirm into a BrokerError:
+        still 504 ``outcome unknown``, not 503 ``amqp connection error``."""
+        driver = await self.driver(request_timeout=0.2)
+        stuck: Deferred[None] = Deferred()
+        original = driver.broker.publish
+
+        async def hang(routing_key: str, message: Message) -> None:
+            try:
+                await stuck
+            except Exception as exc:  # as RabbitMQBroker._publish_body does
+                raise BrokerError(f"message to {routing_key} not confirmed") from exc
+
+        driver.broker.publish = hang  # type: ignore[method-assign]
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "from": "2", "content": "x"}
+        )
+        driver.broker.publish = original  # type: ignore[method-assign]
+        self.assertEqual((code, body["description"]), (504, "outcome unknown"), body)
+        self.assertEqual(body["result"]["errors"][0]["type"], "OutcomeUnknown")
+
+    async def test_request_timeout_before_publishing(self) -> None:
+        """Timed out before the message reached the broker (here: the state
+        cache hangs): 504 ``request timed out``, and nothing is ever sent."""
+        driver = await self.driver(request_timeout=0.2)
+        api = driver.api
+        assert api is not None
+        stuck: Deferred[None] = Deferred()
+        store = api.cache.store
+        original = store.store_outbound
+
+        async def hang(*args: Any, **kwargs: Any) -> None:
+            await stuck
+
+        store.store_outbound = hang  # type: ignore[method-assign]
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "from": "2", "content": "x"}
+        )
+        store.store_outbound = original  # type: ignore[method-assign]
         self.assertEqual((code, body["description"]), (504, "request timed out"))
-        self.assertEqual(body["result"]["errors"][0]["type"], "RequestTimeout")
+        error = body["result"]["errors"][0]
+        self.assertEqual(error["type"], "RequestTimeout")
+        self.assertIn("not sent", error["message"])
+        self.assertEqual(driver.broker.pending(f"{CONNECTOR}.outbound"), 0)
+        self.assertTrue(driver.outbound.pending == [])
 
     async def test_basic_auth_off_by_default(self) -> None:
         """Without ``auth``, any (or no) credentials are accepted."""
