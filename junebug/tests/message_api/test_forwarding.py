@@ -13,6 +13,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from junebug.http.delivery import DEAD_QUEUE
 from junebug.messages import (
     Message,
     ack,
@@ -49,13 +50,14 @@ def mo_message() -> Message:
 class LogCapture:
     """Collects log events of the ``junebug.message_api`` namespace."""
 
-    def __init__(self, case: TestCase) -> None:
+    def __init__(self, case: TestCase, namespace: str = "junebug.message_api") -> None:
+        self.namespace = namespace
         self.events: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(self)
         case.addCleanup(globalLogPublisher.removeObserver, self)
 
     def __call__(self, event: dict[str, Any]) -> None:
-        if event.get("log_namespace") == "junebug.message_api":
+        if str(event.get("log_namespace")).startswith(self.namespace):
             self.events.append(event)
 
     def formats(self) -> list[str]:
@@ -293,6 +295,55 @@ class ForwardingTests(TestCase):
         sink.response_code = 200
         await driver.receive("two")
         self.assertEqual((await sink.next()).body["content"], "two")
+
+    async def test_failed_posts_are_retried_durably(self) -> None:
+        """An MO message and an event whose POST fails (5xx) are retried through
+        the broker, as jb retries its channels' posts, until delivered."""
+        logs = LogCapture(self)
+        retries = LogCapture(self, "junebug.http.delivery")
+
+        def failures() -> int:
+            return sum("HTTP {code}" in f for f in logs.formats())
+
+        def delivered() -> int:
+            return sum("Delivered to" in f for f in retries.formats())
+
+        driver, sink, base = await self.setup()
+        api = driver.api
+        assert api is not None
+        api.delivery.base_delay = 0.01  # the first retry after 1s, no jitter
+        sink.response_code = 503
+        msg = await driver.receive("again")
+        first = await sink.next()
+        self.assertEqual(first.body["message_id"], msg["message_id"])
+        # the sink answers after handing the request over: wait for the 503
+        await wait_until(lambda: failures() == 1)
+        sink.response_code = 200
+        retried = await sink.next()
+        self.assertEqual((retried.path, retried.body), (first.path, first.body))
+        self.assertNotIn("authorization", retried.headers)
+        await wait_until(lambda: delivered() == 1)
+        sink.response_code = 500
+        message_id = await self.send(
+            driver, event_url=base + "/ev", event_auth_token="sesame"
+        )
+        first = await sink.next()
+        self.assertEqual((first.path, first.body["message_id"]), ("/ev", message_id))
+        await wait_until(lambda: failures() == 2)
+        sink.response_code = 200
+        retried = await sink.next()
+        self.assertEqual((retried.path, retried.body), ("/ev", first.body))
+        self.assertEqual(retried.headers["authorization"], "Token sesame")
+
+    async def test_refused_posts_go_to_the_dead_letter_queue(self) -> None:
+        """A 4xx the receiver will not change its mind about is not retried: the
+        delivery goes to ``junebug.http.dead`` (jb's /dead-letters/http shows and
+        replays it)."""
+        driver, sink, _ = await self.setup()
+        sink.response_code = 400
+        await driver.receive("refused")
+        await sink.next()
+        await wait_until(lambda: driver.broker.pending(DEAD_QUEUE) == 1)
 
     async def test_mo_message_url_timeout(self) -> None:
         """mo_message_url_timeout bounds the POST; the failure is logged."""
