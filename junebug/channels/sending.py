@@ -9,7 +9,8 @@ accepted (201) only once the broker has confirmed it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import attrs
 
@@ -48,6 +49,11 @@ def _closes_session(msg: Message) -> bool:
 @attrs.define
 class MessageSender:
     """Turns validated API requests into published vumi messages."""
+
+    #: Whether a reply keeps its inbound message's ``transport_name`` (the
+    #: message API, whose transport may sit behind a router that routes
+    #: replies by it); a channel's replies name the channel.
+    replies_keep_transport_name: ClassVar[bool] = False
 
     broker: Broker
     messages: MessageStore
@@ -98,7 +104,8 @@ class MessageSender:
             )
         if continue_session is not None:
             msg["continue_session"] = continue_session
-        msg["transport_name"] = channel_id
+        if not (self.replies_keep_transport_name and msg.get("in_reply_to")):
+            msg["transport_name"] = channel_id
         if content is None and not _closes_session(msg):
             raise ApiUsageError(
                 '"content" may only be null for a message that closes a session'
@@ -123,12 +130,15 @@ class MessageSender:
         inbound_owners: tuple[str, ...] = (),
         record_owners: tuple[str, ...] = (),
         record_extras: dict[str, Any] | None = None,
+        on_publish: Callable[[Message], None] | None = None,
     ) -> dict[str, Any]:
         """Validate, record and publish one MT message; return its API view.
 
         The outbound record is stored under the channel and under every id of
         ``record_owners`` (e.g. the router destination sending it), with
         ``record_extras`` added, before the message is published.
+        ``on_publish`` is called with the message just before it is handed to
+        the broker (from then on, it may be sent even if this fails).
         """
         if require_destination and not has_destination(properties):
             raise ApiUsageError('This channel has no "mo_url" or "amqp_queue"')
@@ -142,6 +152,8 @@ class MessageSender:
         record.update(record_extras or {})
         for owner in (channel_id, *record_owners):
             await self.messages.store_outbound(owner, msg["message_id"], record)
+        if on_publish is not None:
+            on_publish(msg)
         try:
             await self.broker.publish(topology.outbound(channel_id), msg)
         except BrokerError as exc:

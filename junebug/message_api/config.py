@@ -216,6 +216,14 @@ class MessageApiConfig:
         validator=_positive,
         metadata=_doc("Seconds allowed for one POST of an event"),
     )
+    http_retry_max_age: float = attrs.field(
+        default=86400.0,
+        validator=_positive,
+        metadata=_doc(
+            "Most seconds a failed POST of an inbound message or event is retried "
+            "(through RabbitMQ) before it goes to the dead-letter queue"
+        ),
+    )
     auth: BasicAuthConfig | None = attrs.field(
         default=None,
         metadata=_doc(

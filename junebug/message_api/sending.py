@@ -5,7 +5,9 @@ checks, same errors, outbound record stored before publishing) with the
 connector name in the place of a channel id, so messages are published to
 ``<connector>.outbound``.  It adds what vumi2's message API does for messages
 that are not replies: ``default_from_addr`` fills a missing ``from``, a ``from``
-is then required, and ``transport_type`` is set.
+is then required, and ``transport_type`` is set.  A reply keeps the
+``transport_name`` of the message it answers, as vumi2's do (a router routes
+replies back by it); the answer's ``channel_id`` is the connector name either way.
 """
 
 from __future__ import annotations
@@ -37,8 +39,21 @@ class NoRates(RateStore):
 class MessageApiSender(MessageSender):
     """A :class:`MessageSender` with vumi2's rules for non-reply messages."""
 
+    replies_keep_transport_name = True
+
     transport_type: str = "sms"
     default_from_addr: str | None = None
+
+    async def send(
+        self,
+        channel_id: str,
+        properties: dict[str, Any],
+        body: dict[str, Any],
+        **options: Any,
+    ) -> dict[str, Any]:
+        view = await super().send(channel_id, properties, body, **options)
+        view["channel_id"] = channel_id
+        return view
 
     async def build(
         self,

@@ -5,10 +5,14 @@ Wiring, all in :func:`start_message_api`:
 - HTTP ``POST {base_url_path}/messages`` → :class:`MessageApiSender` → publish
   to ``<connector>.outbound`` (declared at start, so MT waits for a transport
   that is not consuming yet);
-- ``<connector>.inbound`` → :class:`~junebug.channels.forwarding.Forwarder` →
-  state cache + POST to ``mo_message_url``;
+- ``<connector>.inbound`` → :func:`~junebug.message_api.inbound.normalise_inbound`
+  → :class:`~junebug.channels.forwarding.Forwarder` → state cache + POST to
+  ``mo_message_url``;
 - ``<connector>.event`` → the same Forwarder → POST to the message's
-  ``event_url``, else ``default_event_url``, else a warning.
+  ``event_url``, else ``default_event_url``, else a warning;
+- a POST that fails is retried durably by jb's
+  :class:`~junebug.http.delivery.HttpDelivery` (through RabbitMQ, for up to
+  ``http_retry_max_age`` seconds, then ``junebug.http.dead``).
 
 :meth:`MessageApi.stop` undoes it in reverse order.
 """
@@ -29,10 +33,13 @@ from junebug.amqp.rabbitmq import AmqpSettings, RabbitMQBroker
 from junebug.api.site import api_site
 from junebug.channels.forwarding import Forwarder
 from junebug.http.client import HttpClient
+from junebug.http.delivery import HttpDelivery
 from junebug.message_api.app import MessageApiApp
 from junebug.message_api.config import MessageApiConfig
+from junebug.message_api.inbound import normalise_inbound
 from junebug.message_api.sending import MessageApiSender, NoRates
 from junebug.message_api.state_cache import StateCache, open_state_cache
+from junebug.messages import Message
 
 log = Logger(namespace="junebug.message_api")
 
@@ -75,6 +82,7 @@ class MessageApi:
     broker: Broker
     cache: StateCache
     http: HttpClient
+    delivery: HttpDelivery
     forwarder: Forwarder
     sender: MessageApiSender
     app: MessageApiApp
@@ -100,6 +108,10 @@ class MessageApi:
                 await consumer.stop()
             except Exception:
                 log.failure("Error stopping consumer of {queue}", queue=consumer.queue)
+        try:
+            await self.delivery.stop()
+        except Exception:
+            log.failure("Error stopping the HTTP retry consumer")
         if self.owns_broker:
             await self.broker.close()
         await self.http.close()
@@ -107,7 +119,7 @@ class MessageApi:
 
 
 def build_forwarder(
-    config: MessageApiConfig, broker: Broker, cache: StateCache, http: HttpClient
+    config: MessageApiConfig, broker: Broker, cache: StateCache, http: HttpDelivery
 ) -> Forwarder:
     """The forwarder of the connector's inbound messages and events."""
     return Forwarder(
@@ -163,21 +175,34 @@ async def start_message_api(
         transport_type=config.transport_type,
         default_from_addr=config.default_from_addr,
     )
-    forwarder = build_forwarder(config, broker, cache, http)
+    delivery = HttpDelivery(
+        reactor,
+        http,
+        broker,
+        max_age=config.http_retry_max_age,
+        prefetch=config.worker_concurrency,
+    )
+    forwarder = build_forwarder(config, broker, cache, delivery)
     api = MessageApi(
         config=config,
         broker=broker,
         cache=cache,
         http=http,
+        delivery=delivery,
         forwarder=forwarder,
         sender=sender,
         app=MessageApiApp(config, sender, reactor),
         owns_broker=owns_broker,
     )
+
+    async def handle_inbound(message: Message) -> None:
+        await forwarder.handle_inbound(normalise_inbound(message, reactor))
+
     try:
+        await delivery.start()
         await broker.declare_queue(topology.outbound(connector))
         for queue, handler in (
-            (topology.inbound(connector), forwarder.handle_inbound),
+            (topology.inbound(connector), handle_inbound),
             (topology.event(connector), forwarder.handle_event),
         ):
             api.consumers.append(

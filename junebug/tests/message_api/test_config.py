@@ -67,6 +67,7 @@ class ConfigTests(SynchronousTestCase):
         self.assertIsNone(config.auth)
         self.assertEqual(config.amqp, AmqpConfig())
         self.assertEqual(config.worker_concurrency, 20)
+        self.assertEqual(config.http_retry_max_age, 86400.0)
 
     def test_required_options(self) -> None:
         for name in REQUIRED:
@@ -90,6 +91,7 @@ class ConfigTests(SynchronousTestCase):
             "request_timeout": 30,
             "mo_message_url_timeout": 5.5,
             "event_url_timeout": 6,
+            "http_retry_max_age": 3600,
             "auth": {"username": "user1", "password": "pass1"},
             "amqp": {"hostname": "rabbit", "vhost": "/jb"},
             "amqp_url": "amqp://u:p@rabbit:5673/v",
@@ -122,6 +124,7 @@ class ConfigTests(SynchronousTestCase):
             {"default_event_url": "rapidpro/event"},
             {"request_timeout": 0},
             {"event_url_timeout": -1},
+            {"http_retry_max_age": 0},
             {"allow_expired_replies": "yes"},
             {"http_bind": "8080"},
             {"http_bind": "host:99999"},

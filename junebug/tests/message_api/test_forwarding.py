@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 from twisted.internet import reactor
@@ -12,7 +13,15 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from junebug.messages import ack, delivery_report, nack, parse_timestamp
+from junebug.http.delivery import DEAD_QUEUE
+from junebug.messages import (
+    Message,
+    ack,
+    delivery_report,
+    nack,
+    parse_timestamp,
+    user_message,
+)
 from junebug.testing.http_sink import HttpSink, Received
 from junebug.testing.polling import wait_until
 from junebug.tests.message_api.driver import CONNECTOR, MessageApiDriver
@@ -31,16 +40,24 @@ MO_KEYS = {
 EVENT_KEYS = {"event_type", "message_id", "channel_id", "timestamp", "event_details"}
 
 
+def mo_message() -> Message:
+    """An MO message as a transport publishes it."""
+    return user_message(
+        to_addr="2020", from_addr="+1", transport_name="sms", content="x"
+    )
+
+
 class LogCapture:
     """Collects log events of the ``junebug.message_api`` namespace."""
 
-    def __init__(self, case: TestCase) -> None:
+    def __init__(self, case: TestCase, namespace: str = "junebug.message_api") -> None:
+        self.namespace = namespace
         self.events: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(self)
         case.addCleanup(globalLogPublisher.removeObserver, self)
 
     def __call__(self, event: dict[str, Any]) -> None:
-        if event.get("log_namespace") == "junebug.message_api":
+        if str(event.get("log_namespace")).startswith(self.namespace):
             self.events.append(event)
 
     def formats(self) -> list[str]:
@@ -116,6 +133,52 @@ class ForwardingTests(TestCase):
         self.assertRegex(
             got.body["timestamp"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+$"
         )
+
+    async def test_inbound_normalised_for_courier(self) -> None:
+        """Timestamps with ``Z``/``T``/an offset are posted in vumi's format
+        (UTC), a missing or unreadable one as the time of arrival, and
+        non-string content as its JSON text (courier refuses anything else)."""
+        driver, sink, _ = await self.setup()
+        cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
+            (
+                {"timestamp": "2026-11-25 09:01:02.497614Z", "content": 42},
+                {"timestamp": "2026-11-25 09:01:02.497614", "content": "42"},
+            ),
+            (
+                {"timestamp": "2026-11-25T09:01:02Z", "content": {"a": [1]}},
+                {"timestamp": "2026-11-25 09:01:02.000000", "content": '{"a": [1]}'},
+            ),
+            (
+                {"timestamp": "2026-11-25T11:01:02.5+02:00", "content": True},
+                {"timestamp": "2026-11-25 09:01:02.500000", "content": "true"},
+            ),
+            (
+                {"timestamp": "2026-11-25 09:01:02", "content": None},
+                {"timestamp": "2026-11-25 09:01:02", "content": None},
+            ),
+        ]
+        for fields, expected in cases:
+            msg = {**mo_message(), **fields}
+            await driver.broker.publish(f"{CONNECTOR}.inbound", msg)
+            got = await sink.next()
+            self.assertEqual(got.body["message_id"], msg["message_id"])
+            self.assertEqual(
+                {k: got.body[k] for k in expected}, expected, (fields, got.body)
+            )
+        for timestamp in ("absent", None, "yesterday", 12):
+            msg = mo_message()
+            if timestamp == "absent":
+                del msg["timestamp"]
+            else:
+                msg["timestamp"] = timestamp
+            await driver.broker.publish(f"{CONNECTOR}.inbound", msg)
+            got = await sink.next()
+            self.assertEqual(got.body["message_id"], msg["message_id"])
+            self.assertRegex(
+                got.body["timestamp"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$"
+            )
+            age = datetime.now(UTC) - parse_timestamp(got.body["timestamp"])
+            self.assertLess(abs(age.total_seconds()), 60, timestamp)
 
     async def test_inbound_basic_auth_from_userinfo(self) -> None:
         """``user:password@`` in mo_message_url is sent as HTTP Basic."""
@@ -232,6 +295,55 @@ class ForwardingTests(TestCase):
         sink.response_code = 200
         await driver.receive("two")
         self.assertEqual((await sink.next()).body["content"], "two")
+
+    async def test_failed_posts_are_retried_durably(self) -> None:
+        """An MO message and an event whose POST fails (5xx) are retried through
+        the broker, as jb retries its channels' posts, until delivered."""
+        logs = LogCapture(self)
+        retries = LogCapture(self, "junebug.http.delivery")
+
+        def failures() -> int:
+            return sum("HTTP {code}" in f for f in logs.formats())
+
+        def delivered() -> int:
+            return sum("Delivered to" in f for f in retries.formats())
+
+        driver, sink, base = await self.setup()
+        api = driver.api
+        assert api is not None
+        api.delivery.base_delay = 0.01  # the first retry after 1s, no jitter
+        sink.response_code = 503
+        msg = await driver.receive("again")
+        first = await sink.next()
+        self.assertEqual(first.body["message_id"], msg["message_id"])
+        # the sink answers after handing the request over: wait for the 503
+        await wait_until(lambda: failures() == 1)
+        sink.response_code = 200
+        retried = await sink.next()
+        self.assertEqual((retried.path, retried.body), (first.path, first.body))
+        self.assertNotIn("authorization", retried.headers)
+        await wait_until(lambda: delivered() == 1)
+        sink.response_code = 500
+        message_id = await self.send(
+            driver, event_url=base + "/ev", event_auth_token="sesame"
+        )
+        first = await sink.next()
+        self.assertEqual((first.path, first.body["message_id"]), ("/ev", message_id))
+        await wait_until(lambda: failures() == 2)
+        sink.response_code = 200
+        retried = await sink.next()
+        self.assertEqual((retried.path, retried.body), ("/ev", first.body))
+        self.assertEqual(retried.headers["authorization"], "Token sesame")
+
+    async def test_refused_posts_go_to_the_dead_letter_queue(self) -> None:
+        """A 4xx the receiver will not change its mind about is not retried: the
+        delivery goes to ``junebug.http.dead`` (jb's /dead-letters/http shows and
+        replays it)."""
+        driver, sink, _ = await self.setup()
+        sink.response_code = 400
+        await driver.receive("refused")
+        await sink.next()
+        await wait_until(lambda: driver.broker.pending(DEAD_QUEUE) == 1)
 
     async def test_mo_message_url_timeout(self) -> None:
         """mo_message_url_timeout bounds the POST; the failure is logged."""

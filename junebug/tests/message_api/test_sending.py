@@ -9,6 +9,7 @@ from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from junebug.errors import BrokerError
 from junebug.messages import Message
 from junebug.tests.message_api.driver import CONNECTOR, MessageApiDriver
 
@@ -205,6 +206,69 @@ class SendTests(TestCase):
         self.assertEqual(msg["session_event"], "close")
         self.assertEqual(msg["transport_type"], "ussd")
 
+    async def test_reply_keeps_the_inbound_transport_name(self) -> None:
+        """A reply is published with the inbound message's ``transport_name``
+        (what a vumi2 router routes it back by); the answer's ``channel_id``
+        stays the connector name.  A new message carries the connector name."""
+        driver = await self.driver(default_from_addr="2020")
+        inbound = await driver.receive("hi", transport_name="smpp-transport")
+        api = driver.api
+        assert api is not None
+        await wait_for(
+            lambda: api.cache.store.load_inbound(CONNECTOR, inbound["message_id"])
+        )
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"reply_to": inbound["message_id"], "content": "bye"}
+        )
+        self.assertEqual(code, 201, body)
+        self.assertEqual(body["result"]["channel_id"], CONNECTOR)
+        msg = await driver.next_outbound()
+        self.assertEqual(msg["in_reply_to"], inbound["message_id"])
+        self.assertEqual(msg["transport_name"], "smpp-transport")
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "content": "new"}
+        )
+        self.assertEqual(code, 201, body)
+        self.assertEqual((await driver.next_outbound())["transport_name"], CONNECTOR)
+
+    async def test_null_reply_to_and_event_fields_mean_absent(self) -> None:
+        """``reply_to``, ``event_url`` and ``event_auth_token`` given as ``null``
+        are taken as not given, as vumi2 does: a new message, no event URL."""
+        driver = await self.driver(default_from_addr="2020")
+        code, body, _ = await driver.request(
+            "POST",
+            "/messages",
+            {
+                "to": "+1",
+                "content": "x",
+                "reply_to": None,
+                "event_url": None,
+                "event_auth_token": None,
+            },
+        )
+        self.assertEqual(code, 201, body)
+        self.assertIsNone(body["result"]["reply_to"])
+        msg = await driver.next_outbound()
+        self.assertIsNone(msg["in_reply_to"])
+        api = driver.api
+        assert api is not None
+        record = await api.cache.store.load_outbound(CONNECTOR, msg["message_id"])
+        assert record is not None
+        self.assertNotIn("event_url", record)
+        self.assertNotIn("event_auth_token", record)
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"reply_to": None, "content": "x"}
+        )
+        self.assertEqual(code, 400, body)
+        self.assertEqual(
+            body["result"]["errors"][0]["message"],
+            'Either "to" or "reply_to" must be specified',
+        )
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "content": "x", "event_url": 5}
+        )
+        self.assertEqual((code, body["description"]), (400, "api usage error"))
+
     async def test_unknown_reply_to(self) -> None:
         """An unknown ``reply_to`` is a 400 MessageNotFound, even with ``to``."""
         driver = await self.driver()
@@ -249,8 +313,9 @@ class SendTests(TestCase):
         )
         self.assertEqual((code, body["description"]), (503, "amqp connection error"))
 
-    async def test_request_timeout(self) -> None:
-        """A send that is not done within request_timeout answers 504."""
+    async def test_request_timeout_while_publishing(self) -> None:
+        """Not confirmed within request_timeout: 504 ``outcome unknown`` (the
+        message was handed to the broker and may still be sent)."""
         driver = await self.driver(request_timeout=0.2)
         stuck: Deferred[None] = Deferred()
         original = driver.broker.publish
@@ -263,8 +328,56 @@ class SendTests(TestCase):
             "POST", "/messages", {"to": "+1", "from": "2", "content": "x"}
         )
         driver.broker.publish = original  # type: ignore[method-assign]
+        self.assertEqual((code, body["description"]), (504, "outcome unknown"))
+        error = body["result"]["errors"][0]
+        self.assertEqual(error["type"], "OutcomeUnknown")
+        self.assertIn("may still be sent", error["message"])
+
+    async def test_request_timeout_with_the_rabbitmq_broker_error(self) -> None:
+        """The RabbitMQ broker turns the cancelled confirm into a BrokerError:
+        still 504 ``outcome unknown``, not 503 ``amqp connection error``."""
+        driver = await self.driver(request_timeout=0.2)
+        stuck: Deferred[None] = Deferred()
+        original = driver.broker.publish
+
+        async def hang(routing_key: str, message: Message) -> None:
+            try:
+                await stuck
+            except Exception as exc:  # as RabbitMQBroker._publish_body does
+                raise BrokerError(f"message to {routing_key} not confirmed") from exc
+
+        driver.broker.publish = hang  # type: ignore[method-assign]
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "from": "2", "content": "x"}
+        )
+        driver.broker.publish = original  # type: ignore[method-assign]
+        self.assertEqual((code, body["description"]), (504, "outcome unknown"), body)
+        self.assertEqual(body["result"]["errors"][0]["type"], "OutcomeUnknown")
+
+    async def test_request_timeout_before_publishing(self) -> None:
+        """Timed out before the message reached the broker (here: the state
+        cache hangs): 504 ``request timed out``, and nothing is ever sent."""
+        driver = await self.driver(request_timeout=0.2)
+        api = driver.api
+        assert api is not None
+        stuck: Deferred[None] = Deferred()
+        store = api.cache.store
+        original = store.store_outbound
+
+        async def hang(*args: Any, **kwargs: Any) -> None:
+            await stuck
+
+        store.store_outbound = hang  # type: ignore[method-assign]
+        code, body, _ = await driver.request(
+            "POST", "/messages", {"to": "+1", "from": "2", "content": "x"}
+        )
+        store.store_outbound = original  # type: ignore[method-assign]
         self.assertEqual((code, body["description"]), (504, "request timed out"))
-        self.assertEqual(body["result"]["errors"][0]["type"], "RequestTimeout")
+        error = body["result"]["errors"][0]
+        self.assertEqual(error["type"], "RequestTimeout")
+        self.assertIn("not sent", error["message"])
+        self.assertEqual(driver.broker.pending(f"{CONNECTOR}.outbound"), 0)
+        self.assertTrue(driver.outbound.pending == [])
 
     async def test_basic_auth_off_by_default(self) -> None:
         """Without ``auth``, any (or no) credentials are accepted."""
