@@ -642,6 +642,27 @@ class ReceiptTests(TransportTestCase):
         written.callback(None)
         self.successResultOf(d)
 
+    def test_final_receipt_racing_the_store_shortens_the_mapping(self) -> None:
+        """A final receipt that arrives while the id mapping is still being
+        written cuts the mapping's life once it is written, as it would have
+        had the mapping been there first."""
+        peer = self.started()
+        written: Deferred[None] = Deferred()
+        real_set = self.ctx.store.set
+
+        async def slow_set(key: str, value: str, ttl: int | None = None) -> None:
+            await written
+            await real_set(key, value, ttl)
+
+        self.ctx.store.set = slow_set  # type: ignore[method-assign]
+        d = self.send(mt())
+        [submit] = self.submits(peer)
+        peer.send(SubmitSMResp(sequence_number=submit.sequence_number, message_id="77"))
+        peer.send(self.receipt("77", state=2))
+        written.callback(None)
+        self.successResultOf(d)
+        self.assertEqual(self.store_ttl("77"), 3600)
+
     def test_disable_delivery_report(self) -> None:
         peer = self.started(disable_delivery_report=True)
         _, smsc_id = self.submit_and_ack(peer)

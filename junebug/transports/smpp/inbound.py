@@ -122,6 +122,8 @@ class InboundHandler:
         }
         #: SMSC ids whose mapping is being written, so a fast receipt finds it.
         self._recent: dict[str, str] = {}
+        #: The shorter life a final receipt gave a mapping still being written.
+        self._final_ttl: dict[str, int] = {}
         self._retrying: dict[str, Deferred[None]] = {}
 
     # -- correlation ---------------------------------------------------------
@@ -157,8 +159,7 @@ class InboundHandler:
                 self._remember_later(key_id, message_id)
             )
             return
-        if self._recent.get(key_id) == message_id:
-            del self._recent[key_id]
+        await self._written(key_id, message_id)
 
     async def _remember_later(self, key_id: str, message_id: str) -> None:
         try:
@@ -176,10 +177,33 @@ class InboundHandler:
                 smsc_id=key_id,
                 message_id=message_id,
             )
+            self._forget(key_id, message_id)
+        else:
+            await self._written(key_id, message_id)
         finally:
             self._retrying.pop(key_id, None)
-            if self._recent.get(key_id) == message_id:
-                del self._recent[key_id]
+
+    def _forget(self, key_id: str, message_id: str) -> int | None:
+        """Drop the in-memory mapping; the life a final receipt asked for."""
+        if self._recent.get(key_id) == message_id:
+            del self._recent[key_id]
+        return self._final_ttl.pop(key_id, None)
+
+    async def _written(self, key_id: str, message_id: str) -> None:
+        """The mapping is in the store: a final receipt that found it in
+        memory meanwhile now shortens its life there."""
+        ttl = self._forget(key_id, message_id)
+        if ttl is None:
+            return
+        try:
+            await self._store.get(self.key(key_id), ttl=ttl)
+        except Exception as exc:
+            # Harmless: the mapping then lives third_party_id_expiry.
+            self._log.warn(
+                "Could not shorten the life of SMSC id {smsc_id} ({error})",
+                smsc_id=key_id,
+                error=exc,
+            )
 
     def stop(self) -> None:
         """Cancel background writes (their mappings are lost with the process)."""
@@ -284,6 +308,9 @@ class InboundHandler:
         waited = 0.0
         while True:
             message_id = self._recent.get(key_id)
+            if message_id is not None and ttl is not None:
+                # Still being written: cut its life once it is (_written).
+                self._final_ttl[key_id] = ttl
             if message_id is None:
                 # One round trip: read the mapping and, for a final report,
                 # shorten its life (a pending report leaves it alone).
