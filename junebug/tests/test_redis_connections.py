@@ -6,9 +6,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
+from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv6Address
+from twisted.internet.interfaces import (
+    IHostnameResolver,
+    IHostResolution,
+    IReactorPluggableNameResolver,
+    IResolutionReceiver,
+)
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 from junebug.config import build_config
 from junebug.errors import ConfigError, StoreUnavailable
@@ -17,6 +26,49 @@ from junebug.stores.redis_address import RedisAddress, address_of
 from junebug.testing.certificates import CertificateFiles, make_certificates
 from junebug.testing.redis import start_redis_fixture
 from junebug.testing.redis_server import RedisServer
+
+
+@implementer(IHostResolution)
+class _Resolution:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def cancel(self) -> None:
+        pass
+
+
+@implementer(IHostnameResolver)
+class _SixOnlyResolver:
+    """Knows one name, ``redis-v6.test``, with only the address ``::1``."""
+
+    def resolveHostName(
+        self,
+        receiver: IResolutionReceiver,
+        hostName: str,  # noqa: N803 (the interface names them)
+        portNumber: int = 0,  # noqa: N803
+        addressTypes: Any = None,  # noqa: N803
+        transportSemantics: str = "TCP",  # noqa: N803
+    ) -> IHostResolution:
+        resolution = _Resolution(hostName)
+        receiver.resolutionBegan(resolution)
+        if hostName == "redis-v6.test":
+            receiver.addressResolved(IPv6Address("TCP", "::1", portNumber))
+        receiver.resolutionComplete()
+        return resolution
+
+
+@implementer(IReactorPluggableNameResolver)
+class _ReactorWithResolver:
+    """The real reactor, but names resolve with :class:`_SixOnlyResolver`."""
+
+    def __init__(self) -> None:
+        self.nameResolver = _SixOnlyResolver()
+
+    def installNameResolver(self, resolver: IHostnameResolver) -> IHostnameResolver:
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)
 
 
 class RedisUrlTests(SynchronousTestCase):
@@ -253,6 +305,21 @@ class PrivateRedisTests(TestCase):
         backend = await connect_redis(
             address=RedisAddress.from_url(f"redis://[::1]:{server.port}"),
             clock=reactor,
+            connect_timeout=5,
+        )
+        self.addCleanup(backend.close)
+        await backend.set("k", "v")
+        self.assertEqual(await backend.get("k"), "v")
+
+    async def test_host_name_with_only_an_ipv6_address(self) -> None:
+        """A name that resolves to IPv6 only (TCP4ClientEndpoint, used
+        before, resolved names to IPv4 only and failed)."""
+        server = await self._server(bind="::1")
+        backend = await connect_redis(
+            "redis-v6.test",
+            server.port,
+            clock=reactor,
+            reactor=_ReactorWithResolver(),
             connect_timeout=5,
         )
         self.addCleanup(backend.close)

@@ -131,3 +131,17 @@ class ProtocolTests(TestCase):
         spent = time.process_time() - started
         self.assertEqual(results, [members])
         self.assertLess(spent, 1.0)
+
+    def test_big_bulk_string_in_many_reads(self) -> None:
+        """A 4 MiB GET in 16 KiB reads: 1.5 s with the old parser (it looked
+        for the end of the bulk string again at every read), now ~2 ms."""
+        value = "x" * (4 * 1024 * 1024)
+        stream = b"$%d\r\n%s\r\n" % (len(value), value.encode())
+        results: list[object] = []
+        self.protocol.execute(("GET", "k")).addCallback(results.append)
+        started = time.process_time()
+        for start in range(0, len(stream), 16384):
+            self.protocol.dataReceived(stream[start : start + 16384])
+        spent = time.process_time() - started
+        self.assertEqual(results, [value])
+        self.assertLess(spent, 0.3)
