@@ -21,6 +21,8 @@ import attrs
 from junebug import config_layers
 from junebug.converter import structure, unstructure
 from junebug.errors import ConfigError
+from junebug.stores.redis_address import redis_url_validator
+from junebug.tls import ca_file_validator
 
 
 def _doc(text: str, **extra: Any) -> dict[str, Any]:
@@ -68,6 +70,25 @@ class RedisConfig:
     password: str | None = attrs.field(default=None, metadata=_doc("Redis password"))
     key_prefix: str | None = attrs.field(
         default=None, metadata=_doc("Prefix (joined with ':') for every key")
+    )
+    username: str | None = attrs.field(
+        default=None, metadata=_doc("Redis ACL user (Redis 6+); with password")
+    )
+    tls: bool = attrs.field(
+        default=False, metadata=_doc("Connect with TLS, verifying the certificate")
+    )
+    ca_file: str | None = attrs.field(
+        default=None,
+        validator=ca_file_validator,
+        metadata=_doc("PEM CA bundle for Redis TLS; the platform's CAs if unset"),
+    )
+    url: str | None = attrs.field(
+        default=None,
+        validator=redis_url_validator,
+        metadata=_doc(
+            "redis://, rediss:// (TLS) or unix:// URL; replaces host, port, db, "
+            "username, password and tls"
+        ),
     )
 
 
@@ -190,6 +211,14 @@ class JunebugConfig:
             "Most seconds failed mo_url/event_url/status_url posts are retried "
             "before they go to the dead-letter queue; MO posts stop at "
             "inbound_message_ttl and event posts at outbound_message_ttl first"
+        ),
+    )
+    http_ca_file: str | None = attrs.field(
+        default=None,
+        validator=ca_file_validator,
+        metadata=_doc(
+            "PEM CA bundle that HTTPS servers' certificates are checked against "
+            "(mo_url, event_url, status_url); the platform's CAs if unset"
         ),
     )
     startup_channels: list[dict[str, Any]] = attrs.field(

@@ -35,6 +35,7 @@ from junebug.stores.memory import MemoryBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
 from junebug.stores.redis import connect_redis
+from junebug.stores.redis_address import address_of
 from junebug.stores.routers import RouterStore
 from junebug.stores.status import StatusStore
 from junebug.transports.registry import TransportRegistry
@@ -111,12 +112,7 @@ async def connect_backends(
         return MemoryBackend(reactor, config.redis.key_prefix), MemoryBroker(reactor)
     redis = config.redis
     backend = await connect_redis(
-        host=redis.host,
-        port=redis.port,
-        db=redis.db,
-        password=redis.password,
-        key_prefix=redis.key_prefix,
-        clock=reactor,
+        key_prefix=redis.key_prefix, address=address_of(redis), clock=reactor
     )
     amqp = config.amqp
     broker = RabbitMQBroker(
@@ -144,7 +140,7 @@ async def start_junebug(
     )
     logs.start()
     backend, broker = await connect_backends(reactor, config)
-    http = HttpClient(reactor)
+    http = HttpClient(reactor, ca_file=config.http_ca_file)
     delivery = HttpDelivery(
         reactor,
         http,

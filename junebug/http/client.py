@@ -38,15 +38,21 @@ from twisted.internet.defer import CancelledError, Deferred, gatherResults, succ
 from twisted.internet.interfaces import IConsumer, IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    ResponseDone,
+)
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IResponse
 from typing_extensions import override
 from zope.interface import implementer
 
-from junebug.http.connections import ConnectionPool
+from junebug.http.connections import USER_AGENT, ConnectionPool
 from junebug.messages import format_timestamp
+from junebug.tls import TlsSettings
 
 #: Per-host limit of idle persistent connections kept in the pool.
 MAX_PERSISTENT_PER_HOST: Final = 20
@@ -60,6 +66,7 @@ MAX_GET_BODY_READ: Final = 4 * 1024 * 1024
 ERROR_LIMIT: Final = 1024
 DEFAULT_TIMEOUT: Final = 10.0
 _JSON_CONTENT_TYPE: Final = b"Content-Type: application/json\r\n"
+_USER_AGENT: Final = USER_AGENT.encode("ascii")
 _BAD_HEADER_VALUE: Final = re.compile(rb"[\r\n\x00]")
 
 # ``scheme://user:password@`` anywhere in a text.  The password runs to the
@@ -271,6 +278,8 @@ class HttpClient:
     """JSON over HTTP with a persistent connection pool (see the module doc).
 
     ``agent`` replaces the pooled :class:`~twisted.web.client.Agent` (tests).
+    HTTPS servers' certificates are checked against the platform's CAs, or
+    only those of the PEM bundle ``ca_file`` (read here, once).
     """
 
     def __init__(
@@ -279,16 +288,20 @@ class HttpClient:
         *,
         agent: IAgent | None = None,
         max_persistent_per_host: int = MAX_PERSISTENT_PER_HOST,
+        ca_file: str | None = None,
     ) -> None:
         self._reactor = reactor
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = max_persistent_per_host
-        #: Plain-HTTP POSTs go through this lighter pool (not with an injected
-        #: agent, whose requests tests inspect).
+        #: HTTP and HTTPS POSTs go through this lighter pool (not with an
+        #: injected agent, whose requests tests inspect).
         self._posts: ConnectionPool | None = None
         if agent is None:
-            agent = Agent(reactor, pool=self._pool)
-            self._posts = ConnectionPool(reactor, max_persistent_per_host)
+            # One trust root for both: the platform's CAs, or ca_file's.
+            tls = TlsSettings(ca_file)
+            policy = BrowserLikePolicyForHTTPS(trustRoot=tls.trust_root)
+            agent = Agent(reactor, contextFactory=policy, pool=self._pool)
+            self._posts = ConnectionPool(reactor, max_persistent_per_host, tls=tls)
         self._agent = agent
 
     def close(self) -> Deferred[None]:
@@ -338,6 +351,7 @@ class HttpClient:
         if not url.lower().startswith(("http://", "https://")):
             raise ValueError(f"not an http(s) URL: {url!r}")
         producer = None if data is None else _BytesProducer(data)
+        headers.setRawHeaders(b"User-Agent", [_USER_AGENT])
         response: IResponse = await self._agent.request(
             method.encode("ascii"), request_target(url), headers, producer
         )

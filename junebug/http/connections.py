@@ -1,14 +1,20 @@
-"""Plain-HTTP keep-alive connections for the POSTs on every message's path.
+"""Keep-alive HTTP and HTTPS connections for the POSTs on every message's path.
 
 Each ``mo_url`` and ``event_url`` POST through ``twisted.web.client.Agent``
 costs about 350 microseconds of CPU (request and header objects, a stateful
 response parser, pooling with timers); on a gateway doing thousands a second
 that was the largest single cost.  :class:`ConnectionPool` does the same job
-for ``http://`` URLs with one small protocol: the request is written as one
-bytes string and the response is parsed from a buffer.  It is HTTP/1.1 with
-one request per connection at a time (no pipelining), keep-alive, bodies with
-``Content-Length``, chunked or delimited by the close, and ``1xx`` interim
-answers skipped.  HTTPS and GET keep using the agent.
+for ``http://`` and ``https://`` URLs with one small protocol: the request is
+written as one bytes string and the response is parsed from a buffer.  It is
+HTTP/1.1 with one request per connection at a time (no pipelining),
+keep-alive, bodies with ``Content-Length``, chunked or delimited by the close,
+and ``1xx`` interim answers skipped.  GET, and URLs it cannot write as they
+are (non-ASCII, userinfo), keep using the agent.
+
+HTTPS connections verify the server's certificate and host name
+(:class:`junebug.tls.TlsSettings`: the platform's CAs or a ``ca_file``); a
+certificate that does not verify fails the request, naming the reason.
+Every request says ``User-Agent: Junebug/<version>``.
 
 A request that finds its reused idle connection closed before any byte of an
 answer arrived is sent once more on a new connection: the server closed the
@@ -23,14 +29,18 @@ from urllib.parse import urlsplit
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import connectProtocol, wrapClientTLS
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from typing_extensions import override
 
-__all__ = ["ConnectionPool", "PlainTarget", "ResponseError", "plain_target"]
+from junebug import __version__
+from junebug.endpoints import tcp_endpoint
+from junebug.tls import TlsSettings
+
+__all__ = ["USER_AGENT", "ConnectionPool", "PostTarget", "ResponseError", "post_target"]
 
 #: How many parsed URLs are remembered (a pool posts to few distinct URLs).
 TARGET_CACHE_SIZE: Final = 1024
@@ -39,6 +49,8 @@ MAX_HEADER_BYTES: Final = 64 * 1024
 CONNECT_TIMEOUT: Final = 30.0
 #: Idle keep-alive connections are closed after this many seconds.
 IDLE_TIMEOUT: Final = 120.0
+#: What every request says it is.
+USER_AGENT: Final = f"Junebug/{__version__}"
 
 
 class ResponseError(Exception):
@@ -49,23 +61,40 @@ class _StaleConnection(Exception):
     """A reused connection closed before any byte of an answer arrived."""
 
 
+_Key = tuple[str, int, bool]  # host, port, TLS
+
+
 @attrs.frozen
-class PlainTarget:
-    """Where an ``http://`` URL's request goes, and its request line start."""
+class PostTarget:
+    """Where an ``http://`` or ``https://`` URL's request goes, and the start
+    of the request."""
 
     host: str
     port: int
-    head: bytes  # "POST <target> HTTP/1.1\r\nHost: <host>\r\n"
+    tls: bool
+    # "POST <target> HTTP/1.1\r\nHost: <host>\r\nUser-Agent: Junebug/...\r\n"
+    head: bytes
+
+    @property
+    def key(self) -> _Key:
+        return (self.host, self.port, self.tls)
 
 
-def plain_target(url: str) -> PlainTarget | None:
-    """The target of a plain ``http://`` URL, or ``None`` for anything else
-    (HTTPS, non-ASCII, userinfo, a bad port): those go through the agent."""
-    if not url.startswith("http://") or not url.isascii():
+def post_target(url: str) -> PostTarget | None:
+    """The target of an ``http://`` or ``https://`` URL, or ``None`` for
+    anything else (non-ASCII, userinfo, a bad port): those go through the
+    agent."""
+    if url.startswith("http://"):
+        tls = False
+    elif url.startswith("https://"):
+        tls = True
+    else:
+        return None
+    if not url.isascii():
         return None
     try:
         parts = urlsplit(url)
-        port = parts.port or 80
+        port = parts.port or (443 if tls else 80)
     except ValueError:
         return None
     host = parts.hostname
@@ -74,8 +103,11 @@ def plain_target(url: str) -> PlainTarget | None:
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
-    head = f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n".encode("ascii")
-    return PlainTarget(host=host, port=port, head=head)
+    head = (
+        f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"User-Agent: {USER_AGENT}\r\n"
+    ).encode("ascii")
+    return PostTarget(host=host, port=port, tls=tls, head=head)
 
 
 class _Answer:
@@ -218,7 +250,7 @@ class _Answer:
 class _Connection(Protocol):
     """One HTTP/1.1 connection: one request at a time."""
 
-    def __init__(self, pool: ConnectionPool, key: tuple[str, int]) -> None:
+    def __init__(self, pool: ConnectionPool, key: _Key) -> None:
         self._pool = pool
         self._key = key
         self._buffer = bytearray()
@@ -311,33 +343,39 @@ class _Connection(Protocol):
 
 
 class ConnectionPool:
-    """Idle keep-alive connections by ``(host, port)``, at most
+    """Idle keep-alive connections by ``(host, port, TLS)``, at most
     ``max_per_host`` each, closed after :data:`IDLE_TIMEOUT` seconds unused;
-    connections are made on the injected reactor."""
+    connections are made on the injected reactor, HTTPS ones verified with
+    ``tls`` (default: the platform's CAs)."""
 
     def __init__(
-        self, reactor: Any, max_per_host: int, idle_timeout: float = IDLE_TIMEOUT
+        self,
+        reactor: Any,
+        max_per_host: int,
+        idle_timeout: float = IDLE_TIMEOUT,
+        tls: TlsSettings | None = None,
     ) -> None:
         self._reactor = reactor
+        self._tls = tls
         self._max_per_host = max_per_host
         self._idle_timeout = idle_timeout
-        self._idle: dict[tuple[str, int], deque[_Connection]] = {}
-        self._targets: dict[str, PlainTarget | None] = {}
+        self._idle: dict[_Key, deque[_Connection]] = {}
+        self._targets: dict[str, PostTarget | None] = {}
         self._sweeping: IDelayedCall | None = None
 
-    def target(self, url: str) -> PlainTarget | None:
-        """:func:`plain_target`, remembered."""
+    def target(self, url: str) -> PostTarget | None:
+        """:func:`post_target`, remembered."""
         try:
             return self._targets[url]
         except KeyError:
             pass
         if len(self._targets) >= TARGET_CACHE_SIZE:
             self._targets.clear()
-        found = self._targets[url] = plain_target(url)
+        found = self._targets[url] = post_target(url)
         return found
 
     async def post(
-        self, target: PlainTarget, headers: bytes, body: bytes, limit: int
+        self, target: PostTarget, headers: bytes, body: bytes, limit: int
     ) -> tuple[int, bytes, bool]:
         """POST ``body``: ``(code, up to limit bytes of body, truncated)``.
 
@@ -351,7 +389,7 @@ class ConnectionPool:
                 body,
             )
         )
-        key = (target.host, target.port)
+        key = target.key
         connection = self._take(key)
         if connection is not None:
             try:
@@ -361,7 +399,7 @@ class ConnectionPool:
         connection = await self._connect(key)
         return await connection.send(request, limit)
 
-    def _take(self, key: tuple[str, int]) -> _Connection | None:
+    def _take(self, key: _Key) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
             connection = idle.pop()
@@ -370,10 +408,13 @@ class ConnectionPool:
                 return connection
         return None
 
-    async def _connect(self, key: tuple[str, int]) -> _Connection:
-        endpoint = TCP4ClientEndpoint(
-            self._reactor, key[0], key[1], timeout=CONNECT_TIMEOUT
-        )
+    async def _connect(self, key: _Key) -> _Connection:
+        host, port, tls = key
+        endpoint = tcp_endpoint(self._reactor, host, port, CONNECT_TIMEOUT)
+        if tls:
+            if self._tls is None:
+                self._tls = TlsSettings()
+            endpoint = wrapClientTLS(self._tls.creator(host), endpoint)
         connection: _Connection = await connectProtocol(
             endpoint, _Connection(self, key)
         )
@@ -382,7 +423,7 @@ class ConnectionPool:
             transport.setTcpNoDelay(True)
         return connection
 
-    def release(self, key: tuple[str, int], connection: _Connection) -> None:
+    def release(self, key: _Key, connection: _Connection) -> None:
         idle = self._idle.setdefault(key, deque())
         if len(idle) >= self._max_per_host:
             connection.close()
@@ -407,7 +448,7 @@ class ConnectionPool:
                 self._idle_timeout / 2, self._sweep
             )
 
-    def forget(self, key: tuple[str, int], connection: _Connection) -> None:
+    def forget(self, key: _Key, connection: _Connection) -> None:
         idle = self._idle.get(key)
         if idle is not None and connection in idle:
             idle.remove(connection)

@@ -21,6 +21,7 @@ from junebug import config_layers
 from junebug.config import AmqpConfig
 from junebug.converter import structure
 from junebug.errors import ConfigError
+from junebug.tls import ca_file_validator
 
 ENV_PREFIX = "JUNEBUG_MESSAGE_API_"
 #: The environment variable naming a config file (when ``--config`` is not given).
@@ -200,6 +201,14 @@ class MessageApiConfig:
     )
     state_cache_config: dict[str, Any] = attrs.field(
         factory=dict, metadata=_doc("The options of the state cache class")
+    )
+    http_ca_file: str | None = attrs.field(
+        default=None,
+        validator=ca_file_validator,
+        metadata=_doc(
+            "PEM CA bundle that HTTPS servers' certificates are checked against "
+            "(mo_message_url, event URLs); the platform's CAs if unset"
+        ),
     )
     request_timeout: float = attrs.field(
         default=240.0,

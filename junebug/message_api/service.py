@@ -158,7 +158,7 @@ async def start_message_api(
         cache = await open_state_cache(
             reactor, config.state_cache_class, config.state_cache_config
         )
-    http = HttpClient(reactor)
+    http = HttpClient(reactor, ca_file=config.http_ca_file)
     try:
         if broker is None:
             broker = await connect_broker(reactor, config)

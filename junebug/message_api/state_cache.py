@@ -30,6 +30,8 @@ from junebug.errors import ConfigError
 from junebug.stores.memory import MemoryBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.redis import RedisBackend, connect_redis
+from junebug.stores.redis_address import address_of, redis_url_validator
+from junebug.tls import ca_file_validator
 
 __all__ = [
     "BoundedMemoryBackend",
@@ -163,6 +165,25 @@ class RedisStateCacheConfig:
     key_prefix: str | None = attrs.field(
         default=None, metadata={"doc": "Prefix (joined with ':') for every key"}
     )
+    username: str | None = attrs.field(
+        default=None, metadata={"doc": "Redis ACL user (Redis 6+); with password"}
+    )
+    tls: bool = attrs.field(
+        default=False, metadata={"doc": "Connect with TLS, verifying the certificate"}
+    )
+    ca_file: str | None = attrs.field(
+        default=None,
+        validator=ca_file_validator,
+        metadata={"doc": "PEM CA bundle for Redis TLS; the platform's CAs if unset"},
+    )
+    url: str | None = attrs.field(
+        default=None,
+        validator=redis_url_validator,
+        metadata={
+            "doc": "redis://, rediss:// (TLS) or unix:// URL; replaces host, port, "
+            "db, username, password and tls"
+        },
+    )
     timeout: int = attrs.field(
         default=DEFAULT_TIMEOUT,
         validator=_positive,
@@ -188,12 +209,7 @@ class RedisStateCache:
         cls, reactor: IReactorTime, config: RedisStateCacheConfig
     ) -> RedisStateCache:
         backend = await connect_redis(
-            host=config.host,
-            port=config.port,
-            db=config.db,
-            password=config.password,
-            key_prefix=config.key_prefix,
-            clock=reactor,
+            key_prefix=config.key_prefix, address=address_of(config), clock=reactor
         )
         return cls(MessageStore(backend, config.timeout, config.timeout), backend)
 

@@ -31,6 +31,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from junebug.errors import StoreUnavailable
+from junebug.stores.redis_address import RedisAddress
 from junebug.stores.resp import (
     RedisConnectionError,
     RedisReplyError,
@@ -225,26 +226,36 @@ async def connect_redis(
     reactor: Any = None,
     connect_timeout: float = 10.0,
     timeout: float = 10.0,
+    username: str | None = None,
+    address: RedisAddress | None = None,
 ) -> RedisBackend:
     """Connect to Redis and return the backend once the connection is usable.
 
+    The server is ``address`` if given (TLS, unix sockets: see
+    :class:`~junebug.stores.redis_address.RedisAddress`), otherwise plain TCP
+    to ``host``:``port`` with ``db``, ``username`` and ``password``.
     ``reactor`` dials (default: ``clock``, which must then be a reactor);
     ``clock`` drives the timeouts.  Raises
     :class:`~junebug.errors.StoreUnavailable` if Redis is not reachable within
-    ``connect_timeout`` seconds or refuses the password or ``db``; nothing is
-    left running then.  ``timeout`` bounds every later call (see the module's
-    docstring).
+    ``connect_timeout`` seconds, refuses the credentials or ``db``, or the CA
+    file cannot be read; nothing is left running then.  ``timeout`` bounds
+    every later call (see the module's docstring).
     """
-    client = RespClient(
-        clock if reactor is None else reactor,
-        clock,
-        host,
-        port,
-        db=db,
-        password=password,
-        timeout=timeout,
-        connect_timeout=connect_timeout,
-    )
+    if address is None:
+        address = RedisAddress(
+            host=host, port=port, db=db, username=username, password=password
+        )
+    where = address.describe()
+    try:
+        client = RespClient(
+            clock if reactor is None else reactor,
+            clock,
+            address,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+        )
+    except ValueError as e:
+        raise StoreUnavailable(f"Redis at {where}: {e}") from e
     starting = defer.Deferred.fromCoroutine(client.start())
     starting.addTimeout(connect_timeout, clock)
     try:
@@ -252,11 +263,11 @@ async def connect_redis(
     except defer.TimeoutError as e:
         await client.close()
         raise StoreUnavailable(
-            f"Redis at {host}:{port} not reachable within {connect_timeout:g}s"
+            f"Redis at {where} not reachable within {connect_timeout:g}s"
         ) from e
     except RedisSetupError as e:
         await client.close()
-        raise StoreUnavailable(f"Redis at {host}:{port}: {e}") from e
+        raise StoreUnavailable(f"Redis at {where}: {e}") from e
     return RedisBackend(client, clock=clock, key_prefix=key_prefix, timeout=timeout)
 
 

@@ -5,10 +5,16 @@ microseconds of CPU per command (a pooled handler wrapped in
 ``inlineCallbacks``, a ``DeferredQueue`` per reply, and a pause and
 ``callLater`` after every bulk reply) and dialled with the global reactor.
 :class:`RespClient` writes each command as one bytes string, keeps the
-waiting Deferreds in order, and parses replies straight from the buffer.
+waiting Deferreds in order, and parses replies with ``hiredis``'s C reader
+(:func:`reply_reader`), which keeps its place in a reply that arrives over
+many reads.
 
 - One connection; commands are pipelined on it (Redis answers in order).
-- On connect it authenticates (``AUTH``) if there is a password and selects
+- It dials TCP (a host name may resolve to IPv6), TLS (``rediss://``, the
+  server's certificate verified) or a unix socket: see
+  :class:`~junebug.stores.redis_address.RedisAddress`.
+- On connect it authenticates (``AUTH [username] password``, the ACL form
+  with a user name) if there is a password or user name and selects
   the database (``SELECT``, always: a server that does not answer the
   handshake is found at once).  A refused password or database ends
   :meth:`RespClient.start` with :class:`RedisSetupError`.
@@ -29,8 +35,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
+import hiredis
+from OpenSSL import SSL
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import connectProtocol
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
@@ -38,13 +46,15 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from typing_extensions import override
 
+from junebug.stores.redis_address import RedisAddress
+
 __all__ = [
     "RedisConnectionError",
     "RedisReplyError",
     "RedisSetupError",
     "RespClient",
     "encode_command",
-    "parse_reply",
+    "reply_reader",
 ]
 
 MAX_RECONNECT_DELAY: Final = 5.0
@@ -62,14 +72,12 @@ class RedisConnectionError(Exception):
 
 
 class RedisSetupError(Exception):
-    """Redis refused the ``AUTH`` or ``SELECT`` of the handshake."""
+    """Redis refused the ``AUTH`` or ``SELECT`` of the handshake, or its TLS
+    certificate did not verify."""
 
 
-class _Incomplete(Exception):
-    """The buffer ends inside a reply."""
-
-
-_INCOMPLETE: Final = _Incomplete()
+class _TlsFailed(RedisConnectionError):
+    """The TLS handshake failed (a certificate that does not verify...)."""
 
 
 def encode_command(args: tuple[str | int | bytes, ...]) -> bytes:
@@ -88,48 +96,21 @@ def encode_command(args: tuple[str | int | bytes, ...]) -> bytes:
     return b"".join(parts)
 
 
-def parse_reply(buffer: bytes, pos: int) -> tuple[object, int]:
-    """The reply starting at ``pos`` and the position after it.
+def reply_reader() -> hiredis.Reader:
+    """A RESP2 reply parser (the C one of ``hiredis``): ``feed`` it bytes,
+    ``gets`` the next complete reply or ``False``.
 
-    Bulk strings are ``str`` when they are UTF-8 and ``bytes`` otherwise; a
-    nil is ``None``; an error is a :class:`RedisReplyError`.  Raises
-    ``_Incomplete`` if the buffer ends first.
+    Bulk and simple strings come back as ``str`` (bytes that are not UTF-8
+    decoded with U+FFFD, as :class:`~junebug.stores.redis.RedisBackend` would
+    decode them), integers as ``int``, nils as ``None``, arrays as ``list`` and
+    error replies as :class:`RedisReplyError` values.  It keeps its own state
+    between reads, so a reply cut into many reads is parsed once (the former
+    pure-Python parser started an unfinished array again on every read:
+    quadratic in the reply's size).  Garbage raises ``hiredis.ProtocolError``.
     """
-    end = buffer.find(_CRLF, pos)
-    if end < 0:
-        raise _INCOMPLETE
-    kind = buffer[pos]
-    if kind == 36:  # $ bulk string
-        length = int(buffer[pos + 1 : end])
-        if length < 0:
-            return None, end + 2
-        start = end + 2
-        stop = start + length
-        if len(buffer) < stop + 2:
-            raise _INCOMPLETE
-        data = buffer[start:stop]
-        try:
-            return data.decode("utf-8"), stop + 2
-        except UnicodeDecodeError:
-            return data, stop + 2
-    if kind == 58:  # : integer
-        return int(buffer[pos + 1 : end]), end + 2
-    if kind == 43:  # + simple string
-        return buffer[pos + 1 : end].decode("utf-8", "replace"), end + 2
-    if kind == 45:  # - error
-        text = buffer[pos + 1 : end].decode("utf-8", "replace")
-        return RedisReplyError(text), end + 2
-    if kind == 42:  # * array
-        count = int(buffer[pos + 1 : end])
-        if count < 0:
-            return None, end + 2
-        items = []
-        pos = end + 2
-        for _ in range(count):
-            item, pos = parse_reply(buffer, pos)
-            items.append(item)
-        return items, pos
-    raise ValueError(f"not a RESP reply: {buffer[pos : pos + 40]!r}")
+    return hiredis.Reader(
+        replyError=RedisReplyError, encoding="utf-8", errors="replace"
+    )
 
 
 class _RespProtocol(Protocol):
@@ -138,7 +119,7 @@ class _RespProtocol(Protocol):
     def __init__(self, clock: IReactorTime, timeout: float) -> None:
         self._clock = clock
         self._timeout = timeout
-        self._buffer = b""
+        self._reader = reply_reader()
         self._waiting: deque[tuple[Deferred[object], float]] = deque()
         self._timer: IDelayedCall | None = None
         self.lost: Deferred[None] = Deferred()
@@ -196,27 +177,23 @@ class _RespProtocol(Protocol):
 
     @override
     def dataReceived(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
-        pos = 0
-        size = len(buffer)
+        reader = self._reader
+        reader.feed(data)
         waiting = self._waiting
-        replies = []
         try:
-            while pos < size:
-                reply, pos = parse_reply(buffer, pos)
-                replies.append(reply)
-        except _Incomplete:
-            pass
-        except ValueError as exc:
+            reply = reader.gets()
+            while reply is not False:
+                if not waiting:
+                    self.drop(RedisConnectionError("a reply nobody asked for"))
+                    return
+                deferred, _ = waiting.popleft()
+                deferred.callback(reply)
+                if not self.open:  # a callback dropped the connection
+                    return
+                reply = reader.gets()
+        except hiredis.ProtocolError as exc:
             self.drop(RedisConnectionError(f"unreadable reply: {exc}"))
             return
-        self._buffer = buffer[pos:]
-        for reply in replies:
-            if not waiting:
-                self.drop(RedisConnectionError("a reply nobody asked for"))
-                return
-            deferred, _ = waiting.popleft()
-            deferred.callback(reply)
         if not waiting and self._timer is not None:
             if self._timer.active():
                 self._timer.cancel()
@@ -227,10 +204,21 @@ class _RespProtocol(Protocol):
         self.open = False
         self.ready = False
         why = reason.getErrorMessage() if reason is not None else "closed"
-        self._fail_all(RedisConnectionError(f"connection lost: {why}"))
+        if reason is not None and reason.check(SSL.Error):
+            self._fail_all(_TlsFailed(f"TLS failed: {why}"))
+        else:
+            self._fail_all(RedisConnectionError(f"connection lost: {why}"))
         if self.on_lost is not None:
             self.on_lost(self)
         self.lost.callback(None)
+
+
+def _auth_command(address: RedisAddress) -> tuple[str, ...]:
+    """``AUTH password``, or ``AUTH username password`` for an ACL user (a
+    user without a password sends an empty one: a ``nopass`` user takes any)."""
+    if address.username is None:
+        return ("AUTH", address.password or "")
+    return ("AUTH", address.username, address.password or "")
 
 
 class RespClient:
@@ -243,22 +231,17 @@ class RespClient:
         self,
         reactor: Any,
         clock: IReactorTime,
-        host: str,
-        port: int,
+        address: RedisAddress,
         *,
-        db: int = 0,
-        password: str | None = None,
         timeout: float = 10.0,
         connect_timeout: float = 10.0,
     ) -> None:
         self._reactor = reactor
         self._clock = clock
-        self._host = host
-        self._port = port
-        self._db = db
-        self._password = password
+        self._address = address
+        # Built once: a TLS address reads its CA file here, not on each dial.
+        self._endpoint = address.endpoint(reactor, connect_timeout)
         self._timeout = timeout
-        self._connect_timeout = connect_timeout
         self.protocol: _RespProtocol | None = None
         self._waiters: list[Deferred[_RespProtocol]] = []
         self._closed = False
@@ -269,7 +252,8 @@ class RespClient:
 
     @property
     def address(self) -> str:
-        return f"{self._host}:{self._port}"
+        """The server, for messages (no credentials)."""
+        return self._address.describe()
 
     def is_connected(self) -> bool:
         protocol = self.protocol
@@ -297,20 +281,20 @@ class RespClient:
                 await deferLater(self._clock, delay, lambda: None)
 
     async def _dial(self) -> None:
-        endpoint = TCP4ClientEndpoint(
-            self._reactor, self._host, self._port, timeout=self._connect_timeout
-        )
         protocol = await connectProtocol(
-            endpoint, _RespProtocol(self._clock, self._timeout)
+            self._endpoint, _RespProtocol(self._clock, self._timeout)
         )
+        address = self._address
         try:
-            if self._password is not None:
-                reply = await protocol.execute(("AUTH", self._password))
+            if address.username is not None or address.password is not None:
+                reply = await protocol.execute(_auth_command(address))
                 if isinstance(reply, RedisReplyError):
                     raise RedisSetupError(f"authentication failed: {reply}")
-            reply = await protocol.execute(("SELECT", self._db))
+            reply = await protocol.execute(("SELECT", address.db))
             if isinstance(reply, RedisReplyError):
-                raise RedisSetupError(f"cannot select dbid {self._db}: {reply}")
+                raise RedisSetupError(f"cannot select dbid {address.db}: {reply}")
+        except _TlsFailed as exc:
+            raise RedisSetupError(str(exc)) from exc
         except BaseException:
             protocol.drop(RedisConnectionError("handshake failed"))
             raise

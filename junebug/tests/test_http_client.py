@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import tempfile
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +13,7 @@ from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.error import ConnectionLost
+from twisted.internet.ssl import DefaultOpenSSLContextFactory
 from twisted.internet.task import Clock
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
@@ -22,6 +25,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
+from junebug import __version__
 from junebug.http.client import (
     MAX_POST_BODY_READ,
     HttpClient,
@@ -88,6 +92,11 @@ class TrackingFactory(WrappingFactory):
         proto.lost = Deferred()
         self.connections.append(proto)
         return proto
+
+
+from junebug.testing.certificates import make_certificates  # noqa: E402
+
+USER_AGENT = [f"Junebug/{__version__}".encode()]
 
 
 class RealSocketTests(TestCase):
@@ -186,6 +195,14 @@ class RealSocketTests(TestCase):
             self.assertTrue(result.ok)
         self.assertEqual(len(self.resource.requests), 3)
         self.assertEqual(len(self.factory.connections), 1)
+
+    async def test_user_agent(self) -> None:
+        await self.client.post_json(self.url(), {})
+        await self.client.get_json(self.url("/api"))
+        for request in self.resource.requests:
+            self.assertEqual(
+                request["headers"].getRawHeaders(b"User-Agent"), USER_AGENT
+            )
 
     async def test_connection_refused(self) -> None:
         closed = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
@@ -396,3 +413,87 @@ class HelperTests(TestCase):
         self.assertEqual(_decode_prefix("aé".encode(), 2), "a")
         self.assertEqual(_decode_prefix("aé".encode(), 3), "aé")
         self.assertEqual(_decode_prefix(b"a\xff", 10), "a\ufffd")
+
+
+class TlsTests(TestCase):
+    """HTTPS through the keep-alive pool against a Twisted TLS server whose
+    certificate a throw-away CA signed."""
+
+    def setUp(self) -> None:
+        directory = tempfile.mkdtemp(prefix="jb-tls-test-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        self.certificates = make_certificates(directory)
+        self.resource = Recorder()
+        self.factory = TrackingFactory(Site(self.resource))
+        options = DefaultOpenSSLContextFactory(
+            self.certificates.key_file, self.certificates.cert_file
+        )
+        self.port = reactor.listenSSL(0, self.factory, options, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.addCleanup(self._server_connections_closed)
+
+    def _server_connections_closed(self) -> Deferred[Any]:
+        for conn in self.factory.connections:
+            if conn.transport is not None:
+                conn.transport.loseConnection()
+        return gatherResults([conn.lost for conn in self.factory.connections])
+
+    def client(self, ca_file: str | None) -> HttpClient:
+        client = HttpClient(reactor, ca_file=ca_file)
+        self.addCleanup(client.close)
+        return client
+
+    def url(self, host: str = "localhost", path: str = "/mo") -> str:
+        return f"https://{host}:{self.port.getHost().port}{path}"
+
+    async def test_verified_with_the_ca_and_kept_alive(self) -> None:
+        client = self.client(self.certificates.ca_file)
+        for host in ("localhost", "localhost", "127.0.0.1"):
+            result = await client.post_json(self.url(host), {"n": 1})
+            self.assertEqual((result.ok, result.error), (True, None))
+        # one connection per host name, reused, and held by our pool (not
+        # the agent's)
+        self.assertEqual(len(self.factory.connections), 2)
+        posts = client._posts
+        assert posts is not None
+        port = self.port.getHost().port
+        self.assertEqual(
+            {key for key, idle in posts._idle.items() if idle},
+            {("localhost", port, True), ("127.0.0.1", port, True)},
+        )
+        for request in self.resource.requests:
+            self.assertEqual(
+                request["headers"].getRawHeaders(b"User-Agent"), USER_AGENT
+            )
+            self.assertEqual(request["body"], b'{"n": 1}')
+
+    async def test_refused_without_the_ca(self) -> None:
+        """The platform's CAs do not know the test CA."""
+        result = await self.client(None).post_json(self.url(), {})
+        self.assertEqual((result.ok, result.code), (False, None))
+        assert result.error is not None
+        self.assertIn("certificate verify failed", result.error)
+        self.assertEqual(self.resource.requests, [])
+
+    async def test_host_name_must_match(self) -> None:
+        """127.0.0.2 is not a name the certificate gives."""
+        client = self.client(self.certificates.ca_file)
+        port = self.port.getHost().port
+        result = await client.post_json(f"https://127.0.0.2:{port}/mo", {})
+        self.assertFalse(result.ok)
+        self.assertEqual(self.resource.requests, [])
+
+    async def test_agent_requests_use_the_ca_too(self) -> None:
+        """GET (the agent) checks against the same CA and says who it is."""
+        self.resource.body = b'{"ok": true}'
+        client = self.client(self.certificates.ca_file)
+        self.assertEqual(await client.get_json(self.url()), (200, {"ok": True}))
+        [request] = self.resource.requests
+        self.assertEqual(request["headers"].getRawHeaders(b"User-Agent"), USER_AGENT)
+        with self.assertRaises(HttpError):
+            await self.client(None).get_json(self.url())
+
+    def test_unreadable_ca_file(self) -> None:
+        with self.assertRaises(ValueError) as caught:
+            HttpClient(reactor, ca_file="/nonexistent/ca.pem")
+        self.assertIn("/nonexistent/ca.pem", str(caught.exception))

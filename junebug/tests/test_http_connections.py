@@ -16,11 +16,12 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 from typing_extensions import override
 
+from junebug import __version__
 from junebug.http.connections import (
     ConnectionPool,
-    PlainTarget,
+    PostTarget,
     ResponseError,
-    plain_target,
+    post_target,
 )
 from junebug.testing.polling import wait_until
 
@@ -81,17 +82,17 @@ class ScriptedFactory(Factory):
 class ConnectionPoolTests(TestCase):
     def serve(
         self, *script: bytes, idle_timeout: float = 120.0
-    ) -> tuple[ScriptedFactory, PlainTarget]:
+    ) -> tuple[ScriptedFactory, PostTarget]:
         factory = ScriptedFactory(list(script))
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         self.pool = ConnectionPool(reactor, max_per_host=2, idle_timeout=idle_timeout)
         self.addCleanup(self.pool.close)
-        target = plain_target(f"http://127.0.0.1:{port.getHost().port}/ev?x=1")
+        target = post_target(f"http://127.0.0.1:{port.getHost().port}/ev?x=1")
         assert target is not None
         return factory, target
 
-    async def post(self, target: PlainTarget, limit: int = 100) -> Any:
+    async def post(self, target: PostTarget, limit: int = 100) -> Any:
         return await self.pool.post(
             target, b"Content-Type: application/json\r\n", b'{"a": 1}', limit
         )
@@ -104,8 +105,9 @@ class ConnectionPoolTests(TestCase):
         self.assertEqual(
             request,
             b"POST /ev?x=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+            b"User-Agent: Junebug/%s\r\n"
             b"Content-Type: application/json\r\nContent-Length: 8\r\n\r\n"
-            b'{"a": 1}' % port,
+            b'{"a": 1}' % (port, __version__.encode()),
         )
 
     async def test_keep_alive_reuses_the_connection(self) -> None:
@@ -225,27 +227,40 @@ class ConnectionPoolTests(TestCase):
         )
 
 
-class PlainTargetTests(TestCase):
+class PostTargetTests(TestCase):
     def test_plain_urls(self) -> None:
-        target = plain_target("http://example.org/a/b?c=d#frag")
+        target = post_target("http://example.org/a/b?c=d#frag")
         self.assertEqual(
             target,
-            PlainTarget(
-                "example.org", 80, b"POST /a/b?c=d HTTP/1.1\r\nHost: example.org\r\n"
+            PostTarget(
+                "example.org",
+                80,
+                False,
+                b"POST /a/b?c=d HTTP/1.1\r\nHost: example.org\r\n"
+                b"User-Agent: Junebug/%s\r\n" % __version__.encode(),
             ),
         )
-        target = plain_target("http://h:8080")
+        target = post_target("http://h:8080")
         assert target is not None
         self.assertEqual((target.port, target.head[:15]), (8080, b"POST / HTTP/1.1"))
 
+    def test_https_urls(self) -> None:
+        target = post_target("https://example.org/a")
+        assert target is not None
+        self.assertEqual(target.key, ("example.org", 443, True))
+        self.assertTrue(target.head.startswith(b"POST /a HTTP/1.1\r\n"))
+        target = post_target("https://[::1]:8443/")
+        assert target is not None
+        self.assertEqual(target.key, ("::1", 8443, True))
+
     def test_others_go_to_the_agent(self) -> None:
         for url in (
-            "https://h/",
             "ftp://h/",
+            "https://u:p@h/",
             "http://u:p@h/",
             "http://bücher.example/",
             "http://h:notaport/",
             "http://h/a b",
             "http:///nohost",
         ):
-            self.assertIsNone(plain_target(url), url)
+            self.assertIsNone(post_target(url), url)

@@ -49,13 +49,10 @@ def encode_reply(value: Any) -> bytes:
 
 
 def normal(value: Any) -> Any:
-    """What the parser gives back for ``value`` (bytes that are UTF-8 come
-    back as text; errors compare by text)."""
+    """What the parser gives back for ``value`` (bytes come back as text,
+    with U+FFFD for what is not UTF-8; errors compare by text)."""
     if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            return value
+        return value.decode("utf-8", "replace")
     if isinstance(value, RedisReplyError):
         return ("error", str(value))
     if isinstance(value, list):
