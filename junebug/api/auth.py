@@ -4,6 +4,10 @@ With ``api_token`` set, requests must carry ``Authorization: Token <token>``;
 with ``api_username``/``api_password`` set, HTTP Basic with those credentials is
 accepted too.  ``/health`` stays open for load balancers.  Failures are a 401 in
 the usual envelope, with a ``WWW-Authenticate`` challenge for Basic.
+
+:func:`auth_gate` checks as soon as a request's headers are in, before its body
+is read (see :mod:`junebug.http.server`); :class:`AuthenticatingResource`
+makes the same check for the resource alone (as tests drive it).
 """
 
 from __future__ import annotations

@@ -114,6 +114,8 @@ class LimitedChannel(HTTPChannel):
     _host: Any = None
     _peer: Any = None
     _header_timer: IDelayedCall | None = None
+    _header_deadline = 0.0
+    _awaiting_header = False
     #: Whether a byte of the awaited request has arrived.
     _header_started = False
     _transfer_encoding_seen = False
@@ -148,22 +150,36 @@ class LimitedChannel(HTTPChannel):
         return self._peer
 
     # -- the header deadline -------------------------------------------------
+    # One timer per connection, not one per request: a request only moves the
+    # deadline, and the timer, when it fires early, waits for the rest.
 
     def _await_header(self) -> None:
         self._header_started = False
-        self._stop_header_timer()
         timeout = self.site.limits.header_timeout
-        if timeout > 0:
-            self._header_timer = self.callLater(timeout, self._header_late)
+        if timeout <= 0:
+            return
+        self._awaiting_header = True
+        self._header_deadline = self.site.reactor.seconds() + timeout
+        if self._header_timer is None:
+            self._header_timer = self.callLater(timeout, self._header_due)
+
+    def _header_received(self) -> None:
+        self._awaiting_header = False
 
     def _stop_header_timer(self) -> None:
+        self._awaiting_header = False
         timer, self._header_timer = self._header_timer, None
         if timer is not None and timer.active():
             timer.cancel()
 
-    def _header_late(self) -> None:
+    def _header_due(self) -> None:
         self._header_timer = None
-        if self._header_started:
+        if not self._awaiting_header:
+            return
+        remaining = self._header_deadline - self.site.reactor.seconds()
+        if remaining > 0:
+            self._header_timer = self.callLater(remaining, self._header_due)
+        elif self._header_started:
             self.refuse(HEADER_TIMEOUT)
         else:
             self._refused = True
@@ -172,7 +188,7 @@ class LimitedChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - the Twisted name
         if self._refused:
             return
-        if self._header_timer is not None:
+        if self._awaiting_header:
             self._header_started = True
         super().dataReceived(data)
 
@@ -195,7 +211,7 @@ class LimitedChannel(HTTPChannel):
         return ok
 
     def allHeadersReceived(self) -> None:  # noqa: N802 - the Twisted name
-        self._stop_header_timer()
+        self._header_received()
         self._transfer_encoding_seen = False
         self._body_received = 0
         limit = self.site.limits.max_body_size

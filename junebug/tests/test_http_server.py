@@ -23,6 +23,7 @@ from junebug.http.server import LimitedChannel, LimitedSite, Refusal, ServerLimi
 from junebug.testing import raw_http
 from junebug.testing.api import ApiDriver
 from junebug.testing.polling import wait_until
+from junebug.tests.message_api.driver import MessageApiDriver
 from junebug.tests.test_http_transport import WEBHOOKS, Harness
 
 
@@ -116,6 +117,34 @@ class BodyLimitTests(ApiCase):
             b"Authorization: Token s3cret\r\n\r\n",
         )
         self.assertEqual(raw_http.only_json(raw)[0], 200)
+
+
+class MessageApiLimitTests(TestCase):
+    async def test_message_api_refuses_before_reading(self) -> None:
+        """jb message-api: no credentials or an oversized body are refused
+        before the body is read, in the envelope."""
+        driver = MessageApiDriver(reactor)
+        self.addCleanup(driver.stop)
+        api = await driver.start(
+            auth={"username": "u", "password": "p"}, max_body_size=100
+        )
+        port = api.address.port
+        raw = await raw_http.exchange(
+            reactor,
+            port,
+            b"POST /messages HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n",
+        )
+        code, headers, body = raw_http.only_json(raw)
+        self.assertEqual((code, body["description"]), (401, "unauthorized"))
+        self.assertIn("Basic realm=", headers["www-authenticate"])
+        raw = await raw_http.exchange(
+            reactor,
+            port,
+            b"POST /messages HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n"
+            b"Authorization: Basic dTpw\r\n\r\n",
+        )
+        code, _, body = raw_http.only_json(raw)
+        self.assertEqual((code, body["description"]), (413, "request body too large"))
 
 
 class ChannelBodyLimitTests(TestCase):
@@ -331,10 +360,11 @@ class HeaderDeadlineTests(SynchronousTestCase):
         previous answer."""
         clock = Clock()
         channel, transport = channel_on(clock, header_timeout=10)
+        clock.advance(5)
         channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertIn(b"HTTP/1.1 200", transport.value())
         transport.clear()
-        clock.advance(9)
+        clock.advance(9)  # past the first deadline (10), not the second (15)
         self.assertFalse(transport.disconnecting)
         clock.advance(1)  # idle since the answer
         self.assertTrue(transport.disconnecting)
