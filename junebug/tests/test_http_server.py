@@ -145,6 +145,12 @@ class MessageApiLimitTests(TestCase):
         )
         code, _, body = raw_http.only_json(raw)
         self.assertEqual((code, body["description"]), (413, "request body too large"))
+        raw = await raw_http.exchange(
+            reactor,
+            port,
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        self.assertNotEqual(raw_http.only_json(raw)[0], 401)  # open, as before
 
 
 class ChannelBodyLimitTests(TestCase):
