@@ -21,6 +21,7 @@ import attrs
 from junebug import config_layers
 from junebug.converter import structure, unstructure
 from junebug.errors import ConfigError
+from junebug.http.server import ServerLimits
 from junebug.stores.redis_address import redis_url_validator
 from junebug.tls import ca_file_validator
 
@@ -236,10 +237,32 @@ class JunebugConfig:
         validator=_positive,
         metadata=_doc("Largest request body the API accepts, in bytes"),
     )
+    header_timeout: float = attrs.field(
+        default=30.0,
+        validator=_positive,
+        metadata=_doc(
+            "Seconds a client has to send a request's line and headers, from "
+            "connecting or from the previous answer"
+        ),
+    )
+    max_connections: int = attrs.field(
+        default=1024,
+        validator=_non_negative,
+        metadata=_doc("Most connections the API keeps open at once; 0 is unlimited"),
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.max_log_files == 0:
             object.__setattr__(self, "max_log_files", None)
+
+    @property
+    def server_limits(self) -> ServerLimits:
+        """What the API's HTTP port accepts."""
+        return ServerLimits(
+            max_body_size=self.max_body_size,
+            header_timeout=self.header_timeout,
+            max_connections=self.max_connections,
+        )
 
 
 #: Environment variables are ``JUNEBUG_`` + the field path in capitals, with

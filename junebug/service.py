@@ -18,6 +18,7 @@ from junebug.amqp.broker import Broker
 from junebug.amqp.memory import MemoryBroker
 from junebug.amqp.rabbitmq import AmqpSettings, RabbitMQBroker
 from junebug.api.app import ApiDependencies, JunebugApi
+from junebug.api.auth import auth_gate
 from junebug.api.site import api_site
 from junebug.channel_logs import LogFileRouter
 from junebug.channels.registry import ChannelRegistry
@@ -223,7 +224,13 @@ async def start_junebug(
         endpoint = serverFromString(
             reactor, f"tcp:{config.port}:interface={config.interface}"
         )
-        junebug.port = await endpoint.listen(api_site(api.resource(), reactor))
+        site = api_site(
+            api.resource(),
+            reactor,
+            limits=config.server_limits,
+            gate=auth_gate(config),
+        )
+        junebug.port = await endpoint.listen(site)
         address = junebug.port.getHost()
         log.info(
             "Junebug is listening on {host}:{port}",

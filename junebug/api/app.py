@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 from klein import Klein
+from klein.interfaces import IKleinRequest
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from junebug.api import channels, dead_letters, health, messages, routers
 from junebug.api.auth import AuthenticatingResource, auth_enabled
 from junebug.api.envelope import error_result, render
+from junebug.api.guard import RoutableOnly
 from junebug.api.openapi import openapi_document
 from junebug.api.schemas import InvalidBody
 from junebug.channels.registry import ChannelRegistry
@@ -63,10 +66,36 @@ class JunebugApi:
 
     def resource(self) -> Any:
         """The resource to serve: the app, behind authentication if configured."""
-        resource = self.app.resource()
+        resource = RoutableOnly(self.app)
         if auth_enabled(self.deps.config):
             return AuthenticatingResource(resource, self.deps.config)
         return resource
+
+
+def _relative(url: str) -> str:
+    """The path and query of ``url`` (its scheme and host dropped)."""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _slashless_method_error(request: IRequest) -> MethodNotAllowed | None:
+    """The 405 for a wrong method on a collection named without its slash.
+
+    werkzeug 3 answers ``GET /channels/<id>/messages`` (a POST-only route
+    defined with a slash) 404; the werkzeug 1 of the original said 405, as
+    for any existing path, and so do we.
+    """
+    mapper = getattr(IKleinRequest(request), "mapper", None)
+    path = getattr(mapper, "path_info", None)
+    if mapper is None or not isinstance(path, str) or path.endswith("/"):
+        return None
+    try:
+        mapper.match(path + "/")
+    except MethodNotAllowed as exc:
+        return exc
+    except HTTPException:
+        return None
+    return None
 
 
 def install_error_handlers(app: Klein, log: Logger) -> None:
@@ -81,6 +110,8 @@ def install_error_handlers(app: Klein, log: Logger) -> None:
     def routing_error(request: IRequest, failure: Failure) -> bytes:
         exc = failure.value
         assert isinstance(exc, HTTPException)
+        if isinstance(exc, NotFound):
+            exc = _slashless_method_error(request) or exc
         code = exc.code or 500
         # Redirects carry no description, as in the original ("...: None").
         description = None if isinstance(exc, RequestRedirect) else exc.description
@@ -90,8 +121,14 @@ def install_error_handlers(app: Klein, log: Logger) -> None:
             "message": f"{code} {exc.name}: {description}",
         }
         if isinstance(exc, RequestRedirect):
-            error["new_url"] = exc.new_url
-            request.setHeader(b"Location", exc.new_url.encode("utf-8"))
+            # A relative reference: an absolute one would repeat whatever
+            # Host the client sent (a cache could keep it for others).
+            new_url = _relative(exc.new_url)
+            error["new_url"] = new_url
+            request.setHeader(b"Location", new_url.encode("utf-8"))
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            allowed = ", ".join(sorted(exc.valid_methods))
+            request.setHeader(b"Allow", allowed.encode("ascii"))
         return render(request, code, description, error_result([error]))
 
     def invalid_body(request: IRequest, failure: Failure) -> bytes:

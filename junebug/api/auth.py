@@ -4,6 +4,10 @@ With ``api_token`` set, requests must carry ``Authorization: Token <token>``;
 with ``api_username``/``api_password`` set, HTTP Basic with those credentials is
 accepted too.  ``/health`` stays open for load balancers.  Failures are a 401 in
 the usual envelope, with a ``WWW-Authenticate`` challenge for Basic.
+
+:func:`auth_gate` checks as soon as a request's headers are in, before its body
+is read (see :mod:`junebug.http.server`); :class:`AuthenticatingResource`
+makes the same check for the resource alone (as tests drive it).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from twisted.web.resource import Resource
 
 from junebug.api.envelope import error_result, render
 from junebug.config import JunebugConfig
+from junebug.http.server import Gate, Refusal
 
 OPEN_PATHS = frozenset({b"/health"})
 
@@ -48,6 +53,34 @@ def authorised(header: bytes | None, config: JunebugConfig) -> bool:
 
 def auth_enabled(config: JunebugConfig) -> bool:
     return bool(config.api_token or (config.api_username and config.api_password))
+
+
+def _refusal(config: JunebugConfig) -> Refusal:
+    headers = ((b"WWW-Authenticate", b'Basic realm="junebug"'),)
+    return Refusal(
+        401,
+        "Unauthorized",
+        "unauthorized",
+        "Authentication required",
+        headers if config.api_username else (),
+    )
+
+
+def auth_gate(config: JunebugConfig) -> Gate | None:
+    """The HTTP server's check of credentials before a body is read (None
+    without configured credentials)."""
+    if not auth_enabled(config):
+        return None
+    refusal = _refusal(config)
+
+    def gate(request: IRequest, method: bytes, uri: bytes) -> Refusal | None:
+        if uri.partition(b"?")[0] in OPEN_PATHS or authorised(
+            request.getHeader(b"authorization"), config
+        ):
+            return None
+        return refusal
+
+    return gate
 
 
 class AuthenticatingResource(Resource):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.web.iweb import IRequest
+
+if TYPE_CHECKING:
+    from junebug.http.server import Refusal
 
 
 def reason_phrase(code: int) -> str | int:
@@ -31,6 +34,11 @@ def render(request: IRequest, code: int, description: str | None, result: Any) -
     """Set the status and content type on ``request`` and return the body."""
     request.setResponseCode(code)
     request.setHeader(b"Content-Type", b"application/json")
+    return document(code, description, result)
+
+
+def document(code: int, description: str | None, result: Any) -> bytes:
+    """The envelope for ``code``, encoded."""
     body = {
         "status": code,
         "code": reason_phrase(code),
@@ -38,6 +46,13 @@ def render(request: IRequest, code: int, description: str | None, result: Any) -
         "result": result,
     }
     return _ENCODER.encode(body).encode("utf-8")
+
+
+def refusal_body(refusal: Refusal) -> tuple[bytes, bytes]:
+    """A request the HTTP server refused, in the envelope (its error format)."""
+    error = {"type": refusal.name, "message": refusal.message}
+    body = document(refusal.code, refusal.description, error_result([error]))
+    return b"application/json", body
 
 
 def error_result(errors: list[dict[str, Any]]) -> dict[str, Any]:

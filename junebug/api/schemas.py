@@ -6,7 +6,6 @@ its ``schema_path``, as the original did.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from jsonschema import Draft4Validator
 from twisted.web.iweb import IRequest
 
 from junebug.errors import BodyTooLarge, JsonDecodeError, JunebugError
+from junebug.http import json_body
 
 _STRING = {"type": "string"}
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -197,7 +197,7 @@ def read_json(request: IRequest, max_size: int) -> Any:
     if len(raw) > max_size:
         raise BodyTooLarge(f"Request body is larger than {max_size} bytes")
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json_body.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise JsonDecodeError(f"Body is not UTF-8: {exc}") from exc
     except ValueError as exc:

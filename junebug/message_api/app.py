@@ -24,8 +24,10 @@ from twisted.web.iweb import IRequest
 
 from junebug.api.app import install_error_handlers
 from junebug.api.envelope import render
+from junebug.api.guard import RoutableOnly
 from junebug.api.schemas import MESSAGE_SEND, read_json, validate
 from junebug.errors import JunebugError
+from junebug.http.server import Gate, Refusal
 from junebug.message_api import health
 from junebug.message_api.config import BasicAuthConfig, MessageApiConfig
 from junebug.message_api.sending import MessageApiSender
@@ -79,8 +81,12 @@ def basic_credentials(request: IRequest) -> tuple[bytes, bytes] | None:
     return user, password
 
 
-def check_auth(request: IRequest, auth: BasicAuthConfig) -> None:
-    """Raise :class:`Unauthorized` unless the request carries ``auth``."""
+CHALLENGE = f'Basic realm="{AUTH_REALM}", charset="UTF-8"'.encode()
+UNAUTHORIZED_TEXT = "HTTP Basic credentials are missing or wrong"
+
+
+def carries(request: IRequest, auth: BasicAuthConfig) -> bool:
+    """Whether the request carries the credentials of ``auth``."""
     given = basic_credentials(request)
     # Both comparisons always run, so timing says nothing about which failed.
     user_ok = hmac.compare_digest(
@@ -89,12 +95,39 @@ def check_auth(request: IRequest, auth: BasicAuthConfig) -> None:
     password_ok = hmac.compare_digest(
         given[1] if given else b"", auth.password.encode("utf-8")
     )
-    if given is None or not (user_ok and password_ok):
-        request.setHeader(
-            b"WWW-Authenticate",
-            f'Basic realm="{AUTH_REALM}", charset="UTF-8"'.encode(),
-        )
-        raise Unauthorized("HTTP Basic credentials are missing or wrong")
+    return given is not None and user_ok and password_ok
+
+
+def check_auth(request: IRequest, auth: BasicAuthConfig) -> None:
+    """Raise :class:`Unauthorized` unless the request carries ``auth``."""
+    if not carries(request, auth):
+        request.setHeader(b"WWW-Authenticate", CHALLENGE)
+        raise Unauthorized(UNAUTHORIZED_TEXT)
+
+
+#: Served without credentials (for load balancers).
+OPEN_PATHS = frozenset({b"/health"})
+
+
+def auth_gate(auth: BasicAuthConfig | None) -> Gate | None:
+    """The HTTP server's check of ``auth`` before a body is read; every path
+    but :data:`OPEN_PATHS` needs it."""
+    if auth is None:
+        return None
+    refusal = Refusal(
+        Unauthorized.code,
+        Unauthorized.name,
+        Unauthorized.description,
+        UNAUTHORIZED_TEXT,
+        ((b"WWW-Authenticate", CHALLENGE),),
+    )
+
+    def gate(request: IRequest, method: bytes, uri: bytes) -> Refusal | None:
+        if uri.partition(b"?")[0] in OPEN_PATHS or carries(request, auth):
+            return None
+        return refusal
+
+    return gate
 
 
 def without_nulls(body: Any) -> Any:
@@ -130,7 +163,7 @@ class MessageApiApp:
             return await self.send_message(request)
 
     def resource(self) -> Any:
-        return self.app.resource()
+        return RoutableOnly(self.app)
 
     async def send_message(self, request: IRequest) -> bytes:
         """Accept one MT message (any ``<channel_id>`` in the path is ignored)."""

@@ -21,6 +21,7 @@ from junebug import config_layers
 from junebug.config import AmqpConfig
 from junebug.converter import structure
 from junebug.errors import ConfigError
+from junebug.http.server import ServerLimits
 from junebug.tls import ca_file_validator
 
 ENV_PREFIX = "JUNEBUG_MESSAGE_API_"
@@ -110,6 +111,11 @@ def _http_url(name: str, value: str | None) -> None:
 def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value <= 0:
         raise ValueError(f"{attribute.name} must be greater than 0")
+
+
+def _not_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative")
 
 
 def _not_blank(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -259,6 +265,19 @@ class MessageApiConfig:
         validator=_positive,
         metadata=_doc("Largest send request body accepted, in bytes"),
     )
+    header_timeout: float = attrs.field(
+        default=30.0,
+        validator=_positive,
+        metadata=_doc(
+            "Seconds a client has to send a request's line and headers, from "
+            "connecting or from the previous answer"
+        ),
+    )
+    max_connections: int = attrs.field(
+        default=1024,
+        validator=_not_negative,
+        metadata=_doc("Most connections kept open at once; 0 is unlimited"),
+    )
     logfile: str | None = attrs.field(
         default=None, metadata=_doc("The file to log to; stdout only if unset")
     )
@@ -286,6 +305,15 @@ class MessageApiConfig:
     def endpoint(self) -> str:
         """The Twisted server endpoint description of ``http_bind``."""
         return bind_endpoint(self.http_bind)
+
+    @property
+    def server_limits(self) -> ServerLimits:
+        """What the HTTP port accepts."""
+        return ServerLimits(
+            max_body_size=self.max_body_size,
+            header_timeout=self.header_timeout,
+            max_connections=self.max_connections,
+        )
 
     @property
     def route(self) -> str:

@@ -34,7 +34,7 @@ from junebug.api.site import api_site
 from junebug.channels.forwarding import Forwarder
 from junebug.http.client import HttpClient
 from junebug.http.delivery import HttpDelivery
-from junebug.message_api.app import MessageApiApp
+from junebug.message_api.app import MessageApiApp, auth_gate
 from junebug.message_api.config import MessageApiConfig
 from junebug.message_api.inbound import normalise_inbound
 from junebug.message_api.sending import MessageApiSender, NoRates
@@ -210,7 +210,13 @@ async def start_message_api(
             )
         if listen:
             endpoint = serverFromString(reactor, config.endpoint)
-            api.port = await endpoint.listen(api_site(api.app.resource(), reactor))
+            site = api_site(
+                api.app.resource(),
+                reactor,
+                limits=config.server_limits,
+                gate=auth_gate(config.auth),
+            )
+            api.port = await endpoint.listen(site)
             log.info(LISTENING, address=describe(api.address))
     except BaseException:
         await api.stop()

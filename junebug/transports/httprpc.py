@@ -25,6 +25,7 @@ import hmac
 import json
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Final
+from urllib.parse import parse_qs
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -37,6 +38,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from junebug.errors import ConfigError
+from junebug.http.server import Gate, LimitedSite, Refusal, ServerLimits
 from junebug.messages import generate_id
 from junebug.transports.toolkit import StatusReporter
 
@@ -77,6 +79,8 @@ class HttpRpcConfig:
     is new: the address to bind (default: every IPv4 interface, as vumi).
     ``request_cleanup_interval`` is accepted for compatibility and unused:
     every held request has its own timer, so it expires on time.
+    ``max_body_size``, ``header_timeout`` and ``max_connections`` are the
+    limits of :class:`junebug.http.server.ServerLimits` for this port.
     """
 
     web_path: str | None = None
@@ -94,6 +98,9 @@ class HttpRpcConfig:
     validation_mode: str = STRICT
     response_time_degraded: float = 1.0
     response_time_down: float = 10.0
+    max_body_size: int = 1_048_576
+    header_timeout: float = 30.0
+    max_connections: int = 1024
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.web_port <= 65535:
@@ -111,6 +118,12 @@ class HttpRpcConfig:
                 f"request_timeout_status_code: {self.request_timeout_status_code} "
                 "is not an HTTP status code"
             )
+        if self.max_body_size <= 0:
+            raise ConfigError("max_body_size: must be more than 0 bytes")
+        if self.header_timeout <= 0:
+            raise ConfigError("header_timeout: must be more than 0 seconds")
+        if self.max_connections < 0:
+            raise ConfigError("max_connections: must not be negative (0: no limit)")
         if self.validation_mode not in VALIDATION_MODES:
             raise ConfigError(
                 f"validation_mode: must be one of {', '.join(VALIDATION_MODES)}, "
@@ -120,6 +133,15 @@ class HttpRpcConfig:
             self.web_path
         ) == normalise_path(self.health_path):
             raise ConfigError("health_path: must differ from web_path")
+
+    @property
+    def server_limits(self) -> ServerLimits:
+        """What the channel's HTTP port accepts."""
+        return ServerLimits(
+            max_body_size=self.max_body_size,
+            header_timeout=self.header_timeout,
+            max_connections=self.max_connections,
+        )
 
     @property
     def path(self) -> str:
@@ -159,13 +181,27 @@ class _Router(Resource):
         return self._server.dispatch(request)
 
 
-class _QuietSite(Site):
-    """A Site that writes no access log unless asked to."""
+def _error_body(refusal: Refusal) -> tuple[bytes, bytes]:
+    """A refused request, in the channels' error format (``{"error": ...}``)."""
+    response = error_response(refusal.code, refusal.message)
+    return response.content_type.encode(), response.body
 
-    def __init__(self, resource: Resource, reactor: Any, noisy: bool) -> None:
-        super().__init__(resource, reactor=reactor)
-        self._noisy = noisy
-        self.noisy = noisy
+
+class _QuietSite(LimitedSite):
+    """The shared HTTP server; it writes no access log unless asked to."""
+
+    def __init__(
+        self, resource: Resource, reactor: Any, config: HttpRpcConfig, gate: Gate
+    ) -> None:
+        super().__init__(
+            resource,
+            reactor=reactor,
+            limits=config.server_limits,
+            error_body=_error_body,
+            gate=gate,
+        )
+        self._noisy = config.noisy
+        self.noisy = config.noisy
 
     def log(self, request: http.Request) -> None:
         if self._noisy:
@@ -215,6 +251,9 @@ class ChannelWebServer:
     to send, or ``NOT_DONE_YET`` after :meth:`hold` (or when it will answer
     later itself).  Requests to any other path get 404.  Routes named in
     ``public`` skip the Basic-auth check (the health path always does).
+    ``authorise`` (given the request and its query arguments) is a further
+    check of credentials; like Basic auth, it runs before the body is read,
+    and a False is answered 401.
     """
 
     #: How long closing connections may take to write what they have buffered.
@@ -233,6 +272,7 @@ class ChannelWebServer:
         routes: dict[str, RouteHandler],
         public: Iterable[str] = (),
         on_timeout: Callable[[HeldRequest], Response | None] | None = None,
+        authorise: Callable[[Request, dict[bytes, list[bytes]]], bool] | None = None,
     ) -> None:
         self._reactor = reactor
         self._config = config
@@ -243,6 +283,7 @@ class ChannelWebServer:
         self._health = normalise_path(config.health_path)
         self._public = {normalise_path(p) for p in public} | {self._health}
         self._on_timeout = on_timeout
+        self._authorise = authorise
         self._held: dict[str, HeldRequest] = {}
         self._port: IListeningPort | None = None
         self._tracker: _ConnectionTracker | None = None
@@ -269,7 +310,7 @@ class ChannelWebServer:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        site = _QuietSite(_Router(self), self._reactor, self._config.noisy)
+        site = _QuietSite(_Router(self), self._reactor, self._config, self._gate)
         self._tracker = _ConnectionTracker(site)
         endpoint = TCP4ServerEndpoint(
             self._reactor,
@@ -324,13 +365,23 @@ class ChannelWebServer:
         handler = self._routes.get(path)
         if handler is None:
             return self.answer(request, error_response(404, "Not found"))
-        if path not in self._public and not self._authorised(request):
-            request.setHeader(
-                b"WWW-Authenticate",
-                f'Basic realm="{self._config.web_auth_domain}"'.encode(),
-            )
-            return self.answer(request, error_response(401, "Unauthorized"))
         return handler(request)
+
+    def _gate(self, request: Request, method: bytes, uri: bytes) -> Refusal | None:
+        """Credentials are checked before the body is read (see
+        :mod:`junebug.http.server`); unknown paths and public routes need none."""
+        raw_path, _, query = uri.partition(b"?")
+        path = normalise_path(raw_path.decode("utf-8", "replace"))
+        if self._stopping or path not in self._routes or path in self._public:
+            return None
+        if not self._authorised(request):
+            challenge = f'Basic realm="{self._config.web_auth_domain}"'.encode()
+            return _unauthorised(((b"WWW-Authenticate", challenge),))
+        if self._authorise is not None and not self._authorise(
+            request, parse_qs(query, keep_blank_values=True)
+        ):
+            return _unauthorised()
+        return None
 
     def _authorised(self, request: Request) -> bool:
         username = self._config.web_username
@@ -475,6 +526,10 @@ class ChannelWebServer:
                 "Response sent",
                 details={"response_time": elapsed},
             )
+
+
+def _unauthorised(headers: tuple[tuple[bytes, bytes], ...] = ()) -> Refusal:
+    return Refusal(401, "Unauthorized", "unauthorized", "Unauthorized", headers)
 
 
 def json_response(code: int, body: Any) -> Response:

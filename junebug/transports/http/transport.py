@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 
 from twisted.web.server import NOT_DONE_YET, Request
 
+from junebug.http import json_body
 from junebug.messages import Message, ack, delivery_report, nack, user_message
 from junebug.transports.http.client import AggregatorClient, SendResult
 from junebug.transports.http.config import HttpConfig
@@ -44,8 +45,6 @@ from junebug.transports.interface import TransportContext
 
 __all__ = ["HttpConfig", "HttpTransport", "provider_id_key"]
 
-#: Webhook bodies larger than this are refused (413).
-MAX_WEBHOOK_BODY: Final = 1024 * 1024
 #: How much of a failed answer's body a nack reason quotes.
 REASON_BODY_LIMIT: Final = 200
 
@@ -108,6 +107,7 @@ class HttpTransport:
                     config.inbound_url_path: self._render_inbound,
                     config.dlr_url_path: self._render_dlr,
                 },
+                authorise=self._token_given,
             )
         pattern = config.response_id_pattern
         self._id_pattern = re.compile(pattern) if pattern is not None else None
@@ -281,34 +281,38 @@ class HttpTransport:
 
     # -- webhooks --------------------------------------------------------------
 
-    def _check_token(self, request: Request) -> None:
+    def _token_given(self, request: Request, args: dict[bytes, list[bytes]]) -> bool:
+        """Whether a webhook carries ``webhook_token`` (header or ``?token=``);
+        checked by the server before the body is read."""
         token = self._config.webhook_token
         if token is None:
-            return
+            return True
         expected = token.encode("utf-8")
         header = self._config.webhook_token_header
         given = request.getHeader(header) or ""
         candidates = [given]
         if header.lower() == "authorization" and " " in given:
             candidates.append(given.split(" ", 1)[1])
-        args = request.args or {}
         candidates.extend(v.decode("utf-8", "replace") for v in args.get(b"token", []))
-        if not any(
-            hmac.compare_digest(c.encode("utf-8"), expected) for c in candidates
-        ):
-            raise WebhookError(401, "Unauthorized")
+        if any(hmac.compare_digest(c.encode("utf-8"), expected) for c in candidates):
+            return True
+        self._log.warn(
+            "HTTP channel {channel_id}: webhook with a wrong token",
+            channel_id=self._context.channel_id,
+        )
+        return False
 
-    @staticmethod
-    def _payload(request: Request) -> Any:
+    def _payload(self, request: Request) -> Any:
         """The webhook's data: a JSON body, else the form/query parameters."""
         content_type = (request.getHeader("content-type") or "").lower()
-        raw = request.content.read(MAX_WEBHOOK_BODY + 1) if request.content else b""
-        if len(raw) > MAX_WEBHOOK_BODY:
+        limit = self._config.max_body_size
+        raw = request.content.read(limit + 1) if request.content else b""
+        if len(raw) > limit:
             raise WebhookError(413, "Request body too large")
         looks_json = raw.lstrip()[:1] in (b"{", b"[")
         if "json" in content_type or (looks_json and "form" not in content_type):
             try:
-                return json.loads(raw.decode("utf-8"))
+                return json_body.loads(raw.decode("utf-8"))
             except ValueError:
                 raise WebhookError(400, "The body is not valid JSON") from None
         values, errors = request_args(request)
@@ -330,22 +334,15 @@ class HttpTransport:
         server = self._server
         assert server is not None
         try:
-            self._check_token(request)
             parsed = parse(self._payload(request))
         except WebhookError as exc:
-            if exc.code == 401:
-                self._log.warn(
-                    "HTTP channel {channel_id}: webhook with a wrong token",
-                    channel_id=self._context.channel_id,
-                )
-            else:
-                self._statuses.report(
-                    component,
-                    "down",
-                    "invalid_inbound_fields",
-                    "Invalid inbound fields",
-                    details={"error": str(exc), **exc.details},
-                )
+            self._statuses.report(
+                component,
+                "down",
+                "invalid_inbound_fields",
+                "Invalid inbound fields",
+                details={"error": str(exc), **exc.details},
+            )
             return server.answer(
                 request, error_response(exc.code, str(exc), **exc.details)
             )
