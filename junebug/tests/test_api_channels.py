@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet import reactor
@@ -117,6 +118,40 @@ class ChannelsApiTests(TestCase):
         self.assertEqual(
             body["result"]["errors"][0]["message"], "[] is not of type 'object'"
         )
+
+    async def test_amqp_queue_refused_as_rabbitmq_would(self) -> None:
+        """An amqp_queue RabbitMQ would refuse is a 400, and nothing is stored."""
+        api = await self.start()
+        bad_names = [
+            ("q" * 240, "must be at most 239 bytes of UTF-8, not 240"),
+            ("é" * 120, "must be at most 239 bytes of UTF-8, not 240"),
+            ("amq.mine", 'must not start with "amq." (reserved by RabbitMQ)'),
+            ("\ud800", "must be valid Unicode text (no lone surrogates)"),
+        ]
+        _, created, _ = await api.request(
+            "POST", "/channels/", {**FAKE, "amqp_queue": "q" * 239}
+        )
+        cid = created["result"]["id"]
+        for name, problem in bad_names:
+            raw = json.dumps({**FAKE, "amqp_queue": name}).encode()
+            for path in ("/channels/", f"/channels/{cid}"):
+                code, body, _ = await api.request("POST", path, raw=raw)
+                self.assertEqual(code, 400, (path, name))
+                self.assertEqual(body["description"], "api usage error")
+                self.assertEqual(
+                    body["result"]["errors"],
+                    [
+                        {
+                            "type": "invalid_body",
+                            "message": f"amqp_queue {problem}",
+                            "schema_path": ["properties", "amqp_queue"],
+                        }
+                    ],
+                )
+        _, listed, _ = await api.request("GET", "/channels/")
+        self.assertEqual(listed["result"], [cid])
+        _, found, _ = await api.request("GET", f"/channels/{cid}")
+        self.assertEqual(found["result"]["amqp_queue"], "q" * 239)
 
     async def test_invalid_json(self) -> None:
         """A body that is not JSON is a 400 json decode error."""

@@ -389,6 +389,32 @@ class DestinationCrudTests(RoutersApiBase):
         _, body, _ = await api.request("GET", path)
         self.assertEqual(body["result"], [])
 
+    async def test_amqp_queue_refused_as_rabbitmq_would(self) -> None:
+        """A destination amqp_queue RabbitMQ would refuse is a 400; nothing stored."""
+        api = await self.start()
+        rid = await self.router(await self.channel())
+        path = f"/routers/{rid}/destinations/"
+        did = await self.destination(rid, config={"regular_expression": "^1"})
+        for method, target in (
+            ("POST", path),
+            ("PUT", f"{path}{did}"),
+            ("PATCH", f"{path}{did}"),
+        ):
+            for name in ("x" * 300, "amq.app"):
+                code, body, _ = await api.request(
+                    method,
+                    target,
+                    {"config": {"regular_expression": "^2"}, "amqp_queue": name},
+                )
+                self.assertEqual(code, 400, (method, name))
+                self.assertEqual(
+                    errors(body)[0]["schema_path"], ["properties", "amqp_queue"]
+                )
+        _, body, _ = await api.request("GET", path)
+        self.assertEqual(body["result"], [did])
+        _, body, _ = await api.request("GET", f"{path}{did}")
+        self.assertNotIn("amqp_queue", body["result"])
+
     async def test_at_most_one_default(self) -> None:
         """Only one destination may be the default; a default needs no regex."""
         api = await self.start()
