@@ -19,6 +19,8 @@ Semantics, the same in both:
   message is requeued once; if it fails again it is moved to the queue
   ``<queue>.failed`` so nothing is lost and a poison message cannot loop.
 - Consumers survive reconnection: after a lost connection they are set up again.
+- :meth:`Broker.delete_queue` deletes a queue and the messages in it (a
+  deleted channel's queues, for instance); deleting an absent queue succeeds.
 - :meth:`Broker.publish_later` delays a message durably (RabbitMQ: per-tier
   queues with a message TTL that dead-letter back to ``vumi``), which is how
   failed HTTP deliveries are retried without holding anything in memory.
@@ -72,6 +74,13 @@ class Broker(Protocol):
 
     async def declare_queue(self, queue: str) -> None:
         """Declare a durable queue bound to ``vumi`` with its own name as key."""
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete ``queue`` and the messages in it; an absent queue is fine.
+
+        Stop the queue's consumers first: a running consumer declares its
+        queue again when RabbitMQ cancels it.
+        """
 
     async def consume(
         self,
