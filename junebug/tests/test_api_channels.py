@@ -10,7 +10,6 @@ from twisted.trial.unittest import TestCase
 
 from junebug.testing.api import ApiDriver
 from junebug.testing.polling import wait_until
-from junebug.testing.transports import FakeTransport
 
 FAKE = {"type": "fake", "config": {}, "mo_url": "http://127.0.0.1:1/mo"}
 
@@ -223,21 +222,21 @@ class ChannelsApiTests(TestCase):
         api = await self.start()
         _, created, _ = await api.request("POST", "/channels/", FAKE)
         cid = created["result"]["id"]
-        first = FakeTransport.instances[-1]
+        first = api.transport(cid)
         code, body, _ = await api.request(
             "POST", f"/channels/{cid}", {"metadata": {"foo": "bar"}}
         )
         self.assertEqual((code, body["description"]), (200, "channel updated"))
         self.assertEqual(body["result"]["metadata"], {"foo": "bar"})
         self.assertEqual(body["result"]["type"], "fake")
-        self.assertIs(FakeTransport.instances[-1], first)
+        self.assertIs(api.transport(cid), first)
         self.assertFalse(first.stopped)
         code, body, _ = await api.request(
             "POST", f"/channels/{cid}", {"config": {"number": 2}}
         )
         self.assertEqual(code, 200)
         self.assertTrue(first.stopped)
-        self.assertEqual(FakeTransport.instances[-1].config.number, 2)
+        self.assertEqual(api.transport(cid).config.number, 2)
         _, found, _ = await api.request("GET", f"/channels/{cid}")
         self.assertEqual(found["result"]["config"], {"number": 2})
         self.assertEqual(found["result"]["metadata"], {"foo": "bar"})
@@ -247,13 +246,13 @@ class ChannelsApiTests(TestCase):
         api = await self.start()
         _, created, _ = await api.request("POST", "/channels/", FAKE)
         cid = created["result"]["id"]
-        first = FakeTransport.instances[-1]
+        first = api.transport(cid)
         code, body, _ = await api.request("POST", f"/channels/{cid}/restart")
         self.assertEqual(
             (code, body["description"], body["result"]), (200, "channel restarted", {})
         )
         self.assertTrue(first.stopped)
-        second = FakeTransport.instances[-1]
+        second = api.transport(cid)
         self.assertIsNot(first, second)
         self.assertTrue(second.started)
         code, body, _ = await api.request("DELETE", f"/channels/{cid}")

@@ -586,7 +586,7 @@ class RoutingTests(RoutersApiBase):
         self.sink = sink
         await self.start(**overrides)
         cid = await self.channel()
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         rid = await self.router(cid)
         return cid, rid, transport
 
@@ -607,7 +607,7 @@ class RoutingTests(RoutersApiBase):
         other = await self.destination(
             rid, config={"default": True}, mo_url=base + "/default"
         )
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         msg = await transport.receive("a", to_addr="*120*1#", from_addr="+27821")
         first, second = await self.sink.next(), await self.sink.next()
         by_path = {first.path: first, second.path: second}
@@ -633,11 +633,11 @@ class RoutingTests(RoutersApiBase):
 
     async def test_unmatched_dropped_without_default(self) -> None:
         """Without a default, unmatched MO is logged and dropped."""
-        _cid, rid, _t = await self.setup()
+        cid, rid, _t = await self.setup()
         await self.destination(
             rid, config={"regular_expression": "^1"}, mo_url=self.sink_base + "/one"
         )
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         await transport.receive("x", to_addr="2")
         await transport.receive(None, to_addr=None)
         await transport.receive("y", to_addr="1")
@@ -658,7 +658,7 @@ class RoutingTests(RoutersApiBase):
         channel_id) and the destination's message status."""
         cid, rid, _t = await self.setup()
         did = await self.destination(rid, config={"regular_expression": "^1"})
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         code, body, _ = await self.api.request(
             "POST",
             f"/routers/{rid}/destinations/{did}/messages/",
@@ -728,11 +728,11 @@ class RoutingTests(RoutersApiBase):
 
     async def test_reply_through_destination(self) -> None:
         """A reply finds the MO stored under the destination and answers it."""
-        _cid, rid, _t = await self.setup()
+        cid, rid, _t = await self.setup()
         did = await self.destination(
             rid, config={"regular_expression": "^100$"}, mo_url=self.sink_base + "/mo"
         )
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         msg = await transport.receive("hi", to_addr="100", from_addr="+2782")
         await self.sink.next()
         code, body, _ = await self.api.request(
@@ -788,7 +788,7 @@ class RoutingTests(RoutersApiBase):
         did = await self.destination(
             rid, config={"regular_expression": "^1"}, amqp_queue="app1"
         )
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         assert self.api.junebug is not None
         broker = self.api.junebug.broker
         inbound: list[Message] = []
@@ -823,12 +823,12 @@ class RoutingTests(RoutersApiBase):
 
     async def test_destination_logs(self) -> None:
         """A destination's delivery problems land in its own log (and the router's)."""
-        _cid, rid, _t = await self.setup()
+        cid, rid, _t = await self.setup()
         self.sink.response_code = 500
         did = await self.destination(
             rid, config={"regular_expression": "^1"}, mo_url=self.sink_base + "/mo"
         )
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         await transport.receive("hi", to_addr="1")
         await self.sink.next()
 

@@ -12,7 +12,6 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from junebug.api import auth
 from junebug.config import JunebugConfig
 from junebug.testing.api import ApiDriver
-from junebug.testing.transports import FakeTransport
 
 
 class SecurityTests(TestCase):
@@ -84,7 +83,7 @@ class SecurityTests(TestCase):
         self.assertEqual(shown["result"]["config"]["nested"]["api_key"], "k")
         self.assertEqual(shown["result"]["config"]["number"], 2)
         self.assertEqual(shown["result"]["mo_url"], "http://user:mopw@127.0.0.1:1/mo")
-        self.assertEqual(FakeTransport.instances[-1].config.number, 2)
+        self.assertEqual(api.transport(cid).config.number, 2)
 
 
 class BasicAuthParserTests(SynchronousTestCase):
