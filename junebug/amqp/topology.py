@@ -28,6 +28,15 @@ def failed(queue: str) -> str:
     return f"{queue}.failed"
 
 
+def owned_queues(name: str, *, with_status: bool) -> list[str]:
+    """The queues Junebug declares for a channel (``with_status``) or a router
+    destination, with their failed queues: deleted along with their owner."""
+    queues = [inbound(name), event(name), outbound(name)]
+    if with_status:
+        queues.append(status(name))
+    return [*queues, *(failed(queue) for queue in queues)]
+
+
 #: RabbitMQ's longest queue name, in UTF-8 bytes (an AMQP short string).
 MAX_QUEUE_NAME_BYTES = 255
 #: The longest suffix Junebug puts after an ``amqp_queue`` name.

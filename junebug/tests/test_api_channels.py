@@ -8,6 +8,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from junebug.amqp import topology
 from junebug.testing.api import ApiDriver
 from junebug.testing.polling import wait_until
 
@@ -264,6 +265,25 @@ class ChannelsApiTests(TestCase):
         self.assertEqual(code, 404)
         _, listed, _ = await api.request("GET", "/channels/")
         self.assertEqual(listed["result"], [])
+
+    async def test_delete_deletes_the_channel_queues(self) -> None:
+        """Deleting a channel deletes its queues and the messages waiting there."""
+        api = await self.start()
+        assert api.junebug is not None
+        broker = api.junebug.broker
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}}
+        )
+        cid = created["result"]["id"]
+        await api.transport(cid).receive("waits for a router")
+        self.assertEqual(broker.pending(topology.inbound(cid)), 1)
+        await api.request("DELETE", f"/channels/{cid}")
+        left = [
+            queue
+            for queue in topology.owned_queues(cid, with_status=True)
+            if broker.has_queue(queue)
+        ]
+        self.assertEqual(left, [])
 
     async def test_failed_transport_reports_down_and_can_be_deleted(self) -> None:
         """A transport that fails to start leaves the channel down, not the API."""

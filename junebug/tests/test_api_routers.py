@@ -821,6 +821,22 @@ class RoutingTests(RoutersApiBase):
         )
         self.assertEqual(body["result"]["last_event_type"], "submitted")
 
+    async def test_destination_outbound_key(self) -> None:
+        """An MT published to <did>.outbound (the original's key) reaches the
+        destination's channel; the queue is declared, so nothing is dropped."""
+        cid, rid, _t = await self.setup()
+        did = await self.destination(rid, config={"regular_expression": "^1"})
+        transport = self.api.transport(cid)
+        assert self.api.junebug is not None
+        broker = self.api.junebug.broker
+        self.assertTrue(broker.has_queue(f"{did}.outbound"))
+        mt = user_message(
+            to_addr="+27", from_addr="1", transport_name=cid, content="via did"
+        )
+        await broker.publish(f"{did}.outbound", mt)
+        await wait_until(lambda: transport.outbound)
+        self.assertEqual(transport.outbound[0]["message_id"], mt["message_id"])
+
     async def test_destination_logs(self) -> None:
         """A destination's delivery problems land in its own log (and the router's)."""
         cid, rid, _t = await self.setup()
