@@ -20,7 +20,7 @@ from junebug.testing.api import ApiDriver
 from junebug.testing.context import RecordingContext
 from junebug.testing.http_peer import HttpPeer
 from junebug.testing.http_sink import HttpSink
-from junebug.testing.process import free_port
+from junebug.tests.support.process import free_port
 from junebug.transports.http.config import HttpConfig
 from junebug.transports.http.template import (
     check_template,
