@@ -19,6 +19,8 @@ Semantics, the same in both:
   message is requeued once; if it fails again it is moved to the queue
   ``<queue>.failed`` so nothing is lost and a poison message cannot loop.
 - Consumers survive reconnection: after a lost connection they are set up again.
+- :meth:`Broker.publish` with ``ttl`` makes the message expire after waiting
+  ``ttl`` seconds in its queue (RabbitMQ's per-message ``expiration``).
 - :meth:`Broker.delete_queue` deletes a queue and the messages in it (a
   deleted channel's queues, for instance); deleting an absent queue succeeds.
 - :meth:`Broker.publish_later` delays a message durably (RabbitMQ: per-tier
@@ -69,8 +71,12 @@ class Broker(Protocol):
     def is_connected(self) -> bool:
         """True while the broker connection is up."""
 
-    async def publish(self, routing_key: str, message: Message) -> None:
-        """Publish persistently to the ``vumi`` exchange and await the confirm."""
+    async def publish(
+        self, routing_key: str, message: Message, ttl: float | None = None
+    ) -> None:
+        """Publish persistently to the ``vumi`` exchange and await the confirm;
+        with ``ttl`` the message is dropped if it still waits in its queue
+        ``ttl`` seconds later (``0``: unless a consumer takes it at once)."""
 
     async def declare_queue(self, queue: str) -> None:
         """Declare a durable queue bound to ``vumi`` with its own name as key."""

@@ -9,6 +9,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from junebug.amqp import topology
+from junebug.channels import service as channel_service
 from junebug.testing.api import ApiDriver
 from junebug.testing.polling import wait_until
 
@@ -284,6 +285,21 @@ class ChannelsApiTests(TestCase):
             if broker.has_queue(queue)
         ]
         self.assertEqual(left, [])
+
+    async def test_unrouted_messages_expire(self) -> None:
+        """MO and events of a channel without destination wait for a router at
+        most ROUTER_WAIT_TTL; a channel with mo_url is not affected."""
+        self.patch(channel_service, "ROUTER_WAIT_TTL", 0)
+        api = await self.start()
+        assert api.junebug is not None
+        broker = api.junebug.broker
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}}
+        )
+        cid = created["result"]["id"]
+        await api.transport(cid).receive("nobody routes this")
+        self.assertEqual(broker.pending(topology.inbound(cid)), 0)
+        self.assertTrue(broker.has_queue(topology.inbound(cid)))
 
     async def test_failed_transport_reports_down_and_can_be_deleted(self) -> None:
         """A transport that fails to start leaves the channel down, not the API."""

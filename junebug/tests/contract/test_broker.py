@@ -243,6 +243,19 @@ class BrokerContract(TestCase):
         await within(self.broker.declare_queue(queue))
         self.assertEqual(await within(self.broker.drain(queue, Inbox().handler)), 0)
 
+    async def test_message_with_ttl_expires_while_waiting(self) -> None:
+        """A message published with a ttl is dropped once it has waited that
+        long; ttl 0 means "unless a consumer takes it at once"."""
+        queue = self.queue_name()
+        await within(self.broker.declare_queue(queue))
+        await within(self.broker.publish(queue, message("expires"), ttl=0))
+        await within(self.broker.publish(queue, message("stays")))
+        await within(self.broker.publish(queue, message("in time"), ttl=60))
+        await self.round_trip()
+        inbox = Inbox()
+        self.assertEqual(await within(self.broker.drain(queue, inbox.handler)), 2)
+        self.assertEqual([m["content"] for m in inbox.messages], ["stays", "in time"])
+
     async def test_unbound_routing_key_drops_the_message(self) -> None:
         queue = self.queue_name()
         await within(self.broker.publish(queue, message("dropped")))
