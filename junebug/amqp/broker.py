@@ -76,7 +76,8 @@ class Broker(Protocol):
     ) -> None:
         """Publish persistently to the ``vumi`` exchange and await the confirm;
         with ``ttl`` the message is dropped if it still waits in its queue
-        ``ttl`` seconds later (``0``: unless a consumer takes it at once)."""
+        ``ttl`` seconds later (whether a consumer that is free right then gets
+        a ``ttl`` of 0 is up to the broker)."""
 
     async def declare_queue(self, queue: str) -> None:
         """Declare a durable queue bound to ``vumi`` with its own name as key."""

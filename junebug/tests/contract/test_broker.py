@@ -245,7 +245,7 @@ class BrokerContract(TestCase):
 
     async def test_message_with_ttl_expires_while_waiting(self) -> None:
         """A message published with a ttl is dropped once it has waited that
-        long; ttl 0 means "unless a consumer takes it at once"."""
+        long (ttl 0, with no consumer: at once); others stay."""
         queue = self.queue_name()
         await within(self.broker.declare_queue(queue))
         await within(self.broker.publish(queue, message("expires"), ttl=0))
