@@ -350,8 +350,8 @@ class Sink:
 
 @contextmanager
 def node_smsc(mode: str = "dlr", env: dict[str, str] | None = None) -> Iterator[Smsc]:
-    """``junebug/testing/peers/node_smpp_smsc.js`` as a plain subprocess."""
-    from junebug.testing.smsc import PEERS_DIR, node_smpp_modules
+    """``junebug/tests/support/peers/node_smpp_smsc.js`` as a plain subprocess."""
+    from junebug.tests.support.smsc import PEERS_DIR, node_smpp_modules
 
     port = free_port()
     node = shutil.which("node") or "node"

@@ -1,7 +1,7 @@
 """SMPP MT throughput against the node-smpp test SMSC, on loopback.
 
 Two figures, each against a fresh ``node_smpp_smsc.js`` (``ack-only`` mode,
-quiet) started by :class:`junebug.testing.smsc.SmscPeer`:
+quiet) started by :class:`junebug.tests.support.smsc.SmscPeer`:
 
 1. **Protocol core**: :class:`~junebug.transports.smpp.protocol.SmppProtocol`
    and :class:`~junebug.transports.smpp.session.SmppSession` alone (framing,
@@ -43,7 +43,7 @@ from twisted.logger import Logger
 from junebug.converter import structure
 from junebug.messages import Message, user_message
 from junebug.stores.memory import MemoryBackend
-from junebug.testing.smsc import SmscPeer
+from junebug.tests.support.smsc import SmscPeer
 from junebug.transports.interface import TransportContext
 from junebug.transports.smpp.config import SmppConfig
 from junebug.transports.smpp.pdu import PDU, BindTransceiver, SubmitSM

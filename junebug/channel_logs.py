@@ -1,10 +1,10 @@
 """Per-channel and per-router log files, and reading them back for the API.
 
-:class:`ChannelLogObserver` writes the log events of one owner (a channel id or
-a router id) as JSON lines to ``<logging_path>/<owner id>``, rotated by
+:class:`LogFileRouter` writes the log events of each owner (a channel id or a
+router id) as JSON lines to ``<logging_path>/<owner id>``, rotated by
 :class:`twisted.python.logfile.LogFile` into ``<owner id>.1`` (newest) ...
-``<owner id>.N``.  :class:`LogFileRouter` does the same for every owner with a
-single observer.  :func:`read_logs` reads the files back, newest first.
+``<owner id>.N``, with a single observer.  :func:`read_logs` reads the files
+back, newest first.
 
 Which events land in an owner's file
 ------------------------------------
@@ -15,9 +15,9 @@ An event (``twisted.logger``) at level info or above belongs to owner ``X`` when
   logger, ``owner_logger("junebug.channels", "channel_id", cid)``; or
 * its ``log_system`` (a comma-separated list, as set by legacy
   ``twisted.python.log`` callers and by ``Logger.emit(..., log_system=...)``)
-  contains ``X`` -- for :class:`LogFileRouter`, only if ``X`` was registered
-  with :meth:`LogFileRouter.add_owner` (a ``log_system`` is often a protocol
-  name, not an owner, and must not create files).
+  contains ``X`` and ``X`` was registered with :meth:`LogFileRouter.add_owner`
+  (a ``log_system`` is often a protocol name, not an owner, and must not
+  create files).
 
 Only set ``channel_id`` / ``router_id`` on events about channels and routers
 that exist: the router opens a file for any such id.
@@ -215,59 +215,6 @@ class _GuardedObserver:
 
     def _route(self, event: LogEvent) -> None:
         raise NotImplementedError
-
-
-@implementer(ILogObserver)
-class ChannelLogObserver(_GuardedObserver):
-    """Writes one owner's events (level >= ``min_level``) to its log file.
-
-    ``log_rotate_size`` and ``max_log_files`` of ``0`` or ``None`` mean
-    unlimited.  ``publisher`` defaults to ``globalLogPublisher``.
-    """
-
-    def __init__(
-        self,
-        logging_path: str | os.PathLike[str],
-        owner_id: str,
-        *,
-        log_rotate_size: int | None = DEFAULT_ROTATE_SIZE,
-        max_log_files: int | None = DEFAULT_MAX_LOG_FILES,
-        publisher: LogPublisher | None = None,
-        min_level: LogLevel = LogLevel.info,
-    ) -> None:
-        super().__init__(publisher, min_level)
-        check_owner_id(owner_id)
-        self.owner_id = owner_id
-        self.directory = Path(logging_path)
-        self.rotate_size = log_rotate_size
-        self.max_log_files = max_log_files
-        self._file: _OwnerFile | None = None
-
-    @property
-    def path(self) -> Path:
-        """The current log file."""
-        return self.directory / self.owner_id
-
-    def start(self) -> None:
-        """Open the log file (creating the directory) and start observing."""
-        with self._lock:
-            if self._file is None:
-                self._file = _OwnerFile(
-                    self.directory, self.owner_id, self.rotate_size, self.max_log_files
-                )
-        self._observe()
-
-    def stop(self) -> None:
-        """Stop observing and close the log file."""
-        self._unobserve()
-        with self._lock:
-            logfile, self._file = self._file, None
-            if logfile is not None:
-                logfile.close()
-
-    def _route(self, event: LogEvent) -> None:
-        if self._file is not None and event_belongs_to(event, self.owner_id):
-            self._file.write(event_entry(event, self.owner_id))
 
 
 @implementer(ILogObserver)

@@ -17,8 +17,9 @@ from twisted.logger import Logger
 from junebug.amqp.broker import Broker
 from junebug.amqp.memory import MemoryBroker
 from junebug.amqp.rabbitmq import AmqpSettings, RabbitMQBroker
-from junebug.api.app import ApiDependencies, JunebugApi
+from junebug.api.app import JunebugApi
 from junebug.api.auth import auth_gate
+from junebug.api.dependencies import ApiDependencies
 from junebug.api.site import api_site
 from junebug.channel_logs import LogFileRouter
 from junebug.channels.registry import ChannelRegistry

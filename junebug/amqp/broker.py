@@ -19,6 +19,10 @@ Semantics, the same in both:
   message is requeued once; if it fails again it is moved to the queue
   ``<queue>.failed`` so nothing is lost and a poison message cannot loop.
 - Consumers survive reconnection: after a lost connection they are set up again.
+- :meth:`Broker.publish` with ``ttl`` makes the message expire after waiting
+  ``ttl`` seconds in its queue (RabbitMQ's per-message ``expiration``).
+- :meth:`Broker.delete_queue` deletes a queue and the messages in it (a
+  deleted channel's queues, for instance); deleting an absent queue succeeds.
 - :meth:`Broker.publish_later` delays a message durably (RabbitMQ: per-tier
   queues with a message TTL that dead-letter back to ``vumi``), which is how
   failed HTTP deliveries are retried without holding anything in memory.
@@ -67,11 +71,23 @@ class Broker(Protocol):
     def is_connected(self) -> bool:
         """True while the broker connection is up."""
 
-    async def publish(self, routing_key: str, message: Message) -> None:
-        """Publish persistently to the ``vumi`` exchange and await the confirm."""
+    async def publish(
+        self, routing_key: str, message: Message, ttl: float | None = None
+    ) -> None:
+        """Publish persistently to the ``vumi`` exchange and await the confirm;
+        with ``ttl`` the message is dropped if it still waits in its queue
+        ``ttl`` seconds later (whether a consumer that is free right then gets
+        a ``ttl`` of 0 is up to the broker)."""
 
     async def declare_queue(self, queue: str) -> None:
         """Declare a durable queue bound to ``vumi`` with its own name as key."""
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete ``queue`` and the messages in it; an absent queue is fine.
+
+        Stop the queue's consumers first: a running consumer declares its
+        queue again when RabbitMQ cancels it.
+        """
 
     async def consume(
         self,

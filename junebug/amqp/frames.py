@@ -303,6 +303,7 @@ def _pack_bits(bits: list[bool]) -> bytes:
 #: Content-header property flags (bit 15 is the first property).
 _FLAG_CONTENT_TYPE = 1 << 15
 _FLAG_DELIVERY_MODE = 1 << 12
+_FLAG_EXPIRATION = 1 << 8
 
 
 def publish_method_payload(exchange: str, routing_key: str) -> bytes:
@@ -316,13 +317,18 @@ def publish_method_payload(exchange: str, routing_key: str) -> bytes:
     )
 
 
-def publish_properties(content_type: str, delivery_mode: int) -> bytes:
-    """The property flags and list of a content header with these two set."""
-    return (
-        struct.pack("!H", _FLAG_CONTENT_TYPE | _FLAG_DELIVERY_MODE)
-        + _shortstr(content_type)
-        + bytes((delivery_mode,))
-    )
+def publish_properties(
+    content_type: str, delivery_mode: int, expiration: str | None = None
+) -> bytes:
+    """The property flags and list of a content header with these set
+    (``expiration``: the message's TTL in milliseconds, as text)."""
+    flags = _FLAG_CONTENT_TYPE | _FLAG_DELIVERY_MODE
+    if expiration is not None:
+        flags |= _FLAG_EXPIRATION
+    out = struct.pack("!H", flags) + _shortstr(content_type) + bytes((delivery_mode,))
+    if expiration is not None:
+        out += _shortstr(expiration)
+    return out
 
 
 def publish_frames(

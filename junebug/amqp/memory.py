@@ -51,6 +51,12 @@ _log = Logger(namespace="junebug.amqp.memory")
 class _Envelope:
     body: bytes
     redelivered: bool = False
+    #: When the message expires (clock seconds), if it was published with a ttl.
+    expires_at: float | None = None
+
+    def again(self) -> _Envelope:
+        """The envelope of this message put back in its queue."""
+        return attrs.evolve(self, redelivered=True)
 
 
 @attrs.define(eq=False)
@@ -255,9 +261,7 @@ class MemoryBroker:
             queue = self._queues.get(consumer.queue)
             if queue is not None:
                 for envelope in reversed(envelopes):
-                    queue.messages.appendleft(
-                        _Envelope(envelope.body, redelivered=True)
-                    )
+                    queue.messages.appendleft(envelope.again())
         self._notify(False)
         self._check_idle()
 
@@ -281,10 +285,13 @@ class MemoryBroker:
 
     # -- the Broker contract -----------------------------------------------------
 
-    async def publish(self, routing_key: str, message: Message) -> None:
-        """Route ``message`` to the queue bound with ``routing_key``, if any."""
+    async def publish(
+        self, routing_key: str, message: Message, ttl: float | None = None
+    ) -> None:
+        """Route ``message`` to the queue bound with ``routing_key``, if any;
+        with ``ttl``, it is dropped if still waiting ``ttl`` seconds later."""
         self._require_connected()
-        self._route(routing_key, to_json(message))
+        self._route(routing_key, to_json(message), ttl)
 
     async def publish_later(
         self, routing_key: str, message: Message, delay: float
@@ -309,12 +316,14 @@ class MemoryBroker:
         self._require_connected()
         q = self._queues.get(queue)
         count = 0
-        while q is not None and q.messages and count < limit:
-            envelope = q.messages.popleft()
+        while q is not None and count < limit:
+            envelope = self._take(q)
+            if envelope is None:
+                break
             try:
                 await handler(from_json(envelope.body))
             except BaseException:
-                q.messages.appendleft(_Envelope(envelope.body, redelivered=True))
+                q.messages.appendleft(envelope.again())
                 raise
             count += 1
         return count
@@ -381,11 +390,14 @@ class MemoryBroker:
         q = self._queues.get(queue)
         if q is None:
             return []
+        self._drop_expired(q)
         return [from_json(envelope.body) for envelope in q.messages]
 
     def pending(self, queue: str) -> int:
         """Messages in ``queue`` that are waiting or being handled."""
         q = self._queues.get(queue)
+        if q is not None:
+            self._drop_expired(q)
         waiting = len(q.messages) if q is not None else 0
         return waiting + sum(c.unacked for c in self._consumers if c.queue == queue)
 
@@ -436,12 +448,25 @@ class MemoryBroker:
             q = self._queues[queue] = _Queue(queue)
         return q
 
-    def _route(self, routing_key: str, body: bytes) -> None:
+    def _route(self, routing_key: str, body: bytes, ttl: float | None = None) -> None:
         q = self._queues.get(routing_key)
         if q is None:
             return  # nothing bound: dropped, as RabbitMQ does
-        q.messages.append(_Envelope(body))
+        expires_at = None if ttl is None else self._clock.seconds() + ttl
+        q.messages.append(_Envelope(body, expires_at=expires_at))
         self._schedule(routing_key)
+
+    def _drop_expired(self, q: _Queue) -> None:
+        now = self._clock.seconds()
+        if any(e.expires_at is not None and e.expires_at <= now for e in q.messages):
+            q.messages = deque(
+                e for e in q.messages if e.expires_at is None or e.expires_at > now
+            )
+
+    def _take(self, q: _Queue) -> _Envelope | None:
+        """The next unexpired message of ``q`` (expired ones are dropped)."""
+        self._drop_expired(q)
+        return q.messages.popleft() if q.messages else None
 
     def _schedule(self, queue: str) -> None:
         if queue in self._scheduled or not self._connected:
@@ -459,7 +484,10 @@ class MemoryBroker:
                 consumer = self._next_consumer(q)
                 if consumer is None:
                     break
-                consumer.deliver(q.messages.popleft())
+                envelope = self._take(q)
+                if envelope is None:
+                    break
+                consumer.deliver(envelope)
         self._check_idle()
 
     def _next_consumer(self, q: _Queue) -> MemoryConsumer | None:
@@ -475,7 +503,7 @@ class MemoryBroker:
     def _settled(self, queue: str, envelope: _Envelope, how: str) -> None:
         q = self._queues.get(queue)
         if how == "requeue" and q is not None:
-            q.messages.appendleft(_Envelope(envelope.body, redelivered=True))
+            q.messages.appendleft(envelope.again())
         elif how == "requeue_later" and q is not None:
             q.messages.appendleft(envelope)
         elif how == "dead":

@@ -20,6 +20,7 @@ lost and when it is back.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -75,6 +76,14 @@ ConnectionListener = Callable[[bool], object]
 CONTENT_TYPE = "application/json"
 PERSISTENT = 2
 _PROPERTIES = publish_properties(CONTENT_TYPE, PERSISTENT)
+
+
+@functools.lru_cache(maxsize=16)
+def _expiring_properties(ttl: float) -> bytes:
+    """The properties of a persistent message that expires after ``ttl`` s."""
+    milliseconds = max(0, round(ttl * 1000))
+    return publish_properties(CONTENT_TYPE, PERSISTENT, str(milliseconds))
+
 
 _log = Logger(namespace="junebug.amqp.rabbitmq")
 
@@ -795,10 +804,15 @@ class RabbitMQBroker:
     def _bounded(self, d: Deferred[T], what: str) -> Deferred[T]:
         return _bounded(self.reactor, d, self.settings.operation_timeout, what)
 
-    async def publish(self, routing_key: str, message: Message) -> None:
+    async def publish(
+        self, routing_key: str, message: Message, ttl: float | None = None
+    ) -> None:
         """Publish persistently and await the confirm (:class:`BrokerError`
-        when disconnected, nacked or the connection drops first)."""
-        await self._publish_body(routing_key, to_json(message))
+        when disconnected, nacked or the connection drops first); with
+        ``ttl``, RabbitMQ drops the message if it still waits ``ttl`` seconds
+        later (the per-message ``expiration``)."""
+        properties = _PROPERTIES if ttl is None else _expiring_properties(ttl)
+        await self._publish_body(routing_key, to_json(message), properties=properties)
 
     async def publish_later(
         self, routing_key: str, message: Message, delay: float
@@ -848,12 +862,16 @@ class RabbitMQBroker:
         return count
 
     async def _publish_body(
-        self, routing_key: str, body: bytes, exchange: str = EXCHANGE
+        self,
+        routing_key: str,
+        body: bytes,
+        exchange: str = EXCHANGE,
+        properties: bytes = _PROPERTIES,
     ) -> None:
         live = self._require_live()
         try:
             # The channel fails it after operation_timeout (one timer for all).
-            await live.publish_channel.publish(exchange, routing_key, body, _PROPERTIES)
+            await live.publish_channel.publish(exchange, routing_key, body, properties)
         except ConfirmTimeout as e:
             raise BrokerError(
                 f"confirm of a message to {routing_key} timed out after "

@@ -6,7 +6,6 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-import attrs
 from klein import Klein
 from klein.interfaces import IKleinRequest
 from twisted.logger import Logger
@@ -17,29 +16,12 @@ from werkzeug.routing import RequestRedirect
 
 from junebug.api import channels, dead_letters, health, messages, routers
 from junebug.api.auth import AuthenticatingResource, auth_enabled
+from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import error_result, render
 from junebug.api.guard import RoutableOnly
 from junebug.api.openapi import openapi_document
 from junebug.api.schemas import InvalidBody
-from junebug.channels.registry import ChannelRegistry
-from junebug.channels.sending import MessageSender
-from junebug.config import JunebugConfig
 from junebug.errors import JunebugError
-from junebug.routers.registry import RouterRegistry
-
-
-@attrs.define
-class ApiDependencies:
-    """What the API's routes need."""
-
-    config: JunebugConfig
-    channels: ChannelRegistry
-    sender: MessageSender
-    reactor: Any
-    http: Any
-    delivery: Any = None
-    health_checks: list[Any] = attrs.field(factory=list)
-    routers: RouterRegistry | None = None
 
 
 class JunebugApi:

@@ -26,28 +26,49 @@ from junebug.http.server import Gate, Refusal
 OPEN_PATHS = frozenset({b"/health"})
 
 
-def _equal(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+def _equal(given: bytes, expected: str) -> bool:
+    return hmac.compare_digest(given, expected.encode("utf-8"))
+
+
+def basic_credentials(header: bytes | None) -> tuple[bytes, bytes] | None:
+    """The (user, password) of an HTTP Basic ``Authorization`` header."""
+    if not header:
+        return None
+    scheme, _, encoded = header.strip().partition(b" ")
+    if scheme.lower() != b"basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except ValueError:  # binascii.Error is a ValueError
+        return None
+    user, sep, password = decoded.partition(b":")
+    if not sep:
+        return None
+    return user, password
+
+
+def basic_matches(header: bytes | None, username: str, password: str) -> bool:
+    """Whether ``header`` carries HTTP Basic ``username`` and ``password``.
+
+    Both comparisons always run, in constant time, so the answer's timing
+    says nothing about which of the two was wrong.
+    """
+    given = basic_credentials(header)
+    user_ok = _equal(given[0] if given else b"", username)
+    password_ok = _equal(given[1] if given else b"", password)
+    return given is not None and user_ok and password_ok
 
 
 def authorised(header: bytes | None, config: JunebugConfig) -> bool:
     """Whether an ``Authorization`` header satisfies the configured credentials."""
     if not header:
         return False
-    scheme, _, value = header.decode("latin-1").partition(" ")
+    scheme, _, value = header.partition(b" ")
     scheme = scheme.lower()
-    value = value.strip()
-    if scheme == "token" and config.api_token:
-        return _equal(value, config.api_token)
-    if scheme == "basic" and config.api_username and config.api_password:
-        try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except ValueError:
-            return False
-        user, _, password = decoded.partition(":")
-        return _equal(user, config.api_username) and _equal(
-            password, config.api_password
-        )
+    if scheme == b"token" and config.api_token:
+        return _equal(value.strip(), config.api_token)
+    if scheme == b"basic" and config.api_username and config.api_password:
+        return basic_matches(header, config.api_username, config.api_password)
     return False
 
 

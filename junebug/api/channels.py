@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from klein import Klein
 from twisted.web.iweb import IRequest
 
+from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import render
 from junebug.api.schemas import CHANNEL_CREATE, CHANNEL_UPDATE, parse_body
 from junebug.api.secrets import redact, restore, wants_secrets
 from junebug.channel_logs import read_logs_async
 from junebug.errors import ApiUsageError
-
-if TYPE_CHECKING:
-    from junebug.api.app import ApiDependencies
 
 
 def query_int(request: IRequest, name: str) -> int | None:

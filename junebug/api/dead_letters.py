@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from klein import Klein
 from twisted.web.iweb import IRequest
 
 from junebug.api.channels import query_int
+from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import render
-
-if TYPE_CHECKING:
-    from junebug.api.app import ApiDependencies
 
 DEFAULT_LIMIT = 100
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from klein import Klein
 from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.web.iweb import IRequest
 
+from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import render
-
-if TYPE_CHECKING:
-    from junebug.api.app import ApiDependencies
 
 QUEUE_SUFFIXES = ("inbound", "outbound", "event")
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from klein import Klein
 from twisted.web.iweb import IRequest
 
+from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import render
 from junebug.api.schemas import MESSAGE_SEND, parse_body
 from junebug.channels.service import has_destination
 from junebug.errors import ApiUsageError
 from junebug.messages import api_event_view
 from junebug.stores.messages import MessageStore
-
-if TYPE_CHECKING:
-    from junebug.api.app import ApiDependencies
 
 
 async def message_status(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from klein import Klein
 from twisted.web.iweb import IRequest
 
 from junebug.api.channels import logs_response
+from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import render
 from junebug.api.messages import message_status
 from junebug.api.schemas import (
@@ -18,9 +19,6 @@ from junebug.api.schemas import (
     ROUTER_PATCH,
     parse_body,
 )
-
-if TYPE_CHECKING:
-    from junebug.api.app import ApiDependencies
 
 ROUTER = "/routers/<string:router_id>"
 DESTINATION = ROUTER + "/destinations/<string:destination_id>"

@@ -12,6 +12,7 @@ from typing import Any
 from jsonschema import Draft4Validator
 from twisted.web.iweb import IRequest
 
+from junebug.amqp import topology
 from junebug.errors import BodyTooLarge, JsonDecodeError, JunebugError
 from junebug.http import json_body
 
@@ -208,7 +209,27 @@ def parse_body(request: IRequest, schema: dict[str, Any], max_size: int) -> Any:
     """JSON decode, then schema validation: the original's order."""
     body = read_json(request, max_size)
     validate(body, schema)
+    check_amqp_queue(body)
     return body
+
+
+def check_amqp_queue(body: Any) -> None:
+    """Raise InvalidBody if the body's ``amqp_queue`` names queues RabbitMQ
+    would refuse, so nothing is stored that could never be consumed."""
+    name = body.get("amqp_queue") if isinstance(body, dict) else None
+    if not isinstance(name, str):
+        return
+    problem = topology.amqp_queue_problem(name)
+    if problem is not None:
+        raise InvalidBody(
+            [
+                {
+                    "type": "invalid_body",
+                    "message": f"amqp_queue {problem}",
+                    "schema_path": ["properties", "amqp_queue"],
+                }
+            ]
+        )
 
 
 # -- routers ------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Properties are persisted in the channel store before a channel starts, so a
 crash never forgets an accepted channel; on start-up every stored channel is
-started again.
+started again.  Deleting a channel deletes its queues too.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
+from junebug.channels.queues import delete_owned_queues
 from junebug.channels.service import Channel, ChannelDependencies
 from junebug.channels.status import RATE_FIELDS, status_object
 from junebug.errors import ChannelNotFound, StoreUnavailable
@@ -147,6 +148,9 @@ class ChannelRegistry:
             await self._stop(channel_id)
             await self.store.delete(channel_id)
             await self.deps.statuses.delete(channel_id)
+            await delete_owned_queues(
+                self.deps.broker, channel_id, with_status=True, log=self.log
+            )
         self._locks.pop(channel_id, None)
 
     async def restart(self, channel_id: str) -> None:

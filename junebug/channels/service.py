@@ -29,6 +29,12 @@ from junebug.stores.status import StatusStore
 from junebug.transports.interface import Transport, TransportContext
 from junebug.transports.registry import TransportRegistry
 
+#: How long (seconds) the MO and events of a channel without ``mo_url`` and
+#: ``amqp_queue`` wait in ``<cid>.inbound`` / ``<cid>.event`` for a router to
+#: take them; older ones are dropped, so an unrouted channel cannot pile up
+#: messages for ever.
+ROUTER_WAIT_TTL = 24 * 60 * 60
+
 
 def has_destination(properties: dict[str, Any]) -> bool:
     """A channel forwards MO only if it has ``mo_url`` or ``amqp_queue`` set."""
@@ -71,16 +77,24 @@ class Channel:
     async def _publish(self, routing_key: str, message: Message) -> None:
         await self._deps.broker.publish(routing_key, message)
 
+    async def _publish_for_consumer(self, routing_key: str, message: Message) -> None:
+        """Publish MO or an event; without a destination it waits for a router
+        at most :data:`ROUTER_WAIT_TTL` seconds."""
+        if has_destination(self.properties):
+            await self._deps.broker.publish(routing_key, message)
+        else:
+            await self._deps.broker.publish(routing_key, message, ttl=ROUTER_WAIT_TTL)
+
     def _context(self) -> TransportContext:
         cid = self.id
 
         async def publish_inbound(msg: Message) -> None:
             msg.setdefault("transport_name", cid)
-            await self._publish(topology.inbound(cid), msg)
+            await self._publish_for_consumer(topology.inbound(cid), msg)
 
         async def publish_event(msg: Message) -> None:
             msg.setdefault("transport_name", cid)
-            await self._publish(topology.event(cid), msg)
+            await self._publish_for_consumer(topology.event(cid), msg)
 
         async def publish_status(msg: Message) -> None:
             msg.setdefault("transport_name", cid)
@@ -141,7 +155,8 @@ class Channel:
 
                 await self._consume(topology.outbound(queue), relay)
         else:
-            # Declared so messages wait for a router rather than being dropped.
+            # Declared so messages wait for a router rather than being dropped
+            # (for ROUTER_WAIT_TTL at most: they are published with that ttl).
             await deps.broker.declare_queue(topology.inbound(self.id))
             await deps.broker.declare_queue(topology.event(self.id))
         # Declared first, so MT accepted while the transport is down waits.

@@ -11,9 +11,6 @@ the same as leaving the key out.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 from typing import Any
 
 from klein import Klein
@@ -23,6 +20,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from junebug.api.app import install_error_handlers
+from junebug.api.auth import basic_matches
 from junebug.api.envelope import render
 from junebug.api.guard import RoutableOnly
 from junebug.api.schemas import MESSAGE_SEND, read_json, validate
@@ -63,39 +61,14 @@ class OutcomeUnknown(JunebugError):
     code = 504
 
 
-def basic_credentials(request: IRequest) -> tuple[bytes, bytes] | None:
-    """The (user, password) of a request's HTTP Basic ``Authorization``."""
-    header = request.getHeader(b"authorization")
-    if not header:
-        return None
-    scheme, _, encoded = header.strip().partition(b" ")
-    if scheme.lower() != b"basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    user, sep, password = decoded.partition(b":")
-    if not sep:
-        return None
-    return user, password
-
-
 CHALLENGE = f'Basic realm="{AUTH_REALM}", charset="UTF-8"'.encode()
 UNAUTHORIZED_TEXT = "HTTP Basic credentials are missing or wrong"
 
 
 def carries(request: IRequest, auth: BasicAuthConfig) -> bool:
     """Whether the request carries the credentials of ``auth``."""
-    given = basic_credentials(request)
-    # Both comparisons always run, so timing says nothing about which failed.
-    user_ok = hmac.compare_digest(
-        given[0] if given else b"", auth.username.encode("utf-8")
-    )
-    password_ok = hmac.compare_digest(
-        given[1] if given else b"", auth.password.encode("utf-8")
-    )
-    return given is not None and user_ok and password_ok
+    header = request.getHeader(b"authorization")
+    return basic_matches(header, auth.username, auth.password)
 
 
 def check_auth(request: IRequest, auth: BasicAuthConfig) -> None:

@@ -4,8 +4,8 @@ A router owns zero or more *destinations*.  Each destination is delivered to
 like a channel is: MO messages go to its ``mo_url`` (with ``mo_url_token`` as
 ``Authorization: Token``) and/or ``<amqp_queue>.inbound``, events to the
 ``event_url`` of the message they belong to and/or ``<amqp_queue>.event``; MT
-messages published by an application to ``<amqp_queue>.outbound`` go to the
-channel that serves the destination.
+messages published by an application to ``<did>.outbound`` or
+``<amqp_queue>.outbound`` go to the channel that serves the destination.
 
 The wiring is the original's (so the queues a RabbitMQ operator sees, and that
 ``/health`` checks, are the same): the router publishes what it routes to
@@ -165,11 +165,13 @@ class Router:
                 topology.inbound(destination_id), forwarder.handle_inbound
             )
             await self.consume(topology.event(destination_id), forwarder.handle_event)
+            # MT for the destination's channel: published to <did>.outbound (the
+            # original's key) or to <amqp_queue>.outbound.
+            outbound = self._outbound_handler(destination_id)
+            await self.consume(topology.outbound(destination_id), outbound)
             queue = destination.get("amqp_queue")
             if queue:
-                await self.consume(
-                    topology.outbound(queue), self._outbound_handler(destination_id)
-                )
+                await self.consume(topology.outbound(queue), outbound)
         await self.setup()
         self.running = True
         self.log.info(
@@ -230,7 +232,8 @@ class Router:
     async def handle_destination_outbound(
         self, destination_id: str, message: Message
     ) -> None:
-        """An MT an application published to a destination's ``amqp_queue``.
+        """An MT an application published to ``<did>.outbound`` or to the
+        destination's ``<amqp_queue>.outbound``.
 
         As in the original it is relayed unchanged (no character limit, no
         ``outbound`` count); its API view is stored under the channel, marked

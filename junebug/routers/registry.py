@@ -19,6 +19,7 @@ from typing import Any, cast
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
+from junebug.channels.queues import delete_owned_queues
 from junebug.channels.sending import MessageSender
 from junebug.errors import (
     DestinationNotFound,
@@ -253,11 +254,19 @@ class RouterRegistry:
             return await self._update(router_id, old, {**old, **body, "id": router_id})
 
     async def delete(self, router_id: str) -> None:
-        """Stop a router and delete it with its destinations."""
+        """Stop a router and delete it with its destinations and their queues."""
         async with self._lock:
             await self.get(router_id)
+            destination_ids = await self.store.list_destination_ids(router_id)
             await self._stop(router_id)
             await self.store.delete(router_id)
+            for destination_id in destination_ids:
+                await self._delete_queues(destination_id)
+
+    async def _delete_queues(self, destination_id: str) -> None:
+        await delete_owned_queues(
+            self.deps.broker, destination_id, with_status=False, log=self.log
+        )
 
     # -- destinations ----------------------------------------------------------
 
@@ -322,6 +331,7 @@ class RouterRegistry:
             await self.store.delete_destination(router_id, destination_id)
             destinations = await self.store.load_destinations(router_id)
             await self._restart(router, destinations)
+            await self._delete_queues(destination_id)
 
     # -- sending ---------------------------------------------------------------
 

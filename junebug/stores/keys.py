@@ -36,3 +36,28 @@ def router_destinations(router_id: str) -> str:
 
 def router_destination(router_id: str, destination_id: str) -> str:
     return f"routers:{router_id}:destinations:{destination_id}"
+
+
+# -- transports' own keys (each prefixed as the original's transports did) ---
+
+
+def dmark_session(channel_id: str, transaction_id: str) -> str:
+    """A Dmark USSD session (vumi's name for it)."""
+    return f"vumi.transports.dmark_ussd:{channel_id}:session:{transaction_id}"
+
+
+def http_provider_message(channel_id: str, provider_id: str) -> str:
+    """Maps an HTTP aggregator's message id to ours."""
+    return f"{channel_id}:http:provider_message_id:{provider_id}"
+
+
+def smpp_remote_message(bind_prefix: str, smsc_id: str) -> str:
+    """Maps a (normalised) SMSC message id to ours."""
+    return f"smpp:{bind_prefix}:remote_message:{smsc_id}"
+
+
+def smpp_multipart(
+    bind_prefix: str, sender: str, recipient: str, ref: int, total: int
+) -> str:
+    """The MO parts, received so far, of one multipart message."""
+    return f"smpp:{bind_prefix}:multipart:{sender}:{recipient}:{ref}:{total}"

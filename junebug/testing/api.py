@@ -40,6 +40,13 @@ class ApiDriver:
         self.base = f"http://127.0.0.1:{self.junebug.port.getHost().port}"  # type: ignore[attr-defined]
         return self.junebug
 
+    def transport(self, channel_id: str) -> Any:
+        """The running transport of ``channel_id``, found through the registry
+        (``None`` if the channel is not running or its transport failed)."""
+        assert self.junebug is not None, "start() first"
+        channel = self.junebug.channels.running(channel_id)
+        return None if channel is None else channel.transport
+
     async def stop(self) -> None:
         if self.junebug is not None:
             await self.junebug.stop()

@@ -166,3 +166,20 @@ async def queue_is_durable(
 
     result: bool = await _with_channel(reactor, settings, use)
     return result
+
+
+async def queue_exists(
+    reactor: IReactorTime, settings: AmqpSettings, queue: str
+) -> bool:
+    """Whether ``queue`` exists (a passive declare, which creates nothing)."""
+    from pika.exceptions import ChannelClosed
+
+    async def use(channel: Any) -> bool:
+        try:
+            await channel.queue_declare(queue=queue, passive=True)
+        except ChannelClosed:
+            return False
+        return True
+
+    result: bool = await _with_channel(reactor, settings, use)
+    return result

@@ -23,11 +23,10 @@ class FakeConfig:
 
 
 class FakeTransport:
-    """Records every MT message; every instance is listed in ``instances``."""
+    """Records every MT message (find one with ``ApiDriver.transport``)."""
 
     CONFIG_CLASS: ClassVar[type[Any]] = FakeConfig
     TRANSPORT_TYPE: ClassVar[str] = "fake"
-    instances: ClassVar[list[FakeTransport]] = []
 
     def __init__(self, context: TransportContext, config: FakeConfig) -> None:
         self.context = context
@@ -36,7 +35,6 @@ class FakeTransport:
         self.started = False
         self.stopped = False
         self.fail_outbound = config.fail_outbound
-        FakeTransport.instances.append(self)
 
     async def start(self) -> None:
         if self.config.fail_start:

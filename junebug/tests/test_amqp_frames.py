@@ -636,3 +636,20 @@ class MalformedMethodTests(SynchronousTestCase):
     def test_random_properties(self, raw: bytes) -> None:
         with contextlib.suppress(FrameError):
             f.decode_properties(raw)
+
+
+class PublishPropertiesTests(SynchronousTestCase):
+    def test_expiration_is_encoded_in_flag_order(self) -> None:
+        raw = f.publish_properties("application/json", 2, "1500")
+        self.assertEqual(
+            f.decode_properties(raw),
+            {
+                "content_type": "application/json",
+                "delivery_mode": 2,
+                "expiration": "1500",
+            },
+        )
+        self.assertEqual(
+            f.decode_properties(f.publish_properties("application/json", 2)),
+            {"content_type": "application/json", "delivery_mode": 2},
+        )

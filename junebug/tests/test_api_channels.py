@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from junebug.amqp import topology
+from junebug.channels import service as channel_service
 from junebug.testing.api import ApiDriver
 from junebug.testing.polling import wait_until
-from junebug.testing.transports import FakeTransport
 
 FAKE = {"type": "fake", "config": {}, "mo_url": "http://127.0.0.1:1/mo"}
 
@@ -118,6 +120,40 @@ class ChannelsApiTests(TestCase):
             body["result"]["errors"][0]["message"], "[] is not of type 'object'"
         )
 
+    async def test_amqp_queue_refused_as_rabbitmq_would(self) -> None:
+        """An amqp_queue RabbitMQ would refuse is a 400, and nothing is stored."""
+        api = await self.start()
+        bad_names = [
+            ("q" * 240, "must be at most 239 bytes of UTF-8, not 240"),
+            ("é" * 120, "must be at most 239 bytes of UTF-8, not 240"),
+            ("amq.mine", 'must not start with "amq." (reserved by RabbitMQ)'),
+            ("\ud800", "must be valid Unicode text (no lone surrogates)"),
+        ]
+        _, created, _ = await api.request(
+            "POST", "/channels/", {**FAKE, "amqp_queue": "q" * 239}
+        )
+        cid = created["result"]["id"]
+        for name, problem in bad_names:
+            raw = json.dumps({**FAKE, "amqp_queue": name}).encode()
+            for path in ("/channels/", f"/channels/{cid}"):
+                code, body, _ = await api.request("POST", path, raw=raw)
+                self.assertEqual(code, 400, (path, name))
+                self.assertEqual(body["description"], "api usage error")
+                self.assertEqual(
+                    body["result"]["errors"],
+                    [
+                        {
+                            "type": "invalid_body",
+                            "message": f"amqp_queue {problem}",
+                            "schema_path": ["properties", "amqp_queue"],
+                        }
+                    ],
+                )
+        _, listed, _ = await api.request("GET", "/channels/")
+        self.assertEqual(listed["result"], [cid])
+        _, found, _ = await api.request("GET", f"/channels/{cid}")
+        self.assertEqual(found["result"]["amqp_queue"], "q" * 239)
+
     async def test_invalid_json(self) -> None:
         """A body that is not JSON is a 400 json decode error."""
         api = await self.start()
@@ -188,21 +224,21 @@ class ChannelsApiTests(TestCase):
         api = await self.start()
         _, created, _ = await api.request("POST", "/channels/", FAKE)
         cid = created["result"]["id"]
-        first = FakeTransport.instances[-1]
+        first = api.transport(cid)
         code, body, _ = await api.request(
             "POST", f"/channels/{cid}", {"metadata": {"foo": "bar"}}
         )
         self.assertEqual((code, body["description"]), (200, "channel updated"))
         self.assertEqual(body["result"]["metadata"], {"foo": "bar"})
         self.assertEqual(body["result"]["type"], "fake")
-        self.assertIs(FakeTransport.instances[-1], first)
+        self.assertIs(api.transport(cid), first)
         self.assertFalse(first.stopped)
         code, body, _ = await api.request(
             "POST", f"/channels/{cid}", {"config": {"number": 2}}
         )
         self.assertEqual(code, 200)
         self.assertTrue(first.stopped)
-        self.assertEqual(FakeTransport.instances[-1].config.number, 2)
+        self.assertEqual(api.transport(cid).config.number, 2)
         _, found, _ = await api.request("GET", f"/channels/{cid}")
         self.assertEqual(found["result"]["config"], {"number": 2})
         self.assertEqual(found["result"]["metadata"], {"foo": "bar"})
@@ -212,13 +248,13 @@ class ChannelsApiTests(TestCase):
         api = await self.start()
         _, created, _ = await api.request("POST", "/channels/", FAKE)
         cid = created["result"]["id"]
-        first = FakeTransport.instances[-1]
+        first = api.transport(cid)
         code, body, _ = await api.request("POST", f"/channels/{cid}/restart")
         self.assertEqual(
             (code, body["description"], body["result"]), (200, "channel restarted", {})
         )
         self.assertTrue(first.stopped)
-        second = FakeTransport.instances[-1]
+        second = api.transport(cid)
         self.assertIsNot(first, second)
         self.assertTrue(second.started)
         code, body, _ = await api.request("DELETE", f"/channels/{cid}")
@@ -230,6 +266,40 @@ class ChannelsApiTests(TestCase):
         self.assertEqual(code, 404)
         _, listed, _ = await api.request("GET", "/channels/")
         self.assertEqual(listed["result"], [])
+
+    async def test_delete_deletes_the_channel_queues(self) -> None:
+        """Deleting a channel deletes its queues and the messages waiting there."""
+        api = await self.start()
+        assert api.junebug is not None
+        broker = api.junebug.broker
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}}
+        )
+        cid = created["result"]["id"]
+        await api.transport(cid).receive("waits for a router")
+        self.assertEqual(broker.pending(topology.inbound(cid)), 1)
+        await api.request("DELETE", f"/channels/{cid}")
+        left = [
+            queue
+            for queue in topology.owned_queues(cid, with_status=True)
+            if broker.has_queue(queue)
+        ]
+        self.assertEqual(left, [])
+
+    async def test_unrouted_messages_expire(self) -> None:
+        """MO and events of a channel without destination wait for a router at
+        most ROUTER_WAIT_TTL; a channel with mo_url is not affected."""
+        self.patch(channel_service, "ROUTER_WAIT_TTL", 0)
+        api = await self.start()
+        assert api.junebug is not None
+        broker = api.junebug.broker
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}}
+        )
+        cid = created["result"]["id"]
+        await api.transport(cid).receive("nobody routes this")
+        self.assertEqual(broker.pending(topology.inbound(cid)), 0)
+        self.assertTrue(broker.has_queue(topology.inbound(cid)))
 
     async def test_failed_transport_reports_down_and_can_be_deleted(self) -> None:
         """A transport that fails to start leaves the channel down, not the API."""

@@ -15,7 +15,6 @@ from junebug.amqp.memory import MemoryBroker
 from junebug.messages import status_event
 from junebug.testing.api import ApiDriver
 from junebug.testing.http_sink import HttpSink
-from junebug.testing.transports import FakeTransport
 
 
 class FakeManagement(Resource):
@@ -101,7 +100,7 @@ class HealthAndStatusTests(TestCase):
             {"type": "fake", "config": {}, "status_url": base + "/status"},
         )
         cid = created["result"]["id"]
-        transport = FakeTransport.instances[-1]
+        transport = api.transport(cid)
         await transport.context.publish_status(
             status_event(
                 component="smpp",
@@ -195,7 +194,6 @@ class IsolationTests(TestCase):
         """A transport that crashes while sending shows as down; the message
         is kept (failed queue after a retry) and other channels keep working."""
         from junebug.testing.polling import wait_until
-        from junebug.testing.transports import FakeTransport
 
         self.addCleanup(self.flushLoggedErrors, RuntimeError)
         api = await self.start()
@@ -203,11 +201,11 @@ class IsolationTests(TestCase):
         props = {"type": "fake", "config": {}, "mo_url": "http://127.0.0.1:9/"}
         _, bad, _ = await api.request("POST", "/channels/", props)
         bad_id = bad["result"]["id"]
-        broken = FakeTransport.instances[-1]
+        broken = api.transport(bad_id)
         broken.fail_outbound = True
         _, good, _ = await api.request("POST", "/channels/", props)
         good_id = good["result"]["id"]
-        healthy = FakeTransport.instances[-1]
+        healthy = api.transport(good_id)
         code, _, _ = await api.request(
             "POST", f"/channels/{bad_id}/messages/", {"to": "+1", "content": "x"}
         )

@@ -44,7 +44,8 @@ class MessagesApiTests(TestCase):
         props.update(overrides.pop("channel", {}) if "channel" in overrides else {})
         _, created, _ = await api.request("POST", "/channels/", props)
         self.sink_base = base
-        return api, sink, created["result"]["id"], FakeTransport.instances[-1]
+        cid = created["result"]["id"]
+        return api, sink, cid, api.transport(cid)
 
     async def test_send_publishes_and_answers_view(self) -> None:
         """A send answers 201 with exactly the API view and reaches the transport."""
@@ -192,7 +193,7 @@ class MessagesApiTests(TestCase):
         await api.request(
             "POST", f"/channels/{cid}", {"mo_url": self.sink_base + "/mo2"}
         )
-        transport = FakeTransport.instances[-1]
+        transport = api.transport(cid)
         await transport.receive("hi")
         received = await sink.next()
         self.assertEqual(received.path, "/mo2")

@@ -389,6 +389,32 @@ class DestinationCrudTests(RoutersApiBase):
         _, body, _ = await api.request("GET", path)
         self.assertEqual(body["result"], [])
 
+    async def test_amqp_queue_refused_as_rabbitmq_would(self) -> None:
+        """A destination amqp_queue RabbitMQ would refuse is a 400; nothing stored."""
+        api = await self.start()
+        rid = await self.router(await self.channel())
+        path = f"/routers/{rid}/destinations/"
+        did = await self.destination(rid, config={"regular_expression": "^1"})
+        for method, target in (
+            ("POST", path),
+            ("PUT", f"{path}{did}"),
+            ("PATCH", f"{path}{did}"),
+        ):
+            for name in ("x" * 300, "amq.app"):
+                code, body, _ = await api.request(
+                    method,
+                    target,
+                    {"config": {"regular_expression": "^2"}, "amqp_queue": name},
+                )
+                self.assertEqual(code, 400, (method, name))
+                self.assertEqual(
+                    errors(body)[0]["schema_path"], ["properties", "amqp_queue"]
+                )
+        _, body, _ = await api.request("GET", path)
+        self.assertEqual(body["result"], [did])
+        _, body, _ = await api.request("GET", f"{path}{did}")
+        self.assertNotIn("amqp_queue", body["result"])
+
     async def test_at_most_one_default(self) -> None:
         """Only one destination may be the default; a default needs no regex."""
         api = await self.start()
@@ -560,7 +586,7 @@ class RoutingTests(RoutersApiBase):
         self.sink = sink
         await self.start(**overrides)
         cid = await self.channel()
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         rid = await self.router(cid)
         return cid, rid, transport
 
@@ -581,7 +607,7 @@ class RoutingTests(RoutersApiBase):
         other = await self.destination(
             rid, config={"default": True}, mo_url=base + "/default"
         )
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         msg = await transport.receive("a", to_addr="*120*1#", from_addr="+27821")
         first, second = await self.sink.next(), await self.sink.next()
         by_path = {first.path: first, second.path: second}
@@ -607,11 +633,11 @@ class RoutingTests(RoutersApiBase):
 
     async def test_unmatched_dropped_without_default(self) -> None:
         """Without a default, unmatched MO is logged and dropped."""
-        _cid, rid, _t = await self.setup()
+        cid, rid, _t = await self.setup()
         await self.destination(
             rid, config={"regular_expression": "^1"}, mo_url=self.sink_base + "/one"
         )
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         await transport.receive("x", to_addr="2")
         await transport.receive(None, to_addr=None)
         await transport.receive("y", to_addr="1")
@@ -632,7 +658,7 @@ class RoutingTests(RoutersApiBase):
         channel_id) and the destination's message status."""
         cid, rid, _t = await self.setup()
         did = await self.destination(rid, config={"regular_expression": "^1"})
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         code, body, _ = await self.api.request(
             "POST",
             f"/routers/{rid}/destinations/{did}/messages/",
@@ -702,11 +728,11 @@ class RoutingTests(RoutersApiBase):
 
     async def test_reply_through_destination(self) -> None:
         """A reply finds the MO stored under the destination and answers it."""
-        _cid, rid, _t = await self.setup()
+        cid, rid, _t = await self.setup()
         did = await self.destination(
             rid, config={"regular_expression": "^100$"}, mo_url=self.sink_base + "/mo"
         )
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         msg = await transport.receive("hi", to_addr="100", from_addr="+2782")
         await self.sink.next()
         code, body, _ = await self.api.request(
@@ -762,7 +788,7 @@ class RoutingTests(RoutersApiBase):
         did = await self.destination(
             rid, config={"regular_expression": "^1"}, amqp_queue="app1"
         )
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         assert self.api.junebug is not None
         broker = self.api.junebug.broker
         inbound: list[Message] = []
@@ -795,14 +821,30 @@ class RoutingTests(RoutersApiBase):
         )
         self.assertEqual(body["result"]["last_event_type"], "submitted")
 
+    async def test_destination_outbound_key(self) -> None:
+        """An MT published to <did>.outbound (the original's key) reaches the
+        destination's channel; the queue is declared, so nothing is dropped."""
+        cid, rid, _t = await self.setup()
+        did = await self.destination(rid, config={"regular_expression": "^1"})
+        transport = self.api.transport(cid)
+        assert self.api.junebug is not None
+        broker = self.api.junebug.broker
+        self.assertTrue(broker.has_queue(f"{did}.outbound"))
+        mt = user_message(
+            to_addr="+27", from_addr="1", transport_name=cid, content="via did"
+        )
+        await broker.publish(f"{did}.outbound", mt)
+        await wait_until(lambda: transport.outbound)
+        self.assertEqual(transport.outbound[0]["message_id"], mt["message_id"])
+
     async def test_destination_logs(self) -> None:
         """A destination's delivery problems land in its own log (and the router's)."""
-        _cid, rid, _t = await self.setup()
+        cid, rid, _t = await self.setup()
         self.sink.response_code = 500
         did = await self.destination(
             rid, config={"regular_expression": "^1"}, mo_url=self.sink_base + "/mo"
         )
-        transport = FakeTransport.instances[-1]
+        transport = self.api.transport(cid)
         await transport.receive("hi", to_addr="1")
         await self.sink.next()
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hmac
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from junebug.api import auth
+from junebug.config import JunebugConfig
 from junebug.testing.api import ApiDriver
-from junebug.testing.transports import FakeTransport
 
 
 class SecurityTests(TestCase):
@@ -81,4 +83,47 @@ class SecurityTests(TestCase):
         self.assertEqual(shown["result"]["config"]["nested"]["api_key"], "k")
         self.assertEqual(shown["result"]["config"]["number"], 2)
         self.assertEqual(shown["result"]["mo_url"], "http://user:mopw@127.0.0.1:1/mo")
-        self.assertEqual(FakeTransport.instances[-1].config.number, 2)
+        self.assertEqual(api.transport(cid).config.number, 2)
+
+
+class BasicAuthParserTests(SynchronousTestCase):
+    """One HTTP Basic parser for the API and the message API."""
+
+    def count_compares(self) -> list[tuple[bytes, bytes]]:
+        calls: list[tuple[bytes, bytes]] = []
+        real = hmac.compare_digest
+
+        def counting(a: bytes, b: bytes) -> bool:
+            calls.append((a, b))
+            return real(a, b)
+
+        self.patch(auth.hmac, "compare_digest", counting)
+        return calls
+
+    def test_api_runs_both_compares_when_the_user_is_wrong(self) -> None:
+        """A wrong user name still costs the password compare (no timing hint)."""
+        calls = self.count_compares()
+        config = JunebugConfig(api_username="ops", api_password="pw")
+        header = b"Basic " + base64.b64encode(b"intruder:pw")
+        self.assertFalse(auth.authorised(header, config))
+        self.assertEqual(len(calls), 2)
+
+    def test_missing_or_malformed_header_still_compares_twice(self) -> None:
+        for header in (None, b"Basic !!!", b"Basic " + base64.b64encode(b"nocolon")):
+            calls = self.count_compares()
+            self.assertFalse(auth.basic_matches(header, "ops", "pw"), header)
+            self.assertEqual(len(calls), 2, header)
+
+    def test_parser(self) -> None:
+        encode = base64.b64encode
+        self.assertEqual(
+            auth.basic_credentials(b"basic " + encode(b"ops:p:w")), (b"ops", b"p:w")
+        )
+        self.assertIsNone(auth.basic_credentials(b"Token " + encode(b"ops:pw")))
+        self.assertIsNone(auth.basic_credentials(b""))
+        self.assertTrue(auth.basic_matches(b"Basic " + encode(b"ops:pw"), "ops", "pw"))
+
+    def test_message_api_uses_the_same_parser(self) -> None:
+        from junebug.message_api import app as message_api_app
+
+        self.assertIs(message_api_app.basic_matches, auth.basic_matches)

@@ -14,7 +14,6 @@ from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.trial.unittest import TestCase
 
 from junebug.channel_logs import (
-    ChannelLogObserver,
     LogFileRouter,
     event_belongs_to,
     owner_logger,
@@ -42,10 +41,10 @@ class ObserverTests(TestCase):
         self.publisher = LogPublisher()
         self.log = Logger(namespace="test", observer=self.publisher)
 
-    def observe(self, **kwargs: Any) -> ChannelLogObserver:
-        observer = ChannelLogObserver(
-            self.directory, OWNER, publisher=self.publisher, **kwargs
-        )
+    def observe(self, **kwargs: Any) -> LogFileRouter:
+        """A started router, with OWNER registered for ``log_system`` events."""
+        observer = LogFileRouter(self.directory, publisher=self.publisher, **kwargs)
+        observer.add_owner(OWNER)
         observer.start()
         self.addCleanup(observer.stop)
         return observer
@@ -54,7 +53,7 @@ class ObserverTests(TestCase):
         return lines_of(self.directory / OWNER)
 
     def test_line_format(self) -> None:
-        observer = self.observe()
+        self.observe()
         self.publisher(
             {
                 "log_format": "Hello {who}",
@@ -64,7 +63,6 @@ class ObserverTests(TestCase):
                 "channel_id": OWNER,
             }
         )
-        self.assertEqual(observer.path, self.directory / OWNER)
         raw = (self.directory / OWNER).read_text()
         self.assertEqual(
             raw,
@@ -78,7 +76,6 @@ class ObserverTests(TestCase):
         os.umask(umask)
         mode = stat.S_IMODE(self.directory.stat().st_mode)
         self.assertEqual(mode, 0o755 & ~umask)
-        self.assertTrue((self.directory / OWNER).exists())
 
     def test_levels(self) -> None:
         self.observe()
@@ -234,7 +231,7 @@ class ObserverTests(TestCase):
     def test_bad_owner_id(self) -> None:
         for bad in ("", ".", "..", "a/b", "../x", "a\\b"):
             with self.assertRaises(ValueError):
-                ChannelLogObserver(self.directory, bad)
+                LogFileRouter(self.directory).add_owner(bad)
             with self.assertRaises(ValueError):
                 read_logs(self.directory, bad, 1)
 

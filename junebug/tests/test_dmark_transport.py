@@ -21,13 +21,13 @@ from twisted.web.test.requesthelper import DummyChannel
 from junebug.converter import structure
 from junebug.errors import ConfigError
 from junebug.messages import Message, reply_to, user_message
+from junebug.stores import keys
 from junebug.testing.context import RecordingContext
 from junebug.testing.polling import wait_until
 from junebug.transports.dmark.transport import (
     DmarkConfig,
     DmarkTransport,
     fix_service_code,
-    session_key,
 )
 from junebug.transports.registry import TransportRegistry
 
@@ -197,7 +197,7 @@ class DmarkTransportTests(TestCase):
         self.assertEqual(event["sent_message_id"], reply["message_id"])
         self.assertEqual(transport.server.pending, 0)
         self.assertTrue(
-            await rec.store.exists(session_key("chan-1", "transaction-123"))
+            await rec.store.exists(keys.dmark_session("chan-1", "transaction-123"))
         )
 
     async def test_resume_then_end_with_continue_session_false(self) -> None:
@@ -223,7 +223,7 @@ class DmarkTransportTests(TestCase):
         self.assertEqual([e["event_type"] for e in rec.events], ["ack", "ack"])
         # The session is over: the same transaction id would start a new one.
         self.assertFalse(
-            await rec.store.exists(session_key("chan-1", "transaction-123"))
+            await rec.store.exists(keys.dmark_session("chan-1", "transaction-123"))
         )
 
     async def test_continue_session_false_alone_ends(self) -> None:
@@ -366,7 +366,7 @@ class DmarkTransportTests(TestCase):
         )
         self.assertEqual(close["helper_metadata"], {"session_id": "transaction-123"})
         self.assertFalse(
-            await rec.store.exists(session_key("chan-1", "transaction-123"))
+            await rec.store.exists(keys.dmark_session("chan-1", "transaction-123"))
         )
         await transport.handle_outbound(reply_to(mo, "too late"))
         self.assertEqual(

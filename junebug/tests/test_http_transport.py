@@ -15,11 +15,12 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from junebug.converter import structure
 from junebug.errors import ConfigError
 from junebug.messages import Message, user_message
+from junebug.stores import keys
 from junebug.testing.api import ApiDriver
 from junebug.testing.context import RecordingContext
 from junebug.testing.http_peer import HttpPeer
 from junebug.testing.http_sink import HttpSink
-from junebug.testing.process import free_port
+from junebug.tests.support.process import free_port
 from junebug.transports.http.config import HttpConfig
 from junebug.transports.http.template import (
     check_template,
@@ -27,7 +28,7 @@ from junebug.transports.http.template import (
     lookup,
     render,
 )
-from junebug.transports.http.transport import HttpTransport, provider_id_key
+from junebug.transports.http.transport import HttpTransport
 from junebug.transports.registry import TransportRegistry
 
 
@@ -423,7 +424,7 @@ class SendTests(TestCase):
         msg = mt()
         await transport.handle_outbound(msg)
         self.assertEqual(h.rec.events[0]["sent_message_id"], "agg-77")
-        key = provider_id_key("chan-1", "agg-77")
+        key = keys.http_provider_message("chan-1", "agg-77")
         self.assertEqual(await h.rec.store.get(key), msg["message_id"])
         ttl = await h.rec.store.ttl(key)
         assert ttl is not None

@@ -26,7 +26,7 @@ from junebug.plugins.nginx.plugin import (
     public_http_properties,
 )
 from junebug.testing.api import ApiDriver
-from junebug.testing.process import free_port
+from junebug.tests.support.process import free_port
 
 RECORD = "import sys; open(sys.argv[1], 'a').write(' '.join(sys.argv[2:]) + '\\n')"
 

@@ -25,7 +25,7 @@ from junebug.stores.redis import connect_redis
 from junebug.stores.redis_address import RedisAddress, address_of
 from junebug.testing.certificates import CertificateFiles, make_certificates
 from junebug.testing.redis import start_redis_fixture
-from junebug.testing.redis_server import RedisServer
+from junebug.tests.support.redis_server import RedisServer
 
 
 @implementer(IHostResolution)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from twisted.internet.task import Clock
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from junebug.messages import ack, nack, user_message
+from junebug.stores import keys
 from junebug.stores.channels import ChannelStore
 from junebug.stores.memory import MemoryBackend
 from junebug.stores.messages import MessageStore
@@ -93,3 +96,40 @@ class StoreTests(TestCase):
         statuses = await store.load("c")
         self.assertEqual(list(statuses), ["smpp"])
         self.assertEqual(statuses["smpp"]["type"], "bound")
+
+
+class KeyNameTests(SynchronousTestCase):
+    """Every Redis key is built in junebug.stores.keys, named as the original's."""
+
+    def test_transport_keys(self) -> None:
+        self.assertEqual(
+            keys.dmark_session("c1", "t9"), "vumi.transports.dmark_ussd:c1:session:t9"
+        )
+        self.assertEqual(
+            keys.http_provider_message("c1", "p7"), "c1:http:provider_message_id:p7"
+        )
+        self.assertEqual(
+            keys.smpp_remote_message("sys@c1", "ab"), "smpp:sys@c1:remote_message:ab"
+        )
+        self.assertEqual(
+            keys.smpp_multipart("sys@c1", "123", "456", 7, 3),
+            "smpp:sys@c1:multipart:123:456:7:3",
+        )
+
+    def test_transports_build_no_keys_of_their_own(self) -> None:
+        """No transport module spells a key prefix itself."""
+        import junebug.transports
+
+        root = Path(junebug.transports.__file__).parent
+        spelled = [
+            str(path.relative_to(root))
+            for path in root.rglob("*.py")
+            for marker in (
+                "vumi.transports.dmark_ussd:",
+                ":provider_message_id:",
+                ":remote_message:",
+                ":multipart:",
+            )
+            if marker in path.read_text()
+        ]
+        self.assertEqual(spelled, [])

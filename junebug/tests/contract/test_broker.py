@@ -33,6 +33,7 @@ from junebug.errors import BrokerError, StoreUnavailable, TemporaryFailure
 from junebug.messages import Message, from_json, user_message
 from junebug.testing.rabbitmq import (
     peek_message,
+    queue_exists,
     queue_is_durable,
     rabbitmq_test_settings,
 )
@@ -109,6 +110,10 @@ class BrokerContract(TestCase):
 
     async def assert_durable(self, queue: str) -> None:
         """Check that ``queue`` exists and survives a broker restart."""
+        raise NotImplementedError
+
+    async def queue_exists(self, queue: str) -> bool:
+        """Whether the broker has ``queue`` (asked without declaring it)."""
         raise NotImplementedError
 
     # -- helpers ----------------------------------------------------------------
@@ -224,6 +229,32 @@ class BrokerContract(TestCase):
         count = await within(self.broker.drain(queue, Inbox().handler))
         self.assertEqual(count, 1)
         self.assertEqual(await within(self.broker.drain(queue, take)), 0)
+
+    async def test_delete_queue_removes_it_and_its_messages(self) -> None:
+        """delete_queue() deletes the queue and what waits in it; deleting an
+        absent queue succeeds."""
+        queue = self.queue_name()
+        await within(self.broker.declare_queue(queue))
+        await within(self.broker.publish(queue, message("waiting")))
+        self.assertTrue(await self.queue_exists(queue))
+        await within(self.broker.delete_queue(queue))
+        self.assertFalse(await self.queue_exists(queue))
+        await within(self.broker.delete_queue(queue))  # absent: fine
+        await within(self.broker.declare_queue(queue))
+        self.assertEqual(await within(self.broker.drain(queue, Inbox().handler)), 0)
+
+    async def test_message_with_ttl_expires_while_waiting(self) -> None:
+        """A message published with a ttl is dropped once it has waited that
+        long (ttl 0, with no consumer: at once); others stay."""
+        queue = self.queue_name()
+        await within(self.broker.declare_queue(queue))
+        await within(self.broker.publish(queue, message("expires"), ttl=0))
+        await within(self.broker.publish(queue, message("stays")))
+        await within(self.broker.publish(queue, message("in time"), ttl=60))
+        await self.round_trip()
+        inbox = Inbox()
+        self.assertEqual(await within(self.broker.drain(queue, inbox.handler)), 2)
+        self.assertEqual([m["content"] for m in inbox.messages], ["stays", "in time"])
 
     async def test_unbound_routing_key_drops_the_message(self) -> None:
         queue = self.queue_name()
@@ -454,6 +485,10 @@ class MemoryBrokerTests(BrokerContract):
     async def assert_durable(self, queue: str) -> None:
         self.assertTrue(self.broker.has_queue(queue))
 
+    async def queue_exists(self, queue: str) -> bool:
+        exists: bool = self.broker.has_queue(queue)
+        return exists
+
     async def test_inspection_and_flush(self) -> None:
         queue = self.queue_name()
         await self.broker.declare_queue(queue)
@@ -536,6 +571,9 @@ class RabbitMQBrokerTests(BrokerContract):
 
     async def assert_durable(self, queue: str) -> None:
         self.assertTrue(await within(queue_is_durable(reactor, self.settings(), queue)))
+
+    async def queue_exists(self, queue: str) -> bool:
+        return await within(queue_exists(reactor, self.settings(), queue))
 
     async def test_messages_and_queues_are_persistent(self) -> None:
         queue = self.queue_name()

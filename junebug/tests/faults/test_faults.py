@@ -36,10 +36,10 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from junebug.testing.http_sink import HttpSink
-from junebug.testing.process import JbProcess, free_port
 from junebug.testing.rabbitmq import rabbitmq_test_settings
-from junebug.testing.redis_server import RedisServer
-from junebug.testing.smsc import SmscPeer
+from junebug.tests.support.process import JbProcess, free_port
+from junebug.tests.support.redis_server import RedisServer
+from junebug.tests.support.smsc import SmscPeer
 
 MESSAGES = int(os.environ.get("JUNEBUG_FAULT_MESSAGES", "2000"))
 CONCURRENCY = 8

@@ -17,7 +17,7 @@ from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
-from junebug.testing.process import JbProcess, free_port
+from junebug.tests.support.process import JbProcess, free_port
 
 EXAMPLES = int(os.environ.get("JUNEBUG_FUZZ_EXAMPLES", "25"))
 

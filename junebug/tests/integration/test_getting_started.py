@@ -21,10 +21,10 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from junebug.testing.http_sink import HttpSink
 from junebug.testing.polling import wait_until
-from junebug.testing.process import JbProcess, free_port
 from junebug.testing.rabbitmq import rabbitmq_test_settings
 from junebug.testing.redis import start_redis_fixture
 from junebug.testing.telnet_client import connect_line_client
+from junebug.tests.support.process import JbProcess, free_port
 
 
 class Http:

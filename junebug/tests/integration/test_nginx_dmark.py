@@ -22,8 +22,8 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from junebug.testing.api import ApiDriver
 from junebug.testing.http_sink import HttpSink
-from junebug.testing.nginx import NginxServer, start_nginx
-from junebug.testing.process import free_port
+from junebug.tests.support.nginx import NginxServer, start_nginx
+from junebug.tests.support.process import free_port
 
 WEB_PATH = "/dmark/ussd"
 

@@ -29,12 +29,12 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from junebug.testing.process import JbProcess, free_port
 from junebug.testing.rabbitmq import rabbitmq_test_settings
 from junebug.testing.redis import start_redis_fixture
 from junebug.testing.telnet_client import LineClient, connect_line_client
 from junebug.tests.message_api.courier import CourierSender, FakeCourier
 from junebug.tests.message_api.process import MessageApiProcess
+from junebug.tests.support.process import JbProcess, free_port
 
 SECRET = "sesame"
 PHONE = "+250788383383"

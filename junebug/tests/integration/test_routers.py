@@ -19,10 +19,10 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from junebug.testing.http_sink import HttpSink, Received
-from junebug.testing.process import JbProcess, free_port
 from junebug.testing.rabbitmq import rabbitmq_test_settings
 from junebug.testing.redis import RedisFixture, start_redis_fixture
 from junebug.testing.telnet_client import LineClient, connect_line_client
+from junebug.tests.support.process import JbProcess, free_port
 
 CODE_ONE = "*120*1#"
 CODE_TWO = "*120*2#"

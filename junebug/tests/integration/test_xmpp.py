@@ -1,6 +1,6 @@
 """The ``xmpp`` channel against a real Prosody server.
 
-Each test runs a private Prosody (see :mod:`junebug.testing.prosody`; it is
+Each test runs a private Prosody (see :mod:`junebug.tests.support.prosody`; it is
 installed from Debian's packages when missing).  The channel logs in as
 ``channel@localhost``; a second, independent client built on Twisted's own XMPP
 stack plays the person chatting with it.
@@ -23,7 +23,7 @@ from junebug.converter import structure
 from junebug.messages import user_message
 from junebug.testing.context import RecordingContext
 from junebug.testing.polling import wait_until
-from junebug.testing.prosody import (
+from junebug.tests.support.prosody import (
     ProsodyServer,
     XmppPeer,
     ensure_prosody,

@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.internet import task
 
-from junebug.testing.process import JbProcess, _Output
+from junebug.tests.support.process import JbProcess, _Output
 
 
 class MessageApiProcess(JbProcess):

@@ -1,7 +1,7 @@
 """SmppTransport against two real, independent SMSCs, over loopback TCP.
 
-Each test runs one peer of ``junebug/testing/peers`` as a subprocess
-(:class:`~junebug.testing.smsc.SmscPeer`): the npm ``smpp`` server and the
+Each test runs one peer of ``junebug/tests/support/peers`` as a subprocess
+(:class:`~junebug.tests.support.smsc.SmscPeer`): the npm ``smpp`` server and the
 PyPI ``smpp34`` server.  The transport's store is the real Redis in the tests
 that check delivery-report correlation.  Nothing sleeps blindly: every wait
 polls for the outcome, bounded.
@@ -20,8 +20,8 @@ from twisted.trial.unittest import TestCase
 from junebug.messages import Message
 from junebug.testing.polling import wait_until
 from junebug.testing.redis import start_redis_fixture
-from junebug.testing.smsc import PeerKind, SmscPeer
 from junebug.tests.smpp.helpers import FakeContext, mt, smpp_config
+from junebug.tests.support.smsc import PeerKind, SmscPeer
 from junebug.transports.smpp.codec import parse_udh
 from junebug.transports.smpp.transport import SmppTransport
 

@@ -31,6 +31,7 @@ from junebug.messages import (
     nack,
     user_message,
 )
+from junebug.stores import keys
 from junebug.transports.dmark.config import DmarkConfig
 from junebug.transports.httprpc import (
     ChannelWebServer,
@@ -43,7 +44,7 @@ from junebug.transports.httprpc import (
 )
 from junebug.transports.interface import TransportContext
 
-__all__ = ["DmarkConfig", "DmarkTransport", "session_key"]
+__all__ = ["DmarkConfig", "DmarkTransport"]
 
 EXPECTED_FIELDS: Final = frozenset(
     {
@@ -58,11 +59,6 @@ EXPECTED_FIELDS: Final = frozenset(
 )
 MISSING_REQUEST_REASON: Final = "Could not find original request."
 PROVIDER: Final = "dmark"
-
-
-def session_key(channel_id: str, transaction_id: str) -> str:
-    """The store key of a USSD session (vumi's name for it)."""
-    return f"vumi.transports.dmark_ussd:{channel_id}:session:{transaction_id}"
 
 
 def fix_service_code(code: str) -> str:
@@ -179,7 +175,7 @@ class DmarkTransport:
 
     async def _session_event(self, transaction_id: str) -> str:
         store = self._context.store
-        key = session_key(self._context.channel_id, transaction_id)
+        key = keys.dmark_session(self._context.channel_id, transaction_id)
         ttl = self._config.ussd_session_timeout
         if await store.hgetall(key, ttl=ttl):
             return SESSION_RESUME
@@ -270,7 +266,7 @@ class DmarkTransport:
     async def _forget_session(self, transaction_id: str) -> None:
         try:
             await self._context.store.delete(
-                session_key(self._context.channel_id, transaction_id)
+                keys.dmark_session(self._context.channel_id, transaction_id)
             )
         except Exception:
             self._log.failure(

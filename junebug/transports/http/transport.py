@@ -26,6 +26,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from junebug.http import json_body
 from junebug.messages import Message, ack, delivery_report, nack, user_message
+from junebug.stores import keys
 from junebug.transports.http.client import AggregatorClient, SendResult
 from junebug.transports.http.config import HttpConfig
 from junebug.transports.http.template import (
@@ -43,15 +44,10 @@ from junebug.transports.httprpc import (
 )
 from junebug.transports.interface import TransportContext
 
-__all__ = ["HttpConfig", "HttpTransport", "provider_id_key"]
+__all__ = ["HttpConfig", "HttpTransport"]
 
 #: How much of a failed answer's body a nack reason quotes.
 REASON_BODY_LIMIT: Final = 200
-
-
-def provider_id_key(channel_id: str, provider_id: str) -> str:
-    """The store key mapping an aggregator's message id to ours."""
-    return f"{channel_id}:http:provider_message_id:{provider_id}"
 
 
 class WebhookError(Exception):
@@ -262,7 +258,7 @@ class HttpTransport:
     async def _remember(self, provider_id: str, message_id: str) -> None:
         try:
             await self._context.store.set(
-                provider_id_key(self._context.channel_id, provider_id),
+                keys.http_provider_message(self._context.channel_id, provider_id),
                 message_id,
                 ttl=self._config.message_id_ttl,
             )
@@ -458,7 +454,7 @@ class HttpTransport:
 
     async def _message_id_for(self, provider_id: str) -> str | None:
         stored = await self._context.store.get(
-            provider_id_key(self._context.channel_id, provider_id)
+            keys.http_provider_message(self._context.channel_id, provider_id)
         )
         if stored is not None:
             return stored

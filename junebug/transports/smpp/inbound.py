@@ -38,6 +38,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.task import deferLater
 
 from junebug.messages import SESSION_CLOSE, delivery_report, user_message
+from junebug.stores import keys
 from junebug.transports.interface import TransportContext
 from junebug.transports.smpp.codec import (
     UDHError,
@@ -130,7 +131,7 @@ class InboundHandler:
 
     def key(self, smsc_id: str) -> str:
         """The store key mapping a (normalised) SMSC id to our message id."""
-        return f"smpp:{self._key_prefix}:remote_message:{smsc_id}"
+        return keys.smpp_remote_message(self._key_prefix, smsc_id)
 
     async def remember(self, smsc_id: str, message_id: str) -> None:
         """Map the SMSC id of a submitted part to our message id.

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from twisted.internet.defer import DeferredLock
 
+from junebug.stores import keys
 from junebug.stores.backend import KeyValueBackend
 from junebug.transports.smpp.codec import DataCodings, MultipartInfo, decode_parts
 
@@ -47,9 +48,8 @@ class StoredReassembler:
 
     def key(self, sender: str, recipient: str, part: MultipartInfo) -> str:
         """The store key of the message a part belongs to."""
-        return (
-            f"smpp:{self._key_prefix}:multipart:"
-            f"{sender}:{recipient}:{part.ref}:{part.total}"
+        return keys.smpp_multipart(
+            self._key_prefix, sender, recipient, part.ref, part.total
         )
 
     async def add(

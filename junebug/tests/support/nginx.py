@@ -30,7 +30,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from junebug.testing.process import free_port
+from junebug.tests.support.process import free_port
 
 __all__ = ["NginxError", "NginxServer", "ensure_nginx", "start_nginx"]
 

@@ -23,7 +23,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from junebug.testing.certificates import CertificateFiles
-from junebug.testing.process import free_port
+from junebug.tests.support.process import free_port
 
 
 class _Ended(ProcessProtocol):

@@ -1,4 +1,4 @@
-"""Run the test SMSCs of ``junebug/testing/peers`` as subprocesses.
+"""Run the test SMSCs of ``junebug/tests/support/peers`` as subprocesses.
 
 Two independent SMPP 3.4 servers, scripted as SMSCs:
 
@@ -43,7 +43,7 @@ from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 from typing_extensions import override
 
-from junebug.testing.process import free_port
+from junebug.tests.support.process import free_port
 
 __all__ = [
     "NODE_SMPP_VERSION",

@@ -1,0 +1,26 @@
+"""What the API's routes need, handed to each route module's ``install``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from junebug.channels.registry import ChannelRegistry
+from junebug.channels.sending import MessageSender
+from junebug.config import JunebugConfig
+from junebug.routers.registry import RouterRegistry
+
+
+@attrs.define
+class ApiDependencies:
+    """What the API's routes need."""
+
+    config: JunebugConfig
+    channels: ChannelRegistry
+    sender: MessageSender
+    reactor: Any
+    http: Any
+    delivery: Any = None
+    health_checks: list[Any] = attrs.field(factory=list)
+    routers: RouterRegistry | None = None

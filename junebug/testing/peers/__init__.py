@@ -1,1 +1,0 @@
-"""Test SMSC scripts run as subprocesses by :mod:`junebug.testing.smsc`."""

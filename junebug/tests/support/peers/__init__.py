@@ -1,0 +1,1 @@
+"""Test SMSC scripts run as subprocesses by :mod:`junebug.tests.support.smsc`."""
