@@ -17,11 +17,20 @@
     ├── RouterNotFound                404 router not found
     ├── DestinationNotFound           404 destination not found
     ├── AmqpConnectionError           503 amqp connection error
+    ├── AmqpOutcomeUnknown            504 amqp outcome unknown
     └── StoreUnavailable              503 store unavailable
 
     ConfigError                       bad configuration; the CLI exits with code 2
     BrokerError                       the message broker failed an operation
+    AmqpError                         the AMQP client: a channel or connection closed
+    ├── ChannelClosedError            the channel is closed
+    ├── ConnectionClosedError         the connection is closed or was lost
+    ├── PublishRefused                the broker nacked a publish
+    └── ConfirmTimeout                no confirm within the channel's limit
+    ├── BrokerBlocked                 RabbitMQ refuses publishing (nothing sent)
+    └── PublishOutcomeUnknown         sent, but the confirm never came
     TemporaryFailure                  try this message again later (requeued)
+    DeliveryLost                      the delivery being handled died
 
 A consumer treats :data:`RETRY_LATER` (``TemporaryFailure``, and a store or
 broker that is away) as "try again later": the message goes back to its
@@ -130,6 +139,15 @@ class AmqpConnectionError(JunebugError):
     code = 503
 
 
+class AmqpOutcomeUnknown(JunebugError):
+    """The message was handed to the broker but its confirm did not come in
+    time: it may still be delivered, so resending it may send it twice."""
+
+    name = "AmqpOutcomeUnknown"
+    description = "amqp outcome unknown"
+    code = 504
+
+
 class StoreUnavailable(JunebugError):
     name = "StoreUnavailable"
     description = "store unavailable"
@@ -142,6 +160,45 @@ class ConfigError(Exception):
 
 class BrokerError(Exception):
     """The message broker could not carry out an operation."""
+
+
+class AmqpError(Exception):
+    """The AMQP client's errors (:mod:`junebug.amqp.client`): a channel or
+    the connection was closed, by the broker or by us."""
+
+    def __init__(self, text: str, reply_code: int = 0) -> None:
+        super().__init__(text)
+        self.reply_code = reply_code
+
+
+class ChannelClosedError(AmqpError):
+    """The channel is closed (the text has the broker's reason, if any)."""
+
+
+class ConnectionClosedError(AmqpError):
+    """The connection is closed or was lost."""
+
+
+class PublishRefused(AmqpError):
+    """The broker answered a publish with ``basic.nack``."""
+
+
+class ConfirmTimeout(AmqpError):
+    """The broker did not confirm a publish within the channel's limit."""
+
+
+class BrokerBlocked(BrokerError):
+    """RabbitMQ blocks publishing (a memory or disk alarm); nothing was sent."""
+
+
+class PublishOutcomeUnknown(BrokerError):
+    """A message was written to the broker but not confirmed in time; the
+    broker may still take it (e.g. when a memory alarm clears)."""
+
+
+class DeliveryLost(Exception):
+    """The delivery a handler works on died with its channel; the broker
+    delivers the message again, so the handler must not carry on."""
 
 
 class TemporaryFailure(Exception):

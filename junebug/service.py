@@ -90,9 +90,18 @@ def connection_checks(backend: KeyValueBackend, broker: Broker) -> list[Any]:
     """Checks /health runs first: each returns None or a problem description."""
 
     async def broker_connected() -> dict[str, str] | None:
-        if broker.is_connected():
-            return None
-        return {"type": "AmqpConnectionError", "message": "Not connected to RabbitMQ"}
+        if not broker.is_connected():
+            return {
+                "type": "AmqpConnectionError",
+                "message": "Not connected to RabbitMQ",
+            }
+        blocked = broker.blocked_reason()
+        if blocked is not None:
+            return {
+                "type": "AmqpBlocked",
+                "message": f"RabbitMQ blocks publishing: {blocked}",
+            }
+        return None
 
     async def store_answers() -> dict[str, str] | None:
         try:
