@@ -30,7 +30,7 @@
     ├── BrokerBlocked                 RabbitMQ refuses publishing (nothing sent)
     └── PublishOutcomeUnknown         sent, but the confirm never came
     TemporaryFailure                  try this message again later (requeued)
-    DeliveryLost                      the delivery being handled died
+    └── DeliveryLost                  the delivery being handled died
 
 A consumer treats :data:`RETRY_LATER` (``TemporaryFailure``, and a store or
 broker that is away) as "try again later": the message goes back to its
@@ -196,16 +196,16 @@ class PublishOutcomeUnknown(BrokerError):
     broker may still take it (e.g. when a memory alarm clears)."""
 
 
-class DeliveryLost(Exception):
-    """The delivery a handler works on died with its channel; the broker
-    delivers the message again, so the handler must not carry on."""
-
-
 class TemporaryFailure(Exception):
     """A message cannot be handled now but may be later (a peer is down, the
     transport is stopping).  Consumers put it back in its queue after a short
     pause, without counting it as a failure, so it never ends in ``.failed``.
     """
+
+
+class DeliveryLost(TemporaryFailure):
+    """The delivery a handler works on died with its channel; the broker
+    delivers the message again, so the handler must not carry on."""
 
 
 #: What a message handler may raise to have its message requeued after a

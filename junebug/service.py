@@ -126,17 +126,18 @@ async def connect_backends(
         key_prefix=redis.key_prefix, address=address_of(redis), clock=reactor
     )
     amqp = config.amqp
-    broker = RabbitMQBroker(
-        reactor,
-        AmqpSettings(
+    if config.amqp_url is not None:
+        settings = AmqpSettings.from_url(config.amqp_url)
+    else:
+        settings = AmqpSettings(
             host=amqp.hostname,
             port=amqp.port,
             vhost=amqp.vhost,
             username=amqp.username,
             password=amqp.password,
             heartbeat=amqp.heartbeat,
-        ),
-    )
+        )
+    broker = RabbitMQBroker(reactor, settings)
     broker.start()
     await broker.when_connected(timeout=30.0)
     return backend, broker

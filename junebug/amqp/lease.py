@@ -15,8 +15,10 @@ Outside a consumer (a drain, a test) there is no lease and nothing is lost.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from typing import TypeVar
+
+from twisted.internet.defer import Deferred, ensureDeferred
 
 from junebug.errors import DeliveryLost
 
@@ -57,12 +59,15 @@ def check_delivery() -> None:
         raise DeliveryLost("the broker will deliver this message again")
 
 
-async def run_leased(
+def run_leased(
     lease: DeliveryLease, handler: Callable[[A], Awaitable[T]], argument: A
-) -> T:
-    """``await handler(argument)`` with ``lease`` as the current lease."""
-    token = _current.set(lease)
-    try:
+) -> Deferred[T]:
+    """Run ``handler(argument)`` in a context of its own whose current lease
+    is ``lease`` (the caller's context is left as it was)."""
+
+    async def call() -> T:
         return await handler(argument)
-    finally:
-        _current.reset(token)
+
+    context = copy_context()
+    context.run(_current.set, lease)
+    return context.run(ensureDeferred, call())

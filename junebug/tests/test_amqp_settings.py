@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from twisted.internet import error
@@ -14,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from junebug.amqp.endpoints import InOrderEndpoint, amqp_endpoint, tls_creator
 from junebug.amqp.settings import AmqpSettings, TlsSettings
+from junebug.config import load_config
 from junebug.errors import ConfigError
 from junebug.tests.rabbitmq_node import self_signed_certificate
 
@@ -148,8 +151,8 @@ class EndpointTests(SynchronousTestCase):
             tls_creator(TlsSettings(key_file="/k.pem"), "rabbit")
 
     def test_client_certificate_loads(self) -> None:
-        directory = Path(self.mktemp())
-        directory.mkdir()
+        directory = Path(tempfile.mkdtemp(prefix="jb-tls-"))
+        self.addCleanup(shutil.rmtree, directory, True)
         cert = self_signed_certificate(directory)
         key = directory / "key.pem"
         for verify in (True, False):
@@ -162,3 +165,13 @@ class EndpointTests(SynchronousTestCase):
                 ),
                 "localhost",
             )
+
+
+class JbConfigTests(SynchronousTestCase):
+    def test_amqp_url_is_checked_when_jb_starts(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            load_config(None, {"JUNEBUG_AMQP_URL": "amqp://rabbit/?bogus=1"}, {})
+        self.assertIn("amqp_url", str(caught.exception))
+        self.assertIn("bogus", str(caught.exception))
+        config = load_config(None, {"JUNEBUG_AMQP_URL": "amqps://a,b/jb"}, {})
+        self.assertEqual(config.amqp_url, "amqps://a,b/jb")
