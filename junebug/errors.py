@@ -1,10 +1,11 @@
-"""Every error Junebug raises on purpose.
+"""The errors Junebug raises on purpose and handles in another module.
 
 ::
 
     JunebugError                      rendered by the API as {type, message}
     ├── JsonDecodeError               400 json decode error
     ├── ApiUsageError                 400 api usage error
+    ├── InvalidBody                   400 api usage error (the schema's errors)
     ├── BodyTooLarge                  413 request body too large
     ├── MessageNotFound               400 message not found
     ├── MessageTooLong                400 message too long
@@ -30,7 +31,16 @@
     ├── BrokerBlocked                 RabbitMQ refuses publishing (nothing sent)
     └── PublishOutcomeUnknown         sent, but the confirm never came
     TemporaryFailure                  try this message again later (requeued)
-    └── DeliveryLost                  the delivery being handled died
+    ├── DeliveryLost                  the delivery being handled died
+    ├── TransportStopped              the SMPP transport is stopping
+    └── SmscUnavailable               no SMPP bind within submit_timeout
+
+Errors raised and caught inside one protocol's code stay with it: AMQP frame
+errors (:mod:`junebug.amqp.frames`), SMPP PDU, codec and session errors
+(:mod:`junebug.transports.smpp`), XMPP SASL and TLS errors, HTTP client errors
+(:mod:`junebug.http`), the Redis client's (:mod:`junebug.stores.resp`), and the
+message API dialect's own ``Unauthorized`` and ``RequestTimeout``
+(:mod:`junebug.message_api.app`, rendered in that dialect's format).
 
 A consumer treats :data:`RETRY_LATER` (``TemporaryFailure``, and a store or
 broker that is away) as "try again later": the message goes back to its
@@ -39,7 +49,7 @@ queue after a pause and never counts towards ``<queue>.failed``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class JunebugError(Exception):
@@ -148,6 +158,18 @@ class AmqpOutcomeUnknown(JunebugError):
     code = 504
 
 
+class InvalidBody(JunebugError):
+    """A body that does not match its schema; rendered with ``invalid_body``."""
+
+    name = "invalid_body"
+    description = "api usage error"
+    code = 400
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("invalid body")
+        self.errors = errors
+
+
 class StoreUnavailable(JunebugError):
     name = "StoreUnavailable"
     description = "store unavailable"
@@ -206,6 +228,14 @@ class TemporaryFailure(Exception):
 class DeliveryLost(TemporaryFailure):
     """The delivery a handler works on died with its channel; the broker
     delivers the message again, so the handler must not carry on."""
+
+
+class TransportStopped(TemporaryFailure):
+    """The transport is stopping: the message goes back to the queue."""
+
+
+class SmscUnavailable(TemporaryFailure):
+    """No bound session within ``submit_timeout``: the message is requeued."""
 
 
 #: What a message handler may raise to have its message requeued after a

@@ -140,7 +140,8 @@ class MemoryConsumer:
                 "Not a vumi message on {queue}; moving it to the failed queue",
                 queue=self.queue,
             )
-            self._settle(delivery, Settlement.DEAD_LETTER)
+            unreadable = settlement(None, redelivered=False, readable=False)
+            self._settle(delivery, unreadable)
             return
         try:
             await run_leased(delivery.lease, self._handler, message)

@@ -180,7 +180,8 @@ class RabbitMQBroker:
         endpoint: IStreamClientEndpoint | None = None,
     ) -> None:
         """``reactor`` must also provide ``IReactorTCP`` unless ``endpoint``
-        (any stream client endpoint, e.g. TLS) is given."""
+        (any stream client endpoint) is given; without one the endpoint comes
+        from ``settings`` (its hosts in order, TLS if ``settings.tls``)."""
         self.reactor = reactor
         self.settings = settings
         if endpoint is None:

@@ -36,7 +36,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 
 from junebug.amqp.settings import AmqpSettings, TlsSettings
-from junebug.testing.process import free_port
+from junebug.tests.support.process import free_port
 
 __all__ = ["PrivateRabbitMQ", "rabbitmq_scripts", "self_signed_certificate"]
 
@@ -127,12 +127,13 @@ class PrivateRabbitMQ:
         """Settings reaching the TLS port, trusting the node's certificate."""
         if self.tls_port is None or self.certificate is None:
             raise RuntimeError("this node has no TLS listener")
-        return AmqpSettings(
-            host="localhost",
-            port=self.tls_port,
-            tls=TlsSettings(ca_file=str(self.certificate)),
-            **overrides,
-        )
+        fields: dict[str, Any] = {
+            "host": "localhost",
+            "port": self.tls_port,
+            "tls": TlsSettings(ca_file=str(self.certificate)),
+        }
+        fields.update(overrides)
+        return AmqpSettings(**fields)
 
     @property
     def output(self) -> str:

@@ -88,7 +88,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from junebug.amqp.lease import check_delivery
-from junebug.errors import TemporaryFailure
+from junebug.errors import SmscUnavailable, TransportStopped
 from junebug.messages import Message, ack, nack
 from junebug.reconnecting import ReconnectingClient
 from junebug.transports.interface import TransportContext
@@ -112,14 +112,6 @@ __all__ = ["SmppConfig", "SmppTransport", "SmscUnavailable", "TransportStopped"]
 COMPONENT = "smpp"
 
 _REFUSALS = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL})
-
-
-class TransportStopped(TemporaryFailure):
-    """The transport is stopping: the message goes back to the queue."""
-
-
-class SmscUnavailable(TemporaryFailure):
-    """No bound session within ``submit_timeout``: the message is requeued."""
 
 
 class _PartGroup:
