@@ -63,11 +63,13 @@ class _Attachment:
     #: Of the handlers running; lost when the channel goes.
     leases: set[DeliveryLease] = attrs.field(factory=set)
 
-    def lose_leases(self, _reason: object = None) -> None:
-        """The channel is gone: its unacknowledged deliveries died with it."""
+    def lose_leases(self, reason: object = None) -> object:
+        """The channel is gone: its unacknowledged deliveries died with it.
+        (Returns ``reason``, as a callback of the channel's ``on_closed``.)"""
         leases, self.leases = self.leases, set()
         for lease in leases:
             lease.lose()
+        return reason
 
     @property
     def usable(self) -> bool:
