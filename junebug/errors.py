@@ -39,8 +39,9 @@ Errors raised and caught inside one protocol's code stay with it: AMQP frame
 errors (:mod:`junebug.amqp.frames`), SMPP PDU, codec and session errors
 (:mod:`junebug.transports.smpp`), XMPP SASL and TLS errors, HTTP client errors
 (:mod:`junebug.http`), the Redis client's (:mod:`junebug.stores.resp`), and the
-message API dialect's own ``Unauthorized`` and ``RequestTimeout``
-(:mod:`junebug.message_api.app`, rendered in that dialect's format).
+message API dialect's own ``Unauthorized``, ``RequestTimeout`` and
+``OutcomeUnknown`` (:mod:`junebug.message_api.app`, rendered in that
+dialect's format).
 
 A consumer treats :data:`RETRY_LATER` (``TemporaryFailure``, and a store or
 broker that is away) as "try again later": the message goes back to its
