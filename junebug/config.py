@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from junebug import config_layers
+from junebug.amqp.settings import AmqpSettings
 from junebug.converter import structure, unstructure
 from junebug.errors import ConfigError
 from junebug.http.server import ServerLimits
@@ -33,6 +34,14 @@ def _doc(text: str, **extra: Any) -> dict[str, Any]:
 def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and value < 0:
         raise ValueError(f"{attribute.name} must not be negative")
+
+
+def _amqp_url(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        try:
+            AmqpSettings.from_url(value)
+        except ValueError as e:
+            raise ValueError(f"{attribute.name}: {e}") from None
 
 
 def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -131,6 +140,15 @@ class JunebugConfig:
     )
     redis: RedisConfig = attrs.field(factory=RedisConfig)
     amqp: AmqpConfig = attrs.field(factory=AmqpConfig)
+    amqp_url: str | None = attrs.field(
+        default=None,
+        validator=_amqp_url,
+        metadata=_doc(
+            "An amqp:// or amqps:// URL (TLS, several hosts, options such as"
+            " ?heartbeat=; see 'AMQP connection'); if set, it is used instead"
+            " of amqp's hostname, port, vhost, username, password and heartbeat"
+        ),
+    )
     inbound_message_ttl: int = attrs.field(
         default=600,
         validator=_positive,

@@ -1,10 +1,11 @@
-"""Every error Junebug raises on purpose.
+"""The errors Junebug raises on purpose and handles in another module.
 
 ::
 
     JunebugError                      rendered by the API as {type, message}
     ├── JsonDecodeError               400 json decode error
     ├── ApiUsageError                 400 api usage error
+    ├── InvalidBody                   400 api usage error (the schema's errors)
     ├── BodyTooLarge                  413 request body too large
     ├── MessageNotFound               400 message not found
     ├── MessageTooLong                400 message too long
@@ -17,11 +18,30 @@
     ├── RouterNotFound                404 router not found
     ├── DestinationNotFound           404 destination not found
     ├── AmqpConnectionError           503 amqp connection error
+    ├── AmqpOutcomeUnknown            504 amqp outcome unknown
     └── StoreUnavailable              503 store unavailable
 
     ConfigError                       bad configuration; the CLI exits with code 2
     BrokerError                       the message broker failed an operation
+    AmqpError                         the AMQP client: a channel or connection closed
+    ├── ChannelClosedError            the channel is closed
+    ├── ConnectionClosedError         the connection is closed or was lost
+    ├── PublishRefused                the broker nacked a publish
+    └── ConfirmTimeout                no confirm within the channel's limit
+    ├── BrokerBlocked                 RabbitMQ refuses publishing (nothing sent)
+    └── PublishOutcomeUnknown         sent, but the confirm never came
     TemporaryFailure                  try this message again later (requeued)
+    ├── DeliveryLost                  the delivery being handled died
+    ├── TransportStopped              the SMPP transport is stopping
+    └── SmscUnavailable               no SMPP bind within submit_timeout
+
+Errors raised and caught inside one protocol's code stay with it: AMQP frame
+errors (:mod:`junebug.amqp.frames`), SMPP PDU, codec and session errors
+(:mod:`junebug.transports.smpp`), XMPP SASL and TLS errors, HTTP client errors
+(:mod:`junebug.http`), the Redis client's (:mod:`junebug.stores.resp`), and the
+message API dialect's own ``Unauthorized``, ``RequestTimeout`` and
+``OutcomeUnknown`` (:mod:`junebug.message_api.app`, rendered in that
+dialect's format).
 
 A consumer treats :data:`RETRY_LATER` (``TemporaryFailure``, and a store or
 broker that is away) as "try again later": the message goes back to its
@@ -30,7 +50,7 @@ queue after a pause and never counts towards ``<queue>.failed``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class JunebugError(Exception):
@@ -130,6 +150,27 @@ class AmqpConnectionError(JunebugError):
     code = 503
 
 
+class AmqpOutcomeUnknown(JunebugError):
+    """The message was handed to the broker but its confirm did not come in
+    time: it may still be delivered, so resending it may send it twice."""
+
+    name = "AmqpOutcomeUnknown"
+    description = "amqp outcome unknown"
+    code = 504
+
+
+class InvalidBody(JunebugError):
+    """A body that does not match its schema; rendered with ``invalid_body``."""
+
+    name = "invalid_body"
+    description = "api usage error"
+    code = 400
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("invalid body")
+        self.errors = errors
+
+
 class StoreUnavailable(JunebugError):
     name = "StoreUnavailable"
     description = "store unavailable"
@@ -144,11 +185,58 @@ class BrokerError(Exception):
     """The message broker could not carry out an operation."""
 
 
+class AmqpError(Exception):
+    """The AMQP client's errors (:mod:`junebug.amqp.client`): a channel or
+    the connection was closed, by the broker or by us."""
+
+    def __init__(self, text: str, reply_code: int = 0) -> None:
+        super().__init__(text)
+        self.reply_code = reply_code
+
+
+class ChannelClosedError(AmqpError):
+    """The channel is closed (the text has the broker's reason, if any)."""
+
+
+class ConnectionClosedError(AmqpError):
+    """The connection is closed or was lost."""
+
+
+class PublishRefused(AmqpError):
+    """The broker answered a publish with ``basic.nack``."""
+
+
+class ConfirmTimeout(AmqpError):
+    """The broker did not confirm a publish within the channel's limit."""
+
+
+class BrokerBlocked(BrokerError):
+    """RabbitMQ blocks publishing (a memory or disk alarm); nothing was sent."""
+
+
+class PublishOutcomeUnknown(BrokerError):
+    """A message was written to the broker but not confirmed in time; the
+    broker may still take it (e.g. when a memory alarm clears)."""
+
+
 class TemporaryFailure(Exception):
     """A message cannot be handled now but may be later (a peer is down, the
     transport is stopping).  Consumers put it back in its queue after a short
     pause, without counting it as a failure, so it never ends in ``.failed``.
     """
+
+
+class DeliveryLost(TemporaryFailure):
+    """The delivery a handler works on died with its channel; the broker
+    delivers the message again, so the handler must not carry on."""
+
+
+class TransportStopped(TemporaryFailure):
+    """The transport is stopping: the message goes back to the queue."""
+
+
+class SmscUnavailable(TemporaryFailure):
+    """No bound session within ``submit_timeout``: the message is requeued."""
 
 
 #: What a message handler may raise to have its message requeued after a

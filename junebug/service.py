@@ -90,9 +90,18 @@ def connection_checks(backend: KeyValueBackend, broker: Broker) -> list[Any]:
     """Checks /health runs first: each returns None or a problem description."""
 
     async def broker_connected() -> dict[str, str] | None:
-        if broker.is_connected():
-            return None
-        return {"type": "AmqpConnectionError", "message": "Not connected to RabbitMQ"}
+        if not broker.is_connected():
+            return {
+                "type": "AmqpConnectionError",
+                "message": "Not connected to RabbitMQ",
+            }
+        blocked = broker.blocked_reason()
+        if blocked is not None:
+            return {
+                "type": "AmqpBlocked",
+                "message": f"RabbitMQ blocks publishing: {blocked}",
+            }
+        return None
 
     async def store_answers() -> dict[str, str] | None:
         try:
@@ -117,17 +126,18 @@ async def connect_backends(
         key_prefix=redis.key_prefix, address=address_of(redis), clock=reactor
     )
     amqp = config.amqp
-    broker = RabbitMQBroker(
-        reactor,
-        AmqpSettings(
+    if config.amqp_url is not None:
+        settings = AmqpSettings.from_url(config.amqp_url)
+    else:
+        settings = AmqpSettings(
             host=amqp.hostname,
             port=amqp.port,
             vhost=amqp.vhost,
             username=amqp.username,
             password=amqp.password,
             heartbeat=amqp.heartbeat,
-        ),
-    )
+        )
+    broker = RabbitMQBroker(reactor, settings)
     broker.start()
     await broker.when_connected(timeout=30.0)
     return backend, broker

@@ -1,8 +1,9 @@
 """The message broker contract: publish vumi messages, consume queues.
 
-Two implementations keep it (``junebug/tests/contract``): RabbitMQ through pika's
-Twisted adapter (:mod:`junebug.amqp.rabbitmq`) and an in-memory broker
-(:mod:`junebug.amqp.memory`) for ``jb --embedded`` and unit tests.
+Two implementations keep it (``junebug/tests/contract``): RabbitMQ through our
+own AMQP 0-9-1 client (:mod:`junebug.amqp.rabbitmq` over
+:mod:`junebug.amqp.client`) and an in-memory broker (:mod:`junebug.amqp.memory`)
+for ``jb --embedded`` and unit tests.
 
 Semantics, the same in both:
 
@@ -12,12 +13,18 @@ Semantics, the same in both:
 - :meth:`Broker.publish` returns once the broker has taken responsibility for
   the message (a publisher confirm for RabbitMQ; messages are persistent).  It
   raises :class:`~junebug.errors.BrokerError` if the broker is unreachable or
-  refuses the message.
+  refuses the message, :class:`~junebug.errors.BrokerBlocked` (sending
+  nothing) while the broker blocks publishing, and
+  :class:`~junebug.errors.PublishOutcomeUnknown` when the message was sent
+  but its confirm did not come: it may still be delivered.
 - :meth:`Broker.consume` declares the durable queue, binds it and delivers each
   message to the handler with at most ``prefetch`` unacknowledged at once.  A
-  message is acknowledged when its handler returns.  If the handler raises, the
-  message is requeued once; if it fails again it is moved to the queue
-  ``<queue>.failed`` so nothing is lost and a poison message cannot loop.
+  message is acknowledged when its handler returns.  If the handler raises,
+  :func:`junebug.amqp.policy.settlement` decides: requeued once, then moved to
+  the queue ``<queue>.failed`` so nothing is lost and a poison message cannot
+  loop; a temporary failure is requeued after a pause without a strike.  A
+  handler runs under a :class:`~junebug.amqp.lease.DeliveryLease`, lost when
+  its delivery dies with the connection.
 - Consumers survive reconnection: after a lost connection they are set up again.
 - :meth:`Broker.publish` with ``ttl`` makes the message expire after waiting
   ``ttl`` seconds in its queue (RabbitMQ's per-message ``expiration``).
@@ -70,6 +77,10 @@ class Broker(Protocol):
 
     def is_connected(self) -> bool:
         """True while the broker connection is up."""
+
+    def blocked_reason(self) -> str | None:
+        """Why the broker refuses publishing now (RabbitMQ's
+        ``connection.blocked``: a memory or disk alarm), else ``None``."""
 
     async def publish(
         self, routing_key: str, message: Message, ttl: float | None = None

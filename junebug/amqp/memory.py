@@ -4,8 +4,9 @@ Used by ``jb --embedded`` and by unit tests.  It behaves like
 :class:`~junebug.amqp.rabbitmq.RabbitMQBroker` (see the contract in
 :mod:`junebug.amqp.broker`): a message published to a key no queue is bound to
 is dropped, queues keep messages while nobody consumes, at most ``prefetch``
-messages per consumer are unacknowledged, a failing handler gets the message
-once more and then it moves to ``<queue>.failed``.
+messages per consumer are unacknowledged, and a handler's failure is settled
+as :func:`junebug.amqp.policy.settlement` says (the pause before a
+"requeue later" is on the injected clock).
 
 Messages are stored as the JSON bytes RabbitMQ would carry and parsed again
 for every delivery, so a handler never shares a dict with the publisher or
@@ -16,7 +17,8 @@ deliver.
 
 :meth:`MemoryBroker.disconnect` and :meth:`MemoryBroker.reconnect` simulate an
 outage: publishing fails meanwhile, unacknowledged messages go back to their
-queues (flagged as redelivered) and consumers resume on reconnection.
+queues (flagged as redelivered), the leases of their handlers are lost
+(:mod:`junebug.amqp.lease`) and consumers resume on reconnection.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from junebug.amqp import topology
 from junebug.amqp.broker import DEFAULT_PREFETCH, MessageHandler, delay_tier
-from junebug.errors import RETRY_LATER, BrokerError
+from junebug.amqp.lease import DeliveryLease, run_leased
+from junebug.amqp.policy import RETRY_LATER_PAUSE, Settlement, settlement
+from junebug.errors import BrokerBlocked, BrokerError
 from junebug.messages import from_json, to_json
 
 if TYPE_CHECKING:
@@ -62,8 +67,8 @@ class _Envelope:
 @attrs.define(eq=False)
 class _Delivery:
     envelope: _Envelope
-    #: Set when a simulated disconnection requeued the message.
-    abandoned: bool = False
+    #: Lost when a simulated disconnection requeued the message.
+    lease: DeliveryLease = attrs.field(factory=DeliveryLease)
 
 
 @attrs.define(eq=False)
@@ -127,6 +132,7 @@ class MemoryConsumer:
 
     async def _handle(self, delivery: _Delivery) -> None:
         envelope = delivery.envelope
+        error: Exception | None = None
         try:
             message = from_json(envelope.body)
         except ValueError:
@@ -134,31 +140,34 @@ class MemoryConsumer:
                 "Not a vumi message on {queue}; moving it to the failed queue",
                 queue=self.queue,
             )
-            self._settle(delivery, "dead")
+            unreadable = settlement(None, redelivered=False, readable=False)
+            self._settle(delivery, unreadable)
             return
         try:
-            await self._handler(message)
-        except RETRY_LATER as exc:
+            await run_leased(delivery.lease, self._handler, message)
+        except Exception as exc:
+            error = exc
+        if delivery.lease.lost:
+            return  # already requeued by a simulated disconnection
+        how = settlement(error, redelivered=envelope.redelivered)
+        if how is Settlement.REQUEUE_LATER:
             _log.warn(
                 "Requeueing a message of {queue} for later: {error}",
                 queue=self.queue,
-                error=exc,
+                error=error,
             )
-            await deferLater(self._broker._clock, 1.0, lambda: None)
-            self._settle(delivery, "requeue_later")
-            return
-        except Exception:
+            await deferLater(self._broker._clock, RETRY_LATER_PAUSE, lambda: None)
+        elif how is not Settlement.ACK:
             _log.failure(
                 "Handler for {queue} failed ({what})",
+                failure=Failure(error),
                 queue=self.queue,
-                what="moving to failed queue" if envelope.redelivered else "requeueing",
+                what=how.value,
             )
-            self._settle(delivery, "dead" if envelope.redelivered else "requeue")
-            return
-        self._settle(delivery, "ack")
+        self._settle(delivery, how)
 
-    def _settle(self, delivery: _Delivery, how: str) -> None:
-        if delivery.abandoned or delivery not in self._unacked:
+    def _settle(self, delivery: _Delivery, how: Settlement) -> None:
+        if delivery.lease.lost or delivery not in self._unacked:
             return  # already requeued by a simulated disconnection
         del self._unacked[delivery]
         self._broker._settled(self.queue, delivery.envelope, how)
@@ -167,7 +176,7 @@ class MemoryConsumer:
         """Give up every unacknowledged message (a lost connection)."""
         envelopes = []
         for delivery in self._unacked:
-            delivery.abandoned = True
+            delivery.lease.lose()
             envelopes.append(delivery.envelope)
         self._unacked.clear()
         return envelopes
@@ -196,12 +205,24 @@ class MemoryBroker:
         self._idle_waiters: list[Deferred[None]] = []
         self._connected = True
         self._closed = False
+        self._blocked: str | None = None
         self._delayed: dict[IDelayedCall, None] = {}
 
     # -- connection state ------------------------------------------------------
 
     def is_connected(self) -> bool:
         return self._connected
+
+    def blocked_reason(self) -> str | None:
+        return self._blocked
+
+    def block(self, reason: str = "low on memory") -> None:
+        """Simulate RabbitMQ's ``connection.blocked``: publishing raises
+        :class:`~junebug.errors.BrokerBlocked` until :meth:`unblock`."""
+        self._blocked = reason
+
+    def unblock(self) -> None:
+        self._blocked = None
 
     async def when_connected(self, timeout: float | None = None) -> None:
         """Return once connected; :class:`BrokerError` after ``timeout``."""
@@ -283,6 +304,13 @@ class MemoryBroker:
         if not self._connected:
             raise BrokerError("not connected to the message broker")
 
+    def _require_unblocked(self, routing_key: str) -> None:
+        if self._blocked is not None:
+            raise BrokerBlocked(
+                f"RabbitMQ blocks publishing ({self._blocked});"
+                f" the message to {routing_key} was not sent"
+            )
+
     # -- the Broker contract -----------------------------------------------------
 
     async def publish(
@@ -291,6 +319,7 @@ class MemoryBroker:
         """Route ``message`` to the queue bound with ``routing_key``, if any;
         with ``ttl``, it is dropped if still waiting ``ttl`` seconds later."""
         self._require_connected()
+        self._require_unblocked(routing_key)
         self._route(routing_key, to_json(message), ttl)
 
     async def publish_later(
@@ -298,6 +327,7 @@ class MemoryBroker:
     ) -> None:
         """Route ``message`` after the delay tier of ``delay`` seconds."""
         self._require_connected()
+        self._require_unblocked(routing_key)
         body = to_json(message)
         call: IDelayedCall | None = None
 
@@ -500,13 +530,13 @@ class MemoryBroker:
                 return consumer
         return None
 
-    def _settled(self, queue: str, envelope: _Envelope, how: str) -> None:
+    def _settled(self, queue: str, envelope: _Envelope, how: Settlement) -> None:
         q = self._queues.get(queue)
-        if how == "requeue" and q is not None:
+        if how is Settlement.REQUEUE and q is not None:
             q.messages.appendleft(envelope.again())
-        elif how == "requeue_later" and q is not None:
+        elif how is Settlement.REQUEUE_LATER and q is not None:
             q.messages.appendleft(envelope)
-        elif how == "dead":
+        elif how is Settlement.DEAD_LETTER:
             failed = topology.failed(queue)
             self._declare(failed)
             self._route(failed, envelope.body)

@@ -2,7 +2,9 @@
 
 Built on our own AMQP 0-9-1 client (:mod:`junebug.amqp.client`) and kept alive
 by :class:`~junebug.reconnecting.ReconnectingClient`, which reconnects with a
-capped exponential backoff that only a connection fully set up resets.
+capped exponential backoff that only a connection fully set up resets.  Where
+to connect (hosts, TLS, URL options) is :mod:`junebug.amqp.settings` and
+:mod:`junebug.amqp.endpoints`; the consumers are :mod:`junebug.amqp.consumer`.
 
 One connection carries:
 
@@ -16,6 +18,13 @@ is done :meth:`RabbitMQBroker.is_connected` is false and publishing raises
 :class:`~junebug.errors.BrokerError`; listeners registered with
 :meth:`RabbitMQBroker.add_connection_listener` are told when the connection is
 lost and when it is back.
+
+While RabbitMQ blocks publishing (``connection.blocked``: a memory or disk
+alarm), :meth:`RabbitMQBroker.publish` raises
+:class:`~junebug.errors.BrokerBlocked` at once and writes nothing.  A publish
+already written whose confirm does not come (it times out, or the connection
+drops first) raises :class:`~junebug.errors.PublishOutcomeUnknown`: RabbitMQ
+may still deliver it, so a client must not take it as "not sent".
 """
 
 from __future__ import annotations
@@ -24,15 +33,11 @@ import functools
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import unquote, urlsplit
 
-import attrs
 from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import (
     IAddress,
-    IDelayedCall,
     IReactorTime,
     IStreamClientEndpoint,
     ITCPTransport,
@@ -42,7 +47,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from typing_extensions import override
 
-from junebug.amqp import topology
 from junebug.amqp.broker import (
     DEFAULT_PREFETCH,
     DELAY_TIERS,
@@ -55,18 +59,27 @@ from junebug.amqp.client import (
     AmqpChannel,
     AmqpClient,
     ConfirmTimeout,
-    Delivery,
     PublishRefused,
 )
+from junebug.amqp.consumer import Live, RabbitMQConsumer
+from junebug.amqp.endpoints import amqp_endpoint
 from junebug.amqp.frames import publish_properties
-from junebug.errors import RETRY_LATER, BrokerError
+from junebug.amqp.settings import AmqpSettings, TlsSettings
+from junebug.amqp.waiting import bounded, chain_to, describe, quiet
+from junebug.errors import BrokerBlocked, BrokerError, PublishOutcomeUnknown
 from junebug.messages import from_json, to_json
 from junebug.reconnecting import ReconnectingClient
 
 if TYPE_CHECKING:
     from junebug.messages import Message
 
-__all__ = ["AmqpSettings", "ConnectionListener", "RabbitMQBroker", "RabbitMQConsumer"]
+__all__ = [
+    "AmqpSettings",
+    "ConnectionListener",
+    "RabbitMQBroker",
+    "RabbitMQConsumer",
+    "TlsSettings",
+]
 
 T = TypeVar("T")
 
@@ -88,100 +101,6 @@ def _expiring_properties(ttl: float) -> bytes:
 _log = Logger(namespace="junebug.amqp.rabbitmq")
 
 
-@attrs.frozen
-class AmqpSettings:
-    """Where and how to reach RabbitMQ.
-
-    ``heartbeat`` is in seconds; ``None`` accepts the broker's proposal and
-    ``0`` turns heartbeats off.  ``connect_timeout`` bounds the TCP connect and
-    then the AMQP handshake and set-up; ``operation_timeout`` bounds every
-    later round trip (a publish confirm, a declare, opening a channel), after
-    which the operation fails with :class:`BrokerError`.  ``retry_*`` shape
-    the reconnect backoff:
-    ``retry_initial_delay * 1.5**n`` capped at ``retry_max_delay``, plus up to
-    ``retry_jitter`` seconds of random noise.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 5672
-    vhost: str = "/"
-    username: str = "guest"
-    password: str = attrs.field(default="guest", repr=False)
-    heartbeat: int | None = None
-    connect_timeout: float = 30.0
-    operation_timeout: float = 30.0
-    retry_initial_delay: float = 1.0
-    retry_max_delay: float = 30.0
-    retry_jitter: float = 1.0
-
-    @classmethod
-    def from_url(cls, url: str, **overrides: Any) -> AmqpSettings:
-        """Parse ``amqp://user:password@host:port/vhost``.
-
-        The vhost is URL-quoted (``%2F`` is ``/``); an empty path means ``/``.
-        ``overrides`` set the remaining fields.
-        """
-        parts = urlsplit(url)
-        if parts.scheme != "amqp":
-            raise ValueError(f"not an amqp:// URL: {url!r}")
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        fields: dict[str, Any] = {
-            "host": parts.hostname or "127.0.0.1",
-            "port": parts.port or 5672,
-            "vhost": unquote(path) if path else "/",
-        }
-        if parts.username is not None:
-            fields["username"] = unquote(parts.username)
-        if parts.password is not None:
-            fields["password"] = unquote(parts.password)
-        fields.update(overrides)
-        return cls(**fields)
-
-    def describe(self) -> str:
-        """``host:port/vhost`` for messages and logs (never the password)."""
-        return f"{self.host}:{self.port}{'' if self.vhost == '/' else '/'}{self.vhost}"
-
-
-def _bounded(
-    reactor: IReactorTime, d: Deferred[T], seconds: float, what: str
-) -> Deferred[T]:
-    """Fire like ``d`` but fail with :class:`BrokerError` after ``seconds``.
-
-    ``d`` itself is left alone (pika's Deferreds cannot be cancelled); whatever
-    it fires with later is swallowed.
-    """
-    result: Deferred[T] = Deferred()
-
-    def expire() -> None:
-        if not result.called:
-            result.errback(BrokerError(f"{what} timed out after {seconds:g}s"))
-
-    call = reactor.callLater(seconds, expire)
-
-    def ok(value: T) -> None:
-        if call.active():
-            call.cancel()
-        if not result.called:
-            result.callback(value)
-
-    def err(failure: Failure) -> None:
-        if call.active():
-            call.cancel()
-        if not result.called:
-            result.errback(failure)
-
-    d.addCallbacks(ok, err)
-    return result
-
-
-def _describe(error: BaseException | None) -> str:
-    if error is None:
-        return "unknown error"
-    text = str(error)
-    name = type(error).__name__
-    return f"{name}: {text}" if text else name
-
-
 class _AmqpProtocol(Protocol):
     """One TCP connection: forwards bytes to the AMQP client and reports its
     lifecycle to the broker."""
@@ -195,6 +114,8 @@ class _AmqpProtocol(Protocol):
             username=s.username,
             password=s.password,
             heartbeat=s.heartbeat,
+            channel_max=s.channel_max,
+            frame_max=s.frame_max,
         )
         #: Fires when the TCP connection is gone.
         self.lost: Deferred[None] = Deferred()
@@ -245,309 +166,6 @@ class _AmqpFactory(Factory):
         return _AmqpProtocol(self.broker)
 
 
-@attrs.define(eq=False)
-class _Live:
-    """A connection that is fully set up."""
-
-    protocol: _AmqpProtocol
-    publish_channel: AmqpChannel
-
-    @property
-    def lost(self) -> bool:
-        return self.protocol.is_lost
-
-
-@attrs.define(eq=False)
-class _Attachment:
-    """A consumer's channel and consumer tag on one connection."""
-
-    live: _Live
-    channel: AmqpChannel
-    consumer_tag: str = ""
-    failed_declared: bool = False
-    #: Handlers running for messages delivered on this channel.
-    running: int = 0
-    #: The consumer was cancelled; close the channel once ``running`` is 0.
-    retiring: bool = False
-
-    @property
-    def usable(self) -> bool:
-        return not self.live.lost and self.channel.is_open
-
-
-class RabbitMQConsumer:
-    """A consumer that re-attaches itself to every new connection."""
-
-    def __init__(
-        self,
-        broker: RabbitMQBroker,
-        queue: str,
-        handler: MessageHandler,
-        prefetch: int,
-    ) -> None:
-        self.queue = queue
-        self._broker = broker
-        self._handler = handler
-        self._prefetch = prefetch
-        self._attachment: _Attachment | None = None
-        self._attaching: Deferred[None] | None = None
-        self._running = 0
-        self._drained: list[Deferred[None]] = []
-        self._retry: IDelayedCall | None = None
-        self._retries = 0
-        self._stopped = False
-        self._stop_done: Deferred[None] | None = None
-
-    def __repr__(self) -> str:
-        return f"<RabbitMQ consumer of {self.queue!r}>"
-
-    # -- attaching -----------------------------------------------------------
-
-    async def attach(self, live: _Live) -> None:
-        """Open a channel, declare and bind the queue, start consuming."""
-        broker = self._broker
-        channel = await broker._bounded(live.protocol.amqp.channel(), "channel open")
-        try:
-            await broker._bounded(
-                channel.basic_qos(prefetch_count=self._prefetch), "basic.qos"
-            )
-            await broker._declare_on(channel, self.queue)
-            # Deliveries may follow basic.consume-ok in the same read, before
-            # this coroutine resumes: the callbacks hold the attachment.
-            attachment = _Attachment(live=live, channel=channel)
-            attachment.consumer_tag = await broker._bounded(
-                channel.basic_consume(
-                    self.queue,
-                    lambda delivery: self._delivered(attachment, delivery),
-                    lambda reason: self._cancelled(attachment),
-                ),
-                "basic.consume",
-            )
-        except BaseException:
-            _close_quietly(channel)
-            raise
-        if self._stopped or live.lost:
-            _close_quietly(channel)
-            return
-        self._attachment = attachment
-        self._retries = 0
-
-    def attach_soon(self, live: _Live) -> None:
-        """Attach in the background; on failure retry while ``live`` lasts."""
-        if self._stopped or self._attaching is not None:
-            return
-        if self._attachment is not None and self._attachment.usable:
-            return
-
-        async def run() -> None:
-            try:
-                await self.attach(live)
-            except Exception as e:
-                if live.lost or self._stopped or self._broker._closing:
-                    return
-                _log.warn(
-                    "Could not consume {queue}: {error}; retrying",
-                    queue=self.queue,
-                    error=_describe(e),
-                )
-                self._schedule_retry(live)
-            finally:
-                self._attaching = None
-
-        d = ensureDeferred(run())
-        if not d.called:
-            self._attaching = d
-
-    def _schedule_retry(self, live: _Live) -> None:
-        settings = self._broker.settings
-        delay = min(
-            settings.retry_initial_delay * (2**self._retries),
-            settings.retry_max_delay,
-        )
-        self._retries += 1
-
-        def fire() -> None:
-            self._retry = None
-            if self._broker._live is live and not live.lost:
-                self.attach_soon(live)
-
-        self._retry = self._broker.reactor.callLater(delay, fire)
-
-    def _cancel_retry(self) -> None:
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-
-    # -- delivering ----------------------------------------------------------
-
-    def _delivered(self, attachment: _Attachment, delivery: Delivery) -> None:
-        # Counted before the handler starts: it may call stop() right away.
-        self._running += 1
-        attachment.running += 1
-        ensureDeferred(self._handle(attachment, delivery)).addBoth(
-            self._finished, attachment
-        )
-
-    def _cancelled(self, attachment: _Attachment) -> None:
-        """The broker cancelled the consumer, or its channel or connection
-        closed (not called after our own ``basic.cancel``)."""
-        if self._attachment is attachment:
-            self._attachment = None
-        live = attachment.live
-        if self._stopped or live.lost or self._broker._live is not live:
-            return
-        # Channel closed or consumer cancelled under a live connection.  Running
-        # handlers still ack on the old channel, which is closed after them.
-        _log.warn("Consumer of {queue} was cancelled; re-attaching", queue=self.queue)
-        attachment.retiring = True
-        if attachment.running == 0:
-            _close_quietly(attachment.channel)
-        self._schedule_retry(live)
-
-    def _finished(self, result: object, attachment: _Attachment) -> None:
-        attachment.running -= 1
-        if attachment.retiring and attachment.running == 0:
-            _close_quietly(attachment.channel)
-        self._running -= 1
-        if self._running == 0:
-            drained, self._drained = self._drained, []
-            for waiter in drained:
-                waiter.callback(None)
-
-    async def _handle(self, attachment: _Attachment, received: Delivery) -> None:
-        tag = received.delivery_tag
-        body = received.body
-        try:
-            message = from_json(body)
-        except ValueError:
-            _log.error(
-                "Not a vumi message on {queue}; moving it to the failed queue",
-                queue=self.queue,
-            )
-            await self._dead_letter(attachment, tag, body)
-            return
-        try:
-            await self._handler(message)
-        except RETRY_LATER as exc:
-            _log.warn(
-                "Requeueing a message of {queue} for later: {error}",
-                queue=self.queue,
-                error=exc,
-            )
-            await _pause(self._broker.reactor, TEMPORARY_FAILURE_PAUSE)
-            _settle(attachment, "nack", tag)
-            return
-        except Exception:
-            redelivered = received.redelivered
-            _log.failure(
-                "Handler for {queue} failed ({what})",
-                queue=self.queue,
-                what="moving to failed queue" if redelivered else "requeueing",
-            )
-            if redelivered:
-                await self._dead_letter(attachment, tag, body)
-            else:
-                _settle(attachment, "nack", tag)
-            return
-        _settle(attachment, "ack", tag)
-
-    async def _dead_letter(
-        self, attachment: _Attachment, tag: int, body: bytes
-    ) -> None:
-        failed = topology.failed(self.queue)
-        try:
-            if not attachment.failed_declared:
-                await self._broker._declare_on(attachment.channel, failed)
-                attachment.failed_declared = True
-            await self._broker._publish_body(failed, body)
-        except Exception as e:
-            _log.warn(
-                "Could not move a message to {failed}: {error}; requeueing it",
-                failed=failed,
-                error=_describe(e),
-            )
-            _settle(attachment, "nack", tag)
-            return
-        _settle(attachment, "ack", tag)
-
-    # -- stopping ------------------------------------------------------------
-
-    async def stop(self) -> None:
-        """Cancel the consumer, wait for running handlers, close the channel."""
-        if self._stop_done is None:
-            self._stop_done = ensureDeferred(self._stop())
-        done: Deferred[None] = Deferred()
-        self._stop_done.addBoth(_chain_to, done)
-        await done
-
-    async def _stop(self) -> None:
-        self._stopped = True
-        self._broker._consumers.pop(self, None)
-        self._cancel_retry()
-        if self._attaching is not None:
-            await _quiet(self._attaching)
-        attachment = self._attachment
-        if attachment is not None and attachment.usable:
-            await _quiet(
-                self._broker._bounded(
-                    attachment.channel.basic_cancel(attachment.consumer_tag),
-                    "basic.cancel",
-                )
-            )
-        while self._running:
-            waiter: Deferred[None] = Deferred()
-            self._drained.append(waiter)
-            await waiter
-        if attachment is not None:
-            await self._broker._close_channel(attachment.channel)
-        self._attachment = None
-
-
-def _chain_to(result: object, d: Deferred[None]) -> object:
-    if isinstance(result, Failure):
-        d.errback(result)
-        return None
-    d.callback(None)
-    return result
-
-
-async def _quiet(d: Deferred[Any]) -> None:
-    """Await ``d`` and ignore its failure (used while tearing down)."""
-    try:
-        await d
-    except Exception as e:
-        _log.debug("ignored while stopping: {error}", error=_describe(e))
-
-
-#: Seconds a consumer waits before requeueing a temporarily failed message.
-TEMPORARY_FAILURE_PAUSE = 1.0
-
-
-async def _pause(clock: Any, seconds: float) -> None:
-    from twisted.internet.task import deferLater
-
-    await deferLater(clock, seconds, lambda: None)
-
-
-def _settle(attachment: _Attachment, how: str, tag: int) -> None:
-    """Ack (or nack with requeue) on the channel that delivered the message."""
-    if not attachment.usable:
-        return  # the broker requeues it when the channel goes away
-    try:
-        if how == "ack":
-            attachment.channel.basic_ack(tag)
-        else:
-            attachment.channel.basic_nack(tag, requeue=True)
-    except Exception as e:
-        _log.debug("could not {how} {tag}: {error}", how=how, tag=tag, error=e)
-
-
-def _close_quietly(channel: AmqpChannel) -> None:
-    """Close ``channel`` without waiting (closing never raises)."""
-    if channel.is_open:
-        channel.close()
-
-
 class RabbitMQBroker:
     """A :class:`~junebug.amqp.broker.Broker` connected to RabbitMQ.
 
@@ -562,13 +180,12 @@ class RabbitMQBroker:
         endpoint: IStreamClientEndpoint | None = None,
     ) -> None:
         """``reactor`` must also provide ``IReactorTCP`` unless ``endpoint``
-        (any stream client endpoint, e.g. TLS) is given."""
+        (any stream client endpoint) is given; without one the endpoint comes
+        from ``settings`` (its hosts in order, TLS if ``settings.tls``)."""
         self.reactor = reactor
         self.settings = settings
         if endpoint is None:
-            endpoint = HostnameEndpoint(
-                reactor, settings.host, settings.port, timeout=settings.connect_timeout
-            )
+            endpoint = amqp_endpoint(reactor, settings)
         base_policy = backoffPolicy(
             initialDelay=settings.retry_initial_delay,
             maxDelay=settings.retry_max_delay,
@@ -582,7 +199,7 @@ class RabbitMQBroker:
             on_connect_failed=self._connect_failed,
         )
         self._protocol: _AmqpProtocol | None = None
-        self._live: _Live | None = None
+        self._live: Live | None = None
         self._consumers: dict[RabbitMQConsumer, None] = {}
         self._listeners: list[ConnectionListener] = []
         self._waiters: list[Deferred[None]] = []
@@ -617,7 +234,7 @@ class RabbitMQBroker:
             await waiter
             return
         try:
-            await _bounded(self.reactor, waiter, timeout, "connecting")
+            await bounded(self.reactor, waiter, timeout, "connecting")
         except BrokerError:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
@@ -631,6 +248,13 @@ class RabbitMQBroker:
 
     def is_connected(self) -> bool:
         return self._live is not None
+
+    def blocked_reason(self) -> str | None:
+        """RabbitMQ's reason while it blocks publishing, else ``None``."""
+        live = self._live
+        if live is None or not live.protocol.amqp.blocked:
+            return None
+        return live.protocol.amqp.blocked_reason or "blocked"
 
     def add_connection_listener(
         self, listener: ConnectionListener
@@ -655,14 +279,14 @@ class RabbitMQBroker:
         if self._close_done is None:
             self._close_done = ensureDeferred(self._close())
         done: Deferred[None] = Deferred()
-        self._close_done.addBoth(_chain_to, done)
+        self._close_done.addBoth(chain_to, done)
         await done
 
     async def _close(self) -> None:
         self._closing = True
         consumers = list(self._consumers)
         if consumers:
-            await _quiet(gatherResults([ensureDeferred(c.stop()) for c in consumers]))
+            await quiet(gatherResults([ensureDeferred(c.stop()) for c in consumers]))
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.errback(BrokerError("the broker has been closed"))
@@ -675,7 +299,7 @@ class RabbitMQBroker:
                     if closed is not None:
                         await self._bounded(closed, "connection close")
                 except Exception as e:
-                    _log.debug("closing the connection: {error}", error=_describe(e))
+                    _log.debug("closing the connection: {error}", error=describe(e))
             protocol.abort()
             await protocol.lost
         if self._started:
@@ -687,7 +311,7 @@ class RabbitMQBroker:
     # -- connection callbacks ------------------------------------------------
 
     def _connect_failed(self, failure: Failure) -> None:
-        self._last_error = _describe(failure.value)
+        self._last_error = describe(failure.value)
 
     def _connection_made(self, protocol: _AmqpProtocol) -> None:
         self._protocol = protocol
@@ -721,7 +345,7 @@ class RabbitMQBroker:
             channel.confirm_timeout = self.settings.operation_timeout
         except Exception as e:
             # Counted and logged by _connection_ended once the socket is gone.
-            self._last_error = protocol.close_reason or _describe(e)
+            self._last_error = protocol.close_reason or describe(e)
             protocol.abort()
             return
         finally:
@@ -732,7 +356,7 @@ class RabbitMQBroker:
         if self._closing:
             protocol.abort()
             return
-        live = _Live(protocol=protocol, publish_channel=channel)
+        live = Live(protocol=protocol, publish_channel=channel)
         protocol.was_live = True
         channel.on_closed.addBoth(self._publish_channel_closed, live)
         self._service.ready()
@@ -746,7 +370,7 @@ class RabbitMQBroker:
             waiter.callback(None)
         self._notify(True)
 
-    def _publish_channel_closed(self, reason: object, live: _Live) -> None:
+    def _publish_channel_closed(self, reason: object, live: Live) -> None:
         if live.lost or self._closing:
             return
         _log.error(
@@ -761,8 +385,11 @@ class RabbitMQBroker:
         live = self._live
         if live is not None and live.protocol is protocol:
             self._live = None
+            # Before any listener runs: the deliveries died with the socket.
+            for consumer in self._consumers:
+                consumer.connection_lost(live)
             if not self._closing:
-                self._last_error = protocol.close_reason or _describe(reason.value)
+                self._last_error = protocol.close_reason or describe(reason.value)
                 _log.warn(
                     "Lost the RabbitMQ connection to {where}: {error}",
                     where=self.settings.describe(),
@@ -790,7 +417,7 @@ class RabbitMQBroker:
 
     # -- operations ------------------------------------------------------------
 
-    def _require_live(self) -> _Live:
+    def _require_live(self) -> Live:
         live = self._live
         if live is None:
             if self._closing:
@@ -802,7 +429,7 @@ class RabbitMQBroker:
         return live
 
     def _bounded(self, d: Deferred[T], what: str) -> Deferred[T]:
-        return _bounded(self.reactor, d, self.settings.operation_timeout, what)
+        return bounded(self.reactor, d, self.settings.operation_timeout, what)
 
     async def publish(
         self, routing_key: str, message: Message, ttl: float | None = None
@@ -869,19 +496,34 @@ class RabbitMQBroker:
         properties: bytes = _PROPERTIES,
     ) -> None:
         live = self._require_live()
+        amqp = live.protocol.amqp
+        if amqp.blocked:
+            raise BrokerBlocked(
+                f"RabbitMQ blocks publishing ({amqp.blocked_reason or 'an alarm'});"
+                f" the message to {routing_key} was not sent"
+            )
+        # The channel fails it after operation_timeout (one timer for all).
+        confirmed = live.publish_channel.publish(
+            exchange, routing_key, body, properties
+        )
+        # Failed at once: the channel was closed and nothing was written.
+        written = not confirmed.called
         try:
-            # The channel fails it after operation_timeout (one timer for all).
-            await live.publish_channel.publish(exchange, routing_key, body, properties)
+            await confirmed
         except ConfirmTimeout as e:
-            raise BrokerError(
+            raise PublishOutcomeUnknown(
                 f"confirm of a message to {routing_key} timed out after "
-                f"{self.settings.operation_timeout:g}s"
+                f"{self.settings.operation_timeout:g}s; RabbitMQ may still take it"
             ) from e
         except PublishRefused as e:
             raise BrokerError(f"RabbitMQ refused a message to {routing_key}") from e
         except Exception as e:
+            if written:
+                raise PublishOutcomeUnknown(
+                    f"message to {routing_key} sent but not confirmed: {describe(e)}"
+                ) from e
             raise BrokerError(
-                f"message to {routing_key} not confirmed: {_describe(e)}"
+                f"message to {routing_key} not sent: {describe(e)}"
             ) from e
 
     async def _declare_on(self, channel: AmqpChannel, queue: str) -> None:
@@ -896,7 +538,7 @@ class RabbitMQBroker:
     async def _close_channel(self, channel: AmqpChannel) -> None:
         if not channel.is_open:
             return
-        await _quiet(self._bounded(channel.close(), "channel close"))
+        await quiet(self._bounded(channel.close(), "channel close"))
 
     async def _with_channel(
         self, what: str, use: Callable[[AmqpChannel], Deferred[Any]]
@@ -909,13 +551,13 @@ class RabbitMQBroker:
         except BrokerError:
             raise
         except Exception as e:
-            raise BrokerError(f"could not {what}: {_describe(e)}") from e
+            raise BrokerError(f"could not {what}: {describe(e)}") from e
         try:
             await use(channel)
         except BrokerError:
             raise
         except Exception as e:
-            raise BrokerError(f"could not {what}: {_describe(e)}") from e
+            raise BrokerError(f"could not {what}: {describe(e)}") from e
         finally:
             await self._close_channel(channel)
 
@@ -955,7 +597,7 @@ class RabbitMQBroker:
         except BrokerError:
             raise
         except Exception as e:
-            raise BrokerError(f"could not consume {queue}: {_describe(e)}") from e
+            raise BrokerError(f"could not consume {queue}: {describe(e)}") from e
         if self._closing:
             await consumer.stop()
             raise BrokerError("the broker has been closed")

@@ -20,8 +20,7 @@ from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import error_result, render
 from junebug.api.guard import RoutableOnly
 from junebug.api.openapi import openapi_document
-from junebug.api.schemas import InvalidBody
-from junebug.errors import JunebugError
+from junebug.errors import InvalidBody, JunebugError
 
 
 class JunebugApi:

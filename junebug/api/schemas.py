@@ -13,7 +13,7 @@ from jsonschema import Draft4Validator
 from twisted.web.iweb import IRequest
 
 from junebug.amqp import topology
-from junebug.errors import BodyTooLarge, JsonDecodeError, JunebugError
+from junebug.errors import BodyTooLarge, InvalidBody, JsonDecodeError
 from junebug.http import json_body
 
 _STRING = {"type": "string"}
@@ -74,18 +74,6 @@ MESSAGE_SEND = {
     "required": ["content"],
     "additionalProperties": False,
 }
-
-
-class InvalidBody(JunebugError):
-    """A body that does not match its schema; rendered with ``invalid_body``."""
-
-    name = "invalid_body"
-    description = "api usage error"
-    code = 400
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("invalid body")
-        self.errors = errors
 
 
 def _path(parts: Any) -> list[Any]:

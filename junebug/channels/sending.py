@@ -4,7 +4,8 @@ The order of checks is the original's (so the same request gets the same
 error): destination, ``to``/``reply_to``, the replied-to message, the content,
 the character limit.  The outbound record (with ``event_url``) is stored before
 the message is published, so an early event always finds it.  A message is
-accepted (201) only once the broker has confirmed it.
+accepted (201) only once the broker has confirmed it; a 503 means it was not
+sent, a 504 that it was sent but not confirmed (it may still be delivered).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from junebug.amqp.broker import Broker
 from junebug.channels.service import has_destination
 from junebug.errors import (
     AmqpConnectionError,
+    AmqpOutcomeUnknown,
     ApiUsageError,
     BrokerError,
     MessageNotFound,
     MessageTooLong,
+    PublishOutcomeUnknown,
 )
 from junebug.messages import (
     SESSION_CLOSE,
@@ -156,6 +159,11 @@ class MessageSender:
             on_publish(msg)
         try:
             await self.broker.publish(topology.outbound(channel_id), msg)
+        except PublishOutcomeUnknown as exc:
+            raise AmqpOutcomeUnknown(
+                "Message sent to AMQP but not confirmed: it may still be"
+                " delivered; do not resend it blindly."
+            ) from exc
         except BrokerError as exc:
             raise AmqpConnectionError(
                 "Message not sent, AMQP connection error."

@@ -263,6 +263,14 @@ class HandshakeTests(ClientTestCase):
         [_, (_, tune_ok), _] = self.written_methods()
         self.assertEqual((tune_ok["channel_max"], tune_ok["frame_max"]), (2047, 131072))
 
+    def test_our_channel_max_and_frame_max_win_when_lower(self) -> None:
+        """channel_max/frame_max (URL options) lower the broker's limits."""
+        self.connect(channel_max=10, frame_max=8192)
+        self.feed(start(), tune(frame_max=131072, channel_max=2047))
+        [_, (_, tune_ok), _] = self.written_methods()
+        self.assertEqual((tune_ok["channel_max"], tune_ok["frame_max"]), (10, 8192))
+        self.assertEqual((self.client.channel_max, self.client.frame_max), (10, 8192))
+
     def test_heartbeat_choice(self) -> None:
         """The broker's heartbeat if we have none, ours otherwise (0: off)."""
         for wanted, expected in ((None, 60), (5, 5), (0, 0), (600, 600)):
@@ -361,9 +369,16 @@ class HandshakeTests(ClientTestCase):
         self.open_connection()
         self.feed(f.method(0, f.CONNECTION_BLOCKED, reason="low on memory"))
         self.assertTrue(self.client.blocked)
+        self.assertEqual(self.client.blocked_reason, "low on memory")
         self.feed(f.method(0, f.CONNECTION_UNBLOCKED))
         self.assertFalse(self.client.blocked)
         self.assertEqual(self.written(), [])
+
+    def test_a_lost_connection_is_no_longer_blocked(self) -> None:
+        self.open_connection()
+        self.feed(f.method(0, f.CONNECTION_BLOCKED, reason="low on memory"))
+        self.lose()
+        self.assertFalse(self.client.blocked)
 
 
 class ChannelTests(ClientTestCase):

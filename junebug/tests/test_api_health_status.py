@@ -12,7 +12,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from junebug.amqp.memory import MemoryBroker
-from junebug.messages import status_event
+from junebug.errors import PublishOutcomeUnknown
+from junebug.messages import Message, status_event
 from junebug.testing.api import ApiDriver
 from junebug.testing.http_sink import HttpSink
 
@@ -87,6 +88,64 @@ class HealthAndStatusTests(TestCase):
         broker.reconnect()
         _, found, _ = await api.request("GET", f"/channels/{cid}")
         self.assertIsNone(found["result"]["status"]["status"])
+
+    async def test_while_rabbitmq_blocks_sends_are_refused_and_health_says_so(
+        self,
+    ) -> None:
+        """connection.blocked (a memory alarm): a send answers 503 at once and
+        nothing is published, so a client may safely retry; /health names it."""
+        api = await self.start()
+        assert api.junebug is not None
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}, "mo_url": "http://x/"}
+        )
+        cid = created["result"]["id"]
+        broker = api.junebug.broker
+        assert isinstance(broker, MemoryBroker)
+        broker.block("low on memory")
+        code, body, _ = await api.request("GET", "/health")
+        self.assertEqual(code, 503)
+        self.assertEqual(
+            body["result"]["errors"],
+            [
+                {
+                    "type": "AmqpBlocked",
+                    "message": "RabbitMQ blocks publishing: low on memory",
+                }
+            ],
+        )
+        code, body, _ = await api.request(
+            "POST", f"/channels/{cid}/messages/", {"to": "+1", "content": "x"}
+        )
+        self.assertEqual(code, 503)
+        self.assertEqual(body["result"]["errors"][0]["type"], "AmqpConnectionError")
+        self.assertEqual(broker.queue_messages(f"{cid}.outbound"), [])
+        broker.unblock()
+        code, _, _ = await api.request("GET", "/health")
+        self.assertEqual(code, 200)
+
+    async def test_a_sent_but_unconfirmed_message_is_a_504(self) -> None:
+        """Written to RabbitMQ but never confirmed: the outcome is unknown, so
+        the answer is a 504 that tells the client not to resend blindly."""
+        api = await self.start()
+        assert api.junebug is not None
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}, "mo_url": "http://x/"}
+        )
+        cid = created["result"]["id"]
+
+        async def unconfirmed(routing_key: str, message: Message) -> None:
+            raise PublishOutcomeUnknown("confirm timed out after 30s")
+
+        self.patch(api.junebug.broker, "publish", unconfirmed)
+        code, body, _ = await api.request(
+            "POST", f"/channels/{cid}/messages/", {"to": "+1", "content": "x"}
+        )
+        self.assertEqual(code, 504)
+        self.assertEqual(body["status"], 504)
+        [error] = body["result"]["errors"]
+        self.assertEqual(error["type"], "AmqpOutcomeUnknown")
+        self.assertIn("may still be delivered", error["message"])
 
     async def test_status_events_stored_and_posted(self) -> None:
         """A transport's status event reaches status_url and the components."""

@@ -23,13 +23,20 @@ from uuid import uuid4
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredQueue, ensureDeferred
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from junebug.amqp import topology
+from junebug.amqp.lease import check_delivery, current_lease
 from junebug.amqp.memory import MemoryBroker
 from junebug.amqp.rabbitmq import RabbitMQBroker
-from junebug.errors import BrokerError, StoreUnavailable, TemporaryFailure
+from junebug.errors import (
+    BrokerError,
+    DeliveryLost,
+    StoreUnavailable,
+    TemporaryFailure,
+)
 from junebug.messages import Message, from_json, user_message
 from junebug.testing.rabbitmq import (
     peek_message,
@@ -462,6 +469,47 @@ class BrokerContract(TestCase):
             content = (await inbox.next())["content"]
         self.assertEqual(content, "after")
         self.assertEqual(changes, [False, True])
+
+    async def test_a_handler_learns_that_its_delivery_died(self) -> None:
+        """When the connection drops under a running handler, its lease is
+        lost: check_delivery() raises, so the handler does not repeat work
+        for a message the broker delivers again."""
+        queue = self.queue_name()
+        started: Deferred[None] = Deferred()
+        gate: Deferred[None] = Deferred()
+        seen: list[str] = []
+
+        async def handler(msg: Message) -> None:
+            lease = current_lease()
+            assert lease is not None
+            check_delivery()  # alive
+            if not seen and not gate.called:
+                # Woken after this handler is parked on the gate.
+                reactor.callLater(0, started.callback, None)
+                await gate
+                try:
+                    check_delivery()
+                except DeliveryLost:
+                    seen.append("lost")
+                    raise
+                return
+            seen.append("done")
+
+        await self.consume(queue, handler)
+        await within(self.broker.publish(queue, message("interrupted")))
+        await within(started)
+        await self.lose_connection(self.broker)
+        gate.callback(None)
+        self.assertEqual(seen, ["lost"])
+        self.restore_connection(self.broker)
+        await within(self.broker.when_connected(TIMEOUT))
+        # Delivered again, on the new connection, to a handler that finishes.
+        await within(self._until(lambda: "done" in seen))
+        self.assertIsNone(current_lease())
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            await deferLater(reactor, 0.01, lambda: None)
 
 
 class MemoryBrokerTests(BrokerContract):

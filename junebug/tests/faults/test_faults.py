@@ -1,9 +1,10 @@
 """Fault injection: nothing answered with 201 is lost.
 
 A client sends a few thousand messages through ``jb`` (a subprocess) to an
-SMPP channel bound to the node SMSC peer, while the test restarts RabbitMQ,
-kills and restarts a persistent Redis, and SIGKILLs ``jb`` and starts it
-again.  The client retries requests that fail during an outage, as a real
+SMPP channel bound to the node SMSC peer, while the test restarts RabbitMQ
+(a private node it starts, :mod:`junebug.tests.rabbitmq_node`, never the
+machine's shared one), kills and restarts a persistent Redis, and SIGKILLs
+``jb`` and starts it again.  The client retries requests that fail during an outage, as a real
 client would.  At the end every message that got a 201 must have reached the
 SMSC and every one of them must have had its ``submitted`` and
 ``delivery_succeeded`` events posted to ``event_url``.  Duplicates (a message
@@ -31,28 +32,17 @@ from twisted.internet.defer import (
     ensureDeferred,
     gatherResults,
 )
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from junebug.testing.http_sink import HttpSink
-from junebug.testing.rabbitmq import rabbitmq_test_settings
+from junebug.tests.rabbitmq_node import PrivateRabbitMQ
 from junebug.tests.support.process import JbProcess, free_port
 from junebug.tests.support.redis_server import RedisServer
 from junebug.tests.support.smsc import SmscPeer
 
 MESSAGES = int(os.environ.get("JUNEBUG_FAULT_MESSAGES", "2000"))
 CONCURRENCY = 8
-
-
-async def rabbitmq_restart() -> None:
-    """Stop and start the RabbitMQ application (queues and messages persist)."""
-    for command in (["stop_app"], ["start_app"], ["await_startup"]):
-        _out, err, code = await getProcessOutputAndValue(
-            "rabbitmqctl", ["-q", *command], env=dict(os.environ), reactor=reactor
-        )
-        if code != 0:
-            raise RuntimeError(f"rabbitmqctl {command}: {err.decode()}")
 
 
 class FaultReport:
@@ -94,6 +84,9 @@ class FaultInjectionTests(TestCase):
         redis = RedisServer(reactor)
         await redis.start()
         self.addCleanup(redis.stop)
+        rabbitmq = PrivateRabbitMQ(reactor)
+        self.addCleanup(rabbitmq.stop)
+        await rabbitmq.start()
         sink = HttpSink(reactor)
         sink_base = await sink.start()
         self.addCleanup(sink.stop)
@@ -119,8 +112,8 @@ class FaultInjectionTests(TestCase):
         args = [
             "--redis-port",
             str(redis.port),
-            "--amqp-vhost",
-            rabbitmq_test_settings().vhost,
+            "--amqp-port",
+            str(rabbitmq.port),
             "--logging-path",
             tempfile.mkdtemp(prefix="jb-faults-"),
         ]
@@ -186,7 +179,7 @@ class FaultInjectionTests(TestCase):
                     await task.deferLater(reactor, 0.05, lambda: None)
 
             await at(0.25)
-            await rabbitmq_restart()
+            await rabbitmq.restart_app()
             await at(0.5)
             await redis.restart()
             await at(0.75)

@@ -10,6 +10,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from junebug.amqp.lease import DeliveryLease, run_leased
+from junebug.errors import DeliveryLost
 from junebug.messages import Message, reply_to
 from junebug.tests.smpp.helpers import (
     FakeContext,
@@ -432,6 +434,26 @@ class WindowAndRateTests(TransportTestCase):
         self.successResultOf(d)
         self.assertEqual(self.ctx.event_types(), [("ack", message["message_id"])])
         self.assertEqual(self.ctx.status_types()[-1], ("throttled_end", "ok"))
+
+    def test_a_throttled_part_of_a_dead_delivery_is_not_sent_again(self) -> None:
+        """The broker connection drops while the SMSC throttles: RabbitMQ
+        delivers the message again, so the old copy, whose delivery died
+        with its channel, gives up instead of being submitted a second time
+        (a prefetch window of them used to go out twice)."""
+        peer = self.started(throttle_delay=0.5)
+        lease = DeliveryLease()
+        d = ensureDeferred(run_leased(lease, self.transport.handle_outbound, mt()))
+        self.answer(peer, self.submits(peer), CommandStatus.ESME_RTHROTTLED)
+        lease.lose()
+        self.reactor.advance(0.5)
+        self.assertEqual(peer.received(), [])
+        self.failureResultOf(d, DeliveryLost)
+        self.assertEqual(self.ctx.events, [])
+        self.assertEqual(self.ctx.status_types()[-1], ("throttled_end", "ok"))
+        # The redelivered copy goes through as usual.
+        again = self.send(mt())
+        self.answer(peer, self.submits(peer))
+        self.successResultOf(again)
 
     def test_queue_full_is_retried_like_throttling(self) -> None:
         """ESME_RMSGQFUL: the same wait-and-resend, never a nack."""

@@ -31,7 +31,11 @@ the call returns only once the message's fate is published:
    takes; the status is ``throttled`` until every refused part went through.
    If the connection drops or a response does not come within
    ``smpp_response_timeout``, the part is sent again after the next bind (the
-   SMSC may then see it twice: delivery is at least once).
+   SMSC may then see it twice: delivery is at least once).  Before every
+   attempt the part checks that its AMQP delivery is alive
+   (:func:`junebug.amqp.lease.check_delivery`): if the broker connection
+   dropped meanwhile, RabbitMQ delivers the message again, so this copy gives
+   up (``DeliveryLost``) instead of being submitted a second time.
 4. When every part is answered: any other error status nacks the message with
    the status's name as the reason (``ESME_RINVDSTADR``); otherwise each
    part's SMSC message id is mapped to the message id in the channel's store
@@ -83,7 +87,8 @@ from twisted.internet.endpoints import clientFromString
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from junebug.errors import TemporaryFailure
+from junebug.amqp.lease import check_delivery
+from junebug.errors import SmscUnavailable, TransportStopped
 from junebug.messages import Message, ack, nack
 from junebug.reconnecting import ReconnectingClient
 from junebug.transports.interface import TransportContext
@@ -107,14 +112,6 @@ __all__ = ["SmppConfig", "SmppTransport", "SmscUnavailable", "TransportStopped"]
 COMPONENT = "smpp"
 
 _REFUSALS = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL})
-
-
-class TransportStopped(TemporaryFailure):
-    """The transport is stopping: the message goes back to the queue."""
-
-
-class SmscUnavailable(TemporaryFailure):
-    """No bound session within ``submit_timeout``: the message is requeued."""
 
 
 class _PartGroup:
@@ -406,6 +403,9 @@ class SmppTransport:
                 await pause
             if group.rejected or not session.is_bound:
                 return None
+            # A delivery that died with its AMQP channel is being delivered
+            # again: this copy must not reach the SMSC too.
+            check_delivery()
             pdu = SubmitSM(sequence_number=session.next_sequence_number(), **template)
             try:
                 response = await session.send_request(pdu)
