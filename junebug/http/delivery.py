@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from junebug.amqp.broker import Broker, Consumer
-from junebug.http.client import HttpClient, HttpResult, redact_url
+from junebug.http.client import HttpClient, HttpResult, redact_url, short_reason
 from junebug.messages import Message
 
 T = TypeVar("T")
@@ -37,7 +37,9 @@ RETRYABLE_CODES = frozenset({408, 425, 429})
 
 
 def retryable(result: HttpResult) -> bool:
-    """Whether a failed result may succeed later."""
+    """Whether a failed result may succeed later (a refused one never will)."""
+    if result.refused:
+        return False
     return result.code is None or result.code >= 500 or result.code in RETRYABLE_CODES
 
 
@@ -175,11 +177,11 @@ class HttpDelivery:
         if age + delay > float(job.get("max_age") or self.max_age):
             await self._dead(job, result)
             return
-        job["last_error"] = result.error or f"HTTP {result.code}"
+        job["last_error"] = short_reason(result)
         await self.broker.publish_later(RETRY_QUEUE, job, delay)
 
     async def _dead(self, job: Message, result: HttpResult) -> None:
-        job["last_error"] = result.error or f"HTTP {result.code}: {result.body}"
+        job["last_error"] = short_reason(result)
         self.log.error(
             "Giving up on delivery to {url} after {attempt} retries: {error}",
             url=redact_url(job["url"]),

@@ -50,6 +50,12 @@ OK = HttpResult(ok=True, code=200)
 DOWN = HttpResult(ok=False, code=None, error="ConnectionRefusedError: refused")
 BUSY = HttpResult(ok=False, code=503, body="busy")
 BAD = HttpResult(ok=False, code=400, body="bad request")
+REFUSED = HttpResult(
+    ok=False,
+    code=None,
+    error="refused: 127.0.0.1 is in the denied callback network 127.0.0.0/8",
+    refused=True,
+)
 
 
 class HttpDeliveryTests(TestCase):
@@ -117,6 +123,27 @@ class HttpDeliveryTests(TestCase):
         self.clock.advance(0)
         self.assertEqual(len(http.calls), calls + 1)
         self.assertEqual(self.broker.queue_messages(DEAD_QUEUE), [])
+
+    async def test_dead_letters_never_show_the_answer_body(self) -> None:
+        """last_error is the status and its phrase; the receiver's body (which
+        may hold anything it cares to say) is never shown (#12.9)."""
+        delivery, _http = await self.make(BUSY, BAD)
+        await delivery.post_json("http://x/ev", {"e": 1})
+        self.run_for(60)
+        [letter] = await delivery.dead_letters(10)
+        self.assertEqual(letter["last_error"], "HTTP 400 Bad Request")
+
+    async def test_refused_delivery_is_dead_at_once(self) -> None:
+        """A delivery refused by the callback networks is logged and
+        dead-lettered with the reason, never retried (#12.9)."""
+        delivery, http = await self.make(REFUSED)
+        result = await delivery.post_json("http://hooks.example/ev", {"e": 1})
+        self.assertTrue(result.refused)
+        self.run_for(120)
+        self.assertEqual(len(http.calls), 1)
+        [letter] = await delivery.dead_letters(10)
+        self.assertEqual(letter["last_error"], REFUSED.error)
+        self.assertEqual(letter["attempts"], 0)
 
     async def test_listing_stops_at_the_queue_length(self) -> None:
         """Asking for more dead letters than there are lists each one once,
