@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from junebug.channels.queues import delete_owned_queues
 from junebug.channels.service import Channel, ChannelDependencies
 from junebug.channels.status import RATE_FIELDS, status_object
-from junebug.errors import ChannelNotFound, StoreUnavailable
+from junebug.errors import ChannelNotFound, InvalidChannelType, StoreUnavailable
 from junebug.http.urls import check_callback_urls
 from junebug.plugins.host import PluginHost
 from junebug.stores.channels import ChannelStore
@@ -67,6 +67,13 @@ class ChannelRegistry:
         """Raise the API error a channel's type, config or callback URLs deserve."""
         check_callback_urls(properties, CALLBACK_URL_KEYS)
         self.deps.transports.validate(properties.get("type"), properties.get("config"))
+
+    def config_class(self, channel_type: Any) -> type[Any] | None:
+        """The config class of a channel type, or ``None`` if it is unknown."""
+        try:
+            return self.deps.transports.resolve(channel_type).CONFIG_CLASS
+        except InvalidChannelType:
+            return None
 
     async def get_properties(self, channel_id: str) -> dict[str, Any]:
         """A channel's properties: from the running channel, else the store."""
