@@ -132,6 +132,14 @@ class GuardedClientTests(TestCase):
         pending.cancel()
         pending.addErrback(lambda _: None)
 
+    async def test_gets_are_not_callbacks(self) -> None:
+        """GETs (/health asking the operator's RabbitMQ management API) are
+        not checked against the callback networks."""
+        base = await self.start_sink()
+        http = self.client(deny=["127.0.0.0/8"])
+        code, value = await http.get_json(base + "/api/overview")
+        self.assertEqual((code, value), (200, {}))
+
     async def test_allowed_posts_go_through(self) -> None:
         base = await self.start_sink()
         http = self.client(allow=["127.0.0.0/8"])

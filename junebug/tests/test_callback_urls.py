@@ -126,3 +126,10 @@ class CallbackUrlApiTests(TestCase):
             self.assertIn('"mo_url"', usage_error(body))
         _, shown, _ = await api.request("GET", base + did)
         self.assertEqual(shown["result"]["mo_url"], "http://127.0.0.1:1/mo")
+        code, body, _ = await api.request(
+            "POST",
+            base + did + "/messages/",
+            {"to": "+27820000000", "content": "hi", "event_url": BAD_URLS[1]},
+        )
+        self.assertEqual(code, 400)
+        self.assertIn('"event_url"', usage_error(body))
