@@ -17,6 +17,7 @@ a dead or slow URL cannot hold up the messages behind it.
 from __future__ import annotations
 
 import random
+import re
 from typing import Any, TypeVar
 
 import attrs
@@ -32,6 +33,8 @@ T = TypeVar("T")
 
 RETRY_QUEUE = "junebug.http.retry"
 DEAD_QUEUE = "junebug.http.dead"
+#: ``last_error`` as versions before #12.9 wrote it: the code, then the body.
+_OLD_HTTP_ERROR = re.compile(r"HTTP (\d{3}): ")
 #: HTTP codes worth trying again; other 4xx will not change by waiting.
 RETRYABLE_CODES = frozenset({408, 425, 429})
 
@@ -280,11 +283,18 @@ def _uncancellable(work: Deferred[T], log: Logger) -> Deferred[T]:
 
 
 def _public(job: Message) -> dict[str, Any]:
-    """A dead letter as the API shows it: no token, no URL password."""
+    """A dead letter as the API shows it: no token, no URL password, and no
+    answer body even in letters written by older versions."""
+    last_error = job.get("last_error")
+    if isinstance(last_error, str):
+        old = _OLD_HTTP_ERROR.match(last_error)
+        if old is not None:
+            code = int(old.group(1))
+            last_error = short_reason(HttpResult(ok=False, code=code))
     return {
         "url": redact_url(job.get("url", "")),
         "body": job.get("body"),
         "attempts": job.get("attempt", 0),
         "first_attempt": job.get("first_attempt"),
-        "last_error": job.get("last_error"),
+        "last_error": last_error,
     }

@@ -133,6 +133,16 @@ class HttpDeliveryTests(TestCase):
         [letter] = await delivery.dead_letters(10)
         self.assertEqual(letter["last_error"], "HTTP 400 Bad Request")
 
+    async def test_older_dead_letters_hide_the_body_too(self) -> None:
+        """Letters dead-lettered by an older version carry "HTTP 400: <body>";
+        the listing shows only the status."""
+        delivery, _http = await self.make(OK)
+        await self.broker.publish(
+            DEAD_QUEUE, {"url": "http://x/", "last_error": "HTTP 404: <html>nginx"}
+        )
+        [letter] = await delivery.dead_letters(10)
+        self.assertEqual(letter["last_error"], "HTTP 404 Not Found")
+
     async def test_refused_delivery_is_dead_at_once(self) -> None:
         """A delivery refused by the callback networks is logged and
         dead-lettered with the reason, never retried (#12.9)."""
