@@ -119,10 +119,16 @@ class GuardedClientTests(TestCase):
         return http
 
     async def test_denied_posts_are_refused_before_connecting(self) -> None:
-        """http (own pool) and https (agent) both refuse a denied address."""
+        """http and https (own pool) and URLs only the agent takes (non-ASCII)
+        all refuse a denied address, by address or by name."""
         base = await self.start_sink()
-        http = self.client(deny=["127.0.0.0/8"])
-        for url in (base + "/mo", "https://127.0.0.1:1/mo", "http://localhost:1/"):
+        http = self.client(deny=["127.0.0.0/8", "::1/128"])
+        for url in (
+            base + "/mo",
+            base + "/m\u00f6",
+            "https://127.0.0.1:1/mo",
+            "http://localhost:1/",
+        ):
             result = await http.post_json(url, {"a": 1})
             self.assertFalse(result.ok, url)
             self.assertTrue(result.refused, url)
