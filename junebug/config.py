@@ -22,6 +22,7 @@ from junebug import config_layers
 from junebug.amqp.settings import AmqpSettings
 from junebug.converter import structure, unstructure
 from junebug.errors import ConfigError
+from junebug.http.networks import CallbackNetworks
 from junebug.http.server import ServerLimits
 from junebug.stores.redis_address import redis_url_validator
 from junebug.tls import ca_file_validator
@@ -232,6 +233,20 @@ class JunebugConfig:
             "inbound_message_ttl and event posts at outbound_message_ttl first"
         ),
     )
+    callback_allow_networks: list[str] = attrs.field(
+        factory=list,
+        metadata=_doc(
+            "Networks (CIDR) mo_url/event_url/status_url posts may connect to; "
+            "empty allows any not denied"
+        ),
+    )
+    callback_deny_networks: list[str] = attrs.field(
+        factory=list,
+        metadata=_doc(
+            "Networks (CIDR) mo_url/event_url/status_url posts never connect to, "
+            "checked against the resolved address at delivery time"
+        ),
+    )
     http_ca_file: str | None = attrs.field(
         default=None,
         validator=ca_file_validator,
@@ -272,6 +287,14 @@ class JunebugConfig:
     def __attrs_post_init__(self) -> None:
         if self.max_log_files == 0:
             object.__setattr__(self, "max_log_files", None)
+        self.callback_networks  # noqa: B018 - a bad network stops jb now
+
+    @property
+    def callback_networks(self) -> CallbackNetworks:
+        """The allow and deny lists of callback networks (ConfigError if bad)."""
+        return CallbackNetworks.from_lists(
+            self.callback_allow_networks, self.callback_deny_networks
+        )
 
     @property
     def server_limits(self) -> ServerLimits:

@@ -152,7 +152,9 @@ async def start_junebug(
     )
     logs.start()
     backend, broker = await connect_backends(reactor, config)
-    http = HttpClient(reactor, ca_file=config.http_ca_file)
+    http = HttpClient(
+        reactor, ca_file=config.http_ca_file, networks=config.callback_networks
+    )
     delivery = HttpDelivery(
         reactor,
         http,

@@ -120,5 +120,10 @@ class Broker(Protocol):
         """Hand up to ``limit`` waiting messages of ``queue`` to ``handler``,
         acknowledging each after its handler returns; returns how many."""
 
+    async def peek(self, queue: str, limit: int = 1000) -> list[Message]:
+        """Copies of up to ``limit`` waiting messages of ``queue``, oldest
+        first, each at most once; the messages stay where they are, even if
+        the caller is cancelled half-way."""
+
     async def close(self) -> None:
         """Stop every consumer and close the connection."""

@@ -358,6 +358,14 @@ class MemoryBroker:
             count += 1
         return count
 
+    async def peek(self, queue: str, limit: int = 1000) -> list[Message]:
+        """Copies of up to ``limit`` waiting messages of ``queue``, oldest first."""
+        self._require_connected()
+        q = self._queues.get(queue)
+        if q is None:
+            return []
+        return [from_json(envelope.body) for envelope in list(q.messages)[:limit]]
+
     async def declare_queue(self, queue: str) -> None:
         """Declare ``queue``, bound by its own name."""
         self._require_connected()

@@ -488,6 +488,26 @@ class RabbitMQBroker:
             await self._close_channel(channel)
         return count
 
+    async def peek(self, queue: str, limit: int = 1000) -> list[Message]:
+        """Copies of up to ``limit`` waiting messages of ``queue``, oldest first.
+
+        The messages are fetched with ``basic.get`` and never acknowledged:
+        closing the channel (or losing it, if the caller is cancelled) puts
+        them back, and one channel is never given the same message twice.
+        """
+        seen: list[Message] = []
+        live = self._require_live()
+        channel = await self._bounded(live.protocol.amqp.channel(), "channel open")
+        try:
+            while len(seen) < limit:
+                got = await self._bounded(channel.basic_get(queue), "basic.get")
+                if got is None:
+                    break
+                seen.append(from_json(got.body))
+        finally:
+            await self._close_channel(channel)
+        return seen
+
     async def _publish_body(
         self,
         routing_key: str,

@@ -10,8 +10,9 @@ from twisted.web.iweb import IRequest
 from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import render
 from junebug.api.schemas import CHANNEL_CREATE, CHANNEL_UPDATE, parse_body
-from junebug.api.secrets import redact, restore, wants_secrets
+from junebug.api.secrets import redact_channel, restore, wants_secrets
 from junebug.channel_logs import read_logs_async
+from junebug.channels.registry import ChannelRegistry
 from junebug.errors import ApiUsageError
 
 
@@ -43,9 +44,11 @@ async def logs_response(
     return render(request, 200, "logs retrieved", logs)
 
 
-def shown(request: IRequest, view: dict[str, Any]) -> Any:
+def shown(request: IRequest, registry: ChannelRegistry, view: dict[str, Any]) -> Any:
     """A channel as a response shows it: secrets redacted unless asked for."""
-    return view if wants_secrets(request) else redact(view)
+    if wants_secrets(request):
+        return view
+    return redact_channel(view, registry.config_class(view.get("type")))
 
 
 def install(app: Klein, deps: ApiDependencies) -> None:
@@ -63,7 +66,7 @@ def install(app: Klein, deps: ApiDependencies) -> None:
         body: dict[str, Any] = parse_body(request, CHANNEL_CREATE, max_size)
         channel_id = await registry.create(body)
         view = await registry.status_view(channel_id, body)
-        return render(request, 201, "channel created", shown(request, view))
+        return render(request, 201, "channel created", shown(request, registry, view))
 
     @app.route(
         "/channels/<string:channel_id>",
@@ -73,7 +76,7 @@ def install(app: Klein, deps: ApiDependencies) -> None:
     async def get_channel(request: IRequest, channel_id: str) -> bytes:
         properties = await registry.get_properties(channel_id)
         view = await registry.status_view(channel_id, properties)
-        return render(request, 200, "channel found", shown(request, view))
+        return render(request, 200, "channel found", shown(request, registry, view))
 
     @app.route(
         "/channels/<string:channel_id>",
@@ -85,7 +88,7 @@ def install(app: Klein, deps: ApiDependencies) -> None:
         stored = await registry.get_properties(channel_id)
         properties = await registry.update(channel_id, restore(body, stored))
         view = await registry.status_view(channel_id, properties)
-        return render(request, 200, "channel updated", shown(request, view))
+        return render(request, 200, "channel updated", shown(request, registry, view))
 
     @app.route(
         "/channels/<string:channel_id>",

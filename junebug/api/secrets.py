@@ -1,23 +1,21 @@
 """Keep channel secrets out of API responses.
 
-Responses show ``***`` in place of passwords, tokens and the password of any
-URL's userinfo, unless the request asks for them with ``?show_secrets=true``.
-When a client sends a redacted value back (GET, edit, POST the whole thing),
-the stored secret is kept rather than overwritten with ``***``.
+Responses show ``***`` in place of the secret fields of each transport's
+config class, of passwords and tokens elsewhere, and of the password of any
+URL's userinfo (see :mod:`junebug.redaction`), unless the request asks for
+them with ``?show_secrets=true``.  When a client sends a redacted value back
+(GET, edit, POST the whole thing), the stored secret is kept rather than
+overwritten with ``***``.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from twisted.web.iweb import IRequest
 
 from junebug.http.client import redact_url
-
-PLACEHOLDER = "***"
-#: Keys whose values are secrets wherever they appear.
-SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api_?key|private_?key)$", re.I)
+from junebug.redaction import PLACEHOLDER, redact, redact_config
 
 
 def wants_secrets(request: IRequest) -> bool:
@@ -26,22 +24,14 @@ def wants_secrets(request: IRequest) -> bool:
     return bool(values) and values[0].lower() in (b"1", b"true", b"yes")
 
 
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with secrets replaced by the placeholder."""
-    if isinstance(value, dict):
-        return {
-            key: (
-                PLACEHOLDER
-                if SECRET_KEY.search(str(key)) and isinstance(item, str) and item
-                else redact(item)
-            )
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    if isinstance(value, str) and "://" in value and "@" in value:
-        return redact_url(value)
-    return value
+def redact_channel(view: dict[str, Any], config_class: type[Any] | None) -> Any:
+    """A channel as the API shows it: ``config`` hidden along its transport's
+    config class (``None``: the type is unknown), everything else (tokens,
+    ``metadata``...) by key name and URL."""
+    shown = redact({key: value for key, value in view.items() if key != "config"})
+    if "config" in view:
+        shown["config"] = redact_config(view["config"], config_class)
+    return shown
 
 
 def restore(new: Any, old: Any) -> Any:

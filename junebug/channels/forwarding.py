@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker
-from junebug.http.client import redact_url
+from junebug.http.client import redact_url, status_phrase
 from junebug.messages import Message, api_event_type, api_event_view, api_message_view
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
@@ -149,12 +149,12 @@ class Forwarder:
             return
         if result.code is not None:
             self.log.error(
-                "Error sending {what} {message_id} to {url}: HTTP {code}: {body}",
+                "Error sending {what} {message_id} to {url}: HTTP {code} {phrase}",
                 what=what,
                 message_id=message_id,
                 url=redact_url(url),
                 code=result.code,
-                body=result.body,
+                phrase=status_phrase(result.code),
                 channel_id=self.owner_id,
             )
         else:

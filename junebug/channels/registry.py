@@ -16,10 +16,13 @@ from twisted.logger import Logger
 from junebug.channels.queues import delete_owned_queues
 from junebug.channels.service import Channel, ChannelDependencies
 from junebug.channels.status import RATE_FIELDS, status_object
-from junebug.errors import ChannelNotFound, StoreUnavailable
+from junebug.errors import ChannelNotFound, InvalidChannelType, StoreUnavailable
+from junebug.http.urls import check_callback_urls
 from junebug.plugins.host import PluginHost
 from junebug.stores.channels import ChannelStore
 
+#: Property keys that hold callback URLs (http(s) only).
+CALLBACK_URL_KEYS = ("mo_url", "status_url")
 #: Property keys whose change needs the channel's parts restarted.
 RUNTIME_KEYS = frozenset(
     {"type", "config", "mo_url", "mo_url_auth_token", "amqp_queue", "status_url"}
@@ -61,8 +64,16 @@ class ChannelRegistry:
         return sorted(self._channels)
 
     def validate(self, properties: dict[str, Any]) -> None:
-        """Raise the API error a channel's type or config deserve."""
+        """Raise the API error a channel's type, config or callback URLs deserve."""
+        check_callback_urls(properties, CALLBACK_URL_KEYS)
         self.deps.transports.validate(properties.get("type"), properties.get("config"))
+
+    def config_class(self, channel_type: Any) -> type[Any] | None:
+        """The config class of a channel type, or ``None`` if it is unknown."""
+        try:
+            return self.deps.transports.resolve(channel_type).CONFIG_CLASS
+        except InvalidChannelType:
+            return None
 
     async def get_properties(self, channel_id: str) -> dict[str, Any]:
         """A channel's properties: from the running channel, else the store."""

@@ -27,6 +27,7 @@ from junebug.errors import (
     MessageTooLong,
     PublishOutcomeUnknown,
 )
+from junebug.http.urls import check_callback_urls
 from junebug.messages import (
     SESSION_CLOSE,
     Message,
@@ -145,6 +146,7 @@ class MessageSender:
         """
         if require_destination and not has_destination(properties):
             raise ApiUsageError('This channel has no "mo_url" or "amqp_queue"')
+        check_callback_urls(body, ("event_url",))
         msg = await self.build(channel_id, body, inbound_owners)
         self.check_length(msg, properties.get("character_limit"))
         view = api_message_view(msg)

@@ -8,7 +8,7 @@ import attrs
 from twisted.logger import Logger
 
 from junebug.channels.forwarding import JsonPoster
-from junebug.http.client import redact_url
+from junebug.http.client import redact_url, short_reason
 from junebug.messages import Message, api_status_view
 from junebug.stores.rates import RateStore
 from junebug.stores.status import StatusStore
@@ -54,7 +54,7 @@ class StatusReceiver:
             self.log.error(
                 "Error sending status event to {url}: {reason}",
                 url=redact_url(self.status_url),
-                reason=result.error or f"HTTP {result.code}: {result.body}",
+                reason=short_reason(result),
                 channel_id=self.channel_id,
             )
 

@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
+from typing import Protocol as TypingProtocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
@@ -44,13 +45,18 @@ from twisted.web.client import (
     HTTPConnectionPool,
     ResponseDone,
 )
-from twisted.web.http import PotentialDataLoss
+from twisted.web.http import RESPONSES, PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IResponse
 from typing_extensions import override
 from zope.interface import implementer
 
 from junebug.http.connections import USER_AGENT, ConnectionPool
+from junebug.http.networks import (
+    CallbackNetworks,
+    CallbackRefused,
+    GuardedEndpointFactory,
+)
 from junebug.messages import format_timestamp
 from junebug.tls import TlsSettings
 
@@ -93,12 +99,38 @@ class HttpResult:
     ``ok`` is true for a 2xx answer.  ``code`` is ``None`` when no answer was
     received, in which case ``error`` says why (``"ConnectionRefusedError: ..."``,
     ``"timeout after 10s"``).  ``body`` is the start of the answer's body.
+    ``refused`` is true when no request was made because the URL, or every
+    address of its host, is not allowed (:mod:`junebug.http.networks`):
+    trying again cannot help.
     """
 
     ok: bool
     code: int | None
     body: str = ""
     error: str | None = None
+    refused: bool = False
+
+
+class Outcome(TypingProtocol):
+    """What :func:`short_reason` reads of an :class:`HttpResult`."""
+
+    @property
+    def code(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+def short_reason(result: Outcome) -> str:
+    """What went wrong, for logs and API answers: the error, or the status
+    code and its standard phrase (``HTTP 404 Not Found``), never the body."""
+    if result.error is not None:
+        return result.error
+    return f"HTTP {result.code} {status_phrase(result.code)}".rstrip()
+
+
+def status_phrase(code: int | None) -> str:
+    """The standard phrase of an HTTP status code (``Not Found``), or ``""``."""
+    return RESPONSES.get(code or 0, b"").decode("ascii", "replace")
 
 
 def redact_text(text: str) -> str:
@@ -279,7 +311,9 @@ class HttpClient:
 
     ``agent`` replaces the pooled :class:`~twisted.web.client.Agent` (tests).
     HTTPS servers' certificates are checked against the platform's CAs, or
-    only those of the PEM bundle ``ca_file`` (read here, once).
+    only those of the PEM bundle ``ca_file`` (read here, once).  With
+    ``networks`` enabled, every new connection of a POST is checked against
+    the operator's callback networks (see :mod:`junebug.http.networks`).
     """
 
     def __init__(
@@ -289,24 +323,43 @@ class HttpClient:
         agent: IAgent | None = None,
         max_persistent_per_host: int = MAX_PERSISTENT_PER_HOST,
         ca_file: str | None = None,
+        networks: CallbackNetworks | None = None,
     ) -> None:
         self._reactor = reactor
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = max_persistent_per_host
+        guarded = networks if networks is not None and networks.enabled else None
         #: HTTP and HTTPS POSTs go through this lighter pool (not with an
         #: injected agent, whose requests tests inspect).
         self._posts: ConnectionPool | None = None
+        #: The POSTs the light pool does not take (URLs it cannot write as
+        #: they are); guarded like the pool.  GETs (the operator's own
+        #: RabbitMQ management API) are not callbacks and use ``_agent``.
+        self._post_agent: IAgent | None = None
+        self._post_pool: HTTPConnectionPool | None = None
         if agent is None:
             # One trust root for both: the platform's CAs, or ca_file's.
             tls = TlsSettings(ca_file)
             policy = BrowserLikePolicyForHTTPS(trustRoot=tls.trust_root)
             agent = Agent(reactor, contextFactory=policy, pool=self._pool)
-            self._posts = ConnectionPool(reactor, max_persistent_per_host, tls=tls)
+            self._posts = ConnectionPool(
+                reactor, max_persistent_per_host, tls=tls, networks=guarded
+            )
+            if guarded is not None:
+                self._post_pool = HTTPConnectionPool(reactor, persistent=True)
+                self._post_pool.maxPersistentPerHost = max_persistent_per_host
+                self._post_agent = Agent.usingEndpointFactory(
+                    reactor,
+                    GuardedEndpointFactory(reactor, guarded, policy),
+                    pool=self._post_pool,
+                )
         self._agent = agent
 
     def close(self) -> Deferred[None]:
         """Close idle pooled connections (fires when they are closed)."""
         closing: list[Deferred[None]] = [self._pool.closeCachedConnections()]
+        if self._post_pool is not None:
+            closing.append(self._post_pool.closeCachedConnections())
         if self._posts is not None:
             closing.append(self._posts.close())
         return gatherResults(closing).addCallback(lambda _: None)
@@ -347,12 +400,13 @@ class HttpClient:
         headers: Headers,
         data: bytes | None,
         limit: int,
+        agent: IAgent | None = None,
     ) -> tuple[IResponse, bytes, bool]:
         if not url.lower().startswith(("http://", "https://")):
             raise ValueError(f"not an http(s) URL: {url!r}")
         producer = None if data is None else _BytesProducer(data)
         headers.setRawHeaders(b"User-Agent", [_USER_AGENT])
-        response: IResponse = await self._agent.request(
+        response: IResponse = await (agent or self._agent).request(
             method.encode("ascii"), request_target(url), headers, producer
         )
         body, truncated = await read_body(response, limit)
@@ -362,7 +416,7 @@ class HttpClient:
         self, url: str, headers: Headers, data: bytes
     ) -> tuple[int, bytes, bool]:
         response, raw, truncated = await self._request(
-            "POST", url, headers, data, MAX_POST_BODY_READ
+            "POST", url, headers, data, MAX_POST_BODY_READ, self._post_agent
         )
         return int(response.code), raw, truncated
 
@@ -383,7 +437,16 @@ class HttpClient:
         try:
             bare_url, credentials = split_credentials(url)
         except ValueError as exc:
-            return HttpResult(ok=False, code=None, error=describe_error(exc))
+            return HttpResult(
+                ok=False, code=None, error=describe_error(exc), refused=True
+            )
+        if not bare_url[:8].lower().startswith(("http://", "https://")):
+            return HttpResult(
+                ok=False,
+                code=None,
+                error="refused: not an http:// or https:// URL",
+                refused=True,
+            )
         authorization = None
         if credentials is not None:
             authorization = basic_auth_header(*credentials)
@@ -414,6 +477,10 @@ class HttpClient:
             raise
         except _TimeoutExpiredError as exc:
             return HttpResult(ok=False, code=None, error=str(exc))
+        except CallbackRefused as exc:
+            return HttpResult(
+                ok=False, code=None, error=f"refused: {exc}", refused=True
+            )
         except Exception as exc:
             return HttpResult(ok=False, code=None, error=describe_error(exc))
         return HttpResult(

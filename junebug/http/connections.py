@@ -31,13 +31,14 @@ import attrs
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import connectProtocol, wrapClientTLS
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from typing_extensions import override
 
 from junebug import __version__
 from junebug.endpoints import tcp_endpoint
+from junebug.http.networks import CallbackNetworks, GuardedEndpoint
 from junebug.tls import TlsSettings
 
 __all__ = ["USER_AGENT", "ConnectionPool", "PostTarget", "ResponseError", "post_target"]
@@ -354,9 +355,13 @@ class ConnectionPool:
         max_per_host: int,
         idle_timeout: float = IDLE_TIMEOUT,
         tls: TlsSettings | None = None,
+        *,
+        networks: CallbackNetworks | None = None,
     ) -> None:
         self._reactor = reactor
         self._tls = tls
+        #: When set, new connections go through :class:`GuardedEndpoint`.
+        self._networks = networks
         self._max_per_host = max_per_host
         self._idle_timeout = idle_timeout
         self._idle: dict[_Key, deque[_Connection]] = {}
@@ -410,7 +415,13 @@ class ConnectionPool:
 
     async def _connect(self, key: _Key) -> _Connection:
         host, port, tls = key
-        endpoint = tcp_endpoint(self._reactor, host, port, CONNECT_TIMEOUT)
+        endpoint: IStreamClientEndpoint
+        if self._networks is None:
+            endpoint = tcp_endpoint(self._reactor, host, port, CONNECT_TIMEOUT)
+        else:
+            endpoint = GuardedEndpoint(
+                self._reactor, host, port, self._networks, timeout=CONNECT_TIMEOUT
+            )
         if tls:
             if self._tls is None:
                 self._tls = TlsSettings()

@@ -17,23 +17,32 @@ a dead or slow URL cannot hold up the messages behind it.
 from __future__ import annotations
 
 import random
-from typing import Any
+import re
+from typing import Any, TypeVar
 
 import attrs
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from junebug.amqp.broker import Broker, Consumer
-from junebug.http.client import HttpClient, HttpResult, redact_url
+from junebug.http.client import HttpClient, HttpResult, redact_url, short_reason
 from junebug.messages import Message
+
+T = TypeVar("T")
 
 RETRY_QUEUE = "junebug.http.retry"
 DEAD_QUEUE = "junebug.http.dead"
+#: ``last_error`` as versions before #12.9 wrote it: the code, then the body.
+_OLD_HTTP_ERROR = re.compile(r"HTTP (\d{3}): ")
 #: HTTP codes worth trying again; other 4xx will not change by waiting.
 RETRYABLE_CODES = frozenset({408, 425, 429})
 
 
 def retryable(result: HttpResult) -> bool:
-    """Whether a failed result may succeed later."""
+    """Whether a failed result may succeed later (a refused one never will)."""
+    if result.refused:
+        return False
     return result.code is None or result.code >= 500 or result.code in RETRYABLE_CODES
 
 
@@ -72,6 +81,8 @@ class HttpDelivery:
         self.prefetch = prefetch
         self._urls: dict[str, _UrlHealth] = {}
         self._consumer: Consumer | None = None
+        #: One listing or replay at a time, so none sees another's work.
+        self._operators = DeferredLock()
 
     def _now(self) -> float:
         now: float = self.reactor.seconds()
@@ -169,11 +180,11 @@ class HttpDelivery:
         if age + delay > float(job.get("max_age") or self.max_age):
             await self._dead(job, result)
             return
-        job["last_error"] = result.error or f"HTTP {result.code}"
+        job["last_error"] = short_reason(result)
         await self.broker.publish_later(RETRY_QUEUE, job, delay)
 
     async def _dead(self, job: Message, result: HttpResult) -> None:
-        job["last_error"] = result.error or f"HTTP {result.code}: {result.body}"
+        job["last_error"] = short_reason(result)
         self.log.error(
             "Giving up on delivery to {url} after {attempt} retries: {error}",
             url=redact_url(job["url"]),
@@ -208,25 +219,34 @@ class HttpDelivery:
     # -- operators -----------------------------------------------------------------
 
     async def dead_letters(self, limit: int) -> list[Message]:
-        """Look at up to ``limit`` dead letters (they stay dead, order rotates)."""
-        seen: list[Message] = []
+        """Look at up to ``limit`` dead letters, oldest first.
 
-        async def keep(job: Message) -> None:
-            await self.broker.publish(DEAD_QUEUE, job)
-            seen.append(job)
-
-        await self.broker.drain(DEAD_QUEUE, keep, limit)
+        They are only looked at (:meth:`Broker.peek`): each is listed once,
+        however large ``limit`` is, and nothing is republished, so an
+        abandoned listing leaves the queue as it was.
+        """
+        async with self._operators:
+            seen = await self.broker.peek(DEAD_QUEUE, limit)
         return [_public(job) for job in seen]
 
-    async def replay_dead_letters(self, limit: int) -> int:
-        """Retry up to ``limit`` dead letters now, with a fresh retry budget."""
+    def replay_dead_letters(self, limit: int) -> Deferred[int]:
+        """Retry up to ``limit`` dead letters now, with a fresh retry budget.
+
+        A replay runs to its end even if its caller is cancelled (a client
+        hanging up): stopping between republishing a letter and acknowledging
+        it would leave it both dead and retried.
+        """
 
         async def replay(job: Message) -> None:
             job["attempt"] = 0
             job["first_attempt"] = self._now()
             await self.broker.publish(RETRY_QUEUE, job)
 
-        return await self.broker.drain(DEAD_QUEUE, replay, limit)
+        async def run() -> int:
+            async with self._operators:
+                return await self.broker.drain(DEAD_QUEUE, replay, limit)
+
+        return _uncancellable(Deferred.fromCoroutine(run()), self.log)
 
 
 @attrs.frozen
@@ -244,12 +264,37 @@ class BoundedPoster:
         )
 
 
+def _uncancellable(work: Deferred[T], log: Logger) -> Deferred[T]:
+    """Fires like ``work``; cancelling it leaves ``work`` running to its end
+    (a failure nobody waits for any more is logged)."""
+    result: Deferred[T] = Deferred(lambda _: None)
+
+    def settle(outcome: T | Failure) -> None:
+        if isinstance(outcome, Failure):
+            if result.called:
+                log.failure("Dead-letter replay failed after its caller left", outcome)
+            else:
+                result.errback(outcome)
+        elif not result.called:
+            result.callback(outcome)
+
+    work.addBoth(settle)
+    return result
+
+
 def _public(job: Message) -> dict[str, Any]:
-    """A dead letter as the API shows it: no token, no URL password."""
+    """A dead letter as the API shows it: no token, no URL password, and no
+    answer body even in letters written by older versions."""
+    last_error = job.get("last_error")
+    if isinstance(last_error, str):
+        old = _OLD_HTTP_ERROR.match(last_error)
+        if old is not None:
+            code = int(old.group(1))
+            last_error = short_reason(HttpResult(ok=False, code=code))
     return {
         "url": redact_url(job.get("url", "")),
         "body": job.get("body"),
         "attempts": job.get("attempt", 0),
         "first_attempt": job.get("first_attempt"),
-        "last_error": job.get("last_error"),
+        "last_error": last_error,
     }

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import attrs
 from twisted.internet.endpoints import serverFromString
@@ -22,6 +21,7 @@ from junebug.config import AmqpConfig
 from junebug.converter import structure
 from junebug.errors import ConfigError
 from junebug.http.server import ServerLimits
+from junebug.http.urls import http_url_problem
 from junebug.tls import ca_file_validator
 
 ENV_PREFIX = "JUNEBUG_MESSAGE_API_"
@@ -100,12 +100,9 @@ def messages_route(base_url_path: str) -> str:
 def _http_url(name: str, value: str | None) -> None:
     if value is None:
         return
-    try:
-        parts = urlsplit(value)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: not a URL ({exc})") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {value!r}")
+    problem = http_url_problem(value)
+    if problem is not None:
+        raise ConfigError(f"{name}: {problem}, got {value!r}")
 
 
 def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -27,6 +27,7 @@ from junebug.errors import (
     InvalidRouterType,
     RouterNotFound,
 )
+from junebug.http.urls import check_callback_urls
 from junebug.routers.interface import (
     DESTINATION_KEY,
     ROUTER_KEY,
@@ -278,6 +279,7 @@ class RouterRegistry:
             cls = self.resolve(router.get("type"))
             destinations = await self.store.load_destinations(router_id)
             destination = {**body, "id": str(uuid.uuid4())}
+            check_callback_urls(destination, ("mo_url",))
             await self._validate_destination(cls, router_id, destination, destinations)
             await self.store.save_destination(router_id, destination)
             await self._restart(router, [*destinations, destination])
@@ -297,6 +299,7 @@ class RouterRegistry:
         destinations = await self.store.load_destinations(router_id)
         base = old if merge else {}
         destination = {**base, **body, "id": destination_id}
+        check_callback_urls(destination, ("mo_url",))
         if not merge or "config" in body:
             await self._validate_destination(cls, router_id, destination, destinations)
         await self.store.save_destination(router_id, destination)

@@ -85,6 +85,43 @@ class SecurityTests(TestCase):
         self.assertEqual(shown["result"]["mo_url"], "http://user:mopw@127.0.0.1:1/mo")
         self.assertEqual(api.transport(cid).config.number, 2)
 
+    async def test_http_channel_credentials_redacted(self) -> None:
+        """An http channel's auth.value, header values and metadata passwords
+        show as *** (#12.8); sending the answer back keeps the stored ones."""
+        api = await self.start()
+        props = {
+            "type": "http",
+            "config": {
+                "send_url": "http://127.0.0.1:1/send",
+                "headers": {"Authorization": "Bearer hdr-pw", "X-Extra": "x"},
+                "auth": {"type": "header", "header": "X-Api-Key", "value": "key-pw"},
+            },
+            "metadata": {"passwd": "meta-pw", "owner": "ops"},
+            "amqp_queue": "q",
+        }
+        code, created, _ = await api.request("POST", "/channels/", props)
+        self.assertEqual(code, 201, created)
+        result = created["result"]
+        cid = result["id"]
+        _, fetched, _ = await api.request("GET", f"/channels/{cid}")
+        for shown in (result, fetched["result"]):
+            self.assertEqual(shown["config"]["auth"]["value"], "***")
+            self.assertEqual(shown["config"]["auth"]["header"], "X-Api-Key")
+            self.assertEqual(
+                shown["config"]["headers"], {"Authorization": "***", "X-Extra": "***"}
+            )
+            self.assertEqual(shown["metadata"], {"passwd": "***", "owner": "ops"})
+            self.assertNotIn("-pw", repr(shown))
+        code, _, _ = await api.request(
+            "POST",
+            f"/channels/{cid}",
+            {"config": result["config"], "metadata": result["metadata"]},
+        )
+        self.assertEqual(code, 200)
+        _, full, _ = await api.request("GET", f"/channels/{cid}?show_secrets=true")
+        self.assertEqual(full["result"]["config"], props["config"])
+        self.assertEqual(full["result"]["metadata"], props["metadata"])
+
 
 class BasicAuthParserTests(SynchronousTestCase):
     """One HTTP Basic parser for the API and the message API."""

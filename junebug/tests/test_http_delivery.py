@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from junebug.amqp.memory import MemoryBroker
 from junebug.http.client import HttpResult
 from junebug.http.delivery import DEAD_QUEUE, RETRY_QUEUE, HttpDelivery
+from junebug.messages import Message
 
 
 class ScriptedHttp:
@@ -26,10 +28,34 @@ class ScriptedHttp:
         return self.results.pop(0) if len(self.results) > 1 else self.results[0]
 
 
+class SlowConfirmBroker(MemoryBroker):
+    """Routes each publish at once but holds its confirm while ``holding``,
+    as RabbitMQ does with a message it has taken but not yet confirmed."""
+
+    holding = False
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.held: list[Deferred[None]] = []
+
+    async def publish(self, routing_key: str, message: Message) -> None:
+        await super().publish(routing_key, message)
+        if self.holding:
+            confirm: Deferred[None] = Deferred()
+            self.held.append(confirm)
+            await confirm
+
+
 OK = HttpResult(ok=True, code=200)
 DOWN = HttpResult(ok=False, code=None, error="ConnectionRefusedError: refused")
 BUSY = HttpResult(ok=False, code=503, body="busy")
 BAD = HttpResult(ok=False, code=400, body="bad request")
+REFUSED = HttpResult(
+    ok=False,
+    code=None,
+    error="refused: 127.0.0.1 is in the denied callback network 127.0.0.0/8",
+    refused=True,
+)
 
 
 class HttpDeliveryTests(TestCase):
@@ -38,7 +64,7 @@ class HttpDeliveryTests(TestCase):
     ) -> tuple[HttpDelivery, ScriptedHttp]:
         self.clock = Clock()
         self.clock.advance(1_000_000)
-        self.broker = MemoryBroker(self.clock)
+        self.broker = SlowConfirmBroker(self.clock)
         http = ScriptedHttp(*results)
         delivery = HttpDelivery(self.clock, http, self.broker, **options)  # type: ignore[arg-type]
         await delivery.start()
@@ -97,6 +123,80 @@ class HttpDeliveryTests(TestCase):
         self.clock.advance(0)
         self.assertEqual(len(http.calls), calls + 1)
         self.assertEqual(self.broker.queue_messages(DEAD_QUEUE), [])
+
+    async def test_dead_letters_never_show_the_answer_body(self) -> None:
+        """last_error is the status and its phrase; the receiver's body (which
+        may hold anything it cares to say) is never shown (#12.9)."""
+        delivery, _http = await self.make(BUSY, BAD)
+        await delivery.post_json("http://x/ev", {"e": 1})
+        self.run_for(60)
+        [letter] = await delivery.dead_letters(10)
+        self.assertEqual(letter["last_error"], "HTTP 400 Bad Request")
+
+    async def test_older_dead_letters_hide_the_body_too(self) -> None:
+        """Letters dead-lettered by an older version carry "HTTP 400: <body>";
+        the listing shows only the status."""
+        delivery, _http = await self.make(OK)
+        await self.broker.publish(
+            DEAD_QUEUE, {"url": "http://x/", "last_error": "HTTP 404: <html>nginx"}
+        )
+        [letter] = await delivery.dead_letters(10)
+        self.assertEqual(letter["last_error"], "HTTP 404 Not Found")
+
+    async def test_refused_delivery_is_dead_at_once(self) -> None:
+        """A delivery refused by the callback networks is logged and
+        dead-lettered with the reason, never retried (#12.9)."""
+        delivery, http = await self.make(REFUSED)
+        result = await delivery.post_json("http://hooks.example/ev", {"e": 1})
+        self.assertTrue(result.refused)
+        self.run_for(120)
+        self.assertEqual(len(http.calls), 1)
+        [letter] = await delivery.dead_letters(10)
+        self.assertEqual(letter["last_error"], REFUSED.error)
+        self.assertEqual(letter["attempts"], 0)
+
+    async def test_listing_stops_at_the_queue_length(self) -> None:
+        """Asking for more dead letters than there are lists each one once,
+        oldest first, and leaves the queue as it was (#12.10)."""
+        delivery, _http = await self.make(BAD)
+        for i in range(46):
+            await delivery.post_json("http://x/ev", {"n": i})
+        letters = await delivery.dead_letters(100)
+        self.assertEqual([letter["body"]["n"] for letter in letters], list(range(46)))
+        dead = self.broker.queue_messages(DEAD_QUEUE)
+        self.assertEqual([job["body"]["n"] for job in dead], list(range(46)))
+        self.assertEqual(len(await delivery.dead_letters(10)), 10)
+
+    async def test_abandoned_listing_leaves_no_copies(self) -> None:
+        """A listing whose caller goes away half-way leaves no extra copy."""
+        delivery, _http = await self.make(BAD)
+        await delivery.post_json("http://x/ev", {"n": 1})
+        self.broker.holding = True
+        listing = Deferred.fromCoroutine(delivery.dead_letters(10))
+        listing.cancel()
+        listing.addErrback(lambda f: f.trap(CancelledError))
+        for confirm in self.broker.held:
+            confirm.callback(None)
+        self.clock.advance(0)
+        self.assertEqual(len(self.broker.queue_messages(DEAD_QUEUE)), 1)
+
+    async def test_cancelled_replay_still_finishes(self) -> None:
+        """A replay whose caller goes away still moves each letter exactly
+        once: nothing stays dead that was already sent to be retried."""
+        delivery, http = await self.make(BAD)
+        await delivery.post_json("http://x/ev", {"n": 1})
+        http.results = [OK]
+        self.broker.holding = True
+        replay = delivery.replay_dead_letters(10)
+        replay.cancel()
+        self.failureResultOf(replay, CancelledError)
+        self.broker.holding = False
+        for confirm in self.broker.held:
+            confirm.callback(None)
+        self.clock.advance(0)
+        self.assertEqual(self.broker.queue_messages(DEAD_QUEUE), [])
+        self.assertEqual(http.calls[-1][1], {"n": 1})
+        self.assertEqual(len(http.calls), 2)
 
     async def test_breaker_skips_a_dead_url(self) -> None:
         """After repeated failures new posts to the URL are queued, not tried."""

@@ -40,6 +40,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from junebug.errors import ConfigError
 from junebug.http.server import Gate, LimitedSite, Refusal, ServerLimits
 from junebug.messages import generate_id
+from junebug.redaction import MASKED, SECRET
 from junebug.transports.toolkit import StatusReporter
 
 __all__ = [
@@ -87,7 +88,7 @@ class HttpRpcConfig:
     web_port: int = 0
     web_interface: str = ""
     web_username: str | None = None
-    web_password: str | None = None
+    web_password: str | None = attrs.field(default=None, metadata=SECRET, repr=MASKED)
     web_auth_domain: str = "Junebug"
     health_path: str = "health"
     request_cleanup_interval: float = 5

@@ -263,6 +263,22 @@ class BrokerContract(TestCase):
         self.assertEqual(await within(self.broker.drain(queue, inbox.handler)), 2)
         self.assertEqual([m["content"] for m in inbox.messages], ["stays", "in time"])
 
+    async def test_peek_copies_waiting_messages_once_and_leaves_them(self) -> None:
+        """peek() shows each waiting message once, oldest first, even when asked
+        for more than are waiting; the queue keeps them all, in order."""
+        queue = self.queue_name()
+        await within(self.broker.declare_queue(queue))
+        for i in range(3):
+            await within(self.broker.publish(queue, message(str(i))))
+        await self.round_trip()
+        peeked = await within(self.broker.peek(queue, 10))
+        self.assertEqual([m["content"] for m in peeked], ["0", "1", "2"])
+        first = await within(self.broker.peek(queue, 2))
+        self.assertEqual([m["content"] for m in first], ["0", "1"])
+        inbox = Inbox()
+        self.assertEqual(await within(self.broker.drain(queue, inbox.handler)), 3)
+        self.assertEqual(await within(self.broker.peek(queue, 10)), [])
+
     async def test_unbound_routing_key_drops_the_message(self) -> None:
         queue = self.queue_name()
         await within(self.broker.publish(queue, message("dropped")))

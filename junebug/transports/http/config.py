@@ -8,6 +8,7 @@ from typing import Any, Final
 import attrs
 
 from junebug.errors import ConfigError
+from junebug.redaction import MASKED, SECRET
 from junebug.transports.http.template import check_template
 from junebug.transports.httprpc import HttpRpcConfig, normalise_path
 
@@ -74,11 +75,11 @@ class AuthConfig:
 
     type: str
     username: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: str | None = attrs.field(default=None, metadata=SECRET, repr=MASKED)
+    token: str | None = attrs.field(default=None, metadata=SECRET, repr=MASKED)
     scheme: str = "Bearer"
     header: str | None = None
-    value: str | None = None
+    value: str | None = attrs.field(default=None, metadata=SECRET, repr=MASKED)
 
     def __attrs_post_init__(self) -> None:
         if self.type not in AUTH_TYPES:
@@ -131,7 +132,8 @@ class HttpConfig(HttpRpcConfig):
     body_template: dict[str, Any] = attrs.field(
         factory=lambda: dict(DEFAULT_BODY_TEMPLATE)
     )
-    headers: dict[str, str] = attrs.field(factory=dict)
+    #: Every header value is a secret: aggregators put credentials in them.
+    headers: dict[str, str] = attrs.field(factory=dict, metadata=SECRET, repr=MASKED)
     auth: AuthConfig | None = None
     timeout: float = 10.0
     default_from: str | None = None
@@ -150,7 +152,7 @@ class HttpConfig(HttpRpcConfig):
     dlr_list_field: str | None = None
     dlr_status_map: dict[str, str] = attrs.field(factory=dict)
     dlr_default_status: str | None = None
-    webhook_token: str | None = None
+    webhook_token: str | None = attrs.field(default=None, metadata=SECRET, repr=MASKED)
     webhook_token_header: str = "X-Webhook-Token"  # noqa: S105 - a header name
     webhook_response: str = '{"status": "ok"}'
     webhook_response_content_type: str = "application/json"

@@ -77,6 +77,7 @@ from twisted.internet.endpoints import clientFromString
 
 from junebug.errors import ConfigError
 from junebug.messages import SESSION_CLOSE, SESSION_NEW, SESSION_RESUME
+from junebug.redaction import MASKED, SECRET
 from junebug.transports.smpp.codec import DataCodings, MultipartMethod
 from junebug.transports.smpp.constants import CommandStatus
 from junebug.transports.smpp.pdu import (
@@ -287,7 +288,7 @@ class SmppConfig:
     """Every option of an ``smpp`` channel; see the module docs."""
 
     system_id: str = attrs.field(validator=_max_length(15))
-    password: str = attrs.field(validator=_max_length(64))
+    password: str = attrs.field(validator=_max_length(64), metadata=SECRET, repr=MASKED)
 
     # -- connection and session -------------------------------------------
     twisted_endpoint: str | None = None

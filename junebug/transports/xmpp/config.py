@@ -9,6 +9,7 @@ import attrs
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 
 from junebug.errors import ConfigError
+from junebug.redaction import MASKED, SECRET
 
 #: The ``<show/>`` values of RFC 6121; no value means plain "available".
 SHOW_VALUES: Final = ("chat", "away", "xa", "dnd")
@@ -52,7 +53,7 @@ class XmppConfig:
     """
 
     username: str
-    password: str
+    password: str = attrs.field(metadata=SECRET, repr=MASKED)
     host: str | None = None
     port: int = 5222
     status: str | None = None
