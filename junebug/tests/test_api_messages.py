@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from junebug.testing.api import ApiDriver
 from junebug.testing.http_sink import HttpSink
 from junebug.testing.polling import wait_until
+from junebug.testing.stub_api import StubApi
 from junebug.testing.transports import FakeTransport
 
 VIEW_KEYS = {
@@ -263,22 +264,32 @@ class MessagesApiTests(TestCase):
         self.assertIsNone(body["result"]["reply_to"])
         self.assertEqual(body["result"]["to"], "+1234")
 
+
+class MessagesOnFakeClockTests(TestCase):
+    """The same API driven through StubTreq on a fake clock (no sockets)."""
+
     async def test_rates(self) -> None:
-        """Sends are counted into the outbound rate of the previous bucket."""
-        api, _sink, cid, _t = await self.setup(metric_window=0.2)
+        """Sends are counted into the outbound rate of the previous bucket:
+        3 sends in a 10 s bucket are 0.3 per second once that bucket is over."""
+        api = StubApi()
+        self.addCleanup(api.stop)
+        await api.start(metric_window=10.0)
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}, "mo_url": "http://x/"}
+        )
+        cid = created["result"]["id"]
         for _ in range(3):
-            await api.request(
+            code, _, _ = await api.request(
                 "POST", f"/channels/{cid}/messages/", {"to": "+1", "content": "x"}
             )
+            self.assertEqual(code, 201)
 
-        async def rate() -> float:
+        async def rate() -> Any:
             _, found, _ = await api.request("GET", f"/channels/{cid}")
-            return float(found["result"]["status"]["outbound_message_rate"])
+            return found["result"]["status"]["outbound_message_rate"]
 
-        rates = []
-        for _ in range(40):
-            rates.append(await rate())
-            if rates[-1] > 0:
-                break
-            await task.deferLater(reactor, 0.05, lambda: None)
-        self.assertGreater(rates[-1], 0)
+        self.assertEqual(await rate(), 0)
+        api.advance(10.0)
+        self.assertEqual(await rate(), 0.3)
+        api.advance(10.0)
+        self.assertEqual(await rate(), 0)

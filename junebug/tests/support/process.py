@@ -57,6 +57,8 @@ class JbProcess:
         )
 
     async def start(self, timeout: float = 30.0) -> None:
+        """Spawn jb and wait until it logs that it is ready (serving every
+        route, not only listening)."""
         self._proto = _Output()
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -77,7 +79,7 @@ class JbProcess:
         while waited < timeout:
             if self._proto.ended.called:
                 raise RuntimeError(f"jb exited early:\n{self.output}")
-            if "Junebug is listening on" in self.output:
+            if "Junebug is ready" in self.output:
                 return
             await task.deferLater(self.reactor, 0.05, lambda: None)
             waited += 0.05
