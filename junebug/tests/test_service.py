@@ -4,6 +4,7 @@ while Redis or RabbitMQ is still away."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -23,7 +24,7 @@ from junebug.lifecycle import StopStack
 from junebug.service import StartTimeout, build
 from junebug.testing.api import ApiDriver
 from junebug.testing.polling import poll_until
-from junebug.testing.process import free_port
+from junebug.testing.process import JbProcess, free_port
 from junebug.testing.rabbitmq import rabbitmq_test_settings
 from junebug.testing.redis import redis_test_address
 
@@ -266,6 +267,31 @@ class BackendsDownAtStartTests(TestCase):
             await starting
         self.assertIsNone(api.junebug.port)
         self.assertEqual(api.junebug.stops.parts, [])
+
+    async def test_jb_stops_normally_while_waiting(self) -> None:
+        """``jb`` waiting for Redis serves /health (503, saying why) and a
+        SIGTERM meanwhile is a normal stop (exit status 0)."""
+        port = free_port()
+        logs = tempfile.mkdtemp(prefix="jb-logs-")
+        self.addCleanup(shutil.rmtree, logs, True)
+        args = ["--logging-path", logs, "--redis-port", str(free_port())]
+        jb = JbProcess(reactor, args, port)
+        self.addCleanup(jb.stop)
+        await jb.start(until="Waiting for Redis")
+        client = ApiDriver(reactor)
+        self.addCleanup(client.stop)
+
+        async def health() -> Any:
+            response = await client.client.get(jb.base + "/health")
+            return json.loads(await response.content())
+
+        body = await health()
+        self.assertEqual(body["status"], 503)
+        self.assertIn(
+            "NotReady: Junebug is starting: waiting for Redis at localhost:",
+            "; ".join(f"{e['type']}: {e['message']}" for e in body["result"]["errors"]),
+        )
+        self.assertEqual(await jb.stop(), 0)
 
     async def test_startup_timeout_keeps_the_old_exit(self) -> None:
         """With startup_timeout set, a backend that does not answer in time
