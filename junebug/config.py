@@ -269,8 +269,8 @@ class JunebugConfig:
         default=None,
         validator=_non_negative,
         metadata=_doc(
-            "Seconds jb waits at start for Redis and RabbitMQ before it exits "
-            "with status 1; unset or 0: wait for them as long as it takes, "
+            "Seconds jb waits in all at start for Redis and RabbitMQ before it "
+            "exits with status 1; unset or 0: wait for them as long as it takes, "
             "serving the API (503 until they answer) and /health meanwhile"
         ),
     )

@@ -161,34 +161,40 @@ class Junebug:
                 await stopping
 
     async def _connect_backends(self) -> None:
-        """Wait for Redis, then RabbitMQ: for ever, or ``startup_timeout``."""
+        """Wait for Redis, then RabbitMQ: for ever, or ``startup_timeout``
+        seconds in all."""
         if self.config.embedded:
             return
         config = self.config
+        timeout = config.startup_timeout
+        deadline = self.reactor.seconds() + timeout if timeout else None
         redis = f"Redis at {config.redis.host}:{config.redis.port}"
         amqp = f"RabbitMQ at {config.amqp.hostname}:{config.amqp.port}"
         backend, broker = self.backend, self.broker
         assert isinstance(backend, RedisBackend)
         assert isinstance(broker, RabbitMQBroker)
         self.readiness.waiting(redis)
-        await self._within_timeout(backend.connect(), redis)
+        await self._before(deadline, backend.connect(), redis)
         self.readiness.waiting(amqp)
         broker.start()
-        await self._within_timeout(broker.when_connected(), amqp)
+        await self._before(deadline, broker.when_connected(), amqp)
 
-    async def _within_timeout(
-        self, waiting: Coroutine[Any, Any, None], what: str
+    async def _before(
+        self, deadline: float | None, waiting: Coroutine[Any, Any, None], what: str
     ) -> None:
-        timeout = self.config.startup_timeout
+        """Await ``waiting``; :class:`StartTimeout` if ``deadline`` passes."""
         connecting: Deferred[None] = Deferred.fromCoroutine(waiting)
-        if timeout:
-            connecting.addTimeout(timeout, self.reactor)
+        if deadline is not None:
+            connecting.addTimeout(
+                max(0.0, deadline - self.reactor.seconds()), self.reactor
+            )
         log.info("Waiting for {what}", what=what)
         try:
             await connecting
         except defer.TimeoutError:
             raise StartTimeout(
-                f"{what} did not answer within {timeout:g}s (startup_timeout)"
+                f"{what} did not answer within {self.config.startup_timeout:g}s "
+                "(startup_timeout)"
             ) from None
         log.info("Connected to {what}", what=what)
 
