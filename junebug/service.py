@@ -168,11 +168,11 @@ class Junebug:
         config = self.config
         timeout = config.startup_timeout
         deadline = self.reactor.seconds() + timeout if timeout else None
-        redis = f"Redis at {config.redis.host}:{config.redis.port}"
-        amqp = f"RabbitMQ at {config.amqp.hostname}:{config.amqp.port}"
         backend, broker = self.backend, self.broker
         assert isinstance(backend, RedisBackend)
         assert isinstance(broker, RabbitMQBroker)
+        redis = f"Redis at {backend.address}"
+        amqp = f"RabbitMQ at {config.amqp.hostname}:{config.amqp.port}"
         self.readiness.waiting(redis)
         await self._before(deadline, backend.connect(), redis)
         self.readiness.waiting(amqp)

@@ -162,19 +162,25 @@ class BuildThenStartTests(TestCase):
         self.assertEqual((code, body["description"]), (503, "junebug is stopping"))
 
 
-class Proxy:
-    """A TCP forwarder to a real server, on a port that is closed until
-    :meth:`open` (a backend that is not up yet)."""
+class Proxy(ProxyFactory):
+    """A TCP forwarder to a real server that hangs up on every connection
+    until :meth:`open` (a backend that is not up yet).  It listens from the
+    start, so no other process can take its port meanwhile."""
 
-    def __init__(self, test: TestCase, host: str, port: int) -> None:
-        self.port = free_port()
-        self._factory = ProxyFactory(host, port)
-        self._test = test
+    is_open = False
 
-    async def open(self) -> None:
-        endpoint = TCP4ServerEndpoint(reactor, self.port, interface="127.0.0.1")
-        listening = await endpoint.listen(self._factory)
-        self._test.addCleanup(listening.stopListening)
+    def buildProtocol(self, addr: Any) -> Any:
+        return super().buildProtocol(addr) if self.is_open else None
+
+    async def listen(self, test: TestCase) -> int:
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        listening = await endpoint.listen(self)
+        test.addCleanup(listening.stopListening)
+        port: int = listening.getHost().port
+        return port
+
+    def open(self) -> None:
+        self.is_open = True
 
 
 class BackendsDownAtStartTests(TestCase):
@@ -218,10 +224,12 @@ class BackendsDownAtStartTests(TestCase):
         why; once they come up Junebug connects and serves."""
         redis = redis_test_address()
         amqp = rabbitmq_test_settings()
-        redis_proxy = Proxy(self, redis.host, redis.port)
-        amqp_proxy = Proxy(self, amqp.host, amqp.port)
+        redis_proxy = Proxy(redis.host, redis.port)
+        amqp_proxy = Proxy(amqp.host, amqp.port)
+        redis_port = await redis_proxy.listen(self)
+        amqp_port = await amqp_proxy.listen(self)
         api = self.driver()
-        starting = api.starting(**self.config(redis_proxy.port, amqp_proxy.port))
+        starting = api.starting(**self.config(redis_port, amqp_port))
 
         code, body, _ = await api.request("GET", "/channels/")
         self.assertEqual(code, 503)
@@ -230,20 +238,19 @@ class BackendsDownAtStartTests(TestCase):
             await self.health_errors(api),
             [
                 "AmqpConnectionError: Not connected to RabbitMQ",
-                f"StoreUnavailable: Not connected to Redis at 127.0.0.1:"
-                f"{redis_proxy.port}",
+                f"StoreUnavailable: Not connected to Redis at 127.0.0.1:{redis_port}",
                 f"NotReady: Junebug is starting: waiting for Redis at 127.0.0.1:"
-                f"{redis_proxy.port}",
+                f"{redis_port}",
             ],
         )
-        await redis_proxy.open()
-        waiting = f"waiting for RabbitMQ at 127.0.0.1:{amqp_proxy.port}"
+        redis_proxy.open()
+        waiting = f"waiting for RabbitMQ at 127.0.0.1:{amqp_port}"
 
         async def waiting_for_rabbitmq() -> bool:
             return any(waiting in e for e in await self.health_errors(api))
 
         await poll_until(waiting_for_rabbitmq)
-        await amqp_proxy.open()
+        amqp_proxy.open()
         await starting
         self.assertEqual(await self.health_errors(api), [])
         code, body, _ = await api.request("GET", "/channels/")
