@@ -163,7 +163,8 @@ class MessagesOnFakeClockTests(TestCase):
         _, created, _ = await api.request(
             "POST", "/channels/", {"type": "fake", "config": {}, "mo_url": "http://x/"}
         )
-        return api, created["result"]["id"], FakeTransport.instances[-1]
+        cid = created["result"]["id"]
+        return api, cid, api.transport(cid)
 
     async def test_send_publishes_and_answers_view(self) -> None:
         """A send answers 201 with exactly the API view and reaches the transport."""

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from junebug.cli import build_parser, cli_layer
 from junebug.config import AmqpConfig, JunebugConfig, RedisConfig, load_config
 from junebug.errors import ConfigError
-from junebug.testing.process import free_port
+from junebug.tests.support.process import free_port
 
 #: (argv, config path, expected value) for every documented option.
 OPTIONS: list[tuple[list[str], str, Any]] = [

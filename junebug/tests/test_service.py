@@ -24,9 +24,9 @@ from junebug.lifecycle import StopStack
 from junebug.service import StartTimeout, build
 from junebug.testing.api import ApiDriver
 from junebug.testing.polling import poll_until
-from junebug.testing.process import JbProcess, free_port
 from junebug.testing.rabbitmq import rabbitmq_test_settings
 from junebug.testing.redis import redis_test_address
+from junebug.tests.support.process import JbProcess, free_port
 
 HERE = __name__
 
