@@ -172,7 +172,7 @@ class Junebug:
         assert isinstance(backend, RedisBackend)
         assert isinstance(broker, RabbitMQBroker)
         redis = f"Redis at {backend.address}"
-        amqp = f"RabbitMQ at {config.amqp.hostname}:{config.amqp.port}"
+        amqp = f"RabbitMQ at {broker.settings.describe()}"
         self.readiness.waiting(redis)
         await self._before(deadline, backend.connect(), redis)
         self.readiness.waiting(amqp)
