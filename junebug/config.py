@@ -265,6 +265,15 @@ class JunebugConfig:
         default=False,
         metadata=_doc("In-memory store and broker; nothing persists"),
     )
+    startup_timeout: float | None = attrs.field(
+        default=None,
+        validator=_non_negative,
+        metadata=_doc(
+            "Seconds jb waits in all at start for Redis and RabbitMQ before it "
+            "exits with status 1; unset or 0: wait for them as long as it takes, "
+            "serving the API (503 until they answer) and /health meanwhile"
+        ),
+    )
     max_body_size: int = attrs.field(
         default=1_048_576,
         validator=_positive,

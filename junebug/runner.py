@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from junebug.config import JunebugConfig
-from junebug.service import start_junebug
+from junebug.service import build
 
 log = Logger()
 
@@ -23,14 +23,23 @@ async def serve_until_shutdown(
     try:
         running = await start()
     except Exception as exc:
-        log.failure("{name} could not start", name=name)
-        sys.stderr.write(f"{name}: error: could not start: {exc}\n")
-        raise SystemExit(1) from exc
+        _could_not_start(name, exc)
+    await _until_shutdown(reactor, running.stop)
+
+
+def _could_not_start(name: str, exc: Exception) -> NoReturn:
+    log.failure("{name} could not start", name=name)
+    sys.stderr.write(f"{name}: error: could not start: {exc}\n")
+    raise SystemExit(1) from exc
+
+
+async def _until_shutdown(reactor: Any, stop: Callable[[], Awaitable[Any]]) -> None:
+    """Wait until the reactor shuts down, awaiting ``stop()`` first."""
     done: Deferred[None] = Deferred()
 
     async def shutdown() -> None:
         try:
-            await running.stop()
+            await stop()
         finally:
             if not done.called:
                 done.callback(None)
@@ -42,8 +51,22 @@ async def serve_until_shutdown(
 
 
 async def serve(reactor: Any, config: JunebugConfig) -> None:
-    """Start Junebug, then wait until the reactor shuts down, stopping it first."""
-    await serve_until_shutdown(reactor, lambda: start_junebug(reactor, config), "jb")
+    """Build Junebug and start it, stopping it when the reactor shuts down
+    (even while it still waits for Redis or RabbitMQ)."""
+    try:
+        junebug = build(reactor, config)
+    except Exception as exc:
+        _could_not_start("jb", exc)
+    stopped = Deferred.fromCoroutine(_until_shutdown(reactor, junebug.stop))
+    try:
+        await junebug.start()
+    except Exception as exc:
+        if junebug.stopping:
+            # shut down while starting: a normal stop
+            await stopped
+            return
+        _could_not_start("jb", exc)
+    await stopped
 
 
 def run(reactor: Any, config: JunebugConfig) -> Deferred[None]:

@@ -1,15 +1,21 @@
 """Assembles a running Junebug from its config: backends, channels, the API.
 
-Start-up that must succeed before serving (reach Redis and RabbitMQ, start the
-plugins and every stored channel) happens in :func:`start_junebug`, which the
-CLI awaits; :meth:`Junebug.stop` undoes it in reverse order.
+:func:`build` only constructs (nothing dials, listens or starts);
+:meth:`Junebug.start` then starts the parts in order, recording each one's
+stop on a :class:`~junebug.lifecycle.StopStack`, and :meth:`Junebug.stop`
+unwinds that stack.  The API listens before Redis and RabbitMQ are reached and
+answers 503 until everything has started (see :mod:`junebug.api.readiness`),
+as the original kept serving while its backends were away.
 """
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 import attrs
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -20,6 +26,7 @@ from junebug.amqp.rabbitmq import AmqpSettings, RabbitMQBroker
 from junebug.api.app import JunebugApi
 from junebug.api.auth import auth_gate
 from junebug.api.dependencies import ApiDependencies
+from junebug.api.readiness import Readiness
 from junebug.api.site import api_site
 from junebug.channel_logs import LogFileRouter
 from junebug.channels.registry import ChannelRegistry
@@ -28,6 +35,7 @@ from junebug.channels.service import ChannelDependencies
 from junebug.config import JunebugConfig, as_dict
 from junebug.http.client import HttpClient
 from junebug.http.delivery import HttpDelivery
+from junebug.lifecycle import StopStack
 from junebug.plugins.host import PluginHost
 from junebug.routers.interface import RouterDependencies
 from junebug.routers.registry import RouterRegistry
@@ -36,7 +44,7 @@ from junebug.stores.channels import ChannelStore
 from junebug.stores.memory import MemoryBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
-from junebug.stores.redis import connect_redis
+from junebug.stores.redis import RedisBackend, redis_backend
 from junebug.stores.redis_address import address_of
 from junebug.stores.routers import RouterStore
 from junebug.stores.status import StatusStore
@@ -50,10 +58,15 @@ EMBEDDED_WARNING = (
 )
 
 
-@attrs.define
-class Junebug:
-    """A running Junebug and everything it owns."""
+class StartTimeout(Exception):
+    """Redis or RabbitMQ did not answer within ``startup_timeout``."""
 
+
+@attrs.define(eq=False)
+class Junebug:
+    """A Junebug and everything it owns; :func:`build` makes one."""
+
+    reactor: Any
     config: JunebugConfig
     backend: KeyValueBackend
     broker: Broker
@@ -64,30 +77,146 @@ class Junebug:
     channels: ChannelRegistry
     api: JunebugApi
     logs: LogFileRouter
+    routers: RouterRegistry
+    readiness: Readiness
+    listen: bool = True
     port: IListeningPort | None = None
-    routers: RouterRegistry | None = None
+    stops: StopStack = attrs.field(factory=StopStack)
+    _starting: Deferred[None] | None = attrs.field(default=None, init=False)
+    _start_done: list[Deferred[None]] = attrs.field(factory=list, init=False)
+    #: True once :meth:`stop` was called.
+    stopping: bool = attrs.field(default=False, init=False)
 
-    async def stop(self) -> None:
-        """Stop serving, then stop channels, plugins and connections."""
-        if self.port is not None:
-            stopping = self.port.stopListening()
+    async def start(self) -> None:
+        """Start every part, in order; if one fails, stop those started and
+        raise.  :meth:`stop` may be called meanwhile: it cancels the start."""
+        if self._starting is not None:
+            raise RuntimeError("Junebug.start called twice")
+        self._starting = Deferred.fromCoroutine(self._start_parts())
+        try:
+            await self._starting
+        except BaseException:
+            await self.stops.unwind()
+            raise
+        finally:
+            done, self._start_done = self._start_done, []
+            for waiter in done:
+                waiter.callback(None)
+
+    async def _start_parts(self) -> None:
+        stops = self.stops
+        self.logs.start()
+        stops.push("channel logs", self.logs.stop)
+        if self.listen:
+            await self._listen()
+        stops.push("HTTP client", self.http.close)
+        stops.push("store", self.backend.close)
+        stops.push("broker", self.broker.close)
+        await self._connect_backends()
+        await self.delivery.start()
+        stops.push("HTTP delivery", self.delivery.stop)
+        self.rates.start()
+        stops.push("rate counters", self.rates.stop)
+        self.readiness.waiting("the plugins")
+        await self.plugins.start(as_dict(self.config))
+        stops.push("plugins", self.plugins.stop)
+        stops.push("channels", self.channels.stop_all)
+        self.readiness.waiting("the channels")
+        await self.channels.start_all()
+        for definition in self.config.startup_channels:
+            await self.channels.ensure(definition)
+        stops.push("routers", self.routers.stop_all)
+        self.readiness.waiting("the routers")
+        await self.routers.start_all()
+        self.readiness.serve()
+        stops.push("serving", self.readiness.stop_serving)
+        log.info("Junebug is ready: channels and routers started")
+
+    async def _listen(self) -> None:
+        config = self.config
+        endpoint = serverFromString(
+            self.reactor, f"tcp:{config.port}:interface={config.interface}"
+        )
+        site = api_site(
+            self.api.resource(),
+            self.reactor,
+            limits=config.server_limits,
+            gate=auth_gate(config),
+        )
+        port = await endpoint.listen(site)
+        self.port = port
+        self.stops.push("API port", self._stop_listening)
+        address = port.getHost()
+        log.info(
+            "Junebug is listening on {host}:{port}",
+            host=config.interface,
+            port=getattr(address, "port", config.port),
+        )
+
+    async def _stop_listening(self) -> None:
+        port, self.port = self.port, None
+        if port is not None:
+            stopping = port.stopListening()
             if stopping is not None:
                 await stopping
-            self.port = None
-        if self.routers is not None:
-            await self.routers.stop_all()
-        await self.channels.stop_all()
-        await self.delivery.stop()
-        await self.rates.stop()
-        await self.plugins.stop()
-        await self.broker.close()
-        await self.http.close()
-        await self.backend.close()
-        self.logs.stop()
+
+    async def _connect_backends(self) -> None:
+        """Wait for Redis, then RabbitMQ: for ever, or ``startup_timeout``
+        seconds in all."""
+        if self.config.embedded:
+            return
+        config = self.config
+        timeout = config.startup_timeout
+        deadline = self.reactor.seconds() + timeout if timeout else None
+        backend, broker = self.backend, self.broker
+        assert isinstance(backend, RedisBackend)
+        assert isinstance(broker, RabbitMQBroker)
+        redis = f"Redis at {backend.address}"
+        amqp = f"RabbitMQ at {broker.settings.describe()}"
+        self.readiness.waiting(redis)
+        await self._before(deadline, backend.connect(), redis)
+        self.readiness.waiting(amqp)
+        broker.start()
+        await self._before(deadline, broker.when_connected(), amqp)
+
+    async def _before(
+        self, deadline: float | None, waiting: Coroutine[Any, Any, None], what: str
+    ) -> None:
+        """Await ``waiting``; :class:`StartTimeout` if ``deadline`` passes."""
+        connecting: Deferred[None] = Deferred.fromCoroutine(waiting)
+        if deadline is not None:
+            connecting.addTimeout(
+                max(0.0, deadline - self.reactor.seconds()), self.reactor
+            )
+        log.info("Waiting for {what}", what=what)
+        try:
+            await connecting
+        except defer.TimeoutError:
+            raise StartTimeout(
+                f"{what} did not answer within {self.config.startup_timeout:g}s "
+                "(startup_timeout)"
+            ) from None
+        log.info("Connected to {what}", what=what)
+
+    async def stop(self) -> None:
+        """Stop every started part, newest first (cancelling a start still
+        under way); a part failing to stop is logged and the rest go on."""
+        self.stopping = True
+        if self._starting is not None and not self._starting.called:
+            done: Deferred[None] = Deferred()
+            self._start_done.append(done)
+            self._starting.cancel()
+            await done
+        await self.stops.unwind()
 
 
-def connection_checks(backend: KeyValueBackend, broker: Broker) -> list[Any]:
-    """Checks /health runs first: each returns None or a problem description."""
+def connection_checks(
+    backend: KeyValueBackend,
+    broker: Broker,
+    readiness: Readiness | None = None,
+    plugins: PluginHost | None = None,
+) -> list[Any]:
+    """Checks /health runs: each returns None or a problem description."""
 
     async def broker_connected() -> dict[str, str] | None:
         if not broker.is_connected():
@@ -104,6 +233,11 @@ def connection_checks(backend: KeyValueBackend, broker: Broker) -> list[Any]:
         return None
 
     async def store_answers() -> dict[str, str] | None:
+        if isinstance(backend, RedisBackend) and not backend.is_connected():
+            return {
+                "type": "StoreUnavailable",
+                "message": f"Not connected to Redis at {backend.address}",
+            }
         try:
             if await backend.ping():
                 return None
@@ -111,20 +245,22 @@ def connection_checks(backend: KeyValueBackend, broker: Broker) -> list[Any]:
             return {"type": "StoreUnavailable", "message": str(exc)}
         return {"type": "StoreUnavailable", "message": "Redis does not answer"}
 
-    return [broker_connected, store_answers]
+    async def started() -> dict[str, str] | None:
+        return None if readiness is None else readiness.problem()
+
+    async def plugins_healthy() -> list[dict[str, str]]:
+        return [] if plugins is None else plugins.problems()
+
+    return [broker_connected, store_answers, started, plugins_healthy]
 
 
-async def connect_backends(
-    reactor: Any, config: JunebugConfig
-) -> tuple[KeyValueBackend, Broker]:
-    """The store and broker the config asks for, connected."""
+def backends(reactor: Any, config: JunebugConfig) -> tuple[KeyValueBackend, Broker]:
+    """The store and broker the config asks for, not yet connected."""
     if config.embedded:
         log.warn(EMBEDDED_WARNING)
         return MemoryBackend(reactor, config.redis.key_prefix), MemoryBroker(reactor)
     redis = config.redis
-    backend = await connect_redis(
-        key_prefix=redis.key_prefix, address=address_of(redis), clock=reactor
-    )
+    backend = redis_backend(address_of(redis), redis.key_prefix, clock=reactor)
     amqp = config.amqp
     if config.amqp_url is not None:
         settings = AmqpSettings.from_url(config.amqp_url)
@@ -138,20 +274,19 @@ async def connect_backends(
             heartbeat=amqp.heartbeat,
         )
     broker = RabbitMQBroker(reactor, settings)
-    broker.start()
-    await broker.when_connected(timeout=30.0)
     return backend, broker
 
 
-async def start_junebug(
-    reactor: Any, config: JunebugConfig, *, listen: bool = True
-) -> Junebug:
-    """Connect, start plugins and channels, then serve the API."""
+def build(reactor: Any, config: JunebugConfig, *, listen: bool = True) -> Junebug:
+    """Construct every part of a Junebug; nothing connects or starts yet.
+
+    Raises :class:`~junebug.errors.ConfigError` for an unusable config (an
+    unknown plugin class, say) before anything has to be undone.
+    """
     logs = LogFileRouter(
         config.logging_path, config.log_rotate_size, config.max_log_files
     )
-    logs.start()
-    backend, broker = await connect_backends(reactor, config)
+    backend, broker = backends(reactor, config)
     http = HttpClient(
         reactor, ca_file=config.http_ca_file, networks=config.callback_networks
     )
@@ -162,12 +297,10 @@ async def start_junebug(
         max_age=config.http_retry_max_age,
         prefetch=config.amqp.prefetch,
     )
-    await delivery.start()
     messages = MessageStore(
         backend, config.inbound_message_ttl, config.outbound_message_ttl
     )
     rates = RateStore(backend, reactor, config.metric_window)
-    rates.start()
     deps = ChannelDependencies(
         reactor=reactor,
         broker=broker,
@@ -180,7 +313,7 @@ async def start_junebug(
         transports=TransportRegistry(config.channels, config.replace_channels),
         prefetch=config.amqp.prefetch,
     )
-    plugins = PluginHost(config.plugins)
+    plugins = PluginHost(config.plugins, reactor)
     registry = ChannelRegistry(ChannelStore(backend), deps, plugins)
     sender = MessageSender(
         broker=broker,
@@ -203,6 +336,7 @@ async def start_junebug(
         config.routers,
         config.replace_routers,
     )
+    readiness = Readiness()
     api = JunebugApi(
         ApiDependencies(
             config=config,
@@ -211,11 +345,13 @@ async def start_junebug(
             reactor=reactor,
             http=http,
             delivery=delivery,
-            health_checks=connection_checks(backend, broker),
+            health_checks=connection_checks(backend, broker, readiness, plugins),
             routers=routers,
+            readiness=readiness,
         )
     )
-    junebug = Junebug(
+    return Junebug(
+        reactor=reactor,
         config=config,
         backend=backend,
         broker=broker,
@@ -227,27 +363,15 @@ async def start_junebug(
         api=api,
         logs=logs,
         routers=routers,
+        readiness=readiness,
+        listen=listen,
     )
-    await plugins.start(as_dict(config))
-    await registry.start_all()
-    for definition in config.startup_channels:
-        await registry.ensure(definition)
-    await routers.start_all()
-    if listen:
-        endpoint = serverFromString(
-            reactor, f"tcp:{config.port}:interface={config.interface}"
-        )
-        site = api_site(
-            api.resource(),
-            reactor,
-            limits=config.server_limits,
-            gate=auth_gate(config),
-        )
-        junebug.port = await endpoint.listen(site)
-        address = junebug.port.getHost()
-        log.info(
-            "Junebug is listening on {host}:{port}",
-            host=config.interface,
-            port=getattr(address, "port", config.port),
-        )
+
+
+async def start_junebug(
+    reactor: Any, config: JunebugConfig, *, listen: bool = True
+) -> Junebug:
+    """Build a Junebug and start it (see :meth:`Junebug.start`)."""
+    junebug = build(reactor, config, listen=listen)
+    await junebug.start()
     return junebug

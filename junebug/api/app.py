@@ -20,6 +20,7 @@ from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import error_result, render
 from junebug.api.guard import RoutableOnly
 from junebug.api.openapi import openapi_document
+from junebug.api.readiness import ReadinessGate
 from junebug.errors import InvalidBody, JunebugError
 
 
@@ -46,8 +47,11 @@ class JunebugApi:
         return json.dumps(openapi_document(self.app)).encode("utf-8")
 
     def resource(self) -> Any:
-        """The resource to serve: the app, behind authentication if configured."""
-        resource = RoutableOnly(self.app)
+        """The resource to serve: the app, behind the readiness gate and
+        authentication if configured."""
+        resource: Any = RoutableOnly(self.app)
+        if self.deps.readiness is not None:
+            resource = ReadinessGate(resource, self.deps.readiness)
         if auth_enabled(self.deps.config):
             return AuthenticatingResource(resource, self.deps.config)
         return resource

@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from junebug.api.readiness import Readiness
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
 from junebug.config import JunebugConfig
@@ -24,3 +25,5 @@ class ApiDependencies:
     delivery: Any = None
     health_checks: list[Any] = attrs.field(factory=list)
     routers: RouterRegistry | None = None
+    #: While set and not ready, routes answer 503 (see junebug.api.readiness).
+    readiness: Readiness | None = None

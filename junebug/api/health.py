@@ -1,4 +1,8 @@
-"""``/health``: is Junebug serving, and (optionally) are its queues moving?"""
+"""``/health``: is Junebug serving, and (optionally) are its queues moving?
+
+Every error entry has ``type`` and ``message`` (as ``docs/http-api.rst``
+says of all errors); those about a queue also name it (``name``).
+"""
 
 from __future__ import annotations
 
@@ -33,10 +37,15 @@ def install(app: Klein, deps: ApiDependencies) -> None:
 
     @app.route("/health", methods=["GET"], endpoint="health.health")
     async def health(request: IRequest) -> bytes:
+        problems: list[dict[str, Any]] = []
         for check in deps.health_checks:
-            problem = await check()
-            if problem:
-                return render(request, 503, "unhealthy", {"errors": [problem]})
+            found = await check()
+            if isinstance(found, dict):
+                problems.append(found)
+            elif found:
+                problems.extend(found)
+        if problems:
+            return render(request, 503, "unhealthy", {"errors": problems})
         interface = deps.config.rabbitmq_management_interface
         if not interface:
             return render(request, 200, "health ok", {})
@@ -47,28 +56,61 @@ def install(app: Klein, deps: ApiDependencies) -> None:
         limit = DeferredSemaphore(20)
         names = [f"{owner}.{suffix}" for owner in owners for suffix in QUEUE_SUFFIXES]
 
-        async def fetch(name: str) -> tuple[str, Any, str | None]:
+        async def fetch(name: str) -> tuple[str, Any, dict[str, Any] | None]:
             url = f"http://{interface}/api/queues/{vhost}/{quote(name, safe='')}"
             try:
-                _code, info = await deps.http.get_json(
+                code, info = await deps.http.get_json(
                     url, auth=(amqp.username, amqp.password), timeout=10.0
                 )
             except Exception as exc:
-                return name, None, f"{type(exc).__name__}: {exc}"
-            return name, info, None
+                return (
+                    name,
+                    None,
+                    _error(UNREACHABLE, name, f"cannot ask about queue {name}: {exc}"),
+                )
+            return name, info, answer_error(name, code, info)
 
         results = await gatherResults([limit.run(fetch, name) for name in names])
-        errors = [
-            {"name": name, "error": error} for name, _info, error in results if error
-        ]
+        errors = [error for _name, _info, error in results if error]
         if errors:
-            return render(
-                request, 503, "rabbitmq management unreachable", {"errors": errors}
+            unreachable = any(e["type"] == UNREACHABLE for e in errors)
+            description = (
+                "rabbitmq management unreachable"
+                if unreachable
+                else "rabbitmq management error"
             )
+            return render(request, 503, description, {"errors": errors})
         queues = [q for name, info, _ in results if (q := queue_health(name, info))]
         if any(q["stuck"] for q in queues):
             return render(request, 500, "queues stuck", queues)
         return render(request, 200, "queues ok", queues)
+
+
+UNREACHABLE = "RabbitMQManagementUnreachable"
+BAD_ANSWER = "RabbitMQManagementError"
+
+
+def _error(kind: str, name: str, message: str) -> dict[str, Any]:
+    return {"type": kind, "message": message, "name": name}
+
+
+def answer_error(name: str, code: int, info: Any) -> dict[str, Any] | None:
+    """The error for a management API answer that says nothing about the
+    queue, or None: a 404 is a queue that does not exist (skipped)."""
+    if code == 404:
+        return None
+    if code >= 400:
+        return _error(
+            BAD_ANSWER, name, f"the management API answered {code} for queue {name}"
+        )
+    if not isinstance(info, dict):
+        return _error(
+            BAD_ANSWER,
+            name,
+            f"the management API answered {code} without a JSON object "
+            f"for queue {name}",
+        )
+    return None
 
 
 async def _destination_ids(deps: ApiDependencies) -> list[str]:

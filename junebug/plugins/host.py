@@ -1,6 +1,8 @@
 """Loads plugins and fans channel lifecycle events out to them.
 
-A failing plugin hook is logged and never stops a channel operation.
+A failing plugin hook is logged and never stops a channel operation.  A
+failing ``start_plugin`` stops Junebug's start (the plugins started before it
+are stopped again).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from junebug.errors import ConfigError
+from junebug.plugins.interface import JunebugPlugin
 from junebug.transports.registry import load_dotted
 
 
@@ -26,21 +29,48 @@ class PluginHost:
 
     log = Logger()
 
-    def __init__(self, plugin_configs: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, plugin_configs: list[dict[str, Any]], reactor: Any = None
+    ) -> None:
         self._configs = plugin_configs
         self.plugins: list[tuple[Any, dict[str, Any]]] = []
+        self._started: list[Any] = []
         for config in plugin_configs:
             path = config.get("type")
             if not isinstance(path, str):
                 raise ConfigError("plugins: each plugin needs a 'type' class path")
-            self.plugins.append((load_dotted(path)(), config))
+            plugin = load_dotted(path)()
+            if reactor is not None and isinstance(plugin, JunebugPlugin):
+                plugin.reactor = reactor
+            self.plugins.append((plugin, config))
 
     async def start(self, junebug_config: Any) -> None:
+        """Start each plugin in turn; if one fails, stop those started, raise."""
         for plugin, config in self.plugins:
-            await _call(plugin.start_plugin(config, junebug_config))
+            try:
+                await _call(plugin.start_plugin(config, junebug_config))
+            except BaseException:
+                await self.stop()
+                raise
+            self._started.append(plugin)
+
+    def problems(self) -> list[dict[str, str]]:
+        """Every started plugin's ``health_problems()``, for ``/health``."""
+        found: list[dict[str, str]] = []
+        for plugin in self._started:
+            method = getattr(plugin, "health_problems", None)
+            if method is None:
+                continue
+            try:
+                found.extend(method())
+            except Exception:
+                self.log.failure("Plugin {plugin!r} failed in health", plugin=plugin)
+        return found
 
     async def stop(self) -> None:
-        for plugin, _config in reversed(self.plugins):
+        """Stop the started plugins, last started first."""
+        started, self._started = self._started, []
+        for plugin in reversed(started):
             try:
                 await _call(plugin.stop_plugin())
             except Exception:

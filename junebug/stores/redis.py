@@ -39,7 +39,7 @@ from junebug.stores.resp import (
     RespClient,
 )
 
-__all__ = ["RedisBackend", "connect_redis"]
+__all__ = ["RedisBackend", "connect_redis", "redis_backend"]
 
 # Runs ARGV[2] (a command taking the key first, its arguments from ARGV[3]) on
 # KEYS[1], then sets the key's expiry to ARGV[1] seconds.  EXPIRE on a missing
@@ -66,8 +66,9 @@ _Arg = str | int
 class RedisBackend:
     """Redis with the semantics of :class:`~junebug.stores.memory.MemoryBackend`.
 
-    Build it with :func:`connect_redis`.  ``key_prefix`` (if not empty) is
-    joined to every key with ``:``.
+    Build it with :func:`connect_redis` (connected) or :func:`redis_backend`
+    (dialled later).  ``key_prefix`` (if not empty) is joined to every key
+    with ``:``.
     """
 
     def __init__(
@@ -90,6 +91,22 @@ class RedisBackend:
     def is_connected(self) -> bool:
         """True while the connection is up and past its handshake."""
         return not self._closed and self._client.is_connected()
+
+    @property
+    def address(self) -> str:
+        """Where the Redis server is, for messages (``host:port``...)."""
+        return self._client.address
+
+    async def connect(self) -> None:
+        """Dial Redis, retrying refused connections until one is set up.
+
+        Raises :class:`~junebug.errors.StoreUnavailable` if Redis refuses the
+        credentials or the database; cancel the wait to give up sooner.
+        """
+        try:
+            await self._client.start()
+        except RedisSetupError as e:
+            raise StoreUnavailable(f"Redis at {self.address}: {e}") from e
 
     async def _command(self, *args: _Arg) -> object:
         """Run one command, translating the client's errors into ours."""
@@ -215,6 +232,36 @@ class RedisBackend:
         await self._client.close()
 
 
+def redis_backend(
+    address: RedisAddress,
+    key_prefix: str | None = None,
+    *,
+    clock: IReactorTime,
+    reactor: Any = None,
+    connect_timeout: float = 10.0,
+    timeout: float = 10.0,
+) -> RedisBackend:
+    """A backend for the Redis at ``address`` that has not dialled yet.
+
+    :meth:`RedisBackend.connect` dials; commands issued before then wait for
+    the connection (each at most ``timeout`` seconds).  See
+    :func:`connect_redis` for the arguments.  Raises
+    :class:`~junebug.errors.StoreUnavailable` for an unusable address (a CA
+    file that cannot be read).
+    """
+    try:
+        client = RespClient(
+            clock if reactor is None else reactor,
+            clock,
+            address,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+        )
+    except ValueError as e:
+        raise StoreUnavailable(f"Redis at {address.describe()}: {e}") from e
+    return RedisBackend(client, clock=clock, key_prefix=key_prefix, timeout=timeout)
+
+
 async def connect_redis(
     host: str = "localhost",
     port: int = 6379,
@@ -245,30 +292,27 @@ async def connect_redis(
         address = RedisAddress(
             host=host, port=port, db=db, username=username, password=password
         )
-    where = address.describe()
-    try:
-        client = RespClient(
-            clock if reactor is None else reactor,
-            clock,
-            address,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-        )
-    except ValueError as e:
-        raise StoreUnavailable(f"Redis at {where}: {e}") from e
-    starting = defer.Deferred.fromCoroutine(client.start())
+    backend = redis_backend(
+        address,
+        key_prefix,
+        clock=clock,
+        reactor=reactor,
+        connect_timeout=connect_timeout,
+        timeout=timeout,
+    )
+    starting = defer.Deferred.fromCoroutine(backend.connect())
     starting.addTimeout(connect_timeout, clock)
     try:
         await starting
     except defer.TimeoutError as e:
-        await client.close()
+        await backend.close()
         raise StoreUnavailable(
-            f"Redis at {where} not reachable within {connect_timeout:g}s"
+            f"Redis at {address.describe()} not reachable within {connect_timeout:g}s"
         ) from e
-    except RedisSetupError as e:
-        await client.close()
-        raise StoreUnavailable(f"Redis at {where}: {e}") from e
-    return RedisBackend(client, clock=clock, key_prefix=key_prefix, timeout=timeout)
+    except StoreUnavailable:
+        await backend.close()
+        raise
+    return backend
 
 
 _NOT_READY: Final = ("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")

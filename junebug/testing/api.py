@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from junebug.config import build_config
-from junebug.service import Junebug, start_junebug
+from junebug.service import Junebug, build
 
 FAKE_TYPES = {"fake": "junebug.testing.transports.FakeTransport"}
 
@@ -22,11 +22,12 @@ class ApiDriver:
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self.junebug: Junebug | None = None
-        self.base = ""
         self._pool = HTTPConnectionPool(reactor, persistent=False)
         self.client = HTTPClient(Agent(reactor, pool=self._pool))
 
-    async def start(self, **overrides: Any) -> Junebug:
+    def build(self, **overrides: Any) -> Junebug:
+        """An in-memory Junebug on a random port (``overrides`` are config
+        keys), built but not started: :meth:`Junebug.start` it."""
         layer: dict[str, Any] = {
             "embedded": True,
             "interface": "127.0.0.1",
@@ -35,9 +36,7 @@ class ApiDriver:
             "channels": dict(FAKE_TYPES),
         }
         layer.update(overrides)
-        self.junebug = await start_junebug(self.reactor, build_config(layer))
-        assert self.junebug.port is not None
-        self.base = f"http://127.0.0.1:{self.junebug.port.getHost().port}"  # type: ignore[attr-defined]
+        self.junebug = build(self.reactor, build_config(layer))
         return self.junebug
 
     def transport(self, channel_id: str) -> Any:
@@ -46,6 +45,25 @@ class ApiDriver:
         assert self.junebug is not None, "start() first"
         channel = self.junebug.channels.running(channel_id)
         return None if channel is None else channel.transport
+
+    async def start(self, **overrides: Any) -> Junebug:
+        """Build and start a Junebug; its API is at :attr:`base`."""
+        junebug = self.build(**overrides)
+        await junebug.start()
+        return junebug
+
+    def starting(self, **overrides: Any) -> Deferred[None]:
+        """Build a Junebug and start it; return the start, still under way
+        (the API listens from the start: :attr:`base` works at once)."""
+        junebug = self.build(**overrides)
+        return Deferred.fromCoroutine(junebug.start())
+
+    @property
+    def base(self) -> str:
+        """The API's URL (once started)."""
+        port = None if self.junebug is None else self.junebug.port
+        assert port is not None, "the API is not listening"
+        return f"http://127.0.0.1:{port.getHost().port}"  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
         if self.junebug is not None:

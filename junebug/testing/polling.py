@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet import task
@@ -20,6 +20,27 @@ async def wait_until(
     waited = 0.0
     while True:
         value = condition()
+        if value:
+            return value
+        if waited >= timeout:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        await task.deferLater(clock, interval, lambda: None)
+        waited += interval
+
+
+async def poll_until(
+    condition: Callable[[], Awaitable[Any]],
+    timeout: float = 20.0,
+    interval: float = 0.02,
+    clock: Any = None,
+) -> Any:
+    """Like :func:`wait_until` for a condition that must be awaited (an HTTP
+    request, say): its first truthy value, or TimeoutError."""
+    if clock is None:
+        from twisted.internet import reactor as clock
+    waited = 0.0
+    while True:
+        value = await condition()
         if value:
             return value
         if waited >= timeout:

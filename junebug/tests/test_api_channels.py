@@ -12,13 +12,16 @@ from junebug.amqp import topology
 from junebug.channels import service as channel_service
 from junebug.testing.api import ApiDriver
 from junebug.testing.polling import wait_until
+from junebug.testing.stub_api import StubApi
 
 FAKE = {"type": "fake", "config": {}, "mo_url": "http://127.0.0.1:1/mo"}
 
 
 class ChannelsApiTests(TestCase):
-    async def start(self, **overrides: Any) -> ApiDriver:
-        driver = ApiDriver(reactor)
+    """Driven through StubTreq on a fake clock: no sockets, no waiting."""
+
+    async def start(self, **overrides: Any) -> StubApi:
+        driver = StubApi()
         self.addCleanup(driver.stop)
         await driver.start(**overrides)
         return driver
@@ -367,6 +370,28 @@ class ChannelsApiTests(TestCase):
         self.assertEqual(code, 413)
         self.assertEqual(body["result"]["errors"][0]["type"], "BodyTooLarge")
 
+    async def test_channels_survive_restart_of_the_store(self) -> None:
+        """Stored channels are started again when Junebug starts."""
+        api = await self.start()
+        assert api.junebug is not None
+        _, created, _ = await api.request("POST", "/channels/", FAKE)
+        cid = created["result"]["id"]
+        registry = api.junebug.channels
+        await registry.stop_all()
+        self.assertEqual(registry.running_ids(), [])
+        await registry.start_all()
+        self.assertEqual(registry.running_ids(), [cid])
+
+
+class ChannelLogsApiTests(TestCase):
+    """The logs endpoints read files in Twisted's thread pool: a real reactor."""
+
+    async def start(self) -> ApiDriver:
+        driver = ApiDriver(reactor)
+        self.addCleanup(driver.stop)
+        await driver.start()
+        return driver
+
     async def test_logs_endpoint(self) -> None:
         """The logs endpoint validates n and returns the channel's own entries."""
         api = await self.start()
@@ -380,15 +405,3 @@ class ChannelsApiTests(TestCase):
         code, body, _ = await api.request("GET", f"/channels/{cid}/logs?n=abc")
         self.assertEqual(code, 400)
         self.assertEqual(body["result"]["errors"][0]["type"], "ApiUsageError")
-
-    async def test_channels_survive_restart_of_the_store(self) -> None:
-        """Stored channels are started again when Junebug starts."""
-        api = await self.start()
-        assert api.junebug is not None
-        _, created, _ = await api.request("POST", "/channels/", FAKE)
-        cid = created["result"]["id"]
-        registry = api.junebug.channels
-        await registry.stop_all()
-        self.assertEqual(registry.running_ids(), [])
-        await registry.start_all()
-        self.assertEqual(registry.running_ids(), [cid])

@@ -27,10 +27,15 @@ class FakeManagement(Resource):
         super().__init__()
         self.queues = queues
         self.auth: list[str | None] = []
+        #: When set, every answer is (status code, raw body).
+        self.broken: tuple[int, bytes] | None = None
 
     def render_GET(self, request: Any) -> bytes:
         self.auth.append(request.getHeader(b"authorization"))
         name = request.path.decode().rsplit("/", 1)[-1]
+        if self.broken is not None:
+            request.setResponseCode(self.broken[0])
+            return self.broken[1]
         request.setHeader(b"content-type", b"application/json")
         if name not in self.queues:
             request.setResponseCode(404)
@@ -240,6 +245,53 @@ class HealthAndStatusTests(TestCase):
         code, body, _ = await api.request("GET", "/health")
         self.assertEqual(code, 503)
         self.assertEqual(body["description"], "rabbitmq management unreachable")
+        errors = body["result"]["errors"]
+        self.assertEqual(len(errors), 3)
+        for error in errors:
+            self.assertEqual(error["type"], "RabbitMQManagementUnreachable")
+            self.assertIn(f"cannot ask about queue {error['name']}: ", error["message"])
+
+    async def test_management_answering_5xx_or_not_json(self) -> None:
+        """A management API answering 5xx, or 200 without JSON, is a 503
+        saying so, not 200 "queues ok" with an empty list (as 0.2.0 did)."""
+        management = FakeManagement({})
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Site(management)
+        )
+        self.addCleanup(port.stopListening)
+        api = await self.start(
+            rabbitmq_management_interface=f"127.0.0.1:{port.getHost().port}"
+        )
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}, "mo_url": "http://x/"}
+        )
+        cid = created["result"]["id"]
+        for broken, message in [
+            ((500, b"Internal Server Error"), "answered 500 for queue"),
+            ((503, b'{"error": "unavailable"}'), "answered 503 for queue"),
+            (
+                (200, b"<html>proxy</html>"),
+                "answered 200 without a JSON object for queue",
+            ),
+        ]:
+            management.broken = broken
+            code, body, _ = await api.request("GET", "/health")
+            self.assertEqual(
+                (code, body["description"]), (503, "rabbitmq management error")
+            )
+            self.assertEqual(
+                body["result"]["errors"][0],
+                {
+                    "type": "RabbitMQManagementError",
+                    "message": f"the management API {message} {cid}.inbound",
+                    "name": f"{cid}.inbound",
+                },
+            )
+        management.broken = None
+        code, body, _ = await api.request("GET", "/health")
+        self.assertEqual(
+            (code, body["description"], body["result"]), (200, "queues ok", [])
+        )
 
 
 class IsolationTests(TestCase):

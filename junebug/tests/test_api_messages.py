@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from junebug.testing.api import ApiDriver
 from junebug.testing.http_sink import HttpSink
 from junebug.testing.polling import wait_until
+from junebug.testing.stub_api import StubApi
 from junebug.testing.transports import FakeTransport
 
 VIEW_KEYS = {
@@ -26,6 +27,8 @@ VIEW_KEYS = {
 
 
 class MessagesApiTests(TestCase):
+    """MO and events delivered over real HTTP to a sink (a real reactor)."""
+
     async def setup(
         self, **overrides: Any
     ) -> tuple[ApiDriver, HttpSink, str, FakeTransport]:
@@ -46,108 +49,6 @@ class MessagesApiTests(TestCase):
         self.sink_base = base
         cid = created["result"]["id"]
         return api, sink, cid, api.transport(cid)
-
-    async def test_send_publishes_and_answers_view(self) -> None:
-        """A send answers 201 with exactly the API view and reaches the transport."""
-        api, _sink, cid, transport = await self.setup()
-        code, body, _ = await api.request(
-            "POST",
-            f"/channels/{cid}/messages/",
-            {"to": "+1234", "content": "foo", "from": None, "group": "g"},
-        )
-        self.assertEqual(
-            (code, body["code"], body["description"]),
-            (201, "Created", "message submitted"),
-        )
-        result = body["result"]
-        self.assertEqual(set(result), VIEW_KEYS)
-        self.assertEqual(result["to"], "+1234")
-        self.assertEqual(result["group"], "g")
-        self.assertEqual(result["channel_id"], cid)
-        self.assertEqual(result["channel_data"], {})
-        await wait_until(lambda: transport.outbound)
-        sent = transport.outbound[0]
-        self.assertEqual(sent["message_id"], result["message_id"])
-        self.assertEqual(sent["to_addr"], "+1234")
-        self.assertEqual(sent["group"], "g")
-        self.assertEqual(sent["message_version"], "20110921")
-
-    async def test_send_checks_in_order(self) -> None:
-        """Missing to/reply_to, unknown reply_to, extra keys and limits are 400s."""
-        api, _sink, cid, _t = await self.setup()
-        path = f"/channels/{cid}/messages/"
-        code, body, _ = await api.request("POST", path, {"from": None, "content": None})
-        self.assertEqual(code, 400)
-        self.assertEqual(
-            body["result"]["errors"],
-            [
-                {
-                    "type": "ApiUsageError",
-                    "message": 'Either "to" or "reply_to" must be specified',
-                }
-            ],
-        )
-        code, body, _ = await api.request(
-            "POST", path, {"from": None, "content": None, "to": "", "foo": "bar"}
-        )
-        self.assertEqual(
-            body["result"]["errors"][0]["message"],
-            "Additional properties are not allowed ('foo' was unexpected)",
-        )
-        code, body, _ = await api.request(
-            "POST", path, {"to": "+1234", "reply_to": "2e8u9ua8", "content": None}
-        )
-        self.assertEqual((code, body["description"]), (400, "message not found"))
-        self.assertEqual(
-            body["result"]["errors"][0]["message"],
-            "Inbound message with id 2e8u9ua8 not found",
-        )
-        code, body, _ = await api.request("POST", path, {"to": "+1", "content": None})
-        self.assertEqual(code, 400)
-        self.assertEqual(body["result"]["errors"][0]["type"], "ApiUsageError")
-
-    async def test_character_limit(self) -> None:
-        """Content over character_limit is refused; content at the limit is sent."""
-        api, _sink, cid, _t = await self.setup()
-        await api.request("POST", f"/channels/{cid}", {"character_limit": 10})
-        path = f"/channels/{cid}/messages/"
-        code, body, _ = await api.request(
-            "POST", path, {"to": "+1", "content": "Over the character limit."}
-        )
-        self.assertEqual((code, body["description"]), (400, "message too long"))
-        self.assertEqual(
-            body["result"]["errors"][0]["message"],
-            "Message content 'Over the character limit.' is of length 25, which is "
-            "greater than the character limit of 10",
-        )
-        code, _, _ = await api.request(
-            "POST", path, {"to": "+1", "content": "0123456789"}
-        )
-        self.assertEqual(code, 201)
-        code, body, _ = await api.request(
-            "POST",
-            path,
-            {"to": "+1", "content": None, "channel_data": {"session_event": "close"}},
-        )
-        self.assertEqual(code, 201)
-
-    async def test_channel_without_destination(self) -> None:
-        """A channel with neither mo_url nor amqp_queue refuses sends and lookups."""
-        api, _sink, _cid, _t = await self.setup()
-        _, created, _ = await api.request(
-            "POST", "/channels/", {"type": "fake", "config": {}}
-        )
-        cid = created["result"]["id"]
-        for method, path, body in [
-            ("POST", f"/channels/{cid}/messages/", {"to": "+1", "content": "x"}),
-            ("GET", f"/channels/{cid}/messages/abc", None),
-        ]:
-            code, result, _ = await api.request(method, path, body)
-            self.assertEqual(code, 400)
-            self.assertEqual(
-                result["result"]["errors"][0]["message"],
-                'This channel has no "mo_url" or "amqp_queue"',
-            )
 
     async def test_mo_forwarded_with_auth_then_reply(self) -> None:
         """MO reaches mo_url with Basic auth; a reply goes back to the sender."""
@@ -251,9 +152,125 @@ class MessagesApiTests(TestCase):
         self.assertEqual(received.body["event_type"], "rejected")
         self.assertEqual(received.body["event_details"], {"reason": "error error"})
 
+
+class MessagesOnFakeClockTests(TestCase):
+    """The same API driven through StubTreq on a fake clock (no sockets)."""
+
+    async def setup(self, **overrides: Any) -> tuple[StubApi, str, FakeTransport]:
+        api = StubApi()
+        self.addCleanup(api.stop)
+        await api.start(**overrides)
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}, "mo_url": "http://x/"}
+        )
+        cid = created["result"]["id"]
+        return api, cid, api.transport(cid)
+
+    async def test_send_publishes_and_answers_view(self) -> None:
+        """A send answers 201 with exactly the API view and reaches the transport."""
+        api, cid, transport = await self.setup()
+        code, body, _ = await api.request(
+            "POST",
+            f"/channels/{cid}/messages/",
+            {"to": "+1234", "content": "foo", "from": None, "group": "g"},
+        )
+        self.assertEqual(
+            (code, body["code"], body["description"]),
+            (201, "Created", "message submitted"),
+        )
+        result = body["result"]
+        self.assertEqual(set(result), VIEW_KEYS)
+        self.assertEqual(result["to"], "+1234")
+        self.assertEqual(result["group"], "g")
+        self.assertEqual(result["channel_id"], cid)
+        self.assertEqual(result["channel_data"], {})
+        api.advance(0)
+        sent = transport.outbound[0]
+        self.assertEqual(sent["message_id"], result["message_id"])
+        self.assertEqual(sent["to_addr"], "+1234")
+        self.assertEqual(sent["group"], "g")
+        self.assertEqual(sent["message_version"], "20110921")
+
+    async def test_send_checks_in_order(self) -> None:
+        """Missing to/reply_to, unknown reply_to, extra keys and limits are 400s."""
+        api, cid, _t = await self.setup()
+        path = f"/channels/{cid}/messages/"
+        code, body, _ = await api.request("POST", path, {"from": None, "content": None})
+        self.assertEqual(code, 400)
+        self.assertEqual(
+            body["result"]["errors"],
+            [
+                {
+                    "type": "ApiUsageError",
+                    "message": 'Either "to" or "reply_to" must be specified',
+                }
+            ],
+        )
+        code, body, _ = await api.request(
+            "POST", path, {"from": None, "content": None, "to": "", "foo": "bar"}
+        )
+        self.assertEqual(
+            body["result"]["errors"][0]["message"],
+            "Additional properties are not allowed ('foo' was unexpected)",
+        )
+        code, body, _ = await api.request(
+            "POST", path, {"to": "+1234", "reply_to": "2e8u9ua8", "content": None}
+        )
+        self.assertEqual((code, body["description"]), (400, "message not found"))
+        self.assertEqual(
+            body["result"]["errors"][0]["message"],
+            "Inbound message with id 2e8u9ua8 not found",
+        )
+        code, body, _ = await api.request("POST", path, {"to": "+1", "content": None})
+        self.assertEqual(code, 400)
+        self.assertEqual(body["result"]["errors"][0]["type"], "ApiUsageError")
+
+    async def test_character_limit(self) -> None:
+        """Content over character_limit is refused; content at the limit is sent."""
+        api, cid, _t = await self.setup()
+        await api.request("POST", f"/channels/{cid}", {"character_limit": 10})
+        path = f"/channels/{cid}/messages/"
+        code, body, _ = await api.request(
+            "POST", path, {"to": "+1", "content": "Over the character limit."}
+        )
+        self.assertEqual((code, body["description"]), (400, "message too long"))
+        self.assertEqual(
+            body["result"]["errors"][0]["message"],
+            "Message content 'Over the character limit.' is of length 25, which is "
+            "greater than the character limit of 10",
+        )
+        code, _, _ = await api.request(
+            "POST", path, {"to": "+1", "content": "0123456789"}
+        )
+        self.assertEqual(code, 201)
+        code, body, _ = await api.request(
+            "POST",
+            path,
+            {"to": "+1", "content": None, "channel_data": {"session_event": "close"}},
+        )
+        self.assertEqual(code, 201)
+
+    async def test_channel_without_destination(self) -> None:
+        """A channel with neither mo_url nor amqp_queue refuses sends and lookups."""
+        api, _cid, _t = await self.setup()
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}}
+        )
+        cid = created["result"]["id"]
+        for method, path, body in [
+            ("POST", f"/channels/{cid}/messages/", {"to": "+1", "content": "x"}),
+            ("GET", f"/channels/{cid}/messages/abc", None),
+        ]:
+            code, result, _ = await api.request(method, path, body)
+            self.assertEqual(code, 400)
+            self.assertEqual(
+                result["result"]["errors"][0]["message"],
+                'This channel has no "mo_url" or "amqp_queue"',
+            )
+
     async def test_expired_reply_allowed(self) -> None:
         """With allow_expired_replies a reply to an unknown message goes to 'to'."""
-        api, _sink, cid, _transport = await self.setup(allow_expired_replies=True)
+        api, cid, _transport = await self.setup(allow_expired_replies=True)
         code, body, _ = await api.request(
             "POST",
             f"/channels/{cid}/messages/",
@@ -264,21 +281,27 @@ class MessagesApiTests(TestCase):
         self.assertEqual(body["result"]["to"], "+1234")
 
     async def test_rates(self) -> None:
-        """Sends are counted into the outbound rate of the previous bucket."""
-        api, _sink, cid, _t = await self.setup(metric_window=0.2)
+        """Sends are counted into the outbound rate of the previous bucket:
+        3 sends in a 10 s bucket are 0.3 per second once that bucket is over."""
+        api = StubApi()
+        self.addCleanup(api.stop)
+        await api.start(metric_window=10.0)
+        _, created, _ = await api.request(
+            "POST", "/channels/", {"type": "fake", "config": {}, "mo_url": "http://x/"}
+        )
+        cid = created["result"]["id"]
         for _ in range(3):
-            await api.request(
+            code, _, _ = await api.request(
                 "POST", f"/channels/{cid}/messages/", {"to": "+1", "content": "x"}
             )
+            self.assertEqual(code, 201)
 
-        async def rate() -> float:
+        async def rate() -> Any:
             _, found, _ = await api.request("GET", f"/channels/{cid}")
-            return float(found["result"]["status"]["outbound_message_rate"])
+            return found["result"]["status"]["outbound_message_rate"]
 
-        rates = []
-        for _ in range(40):
-            rates.append(await rate())
-            if rates[-1] > 0:
-                break
-            await task.deferLater(reactor, 0.05, lambda: None)
-        self.assertGreater(rates[-1], 0)
+        self.assertEqual(await rate(), 0)
+        api.advance(10.0)
+        self.assertEqual(await rate(), 0.3)
+        api.advance(10.0)
+        self.assertEqual(await rate(), 0)

@@ -15,6 +15,7 @@ from junebug.stores import keys
 from junebug.testing.api import ApiDriver
 from junebug.testing.http_sink import HttpSink
 from junebug.testing.polling import wait_until
+from junebug.testing.stub_api import StubApi
 from junebug.testing.transports import FakeTransport
 
 MISSING = "11111111-1111-1111-1111-111111111111"
@@ -26,8 +27,16 @@ def errors(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class RoutersApiBase(TestCase):
-    async def start(self, **overrides: Any) -> ApiDriver:
-        api = ApiDriver(reactor)
+    """Driven through StubTreq on a fake clock, unless :meth:`driver` says
+    otherwise."""
+
+    api: StubApi | ApiDriver
+
+    def driver(self) -> StubApi | ApiDriver:
+        return StubApi()
+
+    async def start(self, **overrides: Any) -> StubApi | ApiDriver:
+        api = self.driver()
         self.addCleanup(api.stop)
         await api.start(**overrides)
         self.api = api
@@ -303,6 +312,13 @@ class RouterCrudTests(RoutersApiBase):
                 errors(result), [{"type": "RouterNotFound", "message": message}]
             )
 
+
+class RouterLogsTests(RoutersApiBase):
+    """The logs endpoints read files in Twisted's thread pool: a real reactor."""
+
+    def driver(self) -> StubApi | ApiDriver:
+        return ApiDriver(reactor)
+
     async def test_router_logs(self) -> None:
         """The router's own log file is served, newest first."""
         api = await self.start()
@@ -577,7 +593,11 @@ class RouterTypeTests(RoutersApiBase):
 
 
 class RoutingTests(RoutersApiBase):
-    """Messages and events through a from_address router."""
+    """Messages and events through a from_address router, delivered over
+    real HTTP to a sink (a real reactor and ports)."""
+
+    def driver(self) -> StubApi | ApiDriver:
+        return ApiDriver(reactor)
 
     async def setup(self, **overrides: Any) -> tuple[str, str, FakeTransport]:
         sink = HttpSink(reactor)

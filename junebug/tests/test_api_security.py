@@ -6,17 +6,18 @@ import base64
 import hmac
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from junebug.api import auth
 from junebug.config import JunebugConfig
-from junebug.testing.api import ApiDriver
+from junebug.testing.stub_api import StubApi
 
 
 class SecurityTests(TestCase):
-    async def start(self, **overrides: Any) -> ApiDriver:
-        driver = ApiDriver(reactor)
+    """Driven through StubTreq on a fake clock."""
+
+    async def start(self, **overrides: Any) -> StubApi:
+        driver = StubApi()
         self.addCleanup(driver.stop)
         await driver.start(**overrides)
         return driver

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from junebug.cli import build_parser, cli_layer
 from junebug.config import AmqpConfig, JunebugConfig, RedisConfig, load_config
 from junebug.errors import ConfigError
+from junebug.tests.support.process import free_port
 
 #: (argv, config path, expected value) for every documented option.
 OPTIONS: list[tuple[list[str], str, Any]] = [
@@ -26,6 +28,7 @@ OPTIONS: list[tuple[list[str], str, Any]] = [
     (["-l", "x.log"], "logfile", "x.log"),
     (["--sentry-dsn", "http://k@s/1"], "sentry_dsn", "http://k@s/1"),
     (["-sd", "http://k@s/1"], "sentry_dsn", "http://k@s/1"),
+    (["--startup-timeout", "30"], "startup_timeout", 30.0),
     (["--redis-host", "r"], "redis.host", "r"),
     (["-redish", "r"], "redis.host", "r"),
     (["--redis-port", "7"], "redis.port", 7),
@@ -352,6 +355,24 @@ class FailureTests(SynchronousTestCase):
             result = run_jb(*args, "--embedded")
             self.assertEqual(result.returncode, 2, (args, result.stderr))
             self.assertIn("'type'", result.stderr)
+
+    def test_startup_timeout_exits_1(self) -> None:
+        """With startup_timeout, backends that do not answer in time end jb
+        with status 1 and one line naming the backend."""
+        logs = tempfile.mkdtemp(prefix="jb-logs-")
+        self.addCleanup(shutil.rmtree, logs, True)
+        result = run_jb(
+            *("--port", "0", "--interface", "127.0.0.1", "--logging-path", logs),
+            *("--redis-port", str(free_port()), "--amqp-port", str(free_port())),
+            *("--startup-timeout", "0.5"),
+            env={"JUNEBUG_DISABLE_LOGGING": "1"},
+        )
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertRegex(
+            result.stderr,
+            r"jb: error: could not start: Redis at localhost:\d+ did not answer "
+            r"within 0.5s \(startup_timeout\)",
+        )
 
     def test_help_lists_documented_options(self) -> None:
         """--help shows every documented long option."""

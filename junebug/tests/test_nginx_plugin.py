@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -22,7 +23,6 @@ from junebug.plugins.nginx import NginxPlugin, NginxPluginConfig
 from junebug.plugins.nginx.plugin import (
     DEFAULT_LOCATION_TEMPLATE,
     DEFAULT_VHOST_TEMPLATE,
-    NginxReloadError,
     public_http_properties,
 )
 from junebug.testing.api import ApiDriver
@@ -259,19 +259,105 @@ class NginxPluginTests(TestCase):
             [e.get("log_format") for e in errors],
         )
 
-    async def test_reload_failure_raises(self) -> None:
-        with self.assertRaisesRegex(NginxReloadError, "exited with 3: broken"):
-            await self.start(
-                reload_command=[
-                    sys.executable,
-                    "-c",
-                    "import sys; sys.stderr.write('broken'); sys.exit(3)",
-                ]
-            )
+    def failing_until(self, marker: Path) -> list[str]:
+        """A reload command failing (exit 1, as ``nginx -s reload`` does with
+        no nginx running) until ``marker`` exists, recording each call."""
+        script = (
+            "import sys, pathlib; "
+            "open(sys.argv[1], 'a').write('reload\\n'); "
+            "pathlib.Path(sys.argv[2]).exists() or "
+            "sys.exit('nginx: [error] invalid PID number \"\" in nginx.pid')"
+        )
+        return [sys.executable, "-c", script, str(self.calls), str(marker)]
+
+    async def test_reload_failure_is_logged_shown_and_retried(self) -> None:
+        """A failing reload does not fail the start: it is logged, shown as a
+        health problem and retried after 1 s, 2 s, 4 s... until it works."""
+        errors: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(errors.append)
+        self.addCleanup(globalLogPublisher.removeObserver, errors.append)
+        clock = Clock()
+        marker = self.dir / "nginx-running"
+        plugin = NginxPlugin(reactor, clock=clock)
+        await plugin.start_plugin(
+            self.plugin_config(reload_command=self.failing_until(marker)), {}
+        )
+        self.assertTrue(self.vhost.exists())
+        self.assertEqual(self.reloads(), 1)
+        [problem] = plugin.health_problems()
+        self.assertEqual(problem["type"], "NginxReloadError")
+        self.assertIn("exited with 1: nginx: [error] invalid PID", problem["message"])
+        self.assertTrue(any(e.get("delay") == 1.0 for e in errors))
+        clock.advance(0.9)
+        self.assertEqual(self.reloads(), 1)
+        clock.advance(0.1)
+        await plugin.retrying()
+        self.assertEqual(self.reloads(), 2)
+        self.assertTrue(plugin.health_problems())
+        clock.advance(1.9)
+        self.assertEqual(self.reloads(), 2)
+        marker.touch()
+        clock.advance(0.1)
+        await plugin.retrying()
+        self.assertEqual(self.reloads(), 3)
+        self.assertEqual(plugin.health_problems(), [])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    async def test_stop_cancels_the_retry(self) -> None:
+        """Stopping the plugin leaves no retry behind; its own failed reload
+        is only logged."""
+        clock = Clock()
+        plugin = NginxPlugin(reactor, clock=clock)
+        await plugin.start_plugin(
+            self.plugin_config(reload_command=self.failing_until(self.dir / "never")),
+            {},
+        )
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        await plugin.stop_plugin()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertFalse(self.vhost.exists())
+        self.assertEqual(self.reloads(), 2)
 
 
 class NginxPluginApiTests(TestCase):
     """The plugin loaded from config, driven by the channels API."""
+
+    async def test_failing_reload_does_not_stop_jb(self) -> None:
+        """jb starts although nginx cannot be reloaded (not running yet);
+        /health shows the plugin's problem until a reload works."""
+        tmp = Path(tempfile.mkdtemp(prefix="jb-nginx-api-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        marker = tmp / "nginx-running"
+        script = (
+            "import sys, pathlib; pathlib.Path(sys.argv[1]).exists() or "
+            "sys.exit('nginx: [error] open() nginx.pid failed')"
+        )
+        api = ApiDriver(reactor)
+        self.addCleanup(api.stop)
+        junebug = await api.start(
+            plugins=[
+                {
+                    "type": "junebug.plugins.nginx.NginxPlugin",
+                    "server_name": "jb",
+                    "vhost_file": str(tmp / "junebug.conf"),
+                    "locations_dir": str(tmp / "locations"),
+                    "reload_command": [sys.executable, "-c", script, str(marker)],
+                }
+            ]
+        )
+        code, body, _ = await api.request("GET", "/health")
+        self.assertEqual((code, body["description"]), (503, "unhealthy"))
+        [error] = body["result"]["errors"]
+        self.assertEqual(error["type"], "NginxReloadError")
+        self.assertIn("nginx.pid failed", error["message"])
+        code, _, _ = await api.request("GET", "/channels/")
+        self.assertEqual(code, 200)
+        [(plugin, _config)] = junebug.plugins.plugins
+        self.assertIs(plugin.reactor, reactor)
+        marker.touch()
+        self.assertTrue(await plugin.reload())
+        code, body, _ = await api.request("GET", "/health")
+        self.assertEqual((code, body["description"]), (200, "health ok"))
 
     async def test_lifecycle(self) -> None:
         tmp = Path(tempfile.mkdtemp(prefix="jb-nginx-api-"))

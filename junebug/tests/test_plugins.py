@@ -17,6 +17,7 @@ from junebug.plugin import JunebugPlugin as OriginalPathPlugin
 from junebug.plugins.host import PluginHost
 from junebug.plugins.interface import JunebugPlugin
 from junebug.testing.api import ApiDriver
+from junebug.testing.stub_api import StubApi
 from junebug.testing.transports import FakeTransport
 from junebug.transports.registry import DEFAULT_TRANSPORTS, TransportRegistry
 
@@ -110,11 +111,13 @@ class PluginHostTests(TestCase):
 
 
 class PluginLifecycleTests(TestCase):
+    """Driven through StubTreq on a fake clock."""
+
     def setUp(self) -> None:
         RecordingPlugin.calls.clear()
 
-    async def start(self, **overrides: Any) -> ApiDriver:
-        api = ApiDriver(reactor)
+    async def start(self, **overrides: Any) -> StubApi:
+        api = StubApi()
         self.addCleanup(api.stop)
         await api.start(**overrides)
         return api

@@ -18,7 +18,11 @@ channel's transport actually bound.
 Reloading runs ``reload_command`` (default ``nginx -s reload``) as a child
 process, without blocking the reactor.  If the command is not found, the error
 ``Cannot reload nginx, nginx not found in path`` is logged, as the original
-did; if it fails, the hook raises.
+did.  If it fails (nginx not running yet, say, in a container whose processes
+start in any order), the failure is logged, shown by ``/health`` (503, an
+``NginxReloadError``), and the reload is tried again after 1 s, then 2, 4, ...
+up to :data:`MAX_RETRY_DELAY` seconds, until it succeeds; Junebug keeps
+running meanwhile.  The original only logged.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 
@@ -42,6 +48,9 @@ HERE: Final = Path(__file__).resolve().parent
 DEFAULT_VHOST_TEMPLATE: Final = str(HERE / "vhost.template")
 DEFAULT_LOCATION_TEMPLATE: Final = str(HERE / "location.template")
 NOT_FOUND_MESSAGE: Final = "Cannot reload nginx, nginx not found in path"
+#: Seconds before the first retry of a failed reload; doubled up to the most.
+FIRST_RETRY_DELAY: Final = 1.0
+MAX_RETRY_DELAY: Final = 60.0
 #: What a public path may contain: nothing that could end an nginx directive.
 SAFE_PATH: Final = re.compile(r"^/[A-Za-z0-9._~%!$&'()*+,=:@/-]*$")
 SAFE_HOST: Final = re.compile(r"^[A-Za-z0-9.\-\[\]:]+$")
@@ -140,14 +149,24 @@ def public_http_properties(
 class NginxPlugin(JunebugPlugin):
     """Maintains nginx config for Junebug's HTTP channels (see the module doc).
 
-    ``reactor`` runs the reload command; by default Twisted's reactor.
+    ``reactor`` runs the reload command and times its retries; Junebug sets
+    it (see :class:`~junebug.plugins.interface.JunebugPlugin`).  Without one
+    the command runs on Twisted's reactor and a failed reload is not retried.
+    ``clock``, if given, times the retries instead (tests).
     """
 
     log = Logger()
 
-    def __init__(self, reactor: Any = None) -> None:
-        self._reactor = reactor
+    def __init__(self, reactor: Any = None, clock: IReactorTime | None = None) -> None:
+        self.reactor = reactor
+        self.clock = clock
         self.config: NginxPluginConfig | None = None
+        #: Why the last reload failed; None once one succeeded.
+        self.reload_problem: str | None = None
+        self._retry: IDelayedCall | None = None
+        self._retrying: Deferred[bool] | None = None
+        self._retry_delay = FIRST_RETRY_DELAY
+        self._stopping = False
         self._vhost_template = ""
         self._location_template = ""
         #: Location files written, by channel id.
@@ -170,6 +189,9 @@ class NginxPlugin(JunebugPlugin):
     async def stop_plugin(self) -> None:
         if self.config is None:
             return
+        self._stopping = True
+        self._cancel_retry()
+        await self.retrying()
         _remove(Path(self.config.vhost_file))
         locations, self._locations = self._locations, {}
         for path in locations.values():
@@ -263,15 +285,36 @@ class NginxPlugin(JunebugPlugin):
 
     # -- reloading -----------------------------------------------------------
 
-    async def reload(self) -> None:
-        """Run the reload command; see the module doc for failures."""
+    async def reload(self) -> bool:
+        """Run the reload command; True if nginx reloaded.
+
+        A failure is logged, kept for :meth:`health_problems` and retried with
+        back-off (see the module doc); it is never raised.
+        """
+        self._cancel_retry()
+        try:
+            reloaded = await self.run_reload_command()
+        except Exception as exc:
+            self.reload_problem = str(exc)
+            self._schedule_retry()
+            return False
+        self.reload_problem = None
+        self._retry_delay = FIRST_RETRY_DELAY
+        return reloaded
+
+    async def run_reload_command(self) -> bool:
+        """Run the reload command once: True if it succeeded, False if it is
+        not installed (logged); raises :class:`NginxReloadError` if it failed."""
         command = self._started_config().command
         executable = shutil.which(command[0])
         if executable is None:
             self.log.error(NOT_FOUND_MESSAGE)
-            return
+            return False
+        kwargs: dict[str, Any] = {"env": dict(os.environ)}
+        if self.reactor is not None:
+            kwargs["reactor"] = self.reactor
         out, err, code = await getProcessOutputAndValue(
-            executable, command[1:], env=dict(os.environ), reactor=self._reactor
+            executable, command[1:], **kwargs
         )
         if code != 0:
             output = (err or out).decode("utf-8", "replace").strip()
@@ -279,3 +322,47 @@ class NginxPlugin(JunebugPlugin):
                 f"{shlex.join(command)} exited with {code}: {output[-2000:]}"
             )
         self.log.info("nginx reloaded")
+        return True
+
+    def _schedule_retry(self) -> None:
+        clock = self.clock if self.clock is not None else self.reactor
+        if self._stopping or clock is None:
+            self.log.error(
+                "nginx plugin: reloading nginx failed: {problem}",
+                problem=self.reload_problem,
+            )
+            return
+        delay = self._retry_delay
+        self._retry_delay = min(delay * 2, MAX_RETRY_DELAY)
+        self.log.error(
+            "nginx plugin: reloading nginx failed: {problem}; retrying in {delay:g}s",
+            problem=self.reload_problem,
+            delay=delay,
+        )
+        self._retry = clock.callLater(delay, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self._retrying = Deferred.fromCoroutine(self.reload())
+
+    async def retrying(self) -> None:
+        """Wait until a retried reload under way (if any) has finished."""
+        retrying = self._retrying
+        if retrying is not None and not retrying.called:
+            await retrying
+
+    def _cancel_retry(self) -> None:
+        retry, self._retry = self._retry, None
+        if retry is not None and retry.active():
+            retry.cancel()
+
+    def health_problems(self) -> list[dict[str, str]]:
+        """An ``NginxReloadError`` while the last reload failed."""
+        if self.reload_problem is None:
+            return []
+        return [
+            {
+                "type": "NginxReloadError",
+                "message": f"nginx plugin: reload failed: {self.reload_problem}",
+            }
+        ]

@@ -56,7 +56,11 @@ class JbProcess:
             bytes(self._proto.output).decode("utf-8", "replace") if self._proto else ""
         )
 
-    async def start(self, timeout: float = 30.0) -> None:
+    async def start(
+        self, timeout: float = 30.0, until: str = "Junebug is ready"
+    ) -> None:
+        """Spawn jb and wait until its output shows ``until`` (by default:
+        it is ready, serving every route, not only listening)."""
         self._proto = _Output()
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -77,7 +81,7 @@ class JbProcess:
         while waited < timeout:
             if self._proto.ended.called:
                 raise RuntimeError(f"jb exited early:\n{self.output}")
-            if "Junebug is listening on" in self.output:
+            if until in self.output:
                 return
             await task.deferLater(self.reactor, 0.05, lambda: None)
             waited += 0.05
