@@ -114,7 +114,6 @@ _TOKEN = re.compile(
     r"%[0-9A-Fa-f]{2}|%%|%([A-Za-z])|"
     + BRACE_TOKEN.pattern.replace("(", "(?P<name>", 1)
 )
-_TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
 
 #: A parsed template: literal text and ``(variable,)`` tuples, in order.
 Parts = tuple[str | tuple[str], ...]
@@ -265,14 +264,15 @@ def _intl(address: Any) -> Any:
 
 def _times(timestamp: Any) -> tuple[str, str]:
     """``(YYYY-MM-DD HH:MM, UNIX epoch)`` of a vumi timestamp (UTC)."""
-    if isinstance(timestamp, str):
-        for layout in _TIMESTAMP_FORMATS:
-            try:
-                when = datetime.strptime(timestamp, layout).replace(tzinfo=UTC)
-            except ValueError:
-                continue
-            return when.strftime("%Y-%m-%d %H:%M"), str(int(when.timestamp()))
-    return "", ""
+    if not isinstance(timestamp, str):
+        return "", ""
+    try:
+        when = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return "", ""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.strftime("%Y-%m-%d %H:%M"), str(int(when.timestamp()))
 
 
 def _common(
