@@ -10,7 +10,6 @@ from twisted.trial.unittest import TestCase
 
 from junebug.testing.api import ApiDriver
 from junebug.testing.http_sink import HttpSink, Received
-from junebug.testing.transports import FakeTransport
 
 
 def _query(received: Received) -> dict[str, str]:
@@ -51,7 +50,7 @@ class UrlTemplatesApiTests(TestCase):
             api,
             mo_url=base + "/mo/%i?id=%I&from={from}&to=%P&text=%b&kw=%k&plain=a%20b",
         )
-        inbound = await FakeTransport.instances[-1].receive(
+        inbound = await api.transport(cid).receive(
             "Join now & win", from_addr="+27 81", to_addr="1234"
         )
         received = await sink.next()
@@ -107,7 +106,7 @@ class UrlTemplatesApiTests(TestCase):
         api, sink, base = await self.start()
         url = base + "/a%20b/%d9%Ab?x=%2F&y=100%"
         cid = await self.channel(api, mo_url=url)
-        await FakeTransport.instances[-1].receive("hi")
+        await api.transport(cid).receive("hi")
         received = await sink.next()
         self.assertEqual(received.uri, "/a%20b/%d9%Ab?x=%2F&y=100%")
         await api.request(
@@ -121,7 +120,6 @@ class UrlTemplatesApiTests(TestCase):
     async def test_bad_mo_url_creates_nothing(self) -> None:
         """A bad template in mo_url is a 400 and no channel is stored or started."""
         api, _sink, base = await self.start()
-        before = len(FakeTransport.instances)
         for url, fragment in (
             (base + "/{nope}", "unknown variable {nope}"),
             (base + "/?d=%d&", "%d ({dlr_type}) has no value"),
@@ -136,7 +134,8 @@ class UrlTemplatesApiTests(TestCase):
             self.assertIn('"mo_url"', body["result"]["errors"][0]["message"])
         _, listed, _ = await api.request("GET", "/channels/")
         self.assertEqual(listed["result"], [])
-        self.assertEqual(len(FakeTransport.instances), before)
+        assert api.junebug is not None
+        self.assertEqual(api.junebug.channels.running_ids(), [])
 
     async def test_bad_mo_url_modifies_nothing(self) -> None:
         """A modify with a bad template is a 400; the channel keeps its URL."""
@@ -154,7 +153,7 @@ class UrlTemplatesApiTests(TestCase):
         """A bad event_url template is a 400; nothing is stored or sent."""
         api, _sink, base = await self.start()
         cid = await self.channel(api, amqp_queue="q")
-        transport = FakeTransport.instances[-1]
+        transport = api.transport(cid)
         for url, fragment in (
             (base + "/?b=%b", "%b ({content}) has no value"),
             (base + "/{content}", "unknown variable {content}"),

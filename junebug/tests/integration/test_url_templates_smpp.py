@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from junebug.testing.api import ApiDriver
 from junebug.testing.http_sink import HttpSink
-from junebug.testing.smsc import SmscPeer
+from junebug.tests.support.smsc import SmscPeer
 
 
 class SmppUrlTemplateTests(TestCase):
