@@ -20,7 +20,8 @@ How a ``%`` is read, left to right:
 Braces are read as :mod:`junebug.transports.http.template` reads them:
 ``{name}`` is a variable, ``{{`` and ``}}`` are literal braces, a lone brace is
 an error.  A URL without variables is posted exactly as written; it takes a
-fast path with no per-message work.
+fast path with no per-message work.  Variables may not be in the scheme, host
+or port (a message could choose where it is sent): the API refuses them.
 """
 
 from __future__ import annotations
@@ -205,8 +206,21 @@ def check(field: str, url: Any, known: frozenset[str]) -> None:
         return
     try:
         _parse(url, known)
+        if any(not isinstance(part, str) for part in _parse(_origin(url), known)):
+            raise ApiUsageError(
+                "variables may only be in the path, query or fragment, not in "
+                "the scheme, host or port"
+            )
     except ApiUsageError as exc:
         raise ApiUsageError(f'"{field}": {exc}') from None
+
+
+def _origin(url: str) -> str:
+    """The part of ``url`` before its path: scheme, userinfo, host, port."""
+    start = url.find("//")
+    start = 0 if start < 0 else start + 2
+    ends = [i for i in (url.find(c, start) for c in "/?#") if i >= 0]
+    return url[: min(ends)] if ends else url
 
 
 def check_mo_url(field: str, url: Any) -> None:

@@ -231,6 +231,20 @@ class CheckTests(SynchronousTestCase):
         for name in sorted(url_templates.MO_VARIABLES):
             check_mo_url("mo_url", f"http://x/{{{name}}}")
 
+    def test_no_variables_in_the_host(self) -> None:
+        """A message must not choose where it is sent: scheme, host and port
+        are fixed; the path, query and fragment may be templated."""
+        for url in (
+            "http://%b/",
+            "http://{to}.example.com/x",
+            "http://example.com:%T/",
+            "http://u:{from}@example.com/",
+            "%i://example.com/",
+        ):
+            self.assertRefused(check_mo_url, url, "not in the scheme, host or port")
+        check_mo_url("mo_url", "http://example.com?{from}")
+        check_mo_url("mo_url", "http://example.com/%i#{from}")
+
     def test_non_strings_are_left_to_the_schema(self) -> None:
         check_mo_url("mo_url", None)
         check_event_url("event_url", 5)
