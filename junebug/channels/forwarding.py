@@ -5,6 +5,10 @@ can be replied to) and then POSTed to ``mo_url`` and/or copied to
 ``<amqp_queue>.inbound``; events are stored against their outbound message and
 POSTed to that message's ``event_url`` and/or copied to ``<amqp_queue>.event``.
 Unlike the original, MO messages that close a session are forwarded too.
+
+Both URLs may be templates (:mod:`junebug.http.url_templates`), filled here
+once per message, before the first attempt: a retried delivery re-posts the
+same URL.  A URL without variables is posted as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from twisted.logger import Logger
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker
+from junebug.http import url_templates
 from junebug.http.client import redact_url, status_phrase
 from junebug.messages import Message, api_event_type, api_event_view, api_message_view
 from junebug.stores.messages import MessageStore
@@ -36,8 +41,19 @@ class JsonPoster(Protocol):
     """The part of :class:`junebug.http.client.HttpClient` forwarding needs."""
 
     async def post_json(
-        self, url: str, body: Any, *, token: str | None = None, timeout: float = ...
+        self,
+        url: str,
+        body: Any,
+        *,
+        token: str | None = None,
+        timeout: float = ...,
+        breaker_key: str | None = ...,
     ) -> Any: ...
+
+
+def _breaker(template: str, url: str) -> dict[str, Any]:
+    """A filled template's deliveries share one breaker, the template's."""
+    return {} if url == template else {"breaker_key": template}
 
 
 @attrs.define
@@ -72,13 +88,20 @@ class Forwarder:
         await self.messages.store_inbound(self.owner_id, message)
         if self.mo_url:
             view = api_message_view(message)
+            url = self.mo_url
+            if url_templates.has_variables(url):
+                channel_id = message.get("transport_name") or self.owner_id
+                url = url_templates.render(
+                    url, url_templates.mo_values(message, channel_id)
+                )
             result = await (self.mo_http or self.http).post_json(
-                self.mo_url,
+                url,
                 view,
                 token=self.mo_url_auth_token,
                 timeout=self.mo_url_timeout,
+                **_breaker(self.mo_url, url),
             )
-            self._report("message", self.mo_url, result, message.get("message_id"))
+            self._report("message", url, result, message.get("message_id"))
         if self.amqp_queue:
             await self.broker.publish(topology.inbound(self.amqp_queue), message)
         await self.rates.increment(self.owner_id, "inbound")
@@ -133,14 +156,20 @@ class Forwarder:
                 channel_id=self.owner_id,
             )
             return
-        view = api_event_view(event, self.view_id or self.owner_id)
+        channel_id = self.view_id or self.owner_id
+        view = api_event_view(event, channel_id)
+        url = event_url
+        if url_templates.has_variables(url):
+            values = url_templates.event_values(event, record, channel_id)
+            url = url_templates.render(url, values)
         result = await self.http.post_json(
-            event_url,
+            url,
             view,
             token=token,
             timeout=self.event_url_timeout,
+            **_breaker(event_url, url),
         )
-        self._report("event", event_url, result, message_id)
+        self._report("event", url, result, message_id)
 
     def _report(
         self, what: str, url: str, result: HttpResultLike, message_id: Any

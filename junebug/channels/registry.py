@@ -17,6 +17,7 @@ from junebug.channels.queues import delete_owned_queues
 from junebug.channels.service import Channel, ChannelDependencies
 from junebug.channels.status import RATE_FIELDS, status_object
 from junebug.errors import ChannelNotFound, InvalidChannelType, StoreUnavailable
+from junebug.http.url_templates import check_mo_url
 from junebug.http.urls import check_callback_urls
 from junebug.plugins.host import PluginHost
 from junebug.stores.channels import ChannelStore
@@ -120,6 +121,7 @@ class ChannelRegistry:
         self, properties: dict[str, Any], channel_id: str | None = None
     ) -> str:
         self.validate(properties)
+        check_mo_url("mo_url", properties.get("mo_url"))
         channel_id = channel_id or str(uuid.uuid4())
         await self.store.save(channel_id, properties)
         await self._start(channel_id, properties)
@@ -144,6 +146,8 @@ class ChannelRegistry:
             properties = await self.get_properties(channel_id)
             merged = {**properties, **changes}
             self.validate(merged)
+            # Only a new URL: one stored before templates existed still works.
+            check_mo_url("mo_url", changes.get("mo_url"))
             await self.store.save(channel_id, merged)
             channel = self._channels.get(channel_id)
             if channel is None or RUNTIME_KEYS.intersection(changes):

@@ -27,6 +27,7 @@ from junebug.errors import (
     MessageTooLong,
     PublishOutcomeUnknown,
 )
+from junebug.http.url_templates import check_event_url
 from junebug.http.urls import check_callback_urls
 from junebug.messages import (
     SESSION_CLOSE,
@@ -149,6 +150,7 @@ class MessageSender:
         check_callback_urls(body, ("event_url",))
         msg = await self.build(channel_id, body, inbound_owners)
         self.check_length(msg, properties.get("character_limit"))
+        check_event_url("event_url", body.get("event_url"))
         view = api_message_view(msg)
         record = {**view}
         for key in RECORD_EXTRAS:

@@ -427,11 +427,14 @@ class HttpClient:
         *,
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        breaker_key: str | None = None,
     ) -> HttpResult:
         """POST ``body`` as JSON to ``url``; never raises for delivery problems.
 
         Userinfo in ``url`` is sent as HTTP Basic; otherwise ``token`` (if any) as
-        ``Authorization: Token <token>``.
+        ``Authorization: Token <token>``.  ``breaker_key`` is for the poster
+        interface only (:class:`junebug.http.delivery.HttpDelivery` has breakers,
+        this client has none).
         """
         data = encode_json(body)
         try:

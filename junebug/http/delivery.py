@@ -11,7 +11,9 @@ where an operator can look at it and replay it (``/dead-letters/http``).
 Nothing waits in process memory, so a restart loses nothing.  A URL that keeps
 failing trips a per-URL breaker: for ``breaker_cooldown`` seconds new
 deliveries to it skip the first attempt and go straight to the retry queue, so
-a dead or slow URL cannot hold up the messages behind it.
+a dead or slow URL cannot hold up the messages behind it.  Deliveries to a
+filled URL template (:mod:`junebug.http.url_templates`) share the template's
+breaker (``breaker_key``): each of their URLs is different.
 """
 
 from __future__ import annotations
@@ -116,8 +118,13 @@ class HttpDelivery:
         token: str | None = None,
         timeout: float = 10.0,
         max_age: float | None = None,
+        breaker_key: str | None = None,
     ) -> HttpResult:
-        """POST now; if that fails, schedule durable retries and say so."""
+        """POST now; if that fails, schedule durable retries and say so.
+
+        ``breaker_key`` names the breaker (``url`` if None).
+        """
+        key = breaker_key or url
         job = {
             "max_age": max_age or self.max_age,
             "message_type": "junebug_http_delivery",
@@ -128,12 +135,14 @@ class HttpDelivery:
             "attempt": 0,
             "first_attempt": self._now(),
         }
-        if self._breaker_open(url):
+        if breaker_key is not None:
+            job["breaker_key"] = breaker_key
+        if self._breaker_open(key):
             result = HttpResult(ok=False, code=None, error="breaker open, queued")
             await self._schedule(job, result)
             return result
         result = await self.http.post_json(url, body, token=token, timeout=timeout)
-        self._record(url, result)
+        self._record(key, result)
         if not result.ok:
             await self._after_failure(job, result)
         return result
@@ -142,8 +151,9 @@ class HttpDelivery:
 
     async def _retry(self, job: Message) -> None:
         url = job["url"]
+        key = job.get("breaker_key") or url
         job["attempt"] = int(job.get("attempt", 0)) + 1
-        if self._breaker_open(url) and not self._breaker_probe_due(url):
+        if self._breaker_open(key) and not self._breaker_probe_due(key):
             await self._schedule(
                 job, HttpResult(ok=False, code=None, error="breaker open")
             )
@@ -154,7 +164,7 @@ class HttpDelivery:
             token=job.get("token"),
             timeout=job.get("timeout", 10.0),
         )
-        self._record(url, result)
+        self._record(key, result)
         if result.ok:
             self.log.info(
                 "Delivered to {url} on attempt {attempt}",
@@ -257,10 +267,21 @@ class BoundedPoster:
     max_age: float
 
     async def post_json(
-        self, url: str, body: Any, *, token: str | None = None, timeout: float = 10.0
+        self,
+        url: str,
+        body: Any,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        breaker_key: str | None = None,
     ) -> HttpResult:
         return await self.delivery.post_json(
-            url, body, token=token, timeout=timeout, max_age=self.max_age
+            url,
+            body,
+            token=token,
+            timeout=timeout,
+            max_age=self.max_age,
+            breaker_key=breaker_key,
         )
 
 

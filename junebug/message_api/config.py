@@ -19,8 +19,9 @@ from twisted.internet.endpoints import serverFromString
 from junebug import config_layers
 from junebug.config import AmqpConfig
 from junebug.converter import structure
-from junebug.errors import ConfigError
+from junebug.errors import ApiUsageError, ConfigError
 from junebug.http.server import ServerLimits
+from junebug.http.url_templates import check_event_url, check_mo_url
 from junebug.http.urls import http_url_problem
 from junebug.tls import ca_file_validator
 
@@ -103,6 +104,11 @@ def _http_url(name: str, value: str | None) -> None:
     problem = http_url_problem(value)
     if problem is not None:
         raise ConfigError(f"{name}: {problem}, got {value!r}")
+    check_template = check_mo_url if name == "mo_message_url" else check_event_url
+    try:
+        check_template(name, value)
+    except ApiUsageError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -27,6 +27,7 @@ from junebug.errors import (
     InvalidRouterType,
     RouterNotFound,
 )
+from junebug.http.url_templates import check_mo_url
 from junebug.http.urls import check_callback_urls
 from junebug.routers.interface import (
     DESTINATION_KEY,
@@ -280,6 +281,7 @@ class RouterRegistry:
             destinations = await self.store.load_destinations(router_id)
             destination = {**body, "id": str(uuid.uuid4())}
             check_callback_urls(destination, ("mo_url",))
+            check_mo_url("mo_url", body.get("mo_url"))
             await self._validate_destination(cls, router_id, destination, destinations)
             await self.store.save_destination(router_id, destination)
             await self._restart(router, [*destinations, destination])
@@ -300,6 +302,7 @@ class RouterRegistry:
         base = old if merge else {}
         destination = {**base, **body, "id": destination_id}
         check_callback_urls(destination, ("mo_url",))
+        check_mo_url("mo_url", body.get("mo_url"))
         if not merge or "config" in body:
             await self._validate_destination(cls, router_id, destination, destinations)
         await self.store.save_destination(router_id, destination)

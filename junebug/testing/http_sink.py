@@ -19,6 +19,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any
+    #: The path with its query string, as sent.
+    uri: str = ""
 
 
 class _Recorder(Resource):
@@ -39,7 +41,13 @@ class _Recorder(Resource):
             for k, v in request.requestHeaders.getAllRawHeaders()
         }
         self.sink.queue.put(
-            Received(request.method.decode(), request.path.decode(), headers, body)
+            Received(
+                request.method.decode(),
+                request.path.decode(),
+                headers,
+                body,
+                request.uri.decode(),
+            )
         )
         request.setResponseCode(self.sink.response_code)
         return b"{}"

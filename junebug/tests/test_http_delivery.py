@@ -58,7 +58,7 @@ REFUSED = HttpResult(
 )
 
 
-class HttpDeliveryTests(TestCase):
+class DeliveryTestCase(TestCase):
     async def make(
         self, *results: HttpResult, **options: Any
     ) -> tuple[HttpDelivery, ScriptedHttp]:
@@ -77,6 +77,8 @@ class HttpDeliveryTests(TestCase):
             self.clock.advance(1)
             self.clock.advance(0)
 
+
+class HttpDeliveryTests(DeliveryTestCase):
     async def test_success_needs_no_retry(self) -> None:
         """A delivered post is not retried."""
         delivery, http = await self.make(OK)
@@ -232,3 +234,32 @@ class BoundedPosterTests(TestCase):
             clock.advance(0)
         self.assertEqual(len(broker.queue_messages(DEAD_QUEUE)), 1)
         self.assertEqual(delivery.bounded(10**9).max_age, 86400)
+
+
+class TemplatedUrlTests(DeliveryTestCase):
+    async def test_filled_templates_share_the_template_breaker(self) -> None:
+        """Each filled URL differs; their failures trip the template's breaker."""
+        template = "http://dead/mo?id=%I"
+        delivery, http = await self.make(DOWN, breaker_threshold=2, breaker_cooldown=30)
+        await delivery.post_json("http://dead/mo?id=1", 1, breaker_key=template)
+        await delivery.post_json("http://dead/mo?id=2", 2, breaker_key=template)
+        before = len(http.calls)
+        result = await delivery.post_json(
+            "http://dead/mo?id=3", 3, breaker_key=template
+        )
+        self.assertEqual(len(http.calls), before)
+        self.assertEqual(result.error, "breaker open, queued")
+        self.assertEqual(list(delivery._urls), [template])
+
+    async def test_retries_repost_the_filled_url(self) -> None:
+        """A retried job posts the URL filled before the first attempt."""
+        delivery, http = await self.make(DOWN, OK)
+        await delivery.post_json(
+            "http://x/mo?id=abc", {"a": 1}, breaker_key="http://x/mo?id=%I"
+        )
+        self.run_for(60)
+        self.assertEqual(
+            [url for url, _body, _token in http.calls],
+            ["http://x/mo?id=abc", "http://x/mo?id=abc"],
+        )
+        self.assertEqual(delivery._urls, {})

@@ -76,6 +76,26 @@ class ConfigTests(SynchronousTestCase):
                 build_config(layer)
             self.assertIn(name, str(caught.exception))
 
+    def test_url_templates_are_checked(self) -> None:
+        """mo_message_url and default_event_url may be templates; bad ones stop
+        start-up with the option's name."""
+        config = build_config(
+            {
+                **REQUIRED,
+                "mo_message_url": "https://x/in?id=%I&text=%b",
+                "default_event_url": "https://x/ev?id=%I&d=%d",
+            }
+        )
+        self.assertEqual(config.default_event_url, "https://x/ev?id=%I&d=%d")
+        for name, url, fragment in (
+            ("mo_message_url", "https://x/in?d=%d&", "%d ({dlr_type}) has no value"),
+            ("default_event_url", "https://x/{nope}", "unknown variable {nope}"),
+        ):
+            with self.assertRaises(ConfigError, msg=name) as caught:
+                build_config({**REQUIRED, name: url})
+            self.assertIn(name, str(caught.exception))
+            self.assertIn(fragment, str(caught.exception))
+
     def test_every_option_can_be_set(self) -> None:
         values = {
             **REQUIRED,

@@ -162,6 +162,19 @@ class SendTests(TestCase):
         )
         self.assertEqual(driver.broker.pending(f"{CONNECTOR}.outbound"), 0)
 
+    async def test_bad_event_url_template(self) -> None:
+        """An event_url with an unknown variable is a 400; nothing is published."""
+        driver = await self.driver()
+        code, body, _ = await driver.request(
+            "POST",
+            "/messages",
+            {"to": "+1", "from": "2", "content": "x", "event_url": "http://x/{nope}"},
+        )
+        self.assertEqual(code, 400, body)
+        self.assertEqual(body["result"]["errors"][0]["type"], "ApiUsageError")
+        self.assertIn("unknown variable {nope}", body["result"]["errors"][0]["message"])
+        self.assertEqual(driver.broker.pending(f"{CONNECTOR}.outbound"), 0)
+
     async def test_default_from_addr(self) -> None:
         """``default_from_addr`` fills a missing or null ``from``."""
         driver = await self.driver(default_from_addr="2020")

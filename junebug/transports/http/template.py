@@ -35,13 +35,16 @@ VARIABLES: Final = (
     "timestamp",
 )
 
-_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+#: One brace token: ``{{``, ``}}``, ``{name}`` (group 1) or a lone brace (an
+#: error).  The callback URL templates (:mod:`junebug.http.url_templates`) use
+#: it too.
+BRACE_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _MISSING = object()
 
 
 def _names(text: str, where: str) -> list[str]:
     names = []
-    for match in _TOKEN.finditer(text):
+    for match in BRACE_TOKEN.finditer(text):
         if match.group(0) in ("{{", "}}"):
             continue
         name = match.group(1)
@@ -91,7 +94,7 @@ def render(
     ``quote`` transforms each substituted text (URL templates quote them).
     """
     if isinstance(template, str):
-        whole = _TOKEN.fullmatch(template)
+        whole = BRACE_TOKEN.fullmatch(template)
         if quote is None and whole is not None and whole.group(1) is not None:
             return variables.get(whole.group(1))
 
@@ -102,7 +105,7 @@ def render(
             text = _text(variables.get(match.group(1)))
             return quote(text) if quote is not None else text
 
-        return _TOKEN.sub(substitute, template)
+        return BRACE_TOKEN.sub(substitute, template)
     if isinstance(template, Mapping):
         return {k: render(v, variables, quote) for k, v in template.items()}
     if isinstance(template, list):
