@@ -700,6 +700,90 @@ class RabbitMQBrokerTests(BrokerContract):
 
         self.assertEqual((await within(until_received()))["content"], "again")
 
+    async def test_more_consumers_than_channel_max(self) -> None:
+        """Past the connection's channel numbers consumers share channels:
+        each still gets its own messages, with its own prefetch, and
+        stopping some leaves the others consuming."""
+        broker = RabbitMQBroker(reactor, self.settings(channel_max=8))
+        self.addCleanup(broker.close)
+        await within(broker.when_connected(timeout=TIMEOUT))
+        count = 30  # 8 channel numbers, 6 of them for consumers
+        queues = [self.queue_name(f"cap{i}") for i in range(count)]
+        inboxes = [Inbox() for _ in queues]
+        consumers = [
+            await self.consume(queue, inbox.handler, broker=broker)
+            for queue, inbox in zip(queues, inboxes, strict=True)
+        ]
+        live = broker._live
+        assert live is not None
+        self.assertLessEqual(live.protocol.amqp.open_channels, 8)
+        for i, queue in enumerate(queues):
+            await within(broker.publish(queue, message(f"to {i}")))
+        for i, inbox in enumerate(inboxes):
+            self.assertEqual((await inbox.next())["content"], f"to {i}")
+            self.assertEqual(len(inbox.messages), 1)
+        # A consumer on a shared channel keeps its prefetch: 2 at once.
+        slow_queue = self.queue_name("slow")
+        gate: Deferred[None] = Deferred()
+        held: list[Message] = []
+        everything_held: Deferred[None] = Deferred()
+
+        async def slow(msg: Message) -> None:
+            held.append(msg)
+            if len(held) == 2:
+                everything_held.callback(None)
+            await gate
+
+        await self.consume(slow_queue, slow, prefetch=2, broker=broker)
+        for n in range(4):
+            await within(broker.publish(slow_queue, message(f"slow {n}")))
+        await within(everything_held)
+        # The others still flow meanwhile; then exactly 2 are held.
+        await within(broker.publish(queues[0], message("meanwhile")))
+        self.assertEqual((await inboxes[0].next())["content"], "meanwhile")
+        self.assertEqual(len(held), 2)
+        gate.callback(None)
+        # Stopping half the consumers leaves the other half consuming.
+        for consumer in consumers[::2]:
+            await within(consumer.stop())
+        for i, queue in enumerate(queues):
+            await within(broker.publish(queue, message(f"again {i}")))
+        for i in range(1, count, 2):
+            self.assertEqual((await inboxes[i].next())["content"], f"again {i}")
+        left = Inbox()
+        for i in range(0, count, 2):
+            self.assertEqual(await within(broker.drain(queues[i], left.handler)), 1)
+        self.assertLessEqual(live.protocol.amqp.open_channels, 8)
+
+    async def test_a_cancelled_consumer_on_a_shared_channel(self) -> None:
+        """RabbitMQ cancelling one consumer of a shared channel (its queue
+        was deleted) leaves the channel to the others; it comes back."""
+        broker = RabbitMQBroker(reactor, self.settings(channel_max=8))
+        self.addCleanup(broker.close)
+        await within(broker.when_connected(timeout=TIMEOUT))
+        queues = [self.queue_name(f"share{i}") for i in range(10)]
+        inboxes = [Inbox() for _ in queues]
+        consumers = [
+            await self.consume(queue, inbox.handler, broker=broker)
+            for queue, inbox in zip(queues, inboxes, strict=True)
+        ]
+        shared = consumers[-1]._attachment.shared
+        self.assertGreater(shared.users, 1)
+        await within(broker.delete_queue(queues[-1]))
+
+        async def until_received() -> Message:
+            while True:
+                await broker.publish(queues[-1], message("back"))
+                try:
+                    return await inboxes[-1].next(timeout=0.05)
+                except DeferredTimeoutError:
+                    continue
+
+        self.assertEqual((await within(until_received()))["content"], "back")
+        for i, queue in enumerate(queues[:-1]):
+            await within(broker.publish(queue, message(f"still {i}")))
+            self.assertEqual((await inboxes[i].next())["content"], f"still {i}")
+
     async def test_when_connected_times_out_for_an_unreachable_broker(self) -> None:
         broker = RabbitMQBroker(reactor, self.settings(port=_unused_port()))
         self.addCleanup(broker.close)
