@@ -9,6 +9,10 @@ has no cap.  ``basic.qos`` is sent with each ``basic.consume`` (pipelined, so
 nothing comes between them): a consumer keeps its own prefetch on a shared
 channel.
 
+While every number is taken and no channel is open to others yet (right
+after a reconnect, when all consumers attach at once), a consumer waits for
+the first one to be.
+
 The reserved numbers are for the publish channel and the short-lived channels
 of declarations and drains; :meth:`ConsumerChannels.short_lived` runs at most
 ``reserved - 1`` of those at once, so they never run out of numbers either.
@@ -44,6 +48,8 @@ class SharedChannel:
 
     channel: AmqpChannel
     users: int = 0
+    #: Other consumers may join it (its first consumer is set up).
+    open_to_others: bool = False
 
 
 class ConsumerChannels:
@@ -56,33 +62,54 @@ class ConsumerChannels:
     ) -> None:
         self._client = client
         self._open_channel = open_channel
-        self._opening = 0
         #: Channels other consumers may join (their first consumer is set up).
         self._shareable: list[SharedChannel] = []
+        #: New channels whose first consumer is still being set up.
+        self._setting_up = 0
+        self._waiters: list[Deferred[None]] = []
         self._short_lived = DeferredSemaphore(max(1, reserved(client.channel_max) - 1))
 
     def _has_spare_number(self) -> bool:
         client = self._client
-        taken = client.open_channels + self._opening
-        return taken < client.channel_max - reserved(client.channel_max)
+        return client.open_channels < client.channel_max - reserved(client.channel_max)
 
     async def acquire(self) -> tuple[SharedChannel, bool]:
         """A channel for one more consumer, and whether it is a new one (then
         only this consumer uses it until :meth:`share` is called)."""
-        self._shareable = [s for s in self._shareable if s.channel.is_open]
-        if self._has_spare_number() or not self._shareable:
-            self._opening += 1
-            try:
-                channel = await self._open_channel()
-            finally:
-                self._opening -= 1
-            return SharedChannel(channel, users=1), True
-        shared = min(self._shareable, key=lambda s: s.users)
-        shared.users += 1
-        return shared, False
+        while True:
+            self._shareable = [s for s in self._shareable if s.channel.is_open]
+            if self._shareable and not self._has_spare_number():
+                shared = min(self._shareable, key=lambda s: s.users)
+                shared.users += 1
+                return shared, False
+            if self._has_spare_number() or not self._setting_up:
+                break
+            waiter: Deferred[None] = Deferred()
+            self._waiters.append(waiter)
+            await waiter
+        self._setting_up += 1
+        try:
+            channel = await self._open_channel()
+        except BaseException:
+            self._setting_up -= 1
+            self._wake()
+            raise
+        return SharedChannel(channel, users=1), True
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _set_up(self, shared: SharedChannel) -> None:
+        if not shared.open_to_others:
+            shared.open_to_others = True
+            self._setting_up -= 1
+            self._wake()
 
     def share(self, shared: SharedChannel) -> None:
         """Let later consumers join ``shared``."""
+        self._set_up(shared)
         if shared.channel.is_open and shared not in self._shareable:
             self._shareable.append(shared)
 
@@ -92,8 +119,10 @@ class ConsumerChannels:
         shared.users -= 1
         if shared.users > 0:
             return None
+        self._set_up(shared)  # if it was not yet, it will not be now
         if shared in self._shareable:
             self._shareable.remove(shared)
+        self._wake()
         if not shared.channel.is_open:
             return None
         closed: Deferred[Any] = shared.channel.close()

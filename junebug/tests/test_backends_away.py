@@ -14,23 +14,26 @@ import socket
 from typing import Any
 
 from twisted.internet import reactor, task
+from twisted.protocols.portforward import ProxyFactory
 from twisted.trial.unittest import TestCase
 
+from junebug.amqp import topology
 from junebug.amqp.memory import MemoryBroker
-from junebug.amqp.rabbitmq import AmqpSettings, RabbitMQBroker
+from junebug.amqp.rabbitmq import RabbitMQBroker
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.service import ChannelDependencies
 from junebug.errors import AmqpConnectionError
 from junebug.plugins.host import PluginHost
 from junebug.routers.registry import RouterRegistry
 from junebug.start_retries import StartRetries
-from junebug.stores import keys
 from junebug.stores.channels import ChannelStore
 from junebug.stores.memory import MemoryBackend
 from junebug.stores.rates import RateStore
 from junebug.stores.status import StatusStore
 from junebug.testing.api import ApiDriver
 from junebug.testing.backends_away import StoreSwitch, drop_broker_on_consume
+from junebug.testing.polling import wait_until
+from junebug.testing.rabbitmq import rabbitmq_test_settings
 from junebug.testing.transports import FakeTransport
 from junebug.transports.registry import TransportRegistry
 
@@ -465,14 +468,10 @@ def _unused_port() -> int:
 
 
 class UnreachableRabbitMQTests(TestCase):
-    """The same with the real AMQP client and nobody listening."""
+    """The same with the real AMQP client: nobody listens on the broker's
+    port, until a forwarder to the real RabbitMQ does."""
 
-    async def test_create_refused_and_nothing_stored(self) -> None:
-        broker = RabbitMQBroker(
-            reactor, AmqpSettings(port=_unused_port(), retry_initial_delay=60)
-        )
-        broker.start()
-        self.addCleanup(broker.close)
+    def registry(self, broker: RabbitMQBroker) -> ChannelRegistry:
         backend = MemoryBackend(reactor)
         rates = RateStore(backend, reactor, 60)
         deps = ChannelDependencies(
@@ -488,8 +487,39 @@ class UnreachableRabbitMQTests(TestCase):
             ),
         )
         registry = ChannelRegistry(ChannelStore(backend), deps, PluginHost([]))
+        registry.retries = StartRetries(reactor, registry.log, 0.05, 0.2)
+        self.addCleanup(registry.stop_all)
+        return registry
+
+    async def test_refused_then_started_once_rabbitmq_is_back(self) -> None:
+        port = _unused_port()
+        real = rabbitmq_test_settings()
+        broker = RabbitMQBroker(
+            reactor,
+            rabbitmq_test_settings(
+                port=port, retry_initial_delay=0.05, retry_max_delay=0.2
+            ),
+        )
+        broker.start()
+        self.addCleanup(broker.close)
+        registry = self.registry(broker)
         with self.assertRaises(AmqpConnectionError):
-            await registry.create(dict(FAKE))
+            await registry.create({"type": "fake", "config": {}})
         self.assertEqual(await registry.store.list_ids(), [])
-        self.assertEqual(backend._data, {})
-        self.assertNotIn(keys.CHANNELS, backend._data)
+        self.assertEqual(registry.deps.backend._data, {})  # type: ignore[attr-defined]
+
+        # A channel stored before cannot start now; it does once RabbitMQ is.
+        await registry.store.save("stored", {"type": "fake", "config": {}})
+        await registry.start_all()
+        self.assertEqual(registry.retries.pending(), ["stored"])
+        forwarder = reactor.listenTCP(
+            port, ProxyFactory(real.host, real.port), interface="127.0.0.1"
+        )
+        self.addCleanup(forwarder.stopListening)
+        await wait_until(lambda: not registry.retries.pending(), timeout=20)
+        channel = registry.running("stored")
+        assert channel is not None
+        self.assertTrue(channel.running)
+        self.assertTrue(broker.is_connected())
+        await broker.delete_queue(topology.outbound("stored"))
+        await broker.delete_queue(topology.status("stored"))

@@ -25,6 +25,7 @@ from twisted.internet.defer import Deferred, DeferredQueue, ensureDeferred
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from junebug.amqp import topology
@@ -754,6 +755,32 @@ class RabbitMQBrokerTests(BrokerContract):
         for i in range(0, count, 2):
             self.assertEqual(await within(broker.drain(queues[i], left.handler)), 1)
         self.assertLessEqual(live.protocol.amqp.open_channels, 8)
+
+    async def test_more_consumers_than_channel_max_after_a_reconnect(self) -> None:
+        """After a reconnect every consumer attaches again at once: those
+        past the channel numbers wait for a channel to share, none fails."""
+        broker = RabbitMQBroker(reactor, self.settings(channel_max=8))
+        self.addCleanup(broker.close)
+        await within(broker.when_connected(timeout=TIMEOUT))
+        queues = [self.queue_name(f"re{i}") for i in range(20)]
+        inboxes = [Inbox() for _ in queues]
+        for queue, inbox in zip(queues, inboxes, strict=True):
+            await self.consume(queue, inbox.handler, broker=broker)
+        failures: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if "Could not consume" in str(event.get("log_format", "")):
+                failures.append(str(event.get("error")))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        await self.lose_connection(broker)
+        await within(broker.when_connected(TIMEOUT))
+        for i, queue in enumerate(queues):
+            await within(broker.publish(queue, message(f"after {i}")))
+        for i, inbox in enumerate(inboxes):
+            self.assertEqual((await inbox.next())["content"], f"after {i}")
+        self.assertEqual(failures, [])
 
     async def test_a_cancelled_consumer_on_a_shared_channel(self) -> None:
         """RabbitMQ cancelling one consumer of a shared channel (its queue
