@@ -52,11 +52,8 @@ class CapacityTests(TestCase):
         )
 
     def transport(self, channel_id: str) -> FakeTransport:
-        [found] = [
-            t
-            for t in FakeTransport.instances
-            if t.context.channel_id == channel_id and not t.stopped
-        ]
+        found = self.api.transport(channel_id)
+        assert isinstance(found, FakeTransport)
         return found
 
     async def posts(self, count: int) -> list[Received]:
