@@ -811,6 +811,63 @@ class RabbitMQBrokerTests(BrokerContract):
             await within(broker.publish(queue, message(f"still {i}")))
             self.assertEqual((await inboxes[i].next())["content"], f"still {i}")
 
+    async def test_consumers_on_a_shared_channel_lose_their_leases_with_it(
+        self,
+    ) -> None:
+        """When RabbitMQ closes a shared channel (here: an ack of an unknown
+        delivery tag), every consumer on it learns that its running delivery
+        died; the messages come again once they have re-attached."""
+        broker = RabbitMQBroker(reactor, self.settings(channel_max=8))
+        self.addCleanup(broker.close)
+        await within(broker.when_connected(timeout=TIMEOUT))
+        gate: Deferred[None] = Deferred()
+        seen: dict[str, list[str]] = {}
+        parked: list[str] = []
+
+        def handler_for(queue: str) -> Callable[[Message], Awaitable[None]]:
+            async def handler(msg: Message) -> None:
+                outcome = seen.setdefault(queue, [])
+                if not outcome and not gate.called:
+                    parked.append(queue)
+                    await gate
+                    try:
+                        check_delivery()
+                    except DeliveryLost:
+                        outcome.append("lost")
+                        raise
+                    outcome.append("not lost")
+                    return
+                outcome.append("done")
+
+            return handler
+
+        queues = [self.queue_name(f"lease{i}") for i in range(10)]
+        consumers = [
+            await self.consume(queue, handler_for(queue), broker=broker)
+            for queue in queues
+        ]
+        attachment = consumers[-1]._attachment
+        assert attachment is not None
+        shared = attachment.shared
+        on_it = [
+            queue
+            for queue, consumer in zip(queues, consumers, strict=True)
+            if consumer._attachment is not None
+            and consumer._attachment.shared is shared
+        ]
+        self.assertGreater(len(on_it), 1)
+        for queue in on_it:
+            await within(broker.publish(queue, message(f"to {queue}")))
+        await within(self._until(lambda: len(parked) == len(on_it)))
+        shared.channel.basic_ack(10**6)  # RabbitMQ closes the channel for it
+        await within(self._until(lambda: not shared.channel.is_open))
+        gate.callback(None)
+        self.assertEqual({q: seen[q] for q in on_it}, {q: ["lost"] for q in on_it})
+        # Delivered again once each consumer is back on a channel.
+        await within(
+            self._until(lambda: all(seen[q] == ["lost", "done"] for q in on_it))
+        )
+
     async def test_when_connected_times_out_for_an_unreachable_broker(self) -> None:
         broker = RabbitMQBroker(reactor, self.settings(port=_unused_port()))
         self.addCleanup(broker.close)
