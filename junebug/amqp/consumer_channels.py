@@ -14,8 +14,9 @@ after a reconnect, when all consumers attach at once), a consumer waits for
 the first one to be.
 
 The reserved numbers are for the publish channel and the short-lived channels
-of declarations and drains; :meth:`ConsumerChannels.short_lived` runs at most
-``reserved - 1`` of those at once, so they never run out of numbers either.
+of declarations, drains and peeks; :meth:`ConsumerChannels.short_lived` runs
+at most ``reserved - 1`` of those at once, so they never run out of numbers
+either.
 """
 
 from __future__ import annotations

@@ -513,15 +513,20 @@ class RabbitMQBroker:
         """
         seen: list[Message] = []
         live = self._require_live()
-        channel = await self._bounded(live.protocol.amqp.channel(), "channel open")
-        try:
-            while len(seen) < limit:
-                got = await self._bounded(channel.basic_get(queue), "basic.get")
-                if got is None:
-                    break
-                seen.append(from_json(got.body))
-        finally:
-            await self._close_channel(channel)
+
+        async def peek_on_a_channel() -> None:
+            opening = live.protocol.amqp.channel()
+            channel = await self._bounded(opening, "channel open")
+            try:
+                while len(seen) < limit:
+                    got = await self._bounded(channel.basic_get(queue), "basic.get")
+                    if got is None:
+                        break
+                    seen.append(from_json(got.body))
+            finally:
+                await self._close_channel(channel)
+
+        await live.channels.short_lived(peek_on_a_channel)
         return seen
 
     async def _publish_body(

@@ -811,6 +811,24 @@ class RabbitMQBrokerTests(BrokerContract):
             await within(broker.publish(queue, message(f"still {i}")))
             self.assertEqual((await inboxes[i].next())["content"], f"still {i}")
 
+    async def test_peeks_past_channel_max_wait_for_a_channel_number(self) -> None:
+        """Peeks (as declarations and drains) run on short-lived channels
+        kept within the reserved numbers: many at once, with every consumer
+        channel number taken, all succeed."""
+        broker = RabbitMQBroker(reactor, self.settings(channel_max=8))
+        self.addCleanup(broker.close)
+        await within(broker.when_connected(timeout=TIMEOUT))
+        for i in range(10):
+            await self.consume(
+                self.queue_name(f"full{i}"), Inbox().handler, broker=broker
+            )
+        queue = self.queue_name("peeked")
+        await within(broker.declare_queue(queue))
+        await within(broker.publish(queue, message("waiting")))
+        peeks = [ensureDeferred(broker.peek(queue)) for _ in range(10)]
+        for peek in peeks:
+            self.assertEqual([m["content"] for m in await within(peek)], ["waiting"])
+
     async def test_consumers_on_a_shared_channel_lose_their_leases_with_it(
         self,
     ) -> None:
