@@ -119,6 +119,33 @@ class AmqpConfig:
     prefetch: int = attrs.field(
         default=20, metadata=_doc("Unacknowledged messages per consumer")
     )
+    channel_max: int = attrs.field(
+        default=2047,
+        validator=_positive,
+        metadata=_doc(
+            "Most AMQP channels on the connection (the broker may allow fewer);"
+            " past them consumers share channels; an amqp_url's channel_max"
+            " option wins over it"
+        ),
+    )
+
+    def settings(self, url: str | None = None) -> AmqpSettings:
+        """The broker connection settings: ``url`` if given (with this
+        ``channel_max`` unless the URL has its own), else these fields."""
+        if url is not None:
+            parsed = AmqpSettings.from_url(url)
+            if parsed.channel_max is None:
+                parsed = attrs.evolve(parsed, channel_max=self.channel_max)
+            return parsed
+        return AmqpSettings(
+            host=self.hostname,
+            port=self.port,
+            vhost=self.vhost,
+            username=self.username,
+            password=self.password,
+            heartbeat=self.heartbeat,
+            channel_max=self.channel_max,
+        )
 
 
 @attrs.frozen

@@ -247,3 +247,20 @@ RETRY_LATER: tuple[type[Exception], ...] = (
     StoreUnavailable,
     BrokerError,
 )
+
+#: What a backend that is away raises (Redis, RabbitMQ).
+BACKEND_AWAY: tuple[type[Exception], ...] = (StoreUnavailable, BrokerError)
+
+
+def refusal(
+    exc: Exception, what: str, outcome: str = "nothing was changed"
+) -> Exception:
+    """The error the API answers when ``what`` failed with ``exc`` and was
+    undone: 503 for a backend that is away, ``exc`` itself otherwise."""
+    if isinstance(exc, BrokerError):
+        return AmqpConnectionError(
+            f"{what}: the message broker is unreachable ({exc}); {outcome}"
+        )
+    if isinstance(exc, StoreUnavailable):
+        return StoreUnavailable(f"{what}: {exc}; {outcome}")
+    return exc

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 
 from junebug.amqp.broker import Broker
 from junebug.amqp.memory import MemoryBroker
-from junebug.amqp.rabbitmq import AmqpSettings, RabbitMQBroker
+from junebug.amqp.rabbitmq import RabbitMQBroker
 from junebug.api.app import JunebugApi
 from junebug.api.auth import auth_gate
 from junebug.api.dependencies import ApiDependencies
@@ -261,18 +261,7 @@ def backends(reactor: Any, config: JunebugConfig) -> tuple[KeyValueBackend, Brok
         return MemoryBackend(reactor, config.redis.key_prefix), MemoryBroker(reactor)
     redis = config.redis
     backend = redis_backend(address_of(redis), redis.key_prefix, clock=reactor)
-    amqp = config.amqp
-    if config.amqp_url is not None:
-        settings = AmqpSettings.from_url(config.amqp_url)
-    else:
-        settings = AmqpSettings(
-            host=amqp.hostname,
-            port=amqp.port,
-            vhost=amqp.vhost,
-            username=amqp.username,
-            password=amqp.password,
-            heartbeat=amqp.heartbeat,
-        )
+    settings = config.amqp.settings(config.amqp_url)
     broker = RabbitMQBroker(reactor, settings)
     return backend, broker
 

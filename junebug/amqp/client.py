@@ -100,7 +100,7 @@ class AmqpClient(Protocol):
         self.opened = False
         self.blocked = False
         self.frame_max = FRAME_MAX
-        self.channel_max = MAX_CHANNELS
+        self.channel_max = self._channel_max_wanted
         self.heartbeat = 0
         self._reader = FrameReader(FRAME_MAX)
         self._channels: dict[int, AmqpChannel] = {}
@@ -268,8 +268,8 @@ class AmqpClient(Protocol):
         wanted_frame = self._frame_max_wanted
         self.frame_max = min(args["frame_max"] or wanted_frame, wanted_frame)
         self._reader.frame_max = self.frame_max
-        wanted = self._heartbeat_wanted
-        self.heartbeat = args["heartbeat"] if wanted is None else wanted
+        beat = self._heartbeat_wanted
+        self.heartbeat = args["heartbeat"] if beat is None else beat
         self._write(
             f.method(
                 0,
@@ -330,6 +330,11 @@ class AmqpClient(Protocol):
             if self._next_channel not in self._channels:
                 return self._next_channel
         return None
+
+    @property
+    def open_channels(self) -> int:
+        """How many channel numbers are taken (opening, open or closing)."""
+        return len(self._channels)
 
     def _forget(self, channel: AmqpChannel) -> None:
         if self._channels.get(channel.number) is channel:

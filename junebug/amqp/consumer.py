@@ -1,17 +1,20 @@
 """A RabbitMQ consumer that follows the broker's connection.
 
-:class:`RabbitMQConsumer` opens its own channel on every connection
-:class:`~junebug.amqp.rabbitmq.RabbitMQBroker` sets up, declares and binds its
-queue, applies ``basic.qos(prefetch)`` and runs the handler for each delivery.
-A handler's outcome is settled as :func:`junebug.amqp.policy.settlement`
-says, on the channel that delivered the message.  Each handler runs under a
+:class:`RabbitMQConsumer` gets a channel on every connection
+:class:`~junebug.amqp.rabbitmq.RabbitMQBroker` sets up (its own while the
+connection's channel numbers last, else one shared with other consumers:
+:mod:`junebug.amqp.consumer_channels`), declares and binds its queue, applies
+``basic.qos(prefetch)`` and runs the handler for each delivery.  A handler's
+outcome is settled as :func:`junebug.amqp.policy.settlement` says, on the
+channel that delivered the message.  Each handler runs under a
 :class:`~junebug.amqp.lease.DeliveryLease`, lost when that channel closes
-(the broker then redelivers the message), so retrying work can stop.
+(the broker then redelivers the message), so retrying work can stop; on a
+shared channel that is every consumer's leases on it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -23,6 +26,7 @@ from twisted.python.failure import Failure
 from junebug.amqp import topology
 from junebug.amqp.broker import MessageHandler
 from junebug.amqp.client import AmqpChannel, Delivery
+from junebug.amqp.consumer_channels import ConsumerChannels, SharedChannel
 from junebug.amqp.lease import DeliveryLease, run_leased
 from junebug.amqp.policy import RETRY_LATER_PAUSE, Settlement, settlement
 from junebug.amqp.waiting import chain_to, describe, quiet
@@ -42,6 +46,9 @@ class Live:
 
     protocol: _AmqpProtocol
     publish_channel: AmqpChannel
+    channels: ConsumerChannels
+    #: ``<queue>.failed`` queues declared on this connection.
+    failed_declared: set[str] = attrs.field(factory=set)
 
     @property
     def lost(self) -> bool:
@@ -53,13 +60,13 @@ class _Attachment:
     """A consumer's channel and consumer tag on one connection."""
 
     live: Live
-    channel: AmqpChannel
+    shared: SharedChannel
     consumer_tag: str = ""
-    failed_declared: bool = False
     #: Handlers running for messages delivered on this channel.
     running: int = 0
-    #: The consumer was cancelled; close the channel once ``running`` is 0.
+    #: The consumer was cancelled; leave the channel once ``running`` is 0.
     retiring: bool = False
+    left: bool = False
     #: Of the handlers running; lost when the channel goes.
     leases: set[DeliveryLease] = attrs.field(factory=set)
 
@@ -72,8 +79,20 @@ class _Attachment:
         return reason
 
     @property
+    def channel(self) -> AmqpChannel:
+        return self.shared.channel
+
+    @property
     def usable(self) -> bool:
         return not self.live.lost and self.channel.is_open
+
+    def leave(self) -> Deferred[Any] | None:
+        """Give the channel up (the last consumer on it closes it; the
+        Deferred returned then fires once it is closed)."""
+        if self.left:
+            return None
+        self.left = True
+        return self.live.channels.release(self.shared)
 
 
 class RabbitMQConsumer:
@@ -105,32 +124,39 @@ class RabbitMQConsumer:
     # -- attaching -----------------------------------------------------------
 
     async def attach(self, live: Live) -> None:
-        """Open a channel, declare and bind the queue, start consuming."""
+        """Get a channel, declare and bind the queue, start consuming."""
         broker = self._broker
-        channel = await broker._bounded(live.protocol.amqp.channel(), "channel open")
+        shared, own = await live.channels.acquire()
+        channel = shared.channel
+        # Deliveries may follow basic.consume-ok in the same read, before
+        # this coroutine resumes: the callbacks hold the attachment.
+        attachment = _Attachment(live=live, shared=shared)
+        # Every consumer on a shared channel loses its leases with it.
+        channel.on_closed.addBoth(attachment.lose_leases)
         try:
-            await broker._bounded(
-                channel.basic_qos(prefetch_count=self._prefetch), "basic.qos"
+            if own:
+                await broker._declare_on(channel, self.queue)
+            else:
+                # Not on a shared channel: an error would close it for all.
+                await broker.declare_queue(self.queue)
+            # Sent back to back: no other consumer's qos comes between.
+            qos = channel.basic_qos(prefetch_count=self._prefetch)
+            consuming = channel.basic_consume(
+                self.queue,
+                lambda delivery: self._delivered(attachment, delivery),
+                lambda reason: self._cancelled(attachment),
             )
-            await broker._declare_on(channel, self.queue)
-            # Deliveries may follow basic.consume-ok in the same read, before
-            # this coroutine resumes: the callbacks hold the attachment.
-            attachment = _Attachment(live=live, channel=channel)
-            channel.on_closed.addBoth(attachment.lose_leases)
-            attachment.consumer_tag = await broker._bounded(
-                channel.basic_consume(
-                    self.queue,
-                    lambda delivery: self._delivered(attachment, delivery),
-                    lambda reason: self._cancelled(attachment),
-                ),
-                "basic.consume",
-            )
+            await broker._bounded(qos, "basic.qos")
+            attachment.consumer_tag = await broker._bounded(consuming, "basic.consume")
         except BaseException:
-            _close_quietly(channel)
+            attachment.leave()
             raise
         if self._stopped or live.lost:
-            _close_quietly(channel)
+            if attachment.usable:
+                channel.basic_cancel(attachment.consumer_tag).addErrback(lambda _: None)
+            attachment.leave()
             return
+        live.channels.share(shared)
         self._attachment = attachment
         self._retries = 0
 
@@ -209,13 +235,13 @@ class RabbitMQConsumer:
         _log.warn("Consumer of {queue} was cancelled; re-attaching", queue=self.queue)
         attachment.retiring = True
         if attachment.running == 0:
-            _close_quietly(attachment.channel)
+            attachment.leave()
         self._schedule_retry(live)
 
     def _finished(self, result: object, attachment: _Attachment) -> None:
         attachment.running -= 1
         if attachment.retiring and attachment.running == 0:
-            _close_quietly(attachment.channel)
+            attachment.leave()
         self._running -= 1
         if self._running == 0:
             drained, self._drained = self._drained, []
@@ -270,9 +296,11 @@ class RabbitMQConsumer:
     ) -> None:
         failed = topology.failed(self.queue)
         try:
-            if not attachment.failed_declared:
-                await self._broker._declare_on(attachment.channel, failed)
-                attachment.failed_declared = True
+            declared = attachment.live.failed_declared
+            if failed not in declared:
+                # Not on the consumer's channel, which may be shared.
+                await self._broker.declare_queue(failed)
+                declared.add(failed)
             await self._broker._publish_body(failed, body)
         except Exception as e:
             _log.warn(
@@ -313,7 +341,9 @@ class RabbitMQConsumer:
             self._drained.append(waiter)
             await waiter
         if attachment is not None:
-            await self._broker._close_channel(attachment.channel)
+            closing = attachment.leave()
+            if closing is not None:
+                await quiet(self._broker._bounded(closing, "channel close"))
         self._attachment = None
 
 
@@ -328,9 +358,3 @@ def _settle(attachment: _Attachment, how: Settlement, tag: int) -> None:
             attachment.channel.basic_nack(tag, requeue=True)
     except Exception as e:
         _log.debug("could not {how} {tag}: {error}", how=how, tag=tag, error=e)
-
-
-def _close_quietly(channel: AmqpChannel) -> None:
-    """Close ``channel`` without waiting (closing never raises)."""
-    if channel.is_open:
-        channel.close()

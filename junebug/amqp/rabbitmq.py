@@ -10,7 +10,10 @@ One connection carries:
 
 - a publish channel in confirm mode: :meth:`RabbitMQBroker.publish` awaits the
   broker's ``basic.ack`` for each message;
-- one channel per consumer, with ``basic.qos(prefetch)``.
+- a channel per consumer, with ``basic.qos(prefetch)``, while channel numbers
+  last; past them consumers share channels
+  (:mod:`junebug.amqp.consumer_channels`), so the number of consumers has no
+  cap.
 
 Every new connection declares the ``vumi`` exchange, opens the publish channel
 and then sets up again every consumer that has not been stopped.  Until that
@@ -62,6 +65,7 @@ from junebug.amqp.client import (
     PublishRefused,
 )
 from junebug.amqp.consumer import Live, RabbitMQConsumer
+from junebug.amqp.consumer_channels import ConsumerChannels
 from junebug.amqp.endpoints import amqp_endpoint
 from junebug.amqp.frames import publish_properties
 from junebug.amqp.settings import AmqpSettings, TlsSettings
@@ -356,7 +360,14 @@ class RabbitMQBroker:
         if self._closing:
             protocol.abort()
             return
-        live = Live(protocol=protocol, publish_channel=channel)
+        amqp = protocol.amqp
+        live = Live(
+            protocol=protocol,
+            publish_channel=channel,
+            channels=ConsumerChannels(
+                amqp, lambda: self._bounded(amqp.channel(), "channel open")
+            ),
+        )
         protocol.was_live = True
         channel.on_closed.addBoth(self._publish_channel_closed, live)
         self._service.ready()
@@ -481,11 +492,16 @@ class RabbitMQBroker:
                 count += 1
 
         live = self._require_live()
-        channel = await self._bounded(live.protocol.amqp.channel(), "channel open")
-        try:
-            await take(channel)
-        finally:
-            await self._close_channel(channel)
+
+        async def drain_on_a_channel() -> None:
+            opening = live.protocol.amqp.channel()
+            channel = await self._bounded(opening, "channel open")
+            try:
+                await take(channel)
+            finally:
+                await self._close_channel(channel)
+
+        await live.channels.short_lived(drain_on_a_channel)
         return count
 
     async def peek(self, queue: str, limit: int = 1000) -> list[Message]:
@@ -497,15 +513,20 @@ class RabbitMQBroker:
         """
         seen: list[Message] = []
         live = self._require_live()
-        channel = await self._bounded(live.protocol.amqp.channel(), "channel open")
-        try:
-            while len(seen) < limit:
-                got = await self._bounded(channel.basic_get(queue), "basic.get")
-                if got is None:
-                    break
-                seen.append(from_json(got.body))
-        finally:
-            await self._close_channel(channel)
+
+        async def peek_on_a_channel() -> None:
+            opening = live.protocol.amqp.channel()
+            channel = await self._bounded(opening, "channel open")
+            try:
+                while len(seen) < limit:
+                    got = await self._bounded(channel.basic_get(queue), "basic.get")
+                    if got is None:
+                        break
+                    seen.append(from_json(got.body))
+            finally:
+                await self._close_channel(channel)
+
+        await live.channels.short_lived(peek_on_a_channel)
         return seen
 
     async def _publish_body(
@@ -566,20 +587,25 @@ class RabbitMQBroker:
         """Run ``use`` on a short-lived channel, so a channel error (e.g. a
         queue declared with other arguments) cannot hurt the others."""
         live = self._require_live()
-        try:
-            channel = await self._bounded(live.protocol.amqp.channel(), "channel open")
-        except BrokerError:
-            raise
-        except Exception as e:
-            raise BrokerError(f"could not {what}: {describe(e)}") from e
-        try:
-            await use(channel)
-        except BrokerError:
-            raise
-        except Exception as e:
-            raise BrokerError(f"could not {what}: {describe(e)}") from e
-        finally:
-            await self._close_channel(channel)
+
+        async def on_a_channel() -> None:
+            try:
+                opening = live.protocol.amqp.channel()
+                channel = await self._bounded(opening, "channel open")
+            except BrokerError:
+                raise
+            except Exception as e:
+                raise BrokerError(f"could not {what}: {describe(e)}") from e
+            try:
+                await use(channel)
+            except BrokerError:
+                raise
+            except Exception as e:
+                raise BrokerError(f"could not {what}: {describe(e)}") from e
+            finally:
+                await self._close_channel(channel)
+
+        await live.channels.short_lived(on_a_channel)
 
     async def declare_queue(self, queue: str) -> None:
         """Declare the durable queue ``queue`` bound to ``vumi`` by its name."""

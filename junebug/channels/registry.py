@@ -3,6 +3,13 @@
 Properties are persisted in the channel store before a channel starts, so a
 crash never forgets an accepted channel; on start-up every stored channel is
 started again.  Deleting a channel deletes its queues too.
+
+A change either happens whole or not at all: creating, changing or restarting
+a channel needs RabbitMQ connected (else :class:`AmqpConnectionError`, 503),
+and if storing or starting fails half-way (Redis or RabbitMQ went away) what
+was done is undone before the error is answered.  A stored channel that cannot
+start because a backend is away (at start-up, or when a change is undone) is
+started again once it is back (:class:`~junebug.start_retries.StartRetries`).
 """
 
 from __future__ import annotations
@@ -16,10 +23,18 @@ from twisted.logger import Logger
 from junebug.channels.queues import delete_owned_queues
 from junebug.channels.service import Channel, ChannelDependencies
 from junebug.channels.status import RATE_FIELDS, status_object
-from junebug.errors import ChannelNotFound, InvalidChannelType, StoreUnavailable
+from junebug.errors import (
+    BACKEND_AWAY,
+    AmqpConnectionError,
+    ChannelNotFound,
+    InvalidChannelType,
+    StoreUnavailable,
+    refusal,
+)
 from junebug.http.url_templates import check_mo_url
 from junebug.http.urls import check_callback_urls
 from junebug.plugins.host import PluginHost
+from junebug.start_retries import StartRetries
 from junebug.stores.channels import ChannelStore
 
 #: Property keys that hold callback URLs (http(s) only).
@@ -54,6 +69,7 @@ class ChannelRegistry:
         self.plugins = plugins
         self._channels: dict[str, Channel] = {}
         self._locks: dict[str, DeferredLock] = {}
+        self.retries = StartRetries(deps.reactor, self.log)
 
     def _lock(self, channel_id: str) -> DeferredLock:
         return self._locks.setdefault(channel_id, DeferredLock())
@@ -117,22 +133,78 @@ class ChannelRegistry:
             return str(channel_id)
         return await self.create(properties, channel_id=channel_id)
 
+    def _require_broker(self, what: str) -> None:
+        if not self.deps.broker.is_connected():
+            raise AmqpConnectionError(
+                f"{what}: not connected to the message broker; nothing was changed"
+            )
+
+    async def _quietly(self, what: str, step: Any) -> None:
+        """Await ``step`` of an undo; log (never raise) if it fails."""
+        try:
+            await step
+        except Exception as exc:
+            self.log.warn("Could not {what}: {error}", what=what, error=exc)
+
     async def create(
         self, properties: dict[str, Any], channel_id: str | None = None
     ) -> str:
+        """Store and start a channel; on any failure nothing stays stored."""
         self.validate(properties)
         check_mo_url("mo_url", properties.get("mo_url"))
+        self._require_broker("Channel not created")
         channel_id = channel_id or str(uuid.uuid4())
-        await self.store.save(channel_id, properties)
-        await self._start(channel_id, properties)
+        async with self._lock(channel_id):
+            try:
+                await self.store.save(channel_id, properties)
+                await self._start(channel_id, properties)
+            except Exception as exc:
+                await self._quietly("undo a channel", self.store.delete(channel_id))
+                await self._quietly(
+                    "undo a status", self.deps.statuses.delete(channel_id)
+                )
+                raise refusal(exc, "Channel not created") from exc
         return channel_id
 
     async def _start(self, channel_id: str, properties: dict[str, Any]) -> Channel:
+        """Start a channel; if that fails, nothing of it is left running."""
         channel = Channel(channel_id, properties, self.deps)
         self._channels[channel_id] = channel
-        await channel.start()
+        try:
+            await channel.start()
+        except BaseException:
+            if self._channels.get(channel_id) is channel:
+                del self._channels[channel_id]
+            await channel.stop()
+            raise
+        self.retries.discard(channel_id)
         await self.plugins.channel_started(channel)
         return channel
+
+    async def _start_or_retry(
+        self, channel_id: str, properties: dict[str, Any]
+    ) -> None:
+        """Start; if a backend is away, start it again once it is back."""
+        try:
+            await self._start(channel_id, properties)
+        except BACKEND_AWAY as exc:
+            self._retry_later(channel_id, exc)
+
+    def _retry_later(self, channel_id: str, error: Exception) -> None:
+        self.log.warn(
+            "Channel {channel_id} cannot start ({error}); retrying later",
+            channel_id=channel_id,
+            error=error,
+        )
+        self.retries.add(channel_id, lambda: self._retry_start(channel_id))
+
+    async def _retry_start(self, channel_id: str) -> None:
+        async with self._lock(channel_id):
+            if channel_id in self._channels:
+                return
+            properties = await self.store.load(channel_id)
+            if properties is not None:
+                await self._start(channel_id, properties)
 
     async def _stop(self, channel_id: str) -> None:
         channel = self._channels.pop(channel_id, None)
@@ -142,51 +214,90 @@ class ChannelRegistry:
         await self.plugins.channel_stopped(channel)
 
     async def update(self, channel_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Store and apply ``changes``; on any failure the channel is left as
+        it was (stored and running with its old properties)."""
+        what = "Channel not updated"
         async with self._lock(channel_id):
             properties = await self.get_properties(channel_id)
             merged = {**properties, **changes}
             self.validate(merged)
             # Only a new URL: one stored before templates existed still works.
             check_mo_url("mo_url", changes.get("mo_url"))
-            await self.store.save(channel_id, merged)
             channel = self._channels.get(channel_id)
-            if channel is None or RUNTIME_KEYS.intersection(changes):
-                await self._stop(channel_id)
-                await self._start(channel_id, merged)
-            else:
+            restart = channel is None or bool(RUNTIME_KEYS.intersection(changes))
+            if restart:
+                self._require_broker(what)
+            try:
+                await self.store.save(channel_id, merged)
+            except Exception as exc:
+                await self._quietly(
+                    "undo a channel change", self.store.save(channel_id, properties)
+                )
+                raise refusal(exc, what) from exc
+            if channel is not None and not restart:
                 channel.properties = merged
+                return merged
+            await self._stop(channel_id)
+            try:
+                await self._start(channel_id, merged)
+            except Exception as exc:
+                await self._quietly(
+                    "undo a channel change", self.store.save(channel_id, properties)
+                )
+                await self._start_or_retry(channel_id, properties)
+                raise refusal(exc, what) from exc
             return merged
 
     async def delete(self, channel_id: str) -> None:
+        """Forget a channel, then stop it (it stays if it cannot be forgotten)."""
         async with self._lock(channel_id):
             await self.get_properties(channel_id)
+            try:
+                await self.store.delete(channel_id)
+            except Exception as exc:
+                raise refusal(exc, "Channel not deleted") from exc
+            self.retries.discard(channel_id)
             await self._stop(channel_id)
-            await self.store.delete(channel_id)
-            await self.deps.statuses.delete(channel_id)
+            await self._quietly(
+                "delete a channel status", self.deps.statuses.delete(channel_id)
+            )
             await delete_owned_queues(
                 self.deps.broker, channel_id, with_status=True, log=self.log
             )
         self._locks.pop(channel_id, None)
 
     async def restart(self, channel_id: str) -> None:
+        """Stop and start a channel; if starting fails because a backend is
+        away, it is started again once it is back."""
         async with self._lock(channel_id):
             properties = await self.get_properties(channel_id)
+            self._require_broker("Channel not restarted")
             await self._stop(channel_id)
-            await self._start(channel_id, properties)
-
-    async def start_all(self) -> None:
-        """Start every stored channel; one that fails never stops the others."""
-        for channel_id in await self.store.list_ids():
-            properties = await self.store.load(channel_id)
-            if properties is None:
-                continue
             try:
                 await self._start(channel_id, properties)
+            except Exception as exc:
+                if isinstance(exc, BACKEND_AWAY):
+                    self._retry_later(channel_id, exc)
+                raise refusal(
+                    exc, "Channel not restarted", "it starts once that is back"
+                ) from exc
+
+    async def start_all(self) -> None:
+        """Start every stored channel; one that fails never stops the others,
+        and one that fails because a backend is away is retried."""
+        for channel_id in await self.store.list_ids():
+            try:
+                properties = await self.store.load(channel_id)
+                if properties is not None:
+                    await self._start(channel_id, properties)
+            except BACKEND_AWAY as exc:
+                self._retry_later(channel_id, exc)
             except Exception:
                 self.log.failure(
                     "Could not start channel {channel_id}", channel_id=channel_id
                 )
 
     async def stop_all(self) -> None:
+        self.retries.stop()
         for channel_id in list(self._channels):
             await self._stop(channel_id)

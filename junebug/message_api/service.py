@@ -49,17 +49,7 @@ LISTENING = "Junebug message API is listening on {address}"
 
 def amqp_settings(config: MessageApiConfig) -> AmqpSettings:
     """The broker connection settings: ``amqp_url`` if given, else ``amqp``."""
-    if config.amqp_url is not None:
-        return AmqpSettings.from_url(config.amqp_url)
-    amqp = config.amqp
-    return AmqpSettings(
-        host=amqp.hostname,
-        port=amqp.port,
-        vhost=amqp.vhost,
-        username=amqp.username,
-        password=amqp.password,
-        heartbeat=amqp.heartbeat,
-    )
+    return config.amqp.settings(config.amqp_url)
 
 
 async def connect_broker(reactor: Any, config: MessageApiConfig) -> Broker:

@@ -8,6 +8,11 @@ start-up every stored router is started (after the channels).
 
 All changes are serialised by one lock, so two requests can never both pass a
 check that only one of them may pass (e.g. "only one router per channel").
+
+As for channels, a change happens whole or not at all: it needs RabbitMQ
+connected (else 503), and a failure half-way (Redis or RabbitMQ went away)
+is undone before it is answered.  A stored router that cannot start because a
+backend is away is started again once it is back.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from twisted.logger import Logger
 from junebug.channels.queues import delete_owned_queues
 from junebug.channels.sending import MessageSender
 from junebug.errors import (
+    BACKEND_AWAY,
+    AmqpConnectionError,
     DestinationNotFound,
     InvalidRouterDestinationConfig,
     InvalidRouterType,
     RouterNotFound,
+    refusal,
 )
 from junebug.http.url_templates import check_mo_url
 from junebug.http.urls import check_callback_urls
@@ -35,6 +43,7 @@ from junebug.routers.interface import (
     Router,
     RouterDependencies,
 )
+from junebug.start_retries import StartRetries
 from junebug.transports.registry import load_dotted
 
 DEFAULT_ROUTERS: Mapping[str, str] = {
@@ -75,6 +84,7 @@ class RouterRegistry:
         self._classes: dict[str, type[Router]] = {}
         self._routers: dict[str, Router] = {}
         self._lock = DeferredLock()
+        self.retries = StartRetries(deps.reactor, self.log)
 
     # -- types -----------------------------------------------------------------
 
@@ -179,18 +189,66 @@ class RouterRegistry:
     async def _start(
         self, router: dict[str, Any], destinations: Sequence[dict[str, Any]]
     ) -> Router:
+        """Start a router.  If a backend is away the error propagates and
+        nothing of it is left; any other failure leaves it registered,
+        stopped, with its ``start_error``."""
         cls = self.resolve(router.get("type"))
         instance = cls(router, destinations, self.deps)
         self._routers[instance.id] = instance
         try:
             await instance.start()
         except Exception as exc:
+            await instance.stop()
+            if isinstance(exc, BACKEND_AWAY):
+                if self._routers.get(instance.id) is instance:
+                    del self._routers[instance.id]
+                raise
             instance.start_error = f"{type(exc).__name__}: {exc}"
             instance.log.failure(
                 "Router {router_id} failed to start", router_id=instance.id
             )
-            await instance.stop()
+        self.retries.discard(instance.id)
         return instance
+
+    def _require_broker(self, what: str) -> None:
+        if not self.deps.broker.is_connected():
+            raise AmqpConnectionError(
+                f"{what}: not connected to the message broker; nothing was changed"
+            )
+
+    async def _quietly(self, what: str, step: Any) -> None:
+        """Await ``step`` of an undo; log (never raise) if it fails."""
+        try:
+            await step
+        except Exception as exc:
+            self.log.warn("Could not {what}: {error}", what=what, error=exc)
+
+    def _retry_later(self, router_id: str, error: Exception) -> None:
+        self.log.warn(
+            "Router {router_id} cannot start ({error}); retrying later",
+            router_id=router_id,
+            error=error,
+        )
+        self.retries.add(router_id, lambda: self._retry_start(router_id))
+
+    async def _retry_start(self, router_id: str) -> None:
+        async with self._lock:
+            if router_id in self._routers:
+                return
+            router = await self.store.load(router_id)
+            if router is not None:
+                destinations = await self.store.load_destinations(router_id)
+                await self._start(router, destinations)
+
+    async def _undo_restart(
+        self, router: dict[str, Any], destinations: Sequence[dict[str, Any]]
+    ) -> None:
+        """Run ``router`` as it was again, or once the backends are back."""
+        await self._stop(router["id"])
+        try:
+            await self._start(router, destinations)
+        except BACKEND_AWAY as exc:
+            self._retry_later(router["id"], exc)
 
     async def _stop(self, router_id: str) -> None:
         instance = self._routers.pop(router_id, None)
@@ -212,34 +270,54 @@ class RouterRegistry:
                     continue
                 destinations = await self.store.load_destinations(router_id)
                 await self._start(router, destinations)
+            except BACKEND_AWAY as exc:
+                self._retry_later(router_id, exc)
             except Exception:
                 self.log.failure(
                     "Could not start router {router_id}", router_id=router_id
                 )
 
     async def stop_all(self) -> None:
+        self.retries.stop()
         for router_id in list(self._routers):
             await self._stop(router_id)
 
     # -- routers ---------------------------------------------------------------
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Store and start a router; on any failure nothing stays stored."""
         async with self._lock:
             await self._validate_router(body, None)
+            self._require_broker("Router not created")
             router = {**body, "id": str(uuid.uuid4())}
-            await self.store.save(router)
-            await self._start(router, [])
+            try:
+                await self.store.save(router)
+                await self._start(router, [])
+            except Exception as exc:
+                await self._quietly("undo a router", self.store.delete(router["id"]))
+                raise refusal(exc, "Router not created") from exc
             return router
 
     async def _update(
         self, router_id: str, old: dict[str, Any], router: dict[str, Any]
     ) -> dict[str, Any]:
+        what = "Router not updated"
         cls = await self._validate_router(router, router_id)
         destinations = await self.store.load_destinations(router_id)
         if router.get("type") != old.get("type"):
             await self._validate_all_destinations(cls, router_id, destinations)
-        await self.store.save(router)
-        await self._restart(router, destinations)
+        self._require_broker(what)
+        try:
+            await self.store.save(router)
+        except Exception as exc:
+            await self._quietly("undo a router change", self.store.save(old))
+            raise refusal(exc, what) from exc
+        try:
+            await self._restart(router, destinations)
+        except Exception as exc:
+            await self._quietly("undo a router change", self.store.save(old))
+            await self._undo_restart(old, destinations)
+            raise refusal(exc, what) from exc
         return router
 
     async def replace(self, router_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -256,12 +334,17 @@ class RouterRegistry:
             return await self._update(router_id, old, {**old, **body, "id": router_id})
 
     async def delete(self, router_id: str) -> None:
-        """Stop a router and delete it with its destinations and their queues."""
+        """Delete a router with its destinations (from the store first: it
+        stays if that fails), stop it and delete their queues."""
         async with self._lock:
             await self.get(router_id)
             destination_ids = await self.store.list_destination_ids(router_id)
+            try:
+                await self.store.delete(router_id)
+            except Exception as exc:
+                raise refusal(exc, "Router not deleted") from exc
+            self.retries.discard(router_id)
             await self._stop(router_id)
-            await self.store.delete(router_id)
             for destination_id in destination_ids:
                 await self._delete_queues(destination_id)
 
@@ -283,8 +366,18 @@ class RouterRegistry:
             check_callback_urls(destination, ("mo_url",))
             check_mo_url("mo_url", body.get("mo_url"))
             await self._validate_destination(cls, router_id, destination, destinations)
-            await self.store.save_destination(router_id, destination)
-            await self._restart(router, [*destinations, destination])
+            what = "Destination not created"
+            self._require_broker(what)
+            try:
+                await self.store.save_destination(router_id, destination)
+                await self._restart(router, [*destinations, destination])
+            except Exception as exc:
+                await self._quietly(
+                    "undo a destination",
+                    self.store.delete_destination(router_id, destination["id"]),
+                )
+                await self._undo_restart(router, destinations)
+                raise refusal(exc, what) from exc
             return destination
 
     async def _update_destination(
@@ -305,11 +398,21 @@ class RouterRegistry:
         check_mo_url("mo_url", body.get("mo_url"))
         if not merge or "config" in body:
             await self._validate_destination(cls, router_id, destination, destinations)
-        await self.store.save_destination(router_id, destination)
+        what = "Destination not updated"
+        self._require_broker(what)
         updated = [
             destination if d["id"] == destination_id else d for d in destinations
         ]
-        await self._restart(router, updated)
+        try:
+            await self.store.save_destination(router_id, destination)
+            await self._restart(router, updated)
+        except Exception as exc:
+            await self._quietly(
+                "undo a destination change",
+                self.store.save_destination(router_id, old),
+            )
+            await self._undo_restart(router, destinations)
+            raise refusal(exc, what) from exc
         return destination
 
     async def replace_destination(
@@ -331,12 +434,23 @@ class RouterRegistry:
             )
 
     async def delete_destination(self, router_id: str, destination_id: str) -> None:
+        what = "Destination not deleted"
         async with self._lock:
             router = await self.get(router_id)
-            await self.get_destination(router_id, destination_id)
-            await self.store.delete_destination(router_id, destination_id)
+            old = await self.get_destination(router_id, destination_id)
             destinations = await self.store.load_destinations(router_id)
-            await self._restart(router, destinations)
+            self._require_broker(what)
+            remaining = [d for d in destinations if d["id"] != destination_id]
+            try:
+                await self.store.delete_destination(router_id, destination_id)
+                await self._restart(router, remaining)
+            except Exception as exc:
+                await self._quietly(
+                    "undo a destination deletion",
+                    self.store.save_destination(router_id, old),
+                )
+                await self._undo_restart(router, destinations)
+                raise refusal(exc, what) from exc
             await self._delete_queues(destination_id)
 
     # -- sending ---------------------------------------------------------------

@@ -257,6 +257,14 @@ class HandshakeTests(ClientTestCase):
             tune_ok.args, {"channel_max": 2047, "frame_max": 131072, "heartbeat": 0}
         )
 
+    def test_channel_max_asked_for_is_negotiated(self) -> None:
+        """A lower ``channel_max`` of our own wins over the broker's."""
+        self.connect(channel_max=16)
+        self.feed(start(), tune(channel_max=2047))
+        [_, (_, tune_ok), _] = self.written_methods()
+        self.assertEqual(tune_ok["channel_max"], 16)
+        self.assertEqual(self.client.channel_max, 16)
+
     def test_larger_limits_are_capped(self) -> None:
         self.connect()
         self.feed(start(), tune(frame_max=1 << 20, channel_max=65535))

@@ -175,3 +175,18 @@ class JbConfigTests(SynchronousTestCase):
         self.assertIn("bogus", str(caught.exception))
         config = load_config(None, {"JUNEBUG_AMQP_URL": "amqps://a,b/jb"}, {})
         self.assertEqual(config.amqp_url, "amqps://a,b/jb")
+
+    def test_one_channel_max_from_the_config_key_or_the_url(self) -> None:
+        """``amqp.channel_max`` and an ``amqp_url``'s ``channel_max`` option
+        feed the one setting; the URL's option wins when both are given."""
+        config = load_config(None, {}, {"amqp": {"channel_max": 16}})
+        self.assertEqual(config.amqp.settings().channel_max, 16)
+        self.assertEqual(config.amqp.settings("amqp://rabbit/jb").channel_max, 16)
+        from_url = config.amqp.settings("amqp://rabbit/jb?channel_max=32")
+        self.assertEqual(from_url.channel_max, 32)
+        self.assertEqual((from_url.host, from_url.vhost), ("rabbit", "jb"))
+        fields = config.amqp.settings()
+        self.assertEqual(
+            (fields.host, fields.port, fields.heartbeat),
+            (config.amqp.hostname, config.amqp.port, config.amqp.heartbeat),
+        )

@@ -25,6 +25,7 @@ from twisted.internet.defer import Deferred, DeferredQueue, ensureDeferred
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from junebug.amqp import topology
@@ -699,6 +700,191 @@ class RabbitMQBrokerTests(BrokerContract):
                     continue
 
         self.assertEqual((await within(until_received()))["content"], "again")
+
+    async def test_more_consumers_than_channel_max(self) -> None:
+        """Past the connection's channel numbers consumers share channels:
+        each still gets its own messages, with its own prefetch, and
+        stopping some leaves the others consuming."""
+        broker = RabbitMQBroker(reactor, self.settings(channel_max=8))
+        self.addCleanup(broker.close)
+        await within(broker.when_connected(timeout=TIMEOUT))
+        count = 30  # 8 channel numbers, 6 of them for consumers
+        queues = [self.queue_name(f"cap{i}") for i in range(count)]
+        inboxes = [Inbox() for _ in queues]
+        consumers = [
+            await self.consume(queue, inbox.handler, broker=broker)
+            for queue, inbox in zip(queues, inboxes, strict=True)
+        ]
+        live = broker._live
+        assert live is not None
+        self.assertLessEqual(live.protocol.amqp.open_channels, 8)
+        for i, queue in enumerate(queues):
+            await within(broker.publish(queue, message(f"to {i}")))
+        for i, inbox in enumerate(inboxes):
+            self.assertEqual((await inbox.next())["content"], f"to {i}")
+            self.assertEqual(len(inbox.messages), 1)
+        # A consumer on a shared channel keeps its prefetch: 2 at once.
+        slow_queue = self.queue_name("slow")
+        gate: Deferred[None] = Deferred()
+        held: list[Message] = []
+        everything_held: Deferred[None] = Deferred()
+
+        async def slow(msg: Message) -> None:
+            held.append(msg)
+            if len(held) == 2:
+                everything_held.callback(None)
+            await gate
+
+        await self.consume(slow_queue, slow, prefetch=2, broker=broker)
+        for n in range(4):
+            await within(broker.publish(slow_queue, message(f"slow {n}")))
+        await within(everything_held)
+        # The others still flow meanwhile; then exactly 2 are held.
+        await within(broker.publish(queues[0], message("meanwhile")))
+        self.assertEqual((await inboxes[0].next())["content"], "meanwhile")
+        self.assertEqual(len(held), 2)
+        gate.callback(None)
+        # Stopping half the consumers leaves the other half consuming.
+        for consumer in consumers[::2]:
+            await within(consumer.stop())
+        for i, queue in enumerate(queues):
+            await within(broker.publish(queue, message(f"again {i}")))
+        for i in range(1, count, 2):
+            self.assertEqual((await inboxes[i].next())["content"], f"again {i}")
+        left = Inbox()
+        for i in range(0, count, 2):
+            self.assertEqual(await within(broker.drain(queues[i], left.handler)), 1)
+        self.assertLessEqual(live.protocol.amqp.open_channels, 8)
+
+    async def test_more_consumers_than_channel_max_after_a_reconnect(self) -> None:
+        """After a reconnect every consumer attaches again at once: those
+        past the channel numbers wait for a channel to share, none fails."""
+        broker = RabbitMQBroker(reactor, self.settings(channel_max=8))
+        self.addCleanup(broker.close)
+        await within(broker.when_connected(timeout=TIMEOUT))
+        queues = [self.queue_name(f"re{i}") for i in range(20)]
+        inboxes = [Inbox() for _ in queues]
+        for queue, inbox in zip(queues, inboxes, strict=True):
+            await self.consume(queue, inbox.handler, broker=broker)
+        failures: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if "Could not consume" in str(event.get("log_format", "")):
+                failures.append(str(event.get("error")))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        await self.lose_connection(broker)
+        await within(broker.when_connected(TIMEOUT))
+        for i, queue in enumerate(queues):
+            await within(broker.publish(queue, message(f"after {i}")))
+        for i, inbox in enumerate(inboxes):
+            self.assertEqual((await inbox.next())["content"], f"after {i}")
+        self.assertEqual(failures, [])
+
+    async def test_a_cancelled_consumer_on_a_shared_channel(self) -> None:
+        """RabbitMQ cancelling one consumer of a shared channel (its queue
+        was deleted) leaves the channel to the others; it comes back."""
+        broker = RabbitMQBroker(reactor, self.settings(channel_max=8))
+        self.addCleanup(broker.close)
+        await within(broker.when_connected(timeout=TIMEOUT))
+        queues = [self.queue_name(f"share{i}") for i in range(10)]
+        inboxes = [Inbox() for _ in queues]
+        consumers = [
+            await self.consume(queue, inbox.handler, broker=broker)
+            for queue, inbox in zip(queues, inboxes, strict=True)
+        ]
+        shared = consumers[-1]._attachment.shared
+        self.assertGreater(shared.users, 1)
+        await within(broker.delete_queue(queues[-1]))
+
+        async def until_received() -> Message:
+            while True:
+                await broker.publish(queues[-1], message("back"))
+                try:
+                    return await inboxes[-1].next(timeout=0.05)
+                except DeferredTimeoutError:
+                    continue
+
+        self.assertEqual((await within(until_received()))["content"], "back")
+        for i, queue in enumerate(queues[:-1]):
+            await within(broker.publish(queue, message(f"still {i}")))
+            self.assertEqual((await inboxes[i].next())["content"], f"still {i}")
+
+    async def test_peeks_past_channel_max_wait_for_a_channel_number(self) -> None:
+        """Peeks (as declarations and drains) run on short-lived channels
+        kept within the reserved numbers: many at once, with every consumer
+        channel number taken, all succeed."""
+        broker = RabbitMQBroker(reactor, self.settings(channel_max=8))
+        self.addCleanup(broker.close)
+        await within(broker.when_connected(timeout=TIMEOUT))
+        for i in range(10):
+            await self.consume(
+                self.queue_name(f"full{i}"), Inbox().handler, broker=broker
+            )
+        queue = self.queue_name("peeked")
+        await within(broker.declare_queue(queue))
+        await within(broker.publish(queue, message("waiting")))
+        peeks = [ensureDeferred(broker.peek(queue)) for _ in range(10)]
+        for peek in peeks:
+            self.assertEqual([m["content"] for m in await within(peek)], ["waiting"])
+
+    async def test_consumers_on_a_shared_channel_lose_their_leases_with_it(
+        self,
+    ) -> None:
+        """When RabbitMQ closes a shared channel (here: an ack of an unknown
+        delivery tag), every consumer on it learns that its running delivery
+        died; the messages come again once they have re-attached."""
+        broker = RabbitMQBroker(reactor, self.settings(channel_max=8))
+        self.addCleanup(broker.close)
+        await within(broker.when_connected(timeout=TIMEOUT))
+        gate: Deferred[None] = Deferred()
+        seen: dict[str, list[str]] = {}
+        parked: list[str] = []
+
+        def handler_for(queue: str) -> Callable[[Message], Awaitable[None]]:
+            async def handler(msg: Message) -> None:
+                outcome = seen.setdefault(queue, [])
+                if not outcome and not gate.called:
+                    parked.append(queue)
+                    await gate
+                    try:
+                        check_delivery()
+                    except DeliveryLost:
+                        outcome.append("lost")
+                        raise
+                    outcome.append("not lost")
+                    return
+                outcome.append("done")
+
+            return handler
+
+        queues = [self.queue_name(f"lease{i}") for i in range(10)]
+        consumers = [
+            await self.consume(queue, handler_for(queue), broker=broker)
+            for queue in queues
+        ]
+        attachment = consumers[-1]._attachment
+        assert attachment is not None
+        shared = attachment.shared
+        on_it = [
+            queue
+            for queue, consumer in zip(queues, consumers, strict=True)
+            if consumer._attachment is not None
+            and consumer._attachment.shared is shared
+        ]
+        self.assertGreater(len(on_it), 1)
+        for queue in on_it:
+            await within(broker.publish(queue, message(f"to {queue}")))
+        await within(self._until(lambda: len(parked) == len(on_it)))
+        shared.channel.basic_ack(10**6)  # RabbitMQ closes the channel for it
+        await within(self._until(lambda: not shared.channel.is_open))
+        gate.callback(None)
+        self.assertEqual({q: seen[q] for q in on_it}, {q: ["lost"] for q in on_it})
+        # Delivered again once each consumer is back on a channel.
+        await within(
+            self._until(lambda: all(seen[q] == ["lost", "done"] for q in on_it))
+        )
 
     async def test_when_connected_times_out_for_an_unreachable_broker(self) -> None:
         broker = RabbitMQBroker(reactor, self.settings(port=_unused_port()))

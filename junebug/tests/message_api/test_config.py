@@ -268,3 +268,27 @@ class StateCacheConfigTests(SynchronousTestCase):
         for name in ("junebug.nope.Cache", "junebug.config.JunebugConfig", "x"):
             with self.assertRaises(ConfigError, msg=name):
                 resolve_state_cache(name)
+
+
+class AmqpSettingsTests(SynchronousTestCase):
+    def test_channel_max_reaches_the_broker_settings(self) -> None:
+        """``amqp.channel_max`` is used with or without ``amqp_url`` (whose
+        own ``channel_max`` option wins)."""
+        from junebug.message_api.service import amqp_settings
+
+        fields = build_config({**REQUIRED, "amqp": {"channel_max": 16}})
+        self.assertEqual(amqp_settings(fields).channel_max, 16)
+        url = "amqp://u:p@rabbit:5673/v"
+        with_url = build_config(
+            {**REQUIRED, "amqp": {"channel_max": 16}, "amqp_url": url}
+        )
+        self.assertEqual(amqp_settings(with_url).channel_max, 16)
+        self.assertEqual(amqp_settings(with_url).host, "rabbit")
+        own = build_config(
+            {
+                **REQUIRED,
+                "amqp": {"channel_max": 16},
+                "amqp_url": url + "?channel_max=4",
+            }
+        )
+        self.assertEqual(amqp_settings(own).channel_max, 4)
