@@ -19,9 +19,17 @@ from junebug.api.schemas import (
     ROUTER_PATCH,
     parse_body,
 )
+from junebug.api.secrets import restore, wants_secrets
+from junebug.redaction import redact
 
 ROUTER = "/routers/<string:router_id>"
 DESTINATION = ROUTER + "/destinations/<string:destination_id>"
+
+
+def shown(request: IRequest, view: Any) -> Any:
+    """A router or destination as a response shows it: tokens and URL
+    passwords redacted by key name unless the request asks for them."""
+    return view if wants_secrets(request) else redact(view)
 
 
 def install(app: Klein, deps: ApiDependencies) -> None:
@@ -41,23 +49,26 @@ def install(app: Klein, deps: ApiDependencies) -> None:
     async def create_router(request: IRequest) -> bytes:
         body: dict[str, Any] = parse_body(request, ROUTER_CREATE, max_size)
         router = await registry.create(body)
-        return render(request, 201, "router created", router)
+        return render(request, 201, "router created", shown(request, router))
 
     @app.route(ROUTER, methods=["GET"])
     async def get_router(request: IRequest, router_id: str) -> bytes:
-        return render(request, 200, "router found", await registry.get(router_id))
+        router = await registry.get(router_id)
+        return render(request, 200, "router found", shown(request, router))
 
     @app.route(ROUTER, methods=["PUT"])
     async def replace_router(request: IRequest, router_id: str) -> bytes:
         body: dict[str, Any] = parse_body(request, ROUTER_CREATE, max_size)
+        body = restore(body, await registry.get(router_id))
         router = await registry.replace(router_id, body)
-        return render(request, 200, "router updated", router)
+        return render(request, 200, "router updated", shown(request, router))
 
     @app.route(ROUTER, methods=["PATCH"])
     async def patch_router(request: IRequest, router_id: str) -> bytes:
         body: dict[str, Any] = parse_body(request, ROUTER_PATCH, max_size)
+        body = restore(body, await registry.get(router_id))
         router = await registry.patch(router_id, body)
-        return render(request, 200, "router updated", router)
+        return render(request, 200, "router updated", shown(request, router))
 
     @app.route(ROUTER, methods=["DELETE"])
     async def delete_router(request: IRequest, router_id: str) -> bytes:
@@ -80,32 +91,36 @@ def install(app: Klein, deps: ApiDependencies) -> None:
     async def create_destination(request: IRequest, router_id: str) -> bytes:
         body: dict[str, Any] = parse_body(request, DESTINATION_CREATE, max_size)
         destination = await registry.create_destination(router_id, body)
-        return render(request, 201, "destination created", destination)
+        return render(request, 201, "destination created", shown(request, destination))
 
     @app.route(DESTINATION, methods=["GET"])
     async def get_destination(
         request: IRequest, router_id: str, destination_id: str
     ) -> bytes:
         destination = await registry.get_destination(router_id, destination_id)
-        return render(request, 200, "destination found", destination)
+        return render(request, 200, "destination found", shown(request, destination))
 
     @app.route(DESTINATION, methods=["PUT"])
     async def replace_destination(
         request: IRequest, router_id: str, destination_id: str
     ) -> bytes:
         body: dict[str, Any] = parse_body(request, DESTINATION_CREATE, max_size)
+        stored = await registry.get_destination(router_id, destination_id)
+        body = restore(body, stored)
         destination = await registry.replace_destination(
             router_id, destination_id, body
         )
-        return render(request, 200, "destination updated", destination)
+        return render(request, 200, "destination updated", shown(request, destination))
 
     @app.route(DESTINATION, methods=["PATCH"])
     async def patch_destination(
         request: IRequest, router_id: str, destination_id: str
     ) -> bytes:
         body: dict[str, Any] = parse_body(request, DESTINATION_PATCH, max_size)
+        stored = await registry.get_destination(router_id, destination_id)
+        body = restore(body, stored)
         destination = await registry.patch_destination(router_id, destination_id, body)
-        return render(request, 200, "destination updated", destination)
+        return render(request, 200, "destination updated", shown(request, destination))
 
     @app.route(DESTINATION, methods=["DELETE"])
     async def delete_destination(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -44,6 +45,8 @@ class RateStore:
         self.flush_interval = flush_interval or min(MAX_FLUSH_INTERVAL, window / 4)
         self._pending: Counter[str] = Counter()
         self._loop: LoopingCall | None = None
+        #: The periodic flush still writing, which stop() waits for.
+        self._flushing: Deferred[None] | None = None
 
     def _bucket(self) -> int:
         return int(self._clock.seconds() / self.window)
@@ -51,7 +54,7 @@ class RateStore:
     def start(self) -> None:
         """Flush counts periodically (without it, every increment writes)."""
         if self._loop is None:
-            self._loop = LoopingCall(self._flush_logged)
+            self._loop = LoopingCall(self._periodic_flush)
             self._loop.clock = self._clock
             self._loop.start(self.flush_interval, now=False)
 
@@ -59,6 +62,8 @@ class RateStore:
         loop, self._loop = self._loop, None
         if loop is not None and loop.running:
             loop.stop()
+        if self._flushing is not None:
+            await self._flushing
         await self.flush()
 
     async def increment(self, owner_id: str, label: str) -> None:
@@ -73,6 +78,16 @@ class RateStore:
         pending, self._pending = self._pending, Counter()
         for key, count in pending.items():
             await self._backend.incr(key, ttl=self._ttl, amount=count)
+
+    def _periodic_flush(self) -> Deferred[None]:
+        flushing = self._flushing = ensureDeferred(self._flush_logged())
+
+        def done(_: None) -> None:
+            if self._flushing is flushing:
+                self._flushing = None
+
+        flushing.addCallback(done)
+        return flushing
 
     async def _flush_logged(self) -> None:
         try:

@@ -359,13 +359,46 @@ class DestinationCrudTests(RoutersApiBase):
         self.assertEqual((code, body["description"]), (201, "destination created"))
         destination = body["result"]
         did = destination["id"]
-        self.assertEqual(destination, {**props, "id": did})
+        self.assertEqual(destination, {**props, "mo_url_token": "***", "id": did})
         code, body, _ = await api.request("GET", f"/routers/{rid}/destinations/{did}")
         self.assertEqual((code, body["description"]), (200, "destination found"))
         self.assertEqual(body["result"], destination)
         _, body, _ = await api.request("GET", f"/routers/{rid}/destinations/")
         self.assertEqual(body["result"], [did])
-        self.assertEqual(self.running_destinations(rid), [destination])
+        self.assertEqual(self.running_destinations(rid), [{**props, "id": did}])
+
+    async def test_secrets_masked_and_kept(self) -> None:
+        """A destination's token and URL password are masked in answers unless
+        asked for; sending the masked values back keeps the stored ones."""
+        api = await self.start()
+        rid = await self.router(await self.channel())
+        props = {
+            "config": {"regular_expression": "^1"},
+            "mo_url": "https://user:pw@example.org/mo",
+            "mo_url_token": "my-secret-token",
+        }
+        code, body, _ = await api.request(
+            "POST", f"/routers/{rid}/destinations/", props
+        )
+        shown = body["result"]
+        did = shown["id"]
+        self.assertEqual(
+            (shown["mo_url_token"], shown["mo_url"]),
+            ("***", "https://user:***@example.org/mo"),
+        )
+        path = f"/routers/{rid}/destinations/{did}"
+        code, body, _ = await api.request("GET", path + "?show_secrets=true")
+        self.assertEqual(body["result"]["mo_url_token"], "my-secret-token")
+        for method in ("PUT", "PATCH"):
+            sent = {k: v for k, v in shown.items() if k != "id"}
+            code, body, _ = await api.request(method, path, sent)
+            self.assertEqual(code, 200, body)
+            self.assertEqual(body["result"]["mo_url_token"], "***")
+            [running] = self.running_destinations(rid)
+            self.assertEqual(
+                (running["mo_url_token"], running["mo_url"]),
+                ("my-secret-token", "https://user:pw@example.org/mo"),
+            )
 
     async def test_validation(self) -> None:
         """Destination configs are checked by the router type; the schema first."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -76,6 +77,29 @@ class StoreTests(TestCase):
         self.assertEqual(await rates.rate("c", "outbound"), 1.5)
         self.clock.advance(2)
         self.assertEqual(await rates.rate("c", "outbound"), 0)
+
+    async def test_stop_waits_for_a_flush_in_flight(self) -> None:
+        """Stopping while a periodic flush is still writing waits for it, so
+        the backend is not closed under it (its counts were lost and a failure
+        logged)."""
+        rates = RateStore(self.backend, self.clock, window=4.0)
+        rates.start()
+        await rates.increment("c", "outbound")
+        written: Deferred[None] = Deferred()
+        real_incr = self.backend.incr
+
+        async def slow_incr(key: str, ttl: int | None = None, amount: int = 1) -> int:
+            await written
+            return await real_incr(key, ttl=ttl, amount=amount)
+
+        self.backend.incr = slow_incr  # type: ignore[method-assign]
+        self.clock.advance(rates.flush_interval)
+        stopping = ensureDeferred(rates.stop())
+        self.assertNoResult(stopping)
+        written.callback(None)
+        await stopping
+        bucket = int(self.clock.seconds() / 4.0)
+        self.assertEqual(await self.backend.get(f"c:outbound:{bucket}"), "1")
 
     async def test_status_per_component(self) -> None:
         """The latest status per component replaces the earlier one."""
