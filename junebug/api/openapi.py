@@ -43,7 +43,9 @@ ENVELOPE = {
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
 
 
-def _path(rule: str) -> tuple[str, list[str]]:
+def path_template(rule: str) -> tuple[str, list[str]]:
+    """A werkzeug rule as an OpenAPI path (``/channels/{channel_id}``) and
+    the names of its parameters."""
     names = [match.group(2) for match in _PARAM.finditer(rule)]
     return _PARAM.sub(lambda m: "{" + m.group(2) + "}", rule), names
 
@@ -86,7 +88,7 @@ def openapi_document(app: Klein) -> dict[str, Any]:
     """The OpenAPI document for every route of ``app``."""
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
-        path, params = _path(rule.rule)
+        path, params = path_template(rule.rule)
         for method in sorted(rule.methods or ()):
             if method in ("HEAD", "OPTIONS"):
                 continue
