@@ -46,6 +46,8 @@ class RoutableOnly(Resource):
         self._clock = clock
         self._latency = latency
         self._children: dict[tuple[str, str], Any] = {}
+        self._routes = app.url_map.bind("")
+        self._templates: dict[str, str] = {}
 
     def render(self, request: IRequest) -> Any:
         if self._latency is not None and self._clock is not None:
@@ -65,14 +67,17 @@ class RoutableOnly(Resource):
         ``unmatched``: never the raw path, which would label every id."""
         path = b"/" + b"/".join([*(request.prepath or ()), *(request.postpath or ())])
         try:
-            rule, _ = self._app.url_map.bind("").match(
+            rule, _ = self._routes.match(
                 path.decode("utf-8"),
                 method=request.method.decode("ascii"),
                 return_rule=True,
             )
         except (HTTPException, UnicodeDecodeError):
             return "unmatched"
-        return path_template(str(rule.rule))[0]
+        template = self._templates.get(rule.rule)
+        if template is None:
+            template = self._templates[rule.rule] = path_template(rule.rule)[0]
+        return template
 
     def _observe(self, result: object, request: IRequest, started: float) -> None:
         assert self._latency is not None
