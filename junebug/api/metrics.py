@@ -1,5 +1,6 @@
-"""``GET /metrics``: the Prometheus text exposition of this Junebug.
+"""``GET /metrics``: the Prometheus exposition of this Junebug.
 
+The text format (0.0.4) unless the scraper's ``Accept`` asks for OpenMetrics.
 The route sits behind the API's authentication like every other route.  See
 docs/metrics.rst for the families.
 """
@@ -7,7 +8,7 @@ docs/metrics.rst for the families.
 from __future__ import annotations
 
 from klein import Klein
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from twisted.web.iweb import IRequest
 
 from junebug.api.dependencies import ApiDependencies
@@ -22,5 +23,7 @@ def install(app: Klein, deps: ApiDependencies) -> None:
     @app.route("/metrics", methods=["GET"], endpoint="metrics.metrics")
     async def metrics(request: IRequest) -> bytes:
         await state.refresh()
-        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
-        return generate_latest(deps.metrics.registry)
+        accept = request.getHeader(b"accept") or b""
+        encode, content_type = choose_encoder(accept.decode("latin-1"))
+        request.setHeader(b"Content-Type", content_type.encode("ascii"))
+        return encode(deps.metrics.registry)

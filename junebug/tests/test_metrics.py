@@ -40,6 +40,24 @@ class MetricsRouteTests(TestCase):
         self.assertEqual(code, 200)
         self.assertIn("junebug_build_info", families(body))
 
+    async def test_text_format_unless_openmetrics_asked_for(self) -> None:
+        api = await self.start()
+        response = await api.client.get(api.base + "/metrics")
+        text = (await response.content()).decode()
+        self.assertEqual(
+            response.headers.getRawHeaders("content-type"),
+            ["text/plain; version=0.0.4; charset=utf-8"],
+        )
+        self.assertIn("junebug_rabbitmq_connected", families(text))
+        response = await api.client.get(
+            api.base + "/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+        )
+        body = (await response.content()).decode()
+        [content_type] = response.headers.getRawHeaders("content-type")
+        self.assertTrue(content_type.startswith("application/openmetrics-text"))
+        self.assertTrue(body.endswith("# EOF\n"))
+
     async def test_in_openapi(self) -> None:
         api = await self.start()
         code, document, _ = await api.request("GET", "/openapi.json")
