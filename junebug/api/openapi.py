@@ -40,6 +40,21 @@ ENVELOPE = {
     },
 }
 
+#: Endpoints that answer something other than the envelope.
+RESPONSES: dict[str, dict[str, Any]] = {
+    "metrics.metrics": {
+        "200": {
+            "description": "The Prometheus exposition (docs/metrics.rst)",
+            "content": {
+                "text/plain; version=0.0.4": {"schema": {"type": "string"}},
+                "application/openmetrics-text; version=1.0.0": {
+                    "schema": {"type": "string"}
+                },
+            },
+        }
+    },
+}
+
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
 
 
@@ -53,7 +68,8 @@ def path_template(rule: str) -> tuple[str, list[str]]:
 def _operation(endpoint: str, method: str, params: list[str]) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": f"{endpoint}.{method}",
-        "responses": {
+        "responses": RESPONSES.get(endpoint)
+        or {
             "default": {
                 "description": "The Junebug envelope",
                 "content": {"application/json": {"schema": ENVELOPE}},

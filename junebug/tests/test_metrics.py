@@ -62,7 +62,8 @@ class MetricsRouteTests(TestCase):
         api = await self.start()
         code, document, _ = await api.request("GET", "/openapi.json")
         self.assertEqual(code, 200)
-        self.assertIn("get", document["paths"]["/metrics"])
+        responses = document["paths"]["/metrics"]["get"]["responses"]
+        self.assertIn("text/plain; version=0.0.4", responses["200"]["content"])
 
     async def test_each_junebug_has_its_own_registry(self) -> None:
         """Two Junebugs in one process count apart; the global registry stays
