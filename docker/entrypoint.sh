@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The image's entry point: run jb with the container's arguments.
 #
-# It waits for nothing: jb connects to Redis and RabbitMQ itself (and exits
-# non-zero if it cannot, so the orchestrator restarts it).  Configuration comes
-# from JUNEBUG_* variables (the image sets JUNEBUG_INTERFACE=0.0.0.0 and
-# JUNEBUG_PORT=8080), a mounted file (-c /app/config.yaml) or flags; flags win
-# over variables.
+# It waits for nothing: jb listens at once and waits for Redis and RabbitMQ
+# itself (503 NotReady meanwhile; startup_timeout makes it exit instead).
+# Configuration comes from JUNEBUG_* variables (the image sets
+# JUNEBUG_INTERFACE=0.0.0.0 and JUNEBUG_PORT=8080), a mounted file
+# (-c /app/config.yaml) or flags; flags win over variables.
 #
 #   (no arguments), --flag ...      jb [flags]
 #   jb ... / message-api ...        jb ... / jb message-api ...

@@ -31,9 +31,9 @@ from twisted.logger import (
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
-from junebug.api.secrets import redact
 from junebug.config import JunebugConfig
 from junebug.http.client import redact_text
+from junebug.redaction import redact
 
 #: Event fields a JSON line carries when the event has them.
 CONTEXT_FIELDS = ("channel_id", "router_id", "message_id")
