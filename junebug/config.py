@@ -27,6 +27,9 @@ from junebug.http.server import ServerLimits
 from junebug.stores.redis_address import redis_url_validator
 from junebug.tls import ca_file_validator
 
+#: The process log formats (junebug/logging_setup.py).
+LOG_FORMATS = ("text", "json")
+
 
 def _doc(text: str, **extra: Any) -> dict[str, Any]:
     return {"doc": text, **extra}
@@ -48,6 +51,13 @@ def _amqp_url(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value <= 0:
         raise ValueError(f"{attribute.name} must be greater than 0")
+
+
+def _log_format(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in LOG_FORMATS:
+        raise ValueError(
+            f"{attribute.name} must be one of {', '.join(LOG_FORMATS)}, not {value!r}"
+        )
 
 
 def _listen_port(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -165,6 +175,14 @@ class JunebugConfig:
     )
     sentry_dsn: str | None = attrs.field(
         default=None, metadata=_doc("The Sentry DSN to send errors to")
+    )
+    log_format: str = attrs.field(
+        default="text",
+        validator=_log_format,
+        metadata=_doc(
+            "Process log lines: text, or json (one JSON object a line)",
+            metavar="text|json",
+        ),
     )
     redis: RedisConfig = attrs.field(factory=RedisConfig)
     amqp: AmqpConfig = attrs.field(factory=AmqpConfig)

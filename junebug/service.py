@@ -36,6 +36,7 @@ from junebug.config import JunebugConfig, as_dict
 from junebug.http.client import HttpClient
 from junebug.http.delivery import HttpDelivery
 from junebug.lifecycle import StopStack
+from junebug.metrics.families import JunebugMetrics
 from junebug.plugins.host import PluginHost
 from junebug.routers.interface import RouterDependencies
 from junebug.routers.registry import RouterRegistry
@@ -79,6 +80,7 @@ class Junebug:
     logs: LogFileRouter
     routers: RouterRegistry
     readiness: Readiness
+    metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
     listen: bool = True
     port: IListeningPort | None = None
     stops: StopStack = attrs.field(factory=StopStack)
@@ -279,12 +281,14 @@ def build(reactor: Any, config: JunebugConfig, *, listen: bool = True) -> Junebu
     http = HttpClient(
         reactor, ca_file=config.http_ca_file, networks=config.callback_networks
     )
+    metrics = JunebugMetrics()
     delivery = HttpDelivery(
         reactor,
         http,
         broker,
         max_age=config.http_retry_max_age,
         prefetch=config.amqp.prefetch,
+        metrics=metrics,
     )
     messages = MessageStore(
         backend, config.inbound_message_ttl, config.outbound_message_ttl
@@ -301,6 +305,7 @@ def build(reactor: Any, config: JunebugConfig, *, listen: bool = True) -> Junebu
         mo_http=delivery.bounded(config.inbound_message_ttl),
         transports=TransportRegistry(config.channels, config.replace_channels),
         prefetch=config.amqp.prefetch,
+        metrics=metrics,
     )
     plugins = PluginHost(config.plugins, reactor)
     registry = ChannelRegistry(ChannelStore(backend), deps, plugins)
@@ -337,6 +342,7 @@ def build(reactor: Any, config: JunebugConfig, *, listen: bool = True) -> Junebu
             health_checks=connection_checks(backend, broker, readiness, plugins),
             routers=routers,
             readiness=readiness,
+            metrics=metrics,
         )
     )
     return Junebug(
@@ -353,6 +359,7 @@ def build(reactor: Any, config: JunebugConfig, *, listen: bool = True) -> Junebu
         logs=logs,
         routers=routers,
         readiness=readiness,
+        metrics=metrics,
         listen=listen,
     )
 

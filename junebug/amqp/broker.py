@@ -93,6 +93,10 @@ class Broker(Protocol):
     async def declare_queue(self, queue: str) -> None:
         """Declare a durable queue bound to ``vumi`` with its own name as key."""
 
+    async def queue_depths(self, queues: list[str]) -> dict[str, int]:
+        """How many messages wait in each of ``queues`` (ready, not yet
+        delivered); a queue that does not exist is left out."""
+
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue`` and the messages in it; an absent queue is fine.
 

@@ -371,6 +371,15 @@ class MemoryBroker:
         self._require_connected()
         self._declare(queue)
 
+    async def queue_depths(self, queues: list[str]) -> dict[str, int]:
+        """Messages waiting in each existing queue of ``queues``."""
+        self._require_connected()
+        return {
+            name: len(q.messages)
+            for name in queues
+            if (q := self._queues.get(name)) is not None
+        }
+
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue`` and its messages (tests and clean-up); its
         consumers are stopped.  Stop them first to behave as with RabbitMQ."""

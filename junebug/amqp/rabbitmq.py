@@ -613,6 +613,34 @@ class RabbitMQBroker:
             f"declare {queue}", lambda ch: ensureDeferred(self._declare_on(ch, queue))
         )
 
+    async def queue_depths(self, queues: list[str]) -> dict[str, int]:
+        """Messages ready in each existing queue of ``queues``: passive
+        declares on one short-lived channel.  A missing queue closes that
+        channel (404), so the queues after it are asked on a new one."""
+        depths: dict[str, int] = {}
+        remaining = list(queues)
+        while remaining:
+
+            async def ask(channel: AmqpChannel) -> None:
+                while remaining:
+                    queue = remaining[0]
+                    ok = await self._bounded(
+                        channel.queue_declare(queue=queue, passive=True),
+                        "queue.declare",
+                    )
+                    depths[queue] = int(ok["message_count"])
+                    remaining.pop(0)
+
+            try:
+                await self._with_channel(
+                    "count messages", lambda ch: ensureDeferred(ask(ch))
+                )
+            except BrokerError:
+                if not self.is_connected():
+                    raise
+                remaining.pop(0)  # absent: passive declare refused it
+        return depths
+
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue`` and its messages (tests and clean-up).
 

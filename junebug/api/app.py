@@ -14,7 +14,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
-from junebug.api import channels, dead_letters, health, messages, routers
+from junebug.api import channels, dead_letters, health, messages, metrics, routers
 from junebug.api.auth import AuthenticatingResource, auth_enabled
 from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import error_result, render
@@ -37,6 +37,7 @@ class JunebugApi:
         messages.install(self.app, deps)
         health.install(self.app, deps)
         dead_letters.install(self.app, deps)
+        metrics.install(self.app, deps)
         self.app.route("/openapi.json", methods=["GET"], endpoint="openapi")(
             self._openapi
         )
@@ -49,7 +50,9 @@ class JunebugApi:
     def resource(self) -> Any:
         """The resource to serve: the app, behind the readiness gate and
         authentication if configured."""
-        resource: Any = RoutableOnly(self.app)
+        resource: Any = RoutableOnly(
+            self.app, self.deps.reactor, self.deps.metrics.api_requests
+        )
         if self.deps.readiness is not None:
             resource = ReadinessGate(resource, self.deps.readiness)
         if auth_enabled(self.deps.config):

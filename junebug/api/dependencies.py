@@ -10,6 +10,7 @@ from junebug.api.readiness import Readiness
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
 from junebug.config import JunebugConfig
+from junebug.metrics.families import JunebugMetrics
 from junebug.routers.registry import RouterRegistry
 
 
@@ -27,3 +28,4 @@ class ApiDependencies:
     routers: RouterRegistry | None = None
     #: While set and not ready, routes answer 503 (see junebug.api.readiness).
     readiness: Readiness | None = None
+    metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)

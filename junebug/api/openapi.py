@@ -40,10 +40,27 @@ ENVELOPE = {
     },
 }
 
+#: Endpoints that answer something other than the envelope.
+RESPONSES: dict[str, dict[str, Any]] = {
+    "metrics.metrics": {
+        "200": {
+            "description": "The Prometheus exposition (docs/metrics.rst)",
+            "content": {
+                "text/plain; version=0.0.4": {"schema": {"type": "string"}},
+                "application/openmetrics-text; version=1.0.0": {
+                    "schema": {"type": "string"}
+                },
+            },
+        }
+    },
+}
+
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
 
 
-def _path(rule: str) -> tuple[str, list[str]]:
+def path_template(rule: str) -> tuple[str, list[str]]:
+    """A werkzeug rule as an OpenAPI path (``/channels/{channel_id}``) and
+    the names of its parameters."""
     names = [match.group(2) for match in _PARAM.finditer(rule)]
     return _PARAM.sub(lambda m: "{" + m.group(2) + "}", rule), names
 
@@ -51,7 +68,8 @@ def _path(rule: str) -> tuple[str, list[str]]:
 def _operation(endpoint: str, method: str, params: list[str]) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": f"{endpoint}.{method}",
-        "responses": {
+        "responses": RESPONSES.get(endpoint)
+        or {
             "default": {
                 "description": "The Junebug envelope",
                 "content": {"application/json": {"schema": ENVELOPE}},
@@ -86,7 +104,7 @@ def openapi_document(app: Klein) -> dict[str, Any]:
     """The OpenAPI document for every route of ``app``."""
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
-        path, params = _path(rule.rule)
+        path, params = path_template(rule.rule)
         for method in sorted(rule.methods or ()):
             if method in ("HEAD", "OPTIONS"):
                 continue

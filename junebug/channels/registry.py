@@ -251,13 +251,14 @@ class ChannelRegistry:
     async def delete(self, channel_id: str) -> None:
         """Forget a channel, then stop it (it stays if it cannot be forgotten)."""
         async with self._lock(channel_id):
-            await self.get_properties(channel_id)
+            properties = await self.get_properties(channel_id)
             try:
                 await self.store.delete(channel_id)
             except Exception as exc:
                 raise refusal(exc, "Channel not deleted") from exc
             self.retries.discard(channel_id)
             await self._stop(channel_id)
+            self.deps.metrics.forget_channel(channel_id, str(properties.get("type")))
             await self._quietly(
                 "delete a channel status", self.deps.statuses.delete(channel_id)
             )

@@ -22,6 +22,7 @@ from junebug.channels.forwarding import Forwarder, JsonPoster
 from junebug.channels.status import StatusReceiver
 from junebug.errors import RETRY_LATER, TemporaryFailure
 from junebug.messages import Message, status_event
+from junebug.metrics.families import JunebugMetrics
 from junebug.stores.backend import KeyValueBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
@@ -56,6 +57,7 @@ class ChannelDependencies:
     prefetch: int = 20
     #: Posts MO messages (retried within the inbound TTL); ``http`` if unset.
     mo_http: JsonPoster | None = None
+    metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
 
 
 class Channel:
@@ -87,13 +89,17 @@ class Channel:
 
     def _context(self) -> TransportContext:
         cid = self.id
+        metrics = self._deps.metrics.channel(cid, str(self.properties.get("type")))
+        received = metrics.received
 
         async def publish_inbound(msg: Message) -> None:
             msg.setdefault("transport_name", cid)
+            received.inc()
             await self._publish_for_consumer(topology.inbound(cid), msg)
 
         async def publish_event(msg: Message) -> None:
             msg.setdefault("transport_name", cid)
+            metrics.event(str(msg.get("event_type")))
             await self._publish_for_consumer(topology.event(cid), msg)
 
         async def publish_status(msg: Message) -> None:
@@ -108,6 +114,7 @@ class Channel:
             publish_status=publish_status,
             store=self._deps.backend,
             log=self.log,
+            metrics=metrics,
         )
 
     def forwarder(self) -> Forwarder:

@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from junebug.amqp.broker import Broker, Consumer
 from junebug.http.client import HttpClient, HttpResult, redact_url, short_reason
 from junebug.messages import Message
+from junebug.metrics.families import JunebugMetrics
 
 T = TypeVar("T")
 
@@ -71,8 +72,14 @@ class HttpDelivery:
         breaker_threshold: int = 3,
         breaker_cooldown: float = 30.0,
         prefetch: int = 20,
+        metrics: JunebugMetrics | None = None,
     ) -> None:
         self.reactor = reactor
+        counted = metrics if metrics is not None else JunebugMetrics()
+        self._attempts = counted.callback_attempts
+        self._failures = counted.callback_failures
+        self._retries = counted.callback_retries
+        self._dead_letters = counted.callback_dead_letters
         self.http = http
         self.broker = broker
         self.max_age = max_age
@@ -192,6 +199,7 @@ class HttpDelivery:
             return
         job["last_error"] = short_reason(result)
         await self.broker.publish_later(RETRY_QUEUE, job, delay)
+        self._retries.inc()
 
     async def _dead(self, job: Message, result: HttpResult) -> None:
         job["last_error"] = short_reason(result)
@@ -202,10 +210,15 @@ class HttpDelivery:
             error=job["last_error"],
         )
         await self.broker.publish(DEAD_QUEUE, job)
+        self._dead_letters.inc()
 
     # -- the breaker -------------------------------------------------------------
 
     def _record(self, url: str, result: HttpResult) -> None:
+        """Count a POST made and feed the URL's breaker."""
+        self._attempts.inc()
+        if not result.ok:
+            self._failures.inc()
         health = self._urls.setdefault(url, _UrlHealth())
         if result.ok:
             self._urls.pop(url, None)

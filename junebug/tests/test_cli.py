@@ -313,6 +313,7 @@ class FailureTests(SynchronousTestCase):
             (("-c", "/nonexistent/jb.yaml"), {}, "cannot read"),
             (("-c", write_yaml("redis: [1]\n")), {}, "redis"),
             (("--channels", "bad:no.such.Module"), {}, "channels.bad"),
+            (("--log-format", "xml"), {}, "log_format must be one of text, json"),
         ]
         for args, env, expected in cases:
             result = run_jb(*args, env=env)

@@ -33,6 +33,7 @@ import attrs
 from twisted.logger import Logger
 
 from junebug.messages import Message
+from junebug.metrics.families import ChannelMetrics, unregistered_channel
 from junebug.stores.backend import KeyValueBackend
 from junebug.transports.toolkit import BackgroundTasks, StatusReporter
 
@@ -54,6 +55,8 @@ class TransportContext:
     publish_status: Publish
     store: KeyValueBackend
     log: Logger
+    #: The channel's metric children (latencies a transport measures).
+    metrics: ChannelMetrics = attrs.field(factory=unregistered_channel)
     tasks: BackgroundTasks = attrs.field(
         default=attrs.Factory(
             lambda self: BackgroundTasks(self.reactor, self.log), takes_self=True

@@ -251,6 +251,18 @@ class BrokerContract(TestCase):
         await within(self.broker.declare_queue(queue))
         self.assertEqual(await within(self.broker.drain(queue, Inbox().handler)), 0)
 
+    async def test_queue_depths_counts_waiting_messages(self) -> None:
+        """queue_depths() says how many messages wait in each queue and leaves
+        out a queue that does not exist (the queues after it still count)."""
+        full, empty, absent = self.queue_name(), self.queue_name(), self.queue_name()
+        await within(self.broker.declare_queue(full))
+        await within(self.broker.declare_queue(empty))
+        for n in range(3):
+            await within(self.broker.publish(full, message(f"waiting {n}")))
+        await self.round_trip()
+        depths = await within(self.broker.queue_depths([absent, full, empty]))
+        self.assertEqual(depths, {full: 3, empty: 0})
+
     async def test_message_with_ttl_expires_while_waiting(self) -> None:
         """A message published with a ttl is dropped once it has waited that
         long (ttl 0, with no consumer: at once); others stay."""

@@ -31,6 +31,7 @@ is not lost.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -66,6 +67,9 @@ STORE_RETRY_FOR: Final = 30.0
 RECEIPT_WAIT: Final = 3.0
 
 T = TypeVar("T")
+
+#: How many accepted parts keep their time for the submit->receipt histogram.
+RECEIPT_TIMES: Final = 100_000
 
 
 async def _with_retries(
@@ -126,6 +130,10 @@ class InboundHandler:
         #: The shorter life a final receipt gave a mapping still being written.
         self._final_ttl: dict[str, int] = {}
         self._retrying: dict[str, Deferred[None]] = {}
+        #: When each recent part was accepted, for the submit->receipt
+        #: histogram: in memory only, the oldest dropped past RECEIPT_TIMES.
+        self._accepted_at: OrderedDict[str, float] = OrderedDict()
+        self._submit_receipt = context.metrics.submit_receipt
 
     # -- correlation ---------------------------------------------------------
 
@@ -144,6 +152,9 @@ class InboundHandler:
         """
         key_id = self._ids.from_submit_sm_resp(smsc_id)
         self._recent[key_id] = message_id
+        self._accepted_at[key_id] = self._context.reactor.seconds()
+        if len(self._accepted_at) > RECEIPT_TIMES:
+            self._accepted_at.popitem(last=False)
         try:
             await self._store.set(
                 self.key(key_id), message_id, ttl=self._config.third_party_id_expiry
@@ -328,6 +339,9 @@ class InboundHandler:
     async def _handle_receipt(self, receipt: DeliveryReceipt) -> int:
         key_id = self._ids.from_receipt(receipt.message_id)
         final = receipt.status in _FINAL
+        accepted_at = self._accepted_at.pop(key_id, None) if final else None
+        if accepted_at is not None:
+            self._submit_receipt.observe(self._context.reactor.seconds() - accepted_at)
         ttl = self._config.final_dr_third_party_id_expiry if final else None
         message_id = await self._lookup(key_id, ttl)
         if message_id is None:

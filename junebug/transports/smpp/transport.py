@@ -164,6 +164,7 @@ class SmppTransport:
         # MT
         self._encoder = SubmitEncoder(config)
         self._window = DeferredSemaphore(config.window_size)
+        self._submit_response = context.metrics.submit_response
         self._rate = RateLimiter(self._clock, config.mt_tps)
         self._gate = ThrottleGate(
             self._clock,
@@ -184,6 +185,16 @@ class SmppTransport:
         self._statuses = context.statuses
 
     # -- lifecycle ------------------------------------------------------------
+
+    @property
+    def window_size(self) -> int:
+        """How many ``submit_sm`` may be in flight at once."""
+        return self._config.window_size
+
+    @property
+    def window_in_use(self) -> int:
+        """``submit_sm`` slots of the window taken (sent or about to be)."""
+        return self._window.limit - self._window.tokens
 
     @property
     def is_bound(self) -> bool:
@@ -407,6 +418,7 @@ class SmppTransport:
             # again: this copy must not reach the SMSC too.
             check_delivery()
             pdu = SubmitSM(sequence_number=session.next_sequence_number(), **template)
+            sent_at = self._clock.seconds()
             try:
                 response = await session.send_request(pdu)
             except PDUEncodeError as exc:
@@ -415,6 +427,7 @@ class SmppTransport:
             except SessionError as exc:
                 self._log.info("submit_sm not answered: {error}", error=exc)
                 return None
+            self._submit_response.observe(self._clock.seconds() - sent_at)
             status = response.command_status
             if status != CommandStatus.ESME_ROK and status not in _REFUSALS:
                 # Before the window slot is released: a part waiting for it
