@@ -76,6 +76,7 @@ from junebug.reconnecting import ReconnectingClient
 
 if TYPE_CHECKING:
     from junebug.messages import Message
+    from junebug.reactors import TimeTCPReactor
 
 __all__ = [
     "AmqpSettings",
@@ -189,7 +190,8 @@ class RabbitMQBroker:
         self.reactor = reactor
         self.settings = settings
         if endpoint is None:
-            endpoint = amqp_endpoint(reactor, settings)
+            # Without an endpoint, the docstring's contract: it dials TCP too.
+            endpoint = amqp_endpoint(cast("TimeTCPReactor", reactor), settings)
         base_policy = backoffPolicy(
             initialDelay=settings.retry_initial_delay,
             maxDelay=settings.retry_max_delay,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
+from twisted.internet.interfaces import IReactorThreads
 from twisted.web.iweb import IRequest
 
 from junebug.api.dependencies import ApiDependencies
@@ -40,7 +41,8 @@ async def logs_response(
     config = deps.config
     n = query_int(request, "n")
     limit = config.max_logs if n is None else min(n, config.max_logs)
-    logs = await read_logs_async(deps.reactor, config.logging_path, owner_id, limit)
+    threads = IReactorThreads(deps.reactor)
+    logs = await read_logs_async(threads, config.logging_path, owner_id, limit)
     return render(request, 200, "logs retrieved", logs)
 
 

@@ -11,6 +11,7 @@ from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
 from junebug.config import JunebugConfig
 from junebug.metrics.families import JunebugMetrics
+from junebug.reactors import JunebugReactor
 from junebug.routers.registry import RouterRegistry
 
 
@@ -21,7 +22,7 @@ class ApiDependencies:
     config: JunebugConfig
     channels: ChannelRegistry
     sender: MessageSender
-    reactor: Any
+    reactor: JunebugReactor
     http: Any
     delivery: Any = None
     health_checks: list[Any] = attrs.field(factory=list)

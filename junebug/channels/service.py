@@ -23,6 +23,7 @@ from junebug.channels.status import StatusReceiver
 from junebug.errors import RETRY_LATER, TemporaryFailure
 from junebug.messages import Message, status_event
 from junebug.metrics.families import JunebugMetrics
+from junebug.reactors import TimeTCPReactor
 from junebug.stores.backend import KeyValueBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
@@ -46,7 +47,7 @@ def has_destination(properties: dict[str, Any]) -> bool:
 class ChannelDependencies:
     """What every channel shares with the rest of Junebug."""
 
-    reactor: Any
+    reactor: TimeTCPReactor
     broker: Broker
     backend: KeyValueBackend
     messages: MessageStore

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -62,7 +63,7 @@ class HttpDelivery:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime,
         http: HttpClient,
         broker: Broker,
         *,

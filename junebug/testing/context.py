@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from junebug.messages import Message
+from junebug.reactors import TimeTCPReactor
 from junebug.stores.backend import KeyValueBackend
 from junebug.stores.memory import MemoryBackend
 from junebug.transports.interface import TransportContext
@@ -21,7 +21,7 @@ class RecordingContext:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: TimeTCPReactor,
         channel_id: str = "chan-1",
         store: KeyValueBackend | None = None,
     ) -> None:
@@ -59,19 +59,28 @@ class RecordingContext:
         self.status_queue.put(msg)
 
     async def _next(
-        self, queue: DeferredQueue[Message], timeout: float, clock: Any = None
+        self,
+        queue: DeferredQueue[Message],
+        timeout: float,
+        clock: IReactorTime | None = None,
     ) -> Message:
         d: Deferred[Message] = queue.get()
         d.addTimeout(timeout, clock or self.reactor)
         return await d
 
-    async def next_inbound(self, timeout: float = 10.0, clock: Any = None) -> Message:
+    async def next_inbound(
+        self, timeout: float = 10.0, clock: IReactorTime | None = None
+    ) -> Message:
         return await self._next(self.inbound_queue, timeout, clock)
 
-    async def next_event(self, timeout: float = 10.0, clock: Any = None) -> Message:
+    async def next_event(
+        self, timeout: float = 10.0, clock: IReactorTime | None = None
+    ) -> Message:
         return await self._next(self.event_queue, timeout, clock)
 
-    async def next_status(self, timeout: float = 10.0, clock: Any = None) -> Message:
+    async def next_status(
+        self, timeout: float = 10.0, clock: IReactorTime | None = None
+    ) -> Message:
         return await self._next(self.status_queue, timeout, clock)
 
     def status_types(self) -> list[tuple[str, str, str]]:

@@ -34,6 +34,7 @@ from twisted.logger import Logger
 
 from junebug.messages import Message
 from junebug.metrics.families import ChannelMetrics, unregistered_channel
+from junebug.reactors import TimeTCPReactor
 from junebug.stores.backend import KeyValueBackend
 from junebug.transports.toolkit import BackgroundTasks, StatusReporter
 
@@ -49,7 +50,7 @@ class TransportContext:
     """
 
     channel_id: str
-    reactor: Any
+    reactor: TimeTCPReactor
     publish_inbound: Publish
     publish_event: Publish
     publish_status: Publish

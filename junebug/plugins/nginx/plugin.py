@@ -43,6 +43,7 @@ from twisted.logger import Logger
 from junebug.converter import structure
 from junebug.errors import ConfigError
 from junebug.plugins.interface import JunebugPlugin
+from junebug.reactors import ProcessReactor
 
 HERE: Final = Path(__file__).resolve().parent
 DEFAULT_VHOST_TEMPLATE: Final = str(HERE / "vhost.template")
@@ -157,7 +158,11 @@ class NginxPlugin(JunebugPlugin):
 
     log = Logger()
 
-    def __init__(self, reactor: Any = None, clock: IReactorTime | None = None) -> None:
+    def __init__(
+        self,
+        reactor: ProcessReactor | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
         self.reactor = reactor
         self.clock = clock
         self.config: NginxPluginConfig | None = None
