@@ -21,7 +21,15 @@ from junebug.channel_logs import owner_logger
 from junebug.channels.forwarding import Forwarder, JsonPoster
 from junebug.channels.status import StatusReceiver
 from junebug.errors import RETRY_LATER, TemporaryFailure
-from junebug.messages import Message, status_event
+from junebug.messages import (
+    AnyMessage,
+    Event,
+    Message,
+    StatusEvent,
+    UserMessage,
+    as_user_message,
+    status_event,
+)
 from junebug.metrics.families import JunebugMetrics
 from junebug.reactors import TimeTCPReactor
 from junebug.stores.backend import KeyValueBackend
@@ -77,10 +85,12 @@ class Channel:
         self.transport_error: str | None = None
         self.running = False
 
-    async def _publish(self, routing_key: str, message: Message) -> None:
+    async def _publish(self, routing_key: str, message: AnyMessage) -> None:
         await self._deps.broker.publish(routing_key, message)
 
-    async def _publish_for_consumer(self, routing_key: str, message: Message) -> None:
+    async def _publish_for_consumer(
+        self, routing_key: str, message: AnyMessage
+    ) -> None:
         """Publish MO or an event; without a destination it waits for a router
         at most :data:`ROUTER_WAIT_TTL` seconds."""
         if has_destination(self.properties):
@@ -93,17 +103,17 @@ class Channel:
         metrics = self._deps.metrics.channel(cid, str(self.properties.get("type")))
         received = metrics.received
 
-        async def publish_inbound(msg: Message) -> None:
+        async def publish_inbound(msg: UserMessage) -> None:
             msg.setdefault("transport_name", cid)
             received.inc()
             await self._publish_for_consumer(topology.inbound(cid), msg)
 
-        async def publish_event(msg: Message) -> None:
+        async def publish_event(msg: Event) -> None:
             msg.setdefault("transport_name", cid)
             metrics.event(str(msg.get("event_type")))
             await self._publish_for_consumer(topology.event(cid), msg)
 
-        async def publish_status(msg: Message) -> None:
+        async def publish_status(msg: StatusEvent) -> None:
             msg.setdefault("transport_name", cid)
             await self._publish(topology.status(cid), msg)
 
@@ -207,7 +217,7 @@ class Channel:
         if transport is None:
             raise TemporaryFailure(f"channel {self.id} has no running transport")
         try:
-            await transport.handle_outbound(message)
+            await transport.handle_outbound(as_user_message(message))
         except RETRY_LATER:
             raise  # not the transport's fault: the message is tried again
         except Exception as exc:

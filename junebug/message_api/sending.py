@@ -18,7 +18,7 @@ import attrs
 
 from junebug.channels.sending import MessageSender
 from junebug.errors import ApiUsageError
-from junebug.messages import Message
+from junebug.messages import UserMessage
 from junebug.stores.rates import RateStore
 
 
@@ -60,7 +60,7 @@ class MessageApiSender(MessageSender):
         channel_id: str,
         body: dict[str, Any],
         inbound_owners: tuple[str, ...] = (),
-    ) -> Message:
+    ) -> UserMessage:
         if body.get("from") is None and self.default_from_addr is not None:
             body = {**body, "from": self.default_from_addr}
         msg = await super().build(channel_id, body, inbound_owners)
