@@ -10,14 +10,14 @@ sent, a 504 that it was sent but not confirmed (it may still be delivered).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker
-from junebug.channels.service import has_destination
+from junebug.channels.properties import has_destination
 from junebug.errors import (
     AmqpConnectionError,
     AmqpOutcomeUnknown,
@@ -128,7 +128,7 @@ class MessageSender:
     async def send(
         self,
         channel_id: str,
-        properties: dict[str, Any],
+        properties: Mapping[str, Any],
         body: dict[str, Any],
         *,
         require_destination: bool = True,

@@ -19,6 +19,7 @@ from junebug.amqp import topology
 from junebug.amqp.broker import Broker, Consumer
 from junebug.channel_logs import owner_logger
 from junebug.channels.forwarding import Forwarder, JsonPoster
+from junebug.channels.properties import ChannelProperties, has_destination
 from junebug.channels.status import StatusReceiver
 from junebug.errors import RETRY_LATER, TemporaryFailure
 from junebug.messages import (
@@ -46,11 +47,6 @@ from junebug.transports.registry import TransportRegistry
 ROUTER_WAIT_TTL = 24 * 60 * 60
 
 
-def has_destination(properties: dict[str, Any]) -> bool:
-    """A channel forwards MO only if it has ``mo_url`` or ``amqp_queue`` set."""
-    return bool(properties.get("mo_url") or properties.get("amqp_queue"))
-
-
 @attrs.define
 class ChannelDependencies:
     """What every channel shares with the rest of Junebug."""
@@ -73,7 +69,7 @@ class Channel:
     """A channel's running parts, started and stopped together."""
 
     def __init__(
-        self, channel_id: str, properties: dict[str, Any], deps: ChannelDependencies
+        self, channel_id: str, properties: ChannelProperties, deps: ChannelDependencies
     ) -> None:
         self.id = channel_id
         self.properties = properties

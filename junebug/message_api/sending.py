@@ -12,6 +12,7 @@ replies back by it); the answer's ``channel_id`` is the connector name either wa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -47,7 +48,7 @@ class MessageApiSender(MessageSender):
     async def send(
         self,
         channel_id: str,
-        properties: dict[str, Any],
+        properties: Mapping[str, Any],
         body: dict[str, Any],
         **options: Any,
     ) -> dict[str, Any]:

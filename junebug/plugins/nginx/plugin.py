@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -126,7 +127,7 @@ def _remove(path: Path) -> None:
 
 
 def public_http_properties(
-    properties: dict[str, Any], bound_port: int | None = None
+    properties: Mapping[str, Any], bound_port: int | None = None
 ) -> dict[str, Any] | None:
     """``{enabled, web_path, web_port}`` of a channel, or None if it has no
     public HTTP path (see the module doc)."""
