@@ -10,6 +10,7 @@ from junebug.api.readiness import Readiness
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
 from junebug.config import JunebugConfig
+from junebug.http.client import HttpClient
 from junebug.metrics.families import JunebugMetrics
 from junebug.reactors import JunebugReactor
 from junebug.routers.registry import RouterRegistry
@@ -23,7 +24,7 @@ class ApiDependencies:
     channels: ChannelRegistry
     sender: MessageSender
     reactor: JunebugReactor
-    http: Any
+    http: HttpClient
     delivery: Any = None
     health_checks: list[Any] = attrs.field(factory=list)
     routers: RouterRegistry | None = None

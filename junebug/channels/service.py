@@ -10,13 +10,11 @@ but registered, so it can be inspected, updated, restarted or deleted.
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 from twisted.internet.defer import ensureDeferred
 
 from junebug.amqp import topology
-from junebug.amqp.broker import Broker, Consumer
+from junebug.amqp.broker import Broker, Consumer, MessageHandler
 from junebug.channel_logs import owner_logger
 from junebug.channels.forwarding import Forwarder, JsonPoster
 from junebug.channels.properties import ChannelProperties, has_destination
@@ -139,7 +137,7 @@ class Channel:
             mo_http=self._deps.mo_http,
         )
 
-    async def _consume(self, queue: str, handler: Any) -> None:
+    async def _consume(self, queue: str, handler: MessageHandler) -> None:
         consumer = await self._deps.broker.consume(
             queue, handler, prefetch=self._deps.prefetch
         )
