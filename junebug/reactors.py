@@ -5,7 +5,8 @@ alone for timers (``task.Clock`` in tests), ``IReactorThreads`` to read files
 in the thread pool (adapted: ``IReactorThreads(reactor)``, as Twisted advises
 for what not every reactor has), :class:`TimeTCPReactor` to schedule, resolve
 names and dial or listen (``MemoryReactorClock`` in tests),
-:class:`ProcessReactor` to also start child processes (test fixtures),
+:class:`ProcessReactor` to also start child processes (test fixtures, the
+nginx plugin's reload command),
 :class:`JunebugReactor` for the command roots that hand the reactor on to all
 of them.
 
@@ -86,7 +87,8 @@ class TimeTCPReactor(Protocol):
 
 class ProcessReactor(TimeTCPReactor, Protocol):
     """Also starts child processes: what the test fixtures that run a server
-    (Redis, nginx, Prosody, an SMSC, ``jb`` itself) are given."""
+    (Redis, nginx, Prosody, an SMSC, ``jb`` itself) and the nginx plugin (its
+    reload command) are given."""
 
     def spawnProcess(  # noqa: N802
         self,
