@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import (
     ILogObserver,
@@ -416,7 +417,7 @@ def read_logs(
 
 
 async def read_logs_async(
-    reactor: Any,
+    reactor: IReactorThreads,
     logging_path: str | os.PathLike[str],
     owner_id: str,
     n: int,

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorCore
 
 REACTORS = {
     "SELECT": "twisted.internet.selectreactor",
@@ -24,8 +27,9 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def install_reactor(environ: dict[str, str] | os._Environ[str]) -> Any:
-    """Install the reactor ``JUNEBUG_REACTOR`` names, then return the reactor."""
+def install_reactor(environ: dict[str, str] | os._Environ[str]) -> IReactorCore:
+    """Install the reactor ``JUNEBUG_REACTOR`` names, then return the reactor
+    (for ``task.react``, which hands it to the command's ``run``)."""
     choice = environ.get("JUNEBUG_REACTOR", "DEFAULT").upper() or "DEFAULT"
     if choice != "DEFAULT":
         if choice not in REACTORS:

@@ -8,8 +8,6 @@ IPv6, or whose IPv4 address does not answer, still connects.
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import (
     HostnameEndpoint,
@@ -18,11 +16,13 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IStreamClientEndpoint
 
+from junebug.reactors import TimeTCPReactor
+
 __all__ = ["tcp_endpoint"]
 
 
 def tcp_endpoint(
-    reactor: Any, host: str, port: int, timeout: float
+    reactor: TimeTCPReactor, host: str, port: int, timeout: float
 ) -> IStreamClientEndpoint:
     """An endpoint that dials ``host`` (an address or a name) on ``port``."""
     if isIPAddress(host):

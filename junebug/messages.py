@@ -12,13 +12,73 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NotRequired, TypedDict, cast
 
 MESSAGE_VERSION: Final = "20110921"
 VUMI_DATE_FORMAT: Final = "%Y-%m-%d %H:%M:%S.%f"
 
+#: A vumi message of a kind not known yet, as it came off the wire.
 Message = dict[str, Any]
+#: Any vumi message, only read: what serialising, storing or publishing takes.
+AnyMessage = Mapping[str, Any]
+
+
+class _Envelope(TypedDict):
+    """The fields every vumi message has (see :func:`user_message`)."""
+
+    message_type: str
+    message_version: str
+    timestamp: str
+    transport_name: str | None
+    transport_metadata: dict[str, Any]
+    helper_metadata: dict[str, Any]
+    routing_metadata: dict[str, Any]
+
+
+class UserMessage(_Envelope):
+    """A vumi ``user_message``: an inbound (MO) or outbound (MT) message.
+
+    A TypedDict, so still a plain dict on the wire: fields other than these
+    (``continue_session`` from a Junebug send, a sender's own) survive."""
+
+    message_id: str
+    to_addr: str | None
+    from_addr: str | None
+    to_addr_type: str | None
+    from_addr_type: str | None
+    group: str | None
+    provider: str | None
+    in_reply_to: str | None
+    session_event: str | None
+    content: str | None
+    transport_type: str | None
+    continue_session: NotRequired[bool | None]
+
+
+class Event(_Envelope):
+    """A vumi ``event``: an ``ack``, a ``nack`` or a ``delivery_report`` of
+    the user message ``user_message_id``; each kind has its own field."""
+
+    event_id: str
+    event_type: str
+    user_message_id: str | None
+    sent_message_id: NotRequired[str | None]
+    nack_reason: NotRequired[str]
+    delivery_status: NotRequired[str]
+
+
+class StatusEvent(_Envelope):
+    """A vumi ``status_event``: the state of one component of a channel."""
+
+    component: str
+    status: str
+    type: str
+    message: str
+    details: dict[str, Any]
+    reasons: list[Any]
+
 
 SESSION_NEW: Final = "new"
 SESSION_RESUME: Final = "resume"
@@ -82,18 +142,6 @@ def parse_timestamp(value: str) -> datetime:
     raise ValueError(f"Not a vumi timestamp: {value!r}")
 
 
-def _common(message_type: str, transport_name: str | None) -> Message:
-    return {
-        "message_type": message_type,
-        "message_version": MESSAGE_VERSION,
-        "timestamp": now_timestamp(),
-        "transport_name": transport_name,
-        "transport_metadata": {},
-        "helper_metadata": {},
-        "routing_metadata": {},
-    }
-
-
 def user_message(
     *,
     to_addr: str | None,
@@ -108,24 +156,30 @@ def user_message(
     message_id: str | None = None,
     helper_metadata: dict[str, Any] | None = None,
     transport_metadata: dict[str, Any] | None = None,
-) -> Message:
+) -> UserMessage:
     """Build a vumi ``user_message`` with every field vumi always sends."""
-    msg = _common("user_message", transport_name)
-    msg.update(
-        {
-            "message_id": message_id or generate_id(),
-            "to_addr": to_addr,
-            "from_addr": from_addr,
-            "to_addr_type": None,
-            "from_addr_type": None,
-            "group": group,
-            "provider": provider,
-            "in_reply_to": in_reply_to,
-            "session_event": session_event,
-            "content": content,
-            "transport_type": transport_type,
-        }
-    )
+    # Written out, not spread from one envelope: mypy cannot tell a spread
+    # dict has none of the optional keys.
+    msg: UserMessage = {
+        "message_type": "user_message",
+        "message_version": MESSAGE_VERSION,
+        "timestamp": now_timestamp(),
+        "transport_name": transport_name,
+        "transport_metadata": {},
+        "helper_metadata": {},
+        "routing_metadata": {},
+        "message_id": message_id or generate_id(),
+        "to_addr": to_addr,
+        "from_addr": from_addr,
+        "to_addr_type": None,
+        "from_addr_type": None,
+        "group": group,
+        "provider": provider,
+        "in_reply_to": in_reply_to,
+        "session_event": session_event,
+        "content": content,
+        "transport_type": transport_type,
+    }
     if helper_metadata:
         msg["helper_metadata"] = dict(helper_metadata)
     if transport_metadata:
@@ -135,28 +189,31 @@ def user_message(
 
 def _event(
     event_type: str, user_message_id: str | None, transport_name: str | None
-) -> Message:
-    msg = _common("event", transport_name)
-    msg.update(
-        {
-            "event_id": generate_id(),
-            "event_type": event_type,
-            "user_message_id": user_message_id,
-        }
-    )
-    return msg
+) -> Event:
+    return {
+        "message_type": "event",
+        "message_version": MESSAGE_VERSION,
+        "timestamp": now_timestamp(),
+        "transport_name": transport_name,
+        "transport_metadata": {},
+        "helper_metadata": {},
+        "routing_metadata": {},
+        "event_id": generate_id(),
+        "event_type": event_type,
+        "user_message_id": user_message_id,
+    }
 
 
 def ack(
     user_message_id: str, sent_message_id: str | None, transport_name: str | None
-) -> Message:
+) -> Event:
     """An ``ack``: the transport handed the message to its provider."""
     msg = _event("ack", user_message_id, transport_name)
     msg["sent_message_id"] = sent_message_id
     return msg
 
 
-def nack(user_message_id: str, reason: str, transport_name: str | None) -> Message:
+def nack(user_message_id: str, reason: str, transport_name: str | None) -> Event:
     """A ``nack``: the transport could not send the message."""
     msg = _event("nack", user_message_id, transport_name)
     msg["nack_reason"] = reason
@@ -165,7 +222,7 @@ def nack(user_message_id: str, reason: str, transport_name: str | None) -> Messa
 
 def delivery_report(
     user_message_id: str, status: str, transport_name: str | None
-) -> Message:
+) -> Event:
     """A ``delivery_report`` with ``delivery_status`` pending/failed/delivered."""
     msg = _event("delivery_report", user_message_id, transport_name)
     msg["delivery_status"] = status
@@ -180,30 +237,33 @@ def status_event(
     message: str,
     transport_name: str | None,
     details: dict[str, Any] | None = None,
-) -> Message:
+) -> StatusEvent:
     """A vumi ``status_event`` (ok/degraded/down) for one component."""
-    msg = _common("status_event", transport_name)
-    msg.update(
-        {
-            "component": component,
-            "status": status,
-            "type": type,
-            "message": message,
-            "details": dict(details or {}),
-            "reasons": [],
-        }
-    )
-    return msg
+    return {
+        "message_type": "status_event",
+        "message_version": MESSAGE_VERSION,
+        "timestamp": now_timestamp(),
+        "transport_name": transport_name,
+        "transport_metadata": {},
+        "helper_metadata": {},
+        "routing_metadata": {},
+        "component": component,
+        "status": status,
+        "type": type,
+        "message": message,
+        "details": dict(details or {}),
+        "reasons": [],
+    }
 
 
 def reply_to(
-    inbound: Message,
+    inbound: AnyMessage,
     content: str | None,
     *,
     continue_session: bool = True,
     session_event: str | None = None,
     helper_metadata: dict[str, Any] | None = None,
-) -> Message:
+) -> UserMessage:
     """Build the reply to an inbound message, with vumi's reply semantics."""
     if session_event is None and not continue_session:
         session_event = SESSION_CLOSE
@@ -226,7 +286,14 @@ def reply_to(
     return msg
 
 
-def channel_data_of(msg: Message) -> dict[str, Any]:
+def as_user_message(msg: Message) -> UserMessage:
+    """Treat a message read off an outbound queue as the user message it was
+    published as.  Nothing is checked (a transport copes with what a sender
+    left out, as it always has); this only names the kind."""
+    return cast("UserMessage", msg)
+
+
+def channel_data_of(msg: AnyMessage) -> dict[str, Any]:
     """The API ``channel_data`` of a vumi message."""
     data = dict(msg.get("helper_metadata") or {})
     if msg.get("session_event") is not None:
@@ -236,7 +303,7 @@ def channel_data_of(msg: Message) -> dict[str, Any]:
     return data
 
 
-def api_message_view(msg: Message) -> dict[str, Any]:
+def api_message_view(msg: AnyMessage) -> dict[str, Any]:
     """The API view of a vumi user message (MO posts and send responses)."""
     return {
         "to": msg.get("to_addr"),
@@ -251,7 +318,7 @@ def api_message_view(msg: Message) -> dict[str, Any]:
     }
 
 
-def api_event_type(event: Message) -> str | None:
+def api_event_type(event: AnyMessage) -> str | None:
     """The Junebug event type of a vumi event, or None if it has none."""
     event_type = event.get("event_type")
     if event_type in EVENT_TYPE_NAMES:
@@ -261,7 +328,7 @@ def api_event_type(event: Message) -> str | None:
     return None
 
 
-def api_event_view(event: Message, channel_id: str | None = None) -> dict[str, Any]:
+def api_event_view(event: AnyMessage, channel_id: str | None = None) -> dict[str, Any]:
     """The API view of a vumi event (event_url posts and message status)."""
     event_type = api_event_type(event)
     details: dict[str, Any] = {}
@@ -276,7 +343,9 @@ def api_event_view(event: Message, channel_id: str | None = None) -> dict[str, A
     }
 
 
-def api_status_view(status: Message, channel_id: str | None = None) -> dict[str, Any]:
+def api_status_view(
+    status: AnyMessage, channel_id: str | None = None
+) -> dict[str, Any]:
     """The API view of a vumi status event (status_url posts and components)."""
     return {
         "channel_id": channel_id or status.get("transport_name"),
@@ -302,7 +371,7 @@ def split_channel_data(
 _WIRE_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
-def to_json(msg: Message) -> bytes:
+def to_json(msg: AnyMessage) -> bytes:
     """Serialise a message for the wire."""
     return _WIRE_ENCODER.encode(msg).encode("utf-8")
 

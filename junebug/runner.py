@@ -10,13 +10,14 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from junebug.config import JunebugConfig
+from junebug.reactors import JunebugReactor
 from junebug.service import build
 
 log = Logger()
 
 
 async def serve_until_shutdown(
-    reactor: Any, start: Callable[[], Awaitable[Any]], name: str
+    reactor: JunebugReactor, start: Callable[[], Awaitable[Any]], name: str
 ) -> None:
     """Await ``start()`` (exit 1 with one line if it fails), then wait until the
     reactor shuts down, calling the started thing's ``stop()`` first."""
@@ -33,7 +34,9 @@ def _could_not_start(name: str, exc: Exception) -> NoReturn:
     raise SystemExit(1) from exc
 
 
-async def _until_shutdown(reactor: Any, stop: Callable[[], Awaitable[Any]]) -> None:
+async def _until_shutdown(
+    reactor: JunebugReactor, stop: Callable[[], Awaitable[Any]]
+) -> None:
     """Wait until the reactor shuts down, awaiting ``stop()`` first."""
     done: Deferred[None] = Deferred()
 
@@ -50,7 +53,7 @@ async def _until_shutdown(reactor: Any, stop: Callable[[], Awaitable[Any]]) -> N
     await done
 
 
-async def serve(reactor: Any, config: JunebugConfig) -> None:
+async def serve(reactor: JunebugReactor, config: JunebugConfig) -> None:
     """Build Junebug and start it, stopping it when the reactor shuts down
     (even while it still waits for Redis or RabbitMQ)."""
     try:
@@ -69,6 +72,6 @@ async def serve(reactor: Any, config: JunebugConfig) -> None:
     await stopped
 
 
-def run(reactor: Any, config: JunebugConfig) -> Deferred[None]:
+def run(reactor: JunebugReactor, config: JunebugConfig) -> Deferred[None]:
     """The ``task.react`` main function."""
     return Deferred.fromCoroutine(serve(reactor, config))

@@ -38,6 +38,7 @@ from junebug.http.delivery import HttpDelivery
 from junebug.lifecycle import StopStack
 from junebug.metrics.families import JunebugMetrics
 from junebug.plugins.host import PluginHost
+from junebug.reactors import JunebugReactor
 from junebug.routers.interface import RouterDependencies
 from junebug.routers.registry import RouterRegistry
 from junebug.stores.backend import KeyValueBackend
@@ -67,7 +68,7 @@ class StartTimeout(Exception):
 class Junebug:
     """A Junebug and everything it owns; :func:`build` makes one."""
 
-    reactor: Any
+    reactor: JunebugReactor
     config: JunebugConfig
     backend: KeyValueBackend
     broker: Broker
@@ -256,7 +257,9 @@ def connection_checks(
     return [broker_connected, store_answers, started, plugins_healthy]
 
 
-def backends(reactor: Any, config: JunebugConfig) -> tuple[KeyValueBackend, Broker]:
+def backends(
+    reactor: JunebugReactor, config: JunebugConfig
+) -> tuple[KeyValueBackend, Broker]:
     """The store and broker the config asks for, not yet connected."""
     if config.embedded:
         log.warn(EMBEDDED_WARNING)
@@ -268,7 +271,9 @@ def backends(reactor: Any, config: JunebugConfig) -> tuple[KeyValueBackend, Brok
     return backend, broker
 
 
-def build(reactor: Any, config: JunebugConfig, *, listen: bool = True) -> Junebug:
+def build(
+    reactor: JunebugReactor, config: JunebugConfig, *, listen: bool = True
+) -> Junebug:
     """Construct every part of a Junebug; nothing connects or starts yet.
 
     Raises :class:`~junebug.errors.ConfigError` for an unusable config (an
@@ -365,7 +370,7 @@ def build(reactor: Any, config: JunebugConfig, *, listen: bool = True) -> Junebu
 
 
 async def start_junebug(
-    reactor: Any, config: JunebugConfig, *, listen: bool = True
+    reactor: JunebugReactor, config: JunebugConfig, *, listen: bool = True
 ) -> Junebug:
     """Build a Junebug and start it (see :meth:`Junebug.start`)."""
     junebug = build(reactor, config, listen=listen)

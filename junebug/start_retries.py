@@ -10,10 +10,9 @@ because it was deleted or started by a request) or Junebug stops.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from twisted.internet.defer import ensureDeferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from junebug.errors import BACKEND_AWAY
@@ -26,7 +25,7 @@ class StartRetries:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime,
         log: Logger,
         initial_delay: float = 1.0,
         max_delay: float = 30.0,

@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from junebug.messages import Message
+from junebug.messages import AnyMessage, Message
 
 MessageHandler = Callable[[Message], Awaitable[None]]
 
@@ -83,7 +83,7 @@ class Broker(Protocol):
         ``connection.blocked``: a memory or disk alarm), else ``None``."""
 
     async def publish(
-        self, routing_key: str, message: Message, ttl: float | None = None
+        self, routing_key: str, message: AnyMessage, ttl: float | None = None
     ) -> None:
         """Publish persistently to the ``vumi`` exchange and await the confirm;
         with ``ttl`` the message is dropped if it still waits in its queue
@@ -113,7 +113,7 @@ class Broker(Protocol):
         """Declare and bind ``queue``, then deliver its messages to ``handler``."""
 
     async def publish_later(
-        self, routing_key: str, message: Message, delay: float
+        self, routing_key: str, message: AnyMessage, delay: float
     ) -> None:
         """Publish so the message reaches ``routing_key`` after about ``delay``
         seconds (rounded up to a tier of :data:`DELAY_TIERS`), durably."""

@@ -30,11 +30,14 @@ from zope.interface import implementer
 
 from junebug.amqp.settings import AmqpSettings, TlsSettings
 from junebug.errors import ConfigError
+from junebug.reactors import TimeTCPReactor
 
 __all__ = ["InOrderEndpoint", "amqp_endpoint", "tls_creator"]
 
 
-def amqp_endpoint(reactor: Any, settings: AmqpSettings) -> IStreamClientEndpoint:
+def amqp_endpoint(
+    reactor: TimeTCPReactor, settings: AmqpSettings
+) -> IStreamClientEndpoint:
     """An endpoint for every address of ``settings``, tried in order.
 
     :class:`~junebug.errors.ConfigError` if a TLS file cannot be read.

@@ -42,7 +42,7 @@ from junebug.errors import BrokerBlocked, BrokerError
 from junebug.messages import from_json, to_json
 
 if TYPE_CHECKING:
-    from junebug.messages import Message
+    from junebug.messages import AnyMessage, Message
 
 __all__ = ["ConnectionListener", "MemoryBroker", "MemoryConsumer"]
 
@@ -314,7 +314,7 @@ class MemoryBroker:
     # -- the Broker contract -----------------------------------------------------
 
     async def publish(
-        self, routing_key: str, message: Message, ttl: float | None = None
+        self, routing_key: str, message: AnyMessage, ttl: float | None = None
     ) -> None:
         """Route ``message`` to the queue bound with ``routing_key``, if any;
         with ``ttl``, it is dropped if still waiting ``ttl`` seconds later."""
@@ -323,7 +323,7 @@ class MemoryBroker:
         self._route(routing_key, to_json(message), ttl)
 
     async def publish_later(
-        self, routing_key: str, message: Message, delay: float
+        self, routing_key: str, message: AnyMessage, delay: float
     ) -> None:
         """Route ``message`` after the delay tier of ``delay`` seconds."""
         self._require_connected()

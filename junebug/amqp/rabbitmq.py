@@ -75,7 +75,8 @@ from junebug.messages import from_json, to_json
 from junebug.reconnecting import ReconnectingClient
 
 if TYPE_CHECKING:
-    from junebug.messages import Message
+    from junebug.messages import AnyMessage, Message
+    from junebug.reactors import TimeTCPReactor
 
 __all__ = [
     "AmqpSettings",
@@ -189,7 +190,8 @@ class RabbitMQBroker:
         self.reactor = reactor
         self.settings = settings
         if endpoint is None:
-            endpoint = amqp_endpoint(reactor, settings)
+            # Without an endpoint, the docstring's contract: it dials TCP too.
+            endpoint = amqp_endpoint(cast("TimeTCPReactor", reactor), settings)
         base_policy = backoffPolicy(
             initialDelay=settings.retry_initial_delay,
             maxDelay=settings.retry_max_delay,
@@ -443,7 +445,7 @@ class RabbitMQBroker:
         return bounded(self.reactor, d, self.settings.operation_timeout, what)
 
     async def publish(
-        self, routing_key: str, message: Message, ttl: float | None = None
+        self, routing_key: str, message: AnyMessage, ttl: float | None = None
     ) -> None:
         """Publish persistently and await the confirm (:class:`BrokerError`
         when disconnected, nacked or the connection drops first); with
@@ -453,7 +455,7 @@ class RabbitMQBroker:
         await self._publish_body(routing_key, to_json(message), properties=properties)
 
     async def publish_later(
-        self, routing_key: str, message: Message, delay: float
+        self, routing_key: str, message: AnyMessage, delay: float
     ) -> None:
         """Publish so that ``message`` reaches ``routing_key`` after ``delay``.
 

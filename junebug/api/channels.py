@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
+from twisted.internet.interfaces import IReactorThreads
 from twisted.web.iweb import IRequest
 
 from junebug.api.dependencies import ApiDependencies
@@ -12,6 +13,7 @@ from junebug.api.envelope import render
 from junebug.api.schemas import CHANNEL_CREATE, CHANNEL_UPDATE, parse_body
 from junebug.api.secrets import redact_channel, restore, wants_secrets
 from junebug.channel_logs import read_logs_async
+from junebug.channels.properties import as_channel_properties
 from junebug.channels.registry import ChannelRegistry
 from junebug.errors import ApiUsageError
 
@@ -40,7 +42,8 @@ async def logs_response(
     config = deps.config
     n = query_int(request, "n")
     limit = config.max_logs if n is None else min(n, config.max_logs)
-    logs = await read_logs_async(deps.reactor, config.logging_path, owner_id, limit)
+    threads = IReactorThreads(deps.reactor)
+    logs = await read_logs_async(threads, config.logging_path, owner_id, limit)
     return render(request, 200, "logs retrieved", logs)
 
 
@@ -63,7 +66,7 @@ def install(app: Klein, deps: ApiDependencies) -> None:
 
     @app.route("/channels/", methods=["POST"], endpoint="channels.create_channel")
     async def create_channel(request: IRequest) -> bytes:
-        body: dict[str, Any] = parse_body(request, CHANNEL_CREATE, max_size)
+        body = as_channel_properties(parse_body(request, CHANNEL_CREATE, max_size))
         channel_id = await registry.create(body)
         view = await registry.status_view(channel_id, body)
         return render(request, 201, "channel created", shown(request, registry, view))
@@ -86,7 +89,8 @@ def install(app: Klein, deps: ApiDependencies) -> None:
     async def modify_channel(request: IRequest, channel_id: str) -> bytes:
         body: dict[str, Any] = parse_body(request, CHANNEL_UPDATE, max_size)
         stored = await registry.get_properties(channel_id)
-        properties = await registry.update(channel_id, restore(body, stored))
+        changes = as_channel_properties(restore(body, stored))
+        properties = await registry.update(channel_id, changes)
         view = await registry.status_view(channel_id, properties)
         return render(request, 200, "channel updated", shown(request, registry, view))
 

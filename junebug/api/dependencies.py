@@ -10,7 +10,9 @@ from junebug.api.readiness import Readiness
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
 from junebug.config import JunebugConfig
+from junebug.http.client import HttpClient
 from junebug.metrics.families import JunebugMetrics
+from junebug.reactors import JunebugReactor
 from junebug.routers.registry import RouterRegistry
 
 
@@ -21,8 +23,8 @@ class ApiDependencies:
     config: JunebugConfig
     channels: ChannelRegistry
     sender: MessageSender
-    reactor: Any
-    http: Any
+    reactor: JunebugReactor
+    http: HttpClient
     delivery: Any = None
     health_checks: list[Any] = attrs.field(factory=list)
     routers: RouterRegistry | None = None

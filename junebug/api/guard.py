@@ -12,6 +12,7 @@ from typing import Any
 
 from klein import Klein
 from prometheus_client import Histogram
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from werkzeug.exceptions import HTTPException
@@ -38,7 +39,10 @@ class RoutableOnly(Resource):
     isLeaf = True  # noqa: N815 - the twisted.web name
 
     def __init__(
-        self, app: Klein, clock: Any = None, latency: Histogram | None = None
+        self,
+        app: Klein,
+        clock: IReactorTime | None = None,
+        latency: Histogram | None = None,
     ) -> None:
         super().__init__()
         self._app = app
@@ -80,7 +84,7 @@ class RoutableOnly(Resource):
         return template
 
     def _observe(self, result: object, request: IRequest, started: float) -> None:
-        assert self._latency is not None
+        assert self._latency is not None and self._clock is not None
         method = request.method.decode("ascii", "replace")
         key = (self._route(request), method if method in METHODS else "other")
         child = self._children.get(key)

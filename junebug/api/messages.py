@@ -10,7 +10,7 @@ from twisted.web.iweb import IRequest
 from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import render
 from junebug.api.schemas import MESSAGE_SEND, parse_body
-from junebug.channels.service import has_destination
+from junebug.channels.properties import has_destination
 from junebug.errors import ApiUsageError
 from junebug.messages import api_event_view
 from junebug.stores.messages import MessageStore

@@ -4,15 +4,16 @@ never parsing bodies as HTML forms."""
 
 from __future__ import annotations
 
-from typing import Any
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.resource import IResource
 
 from junebug.api.envelope import refusal_body
 from junebug.http.server import Gate, LimitedSite, ServerLimits
 
 
 def api_site(
-    resource: Any,
-    reactor: Any,
+    resource: IResource,
+    reactor: IReactorTime,
     *,
     limits: ServerLimits,
     gate: Gate | None = None,

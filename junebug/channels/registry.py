@@ -20,6 +20,12 @@ from typing import Any
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
+from junebug.channels.properties import (
+    CALLBACK_URL_KEYS,
+    ChannelProperties,
+    as_channel_properties,
+    needs_restart,
+)
 from junebug.channels.queues import delete_owned_queues
 from junebug.channels.service import Channel, ChannelDependencies
 from junebug.channels.status import RATE_FIELDS, status_object
@@ -36,13 +42,6 @@ from junebug.http.urls import check_callback_urls
 from junebug.plugins.host import PluginHost
 from junebug.start_retries import StartRetries
 from junebug.stores.channels import ChannelStore
-
-#: Property keys that hold callback URLs (http(s) only).
-CALLBACK_URL_KEYS = ("mo_url", "status_url")
-#: Property keys whose change needs the channel's parts restarted.
-RUNTIME_KEYS = frozenset(
-    {"type", "config", "mo_url", "mo_url_auth_token", "amqp_queue", "status_url"}
-)
 
 
 def _down(channel_id: str, component: str, message: str) -> dict[str, Any]:
@@ -80,7 +79,7 @@ class ChannelRegistry:
     def running_ids(self) -> list[str]:
         return sorted(self._channels)
 
-    def validate(self, properties: dict[str, Any]) -> None:
+    def validate(self, properties: ChannelProperties) -> None:
         """Raise the API error a channel's type, config or callback URLs deserve."""
         check_callback_urls(properties, CALLBACK_URL_KEYS)
         self.deps.transports.validate(properties.get("type"), properties.get("config"))
@@ -92,18 +91,18 @@ class ChannelRegistry:
         except InvalidChannelType:
             return None
 
-    async def get_properties(self, channel_id: str) -> dict[str, Any]:
+    async def get_properties(self, channel_id: str) -> ChannelProperties:
         """A channel's properties: from the running channel, else the store."""
         channel = self._channels.get(channel_id)
         if channel is not None:
-            return dict(channel.properties)
+            return channel.properties.copy()
         properties = await self.store.load(channel_id)
         if properties is None:
             raise ChannelNotFound("")
         return properties
 
     async def status_view(
-        self, channel_id: str, properties: dict[str, Any]
+        self, channel_id: str, properties: ChannelProperties
     ) -> dict[str, Any]:
         """Properties + ``id`` + ``status``, as create/get/update answer."""
         extra: dict[str, dict[str, Any]] = {}
@@ -127,11 +126,11 @@ class ChannelRegistry:
 
     async def ensure(self, definition: dict[str, Any]) -> str:
         """Create a channel from config unless its ``id`` is already stored."""
-        properties = dict(definition)
-        channel_id = properties.pop("id", None)
+        fields = dict(definition)
+        channel_id = fields.pop("id", None)
         if channel_id is not None and await self.store.load(str(channel_id)):
             return str(channel_id)
-        return await self.create(properties, channel_id=channel_id)
+        return await self.create(as_channel_properties(fields), channel_id=channel_id)
 
     def _require_broker(self, what: str) -> None:
         if not self.deps.broker.is_connected():
@@ -147,7 +146,7 @@ class ChannelRegistry:
             self.log.warn("Could not {what}: {error}", what=what, error=exc)
 
     async def create(
-        self, properties: dict[str, Any], channel_id: str | None = None
+        self, properties: ChannelProperties, channel_id: str | None = None
     ) -> str:
         """Store and start a channel; on any failure nothing stays stored."""
         self.validate(properties)
@@ -166,7 +165,7 @@ class ChannelRegistry:
                 raise refusal(exc, "Channel not created") from exc
         return channel_id
 
-    async def _start(self, channel_id: str, properties: dict[str, Any]) -> Channel:
+    async def _start(self, channel_id: str, properties: ChannelProperties) -> Channel:
         """Start a channel; if that fails, nothing of it is left running."""
         channel = Channel(channel_id, properties, self.deps)
         self._channels[channel_id] = channel
@@ -182,7 +181,7 @@ class ChannelRegistry:
         return channel
 
     async def _start_or_retry(
-        self, channel_id: str, properties: dict[str, Any]
+        self, channel_id: str, properties: ChannelProperties
     ) -> None:
         """Start; if a backend is away, start it again once it is back."""
         try:
@@ -213,18 +212,20 @@ class ChannelRegistry:
         await channel.stop()
         await self.plugins.channel_stopped(channel)
 
-    async def update(self, channel_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update(
+        self, channel_id: str, changes: ChannelProperties
+    ) -> ChannelProperties:
         """Store and apply ``changes``; on any failure the channel is left as
         it was (stored and running with its old properties)."""
         what = "Channel not updated"
         async with self._lock(channel_id):
             properties = await self.get_properties(channel_id)
-            merged = {**properties, **changes}
+            merged: ChannelProperties = {**properties, **changes}
             self.validate(merged)
             # Only a new URL: one stored before templates existed still works.
             check_mo_url("mo_url", changes.get("mo_url"))
             channel = self._channels.get(channel_id)
-            restart = channel is None or bool(RUNTIME_KEYS.intersection(changes))
+            restart = channel is None or needs_restart(changes)
             if restart:
                 self._require_broker(what)
             try:

@@ -10,14 +10,14 @@ sent, a 504 that it was sent but not confirmed (it may still be delivered).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker
-from junebug.channels.service import has_destination
+from junebug.channels.properties import has_destination
 from junebug.errors import (
     AmqpConnectionError,
     AmqpOutcomeUnknown,
@@ -31,7 +31,7 @@ from junebug.http.url_templates import check_event_url
 from junebug.http.urls import check_callback_urls
 from junebug.messages import (
     SESSION_CLOSE,
-    Message,
+    UserMessage,
     api_message_view,
     reply_to,
     split_channel_data,
@@ -44,7 +44,7 @@ from junebug.stores.rates import RateStore
 RECORD_EXTRAS = ("event_url", "event_auth_token", "priority")
 
 
-def _closes_session(msg: Message) -> bool:
+def _closes_session(msg: UserMessage) -> bool:
     return (
         msg.get("session_event") == SESSION_CLOSE
         or msg.get("continue_session") is False
@@ -70,7 +70,7 @@ class MessageSender:
         channel_id: str,
         body: dict[str, Any],
         inbound_owners: tuple[str, ...] = (),
-    ) -> Message:
+    ) -> UserMessage:
         """Check a request and build its vumi message (without sending it)."""
         if "to" not in body and "reply_to" not in body:
             raise ApiUsageError('Either "to" or "reply_to" must be specified')
@@ -78,7 +78,7 @@ class MessageSender:
             body.get("channel_data")
         )
         content = body.get("content")
-        msg: Message | None = None
+        msg: UserMessage | None = None
         if "reply_to" in body:
             inbound = None
             for owner in (*inbound_owners, channel_id):
@@ -117,7 +117,7 @@ class MessageSender:
             )
         return msg
 
-    def check_length(self, msg: Message, limit: Any) -> None:
+    def check_length(self, msg: UserMessage, limit: Any) -> None:
         content = msg.get("content")
         if isinstance(limit, int) and content is not None and len(content) > limit:
             raise MessageTooLong(
@@ -128,14 +128,14 @@ class MessageSender:
     async def send(
         self,
         channel_id: str,
-        properties: dict[str, Any],
+        properties: Mapping[str, Any],
         body: dict[str, Any],
         *,
         require_destination: bool = True,
         inbound_owners: tuple[str, ...] = (),
         record_owners: tuple[str, ...] = (),
         record_extras: dict[str, Any] | None = None,
-        on_publish: Callable[[Message], None] | None = None,
+        on_publish: Callable[[UserMessage], None] | None = None,
     ) -> dict[str, Any]:
         """Validate, record and publish one MT message; return its API view.
 

@@ -10,19 +10,27 @@ but registered, so it can be inspected, updated, restarted or deleted.
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 from twisted.internet.defer import ensureDeferred
 
 from junebug.amqp import topology
-from junebug.amqp.broker import Broker, Consumer
+from junebug.amqp.broker import Broker, Consumer, MessageHandler
 from junebug.channel_logs import owner_logger
 from junebug.channels.forwarding import Forwarder, JsonPoster
+from junebug.channels.properties import ChannelProperties, has_destination
 from junebug.channels.status import StatusReceiver
 from junebug.errors import RETRY_LATER, TemporaryFailure
-from junebug.messages import Message, status_event
+from junebug.messages import (
+    AnyMessage,
+    Event,
+    Message,
+    StatusEvent,
+    UserMessage,
+    as_user_message,
+    status_event,
+)
 from junebug.metrics.families import JunebugMetrics
+from junebug.reactors import TimeTCPReactor
 from junebug.stores.backend import KeyValueBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
@@ -37,16 +45,11 @@ from junebug.transports.registry import TransportRegistry
 ROUTER_WAIT_TTL = 24 * 60 * 60
 
 
-def has_destination(properties: dict[str, Any]) -> bool:
-    """A channel forwards MO only if it has ``mo_url`` or ``amqp_queue`` set."""
-    return bool(properties.get("mo_url") or properties.get("amqp_queue"))
-
-
 @attrs.define
 class ChannelDependencies:
     """What every channel shares with the rest of Junebug."""
 
-    reactor: Any
+    reactor: TimeTCPReactor
     broker: Broker
     backend: KeyValueBackend
     messages: MessageStore
@@ -64,7 +67,7 @@ class Channel:
     """A channel's running parts, started and stopped together."""
 
     def __init__(
-        self, channel_id: str, properties: dict[str, Any], deps: ChannelDependencies
+        self, channel_id: str, properties: ChannelProperties, deps: ChannelDependencies
     ) -> None:
         self.id = channel_id
         self.properties = properties
@@ -76,10 +79,12 @@ class Channel:
         self.transport_error: str | None = None
         self.running = False
 
-    async def _publish(self, routing_key: str, message: Message) -> None:
+    async def _publish(self, routing_key: str, message: AnyMessage) -> None:
         await self._deps.broker.publish(routing_key, message)
 
-    async def _publish_for_consumer(self, routing_key: str, message: Message) -> None:
+    async def _publish_for_consumer(
+        self, routing_key: str, message: AnyMessage
+    ) -> None:
         """Publish MO or an event; without a destination it waits for a router
         at most :data:`ROUTER_WAIT_TTL` seconds."""
         if has_destination(self.properties):
@@ -92,17 +97,17 @@ class Channel:
         metrics = self._deps.metrics.channel(cid, str(self.properties.get("type")))
         received = metrics.received
 
-        async def publish_inbound(msg: Message) -> None:
+        async def publish_inbound(msg: UserMessage) -> None:
             msg.setdefault("transport_name", cid)
             received.inc()
             await self._publish_for_consumer(topology.inbound(cid), msg)
 
-        async def publish_event(msg: Message) -> None:
+        async def publish_event(msg: Event) -> None:
             msg.setdefault("transport_name", cid)
             metrics.event(str(msg.get("event_type")))
             await self._publish_for_consumer(topology.event(cid), msg)
 
-        async def publish_status(msg: Message) -> None:
+        async def publish_status(msg: StatusEvent) -> None:
             msg.setdefault("transport_name", cid)
             await self._publish(topology.status(cid), msg)
 
@@ -132,7 +137,7 @@ class Channel:
             mo_http=self._deps.mo_http,
         )
 
-    async def _consume(self, queue: str, handler: Any) -> None:
+    async def _consume(self, queue: str, handler: MessageHandler) -> None:
         consumer = await self._deps.broker.consume(
             queue, handler, prefetch=self._deps.prefetch
         )
@@ -206,7 +211,7 @@ class Channel:
         if transport is None:
             raise TemporaryFailure(f"channel {self.id} has no running transport")
         try:
-            await transport.handle_outbound(message)
+            await transport.handle_outbound(as_user_message(message))
         except RETRY_LATER:
             raise  # not the transport's fault: the message is tried again
         except Exception as exc:

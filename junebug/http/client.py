@@ -58,6 +58,7 @@ from junebug.http.networks import (
     GuardedEndpointFactory,
 )
 from junebug.messages import format_timestamp
+from junebug.reactors import TimeTCPReactor
 from junebug.tls import TlsSettings
 
 #: Per-host limit of idle persistent connections kept in the pool.
@@ -318,7 +319,7 @@ class HttpClient:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: TimeTCPReactor,
         *,
         agent: IAgent | None = None,
         max_persistent_per_host: int = MAX_PERSISTENT_PER_HOST,

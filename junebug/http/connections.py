@@ -39,6 +39,7 @@ from typing_extensions import override
 from junebug import __version__
 from junebug.endpoints import tcp_endpoint
 from junebug.http.networks import CallbackNetworks, GuardedEndpoint
+from junebug.reactors import TimeTCPReactor
 from junebug.tls import TlsSettings
 
 __all__ = ["USER_AGENT", "ConnectionPool", "PostTarget", "ResponseError", "post_target"]
@@ -351,7 +352,7 @@ class ConnectionPool:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: TimeTCPReactor,
         max_per_host: int,
         idle_timeout: float = IDLE_TIMEOUT,
         tls: TlsSettings | None = None,

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, TypeVar
+from typing import Any, Final, NotRequired, TypedDict, TypeVar, cast
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -34,6 +35,8 @@ from junebug.metrics.families import JunebugMetrics
 
 T = TypeVar("T")
 
+#: The ``message_type`` of a delivery job on the retry and dead queues.
+JOB_TYPE: Final = "junebug_http_delivery"
 RETRY_QUEUE = "junebug.http.retry"
 DEAD_QUEUE = "junebug.http.dead"
 #: ``last_error`` as versions before #12.9 wrote it: the code, then the body.
@@ -49,6 +52,37 @@ def retryable(result: HttpResult) -> bool:
     return result.code is None or result.code >= 500 or result.code in RETRYABLE_CODES
 
 
+class DeliveryJob(TypedDict):
+    """One delivery on ``junebug.http.retry`` or ``junebug.http.dead``, as
+    JSON: what to POST, and how far its retries have got.
+
+    A job read back from a queue is not checked (one another Junebug version
+    wrote may lack a field): what is not ``url`` is read with a default."""
+
+    #: Seconds after ``first_attempt`` during which it is retried.
+    max_age: float
+    message_type: str
+    url: str
+    #: The JSON body to POST.
+    body: object
+    token: str | None
+    timeout: float
+    #: Retries made so far (0: only the first attempt).
+    attempt: int
+    #: When the first attempt was made (reactor seconds).
+    first_attempt: float
+    #: Why the last attempt failed.
+    last_error: NotRequired[str]
+    #: The breaker it counts against, if not its ``url``'s own (the URL
+    #: template it was filled from).
+    breaker_key: NotRequired[str]
+
+
+def _job(message: Message) -> DeliveryJob:
+    """A message from the retry or dead queue, as the job it was published as."""
+    return cast("DeliveryJob", message)
+
+
 @attrs.define
 class _UrlHealth:
     failures: int = 0
@@ -62,7 +96,7 @@ class HttpDelivery:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime,
         http: HttpClient,
         broker: Broker,
         *,
@@ -132,9 +166,9 @@ class HttpDelivery:
         ``breaker_key`` names the breaker (``url`` if None).
         """
         key = breaker_key or url
-        job = {
+        job: DeliveryJob = {
             "max_age": max_age or self.max_age,
-            "message_type": "junebug_http_delivery",
+            "message_type": JOB_TYPE,
             "url": url,
             "body": body,
             "token": token,
@@ -156,7 +190,8 @@ class HttpDelivery:
 
     # -- retries ---------------------------------------------------------------
 
-    async def _retry(self, job: Message) -> None:
+    async def _retry(self, message: Message) -> None:
+        job = _job(message)
         url = job["url"]
         key = job.get("breaker_key") or url
         job["attempt"] = int(job.get("attempt", 0)) + 1
@@ -181,7 +216,7 @@ class HttpDelivery:
             return
         await self._after_failure(job, result)
 
-    async def _after_failure(self, job: Message, result: HttpResult) -> None:
+    async def _after_failure(self, job: DeliveryJob, result: HttpResult) -> None:
         if not retryable(result):
             await self._dead(job, result)
             return
@@ -191,7 +226,7 @@ class HttpDelivery:
         raw = min(self.max_delay, self.base_delay * (2**attempt))
         return float(raw * random.uniform(0.5, 1.5))
 
-    async def _schedule(self, job: Message, result: HttpResult) -> None:
+    async def _schedule(self, job: DeliveryJob, result: HttpResult) -> None:
         delay = self._delay(int(job.get("attempt", 0)))
         age = self._now() - float(job.get("first_attempt", self._now()))
         if age + delay > float(job.get("max_age") or self.max_age):
@@ -201,7 +236,7 @@ class HttpDelivery:
         await self.broker.publish_later(RETRY_QUEUE, job, delay)
         self._retries.inc()
 
-    async def _dead(self, job: Message, result: HttpResult) -> None:
+    async def _dead(self, job: DeliveryJob, result: HttpResult) -> None:
         job["last_error"] = short_reason(result)
         self.log.error(
             "Giving up on delivery to {url} after {attempt} retries: {error}",
@@ -241,7 +276,7 @@ class HttpDelivery:
 
     # -- operators -----------------------------------------------------------------
 
-    async def dead_letters(self, limit: int) -> list[Message]:
+    async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         """Look at up to ``limit`` dead letters, oldest first.
 
         They are only looked at (:meth:`Broker.peek`): each is listed once,
@@ -249,7 +284,7 @@ class HttpDelivery:
         abandoned listing leaves the queue as it was.
         """
         async with self._operators:
-            seen = await self.broker.peek(DEAD_QUEUE, limit)
+            seen = [_job(m) for m in await self.broker.peek(DEAD_QUEUE, limit)]
         return [_public(job) for job in seen]
 
     def replay_dead_letters(self, limit: int) -> Deferred[int]:
@@ -260,7 +295,8 @@ class HttpDelivery:
         it would leave it both dead and retried.
         """
 
-        async def replay(job: Message) -> None:
+        async def replay(message: Message) -> None:
+            job = _job(message)
             job["attempt"] = 0
             job["first_attempt"] = self._now()
             await self.broker.publish(RETRY_QUEUE, job)
@@ -316,7 +352,7 @@ def _uncancellable(work: Deferred[T], log: Logger) -> Deferred[T]:
     return result
 
 
-def _public(job: Message) -> dict[str, Any]:
+def _public(job: DeliveryJob) -> dict[str, Any]:
     """A dead letter as the API shows it: no token, no URL password, and no
     answer body even in letters written by older versions."""
     last_error = job.get("last_error")

@@ -38,6 +38,7 @@ from zope.interface import implementer
 
 from junebug.endpoints import tcp_endpoint
 from junebug.errors import ConfigError
+from junebug.reactors import TimeTCPReactor
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -127,7 +128,7 @@ class GuardedEndpoint:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: TimeTCPReactor,
         host: str,
         port: int,
         networks: CallbackNetworks,
@@ -182,7 +183,7 @@ class GuardedEndpointFactory:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: TimeTCPReactor,
         networks: CallbackNetworks,
         tls: BrowserLikePolicyForHTTPS | None = None,
     ) -> None:

@@ -31,7 +31,7 @@ from io import BytesIO
 from typing import Any
 
 import attrs
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
@@ -304,7 +304,7 @@ class LimitedSite(Site):
         self,
         resource: IResource,
         *,
-        reactor: Any,
+        reactor: IReactorTime,
         limits: ServerLimits,
         error_body: ErrorBody,
         gate: Gate | None = None,

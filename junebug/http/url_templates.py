@@ -34,7 +34,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from junebug.errors import ApiUsageError
-from junebug.messages import Message, api_event_type
+from junebug.messages import AnyMessage, api_event_type
 from junebug.transports.http.template import BRACE_TOKEN
 
 #: Variables of every callback URL.
@@ -305,7 +305,7 @@ def _common(
     }
 
 
-def mo_values(message: Message, channel_id: str) -> dict[str, Any]:
+def mo_values(message: AnyMessage, channel_id: str) -> dict[str, Any]:
     """The variables of an ``mo_url`` for one MO message."""
     values = _common(
         message.get("message_id"),
@@ -320,7 +320,7 @@ def mo_values(message: Message, channel_id: str) -> dict[str, Any]:
     return values
 
 
-def dlr_type(event: Message) -> int | None:
+def dlr_type(event: AnyMessage) -> int | None:
     """Kannel's ``%d`` (DLR type) of a vumi event."""
     event_type = event.get("event_type")
     if event_type == "delivery_report":
@@ -331,7 +331,7 @@ def dlr_type(event: Message) -> int | None:
 
 
 def event_values(
-    event: Message, record: Mapping[str, Any], channel_id: str
+    event: AnyMessage, record: Mapping[str, Any], channel_id: str
 ) -> dict[str, Any]:
     """The variables of an ``event_url`` for one event of a stored message."""
     values = _common(

@@ -12,13 +12,14 @@ replies back by it); the answer's ``channel_id`` is the connector name either wa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from junebug.channels.sending import MessageSender
 from junebug.errors import ApiUsageError
-from junebug.messages import Message
+from junebug.messages import UserMessage
 from junebug.stores.rates import RateStore
 
 
@@ -47,7 +48,7 @@ class MessageApiSender(MessageSender):
     async def send(
         self,
         channel_id: str,
-        properties: dict[str, Any],
+        properties: Mapping[str, Any],
         body: dict[str, Any],
         **options: Any,
     ) -> dict[str, Any]:
@@ -60,7 +61,7 @@ class MessageApiSender(MessageSender):
         channel_id: str,
         body: dict[str, Any],
         inbound_owners: tuple[str, ...] = (),
-    ) -> Message:
+    ) -> UserMessage:
         if body.get("from") is None and self.default_from_addr is not None:
             body = {**body, "from": self.default_from_addr}
         msg = await super().build(channel_id, body, inbound_owners)

@@ -40,6 +40,7 @@ from junebug.message_api.inbound import normalise_inbound
 from junebug.message_api.sending import MessageApiSender, NoRates
 from junebug.message_api.state_cache import StateCache, open_state_cache
 from junebug.messages import Message
+from junebug.reactors import JunebugReactor, TimeTCPReactor
 
 log = Logger(namespace="junebug.message_api")
 
@@ -52,7 +53,7 @@ def amqp_settings(config: MessageApiConfig) -> AmqpSettings:
     return config.amqp.settings(config.amqp_url)
 
 
-async def connect_broker(reactor: Any, config: MessageApiConfig) -> Broker:
+async def connect_broker(reactor: TimeTCPReactor, config: MessageApiConfig) -> Broker:
     """A RabbitMQ broker, connected."""
     broker = RabbitMQBroker(reactor, amqp_settings(config))
     broker.start()
@@ -131,7 +132,7 @@ def build_forwarder(
 
 
 async def start_message_api(
-    reactor: Any,
+    reactor: TimeTCPReactor,
     config: MessageApiConfig,
     *,
     broker: Broker | None = None,
@@ -223,7 +224,7 @@ def describe(address: Any) -> str:
     return str(name if name is not None else address)
 
 
-async def serve(reactor: Any, config: MessageApiConfig) -> None:
+async def serve(reactor: JunebugReactor, config: MessageApiConfig) -> None:
     """Start the message API, then run until the reactor shuts down."""
     from junebug.runner import serve_until_shutdown
 
@@ -232,6 +233,6 @@ async def serve(reactor: Any, config: MessageApiConfig) -> None:
     )
 
 
-def run(reactor: Any, config: MessageApiConfig) -> Deferred[None]:
+def run(reactor: JunebugReactor, config: MessageApiConfig) -> Deferred[None]:
     """The ``task.react`` main function of ``jb message-api``."""
     return Deferred.fromCoroutine(serve(reactor, config))

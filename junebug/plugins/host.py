@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from junebug.errors import ConfigError
 from junebug.plugins.interface import JunebugPlugin
+from junebug.reactors import JunebugReactor
 from junebug.transports.registry import load_dotted
 
 
@@ -30,7 +31,9 @@ class PluginHost:
     log = Logger()
 
     def __init__(
-        self, plugin_configs: list[dict[str, Any]], reactor: Any = None
+        self,
+        plugin_configs: list[dict[str, Any]],
+        reactor: JunebugReactor | None = None,
     ) -> None:
         self._configs = plugin_configs
         self.plugins: list[tuple[Any, dict[str, Any]]] = []

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from junebug.channels.service import has_destination
+from junebug.channels.properties import has_destination
 from junebug.errors import InvalidRouterConfig, InvalidRouterDestinationConfig
 from junebug.messages import Message
 from junebug.routers.interface import DESTINATION_KEY, Router, RouterDependencies

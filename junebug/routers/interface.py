@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from junebug.amqp import topology
@@ -56,7 +57,7 @@ ROUTER_KEY = "router_id"
 class RouterDependencies:
     """What every router shares with the rest of Junebug."""
 
-    reactor: Any
+    reactor: IReactorTime
     broker: Broker
     messages: MessageStore
     rates: RateStore

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from junebug.stores import keys
 from junebug.stores.backend import KeyValueBackend
+
+if TYPE_CHECKING:
+    from junebug.channels.properties import ChannelProperties
 
 
 class ChannelStore:
@@ -15,17 +18,17 @@ class ChannelStore:
     def __init__(self, backend: KeyValueBackend) -> None:
         self._backend = backend
 
-    async def save(self, channel_id: str, properties: dict[str, Any]) -> None:
+    async def save(self, channel_id: str, properties: ChannelProperties) -> None:
         await self._backend.set(
             keys.channel_properties(channel_id), json.dumps(properties)
         )
         await self._backend.sadd(keys.CHANNELS, channel_id)
 
-    async def load(self, channel_id: str) -> dict[str, Any] | None:
+    async def load(self, channel_id: str) -> ChannelProperties | None:
         raw = await self._backend.get(keys.channel_properties(channel_id))
         if raw is None:
             return None
-        value: dict[str, Any] = json.loads(raw)
+        value: ChannelProperties = json.loads(raw)
         return value
 
     async def delete(self, channel_id: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from junebug.messages import Message, from_json, to_json
+from junebug.messages import AnyMessage, Message, from_json, to_json
 from junebug.stores import keys
 from junebug.stores.backend import KeyValueBackend
 
@@ -29,7 +29,7 @@ class MessageStore:
         self.inbound_ttl = inbound_ttl
         self.outbound_ttl = outbound_ttl
 
-    async def store_inbound(self, owner_id: str, message: Message) -> None:
+    async def store_inbound(self, owner_id: str, message: AnyMessage) -> None:
         await self._backend.hset(
             keys.inbound_message(owner_id, message["message_id"]),
             {MESSAGE_FIELD: to_json(message).decode()},
@@ -66,7 +66,7 @@ class MessageStore:
         record: dict[str, Any] = json.loads(raw)
         return record
 
-    async def store_event(self, owner_id: str, event: Message) -> None:
+    async def store_event(self, owner_id: str, event: AnyMessage) -> None:
         await self._backend.hset(
             keys.outbound_message(owner_id, event["user_message_id"]),
             {event["event_id"]: to_json(event).decode()},

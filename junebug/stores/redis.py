@@ -25,12 +25,13 @@ from __future__ import annotations
 import builtins
 import hashlib
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Final, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from junebug.errors import StoreUnavailable
+from junebug.reactors import TimeTCPReactor
 from junebug.stores.redis_address import RedisAddress
 from junebug.stores.resp import (
     RedisConnectionError,
@@ -237,7 +238,7 @@ def redis_backend(
     key_prefix: str | None = None,
     *,
     clock: IReactorTime,
-    reactor: Any = None,
+    reactor: TimeTCPReactor | None = None,
     connect_timeout: float = 10.0,
     timeout: float = 10.0,
 ) -> RedisBackend:
@@ -251,7 +252,8 @@ def redis_backend(
     """
     try:
         client = RespClient(
-            clock if reactor is None else reactor,
+            # Without a reactor, the docstring's contract: the clock is one.
+            cast("TimeTCPReactor", clock) if reactor is None else reactor,
             clock,
             address,
             timeout=timeout,
@@ -270,7 +272,7 @@ async def connect_redis(
     key_prefix: str | None = None,
     *,
     clock: IReactorTime,
-    reactor: Any = None,
+    reactor: TimeTCPReactor | None = None,
     connect_timeout: float = 10.0,
     timeout: float = 10.0,
     username: str | None = None,

@@ -23,6 +23,7 @@ from twisted.internet.endpoints import UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 
 from junebug.endpoints import tcp_endpoint
+from junebug.reactors import TimeTCPReactor
 from junebug.tls import TlsSettings
 
 __all__ = ["RedisAddress", "RedisSettings", "address_of", "redis_url_validator"]
@@ -89,7 +90,7 @@ class RedisAddress:
         return f"{'rediss://' if self.tls else ''}{host}:{self.port}"
 
     def endpoint(
-        self, reactor: Any, timeout: float, tls: TlsSettings | None = None
+        self, reactor: TimeTCPReactor, timeout: float, tls: TlsSettings | None = None
     ) -> IStreamClientEndpoint:
         """An endpoint that dials this server (``tls`` verifies it when TLS)."""
         if self.unix_socket is not None:

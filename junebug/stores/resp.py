@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 import hiredis
 from OpenSSL import SSL
@@ -46,6 +46,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from typing_extensions import override
 
+from junebug.reactors import TimeTCPReactor
 from junebug.stores.redis_address import RedisAddress
 
 __all__ = [
@@ -229,7 +230,7 @@ class RespClient:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: TimeTCPReactor,
         clock: IReactorTime,
         address: RedisAddress,
         *,

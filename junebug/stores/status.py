@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from junebug.messages import Message, from_json, to_json
+from junebug.messages import AnyMessage, Message, from_json, to_json
 from junebug.stores import keys
 from junebug.stores.backend import KeyValueBackend
 
@@ -13,7 +13,7 @@ class StatusStore:
     def __init__(self, backend: KeyValueBackend) -> None:
         self._backend = backend
 
-    async def save(self, channel_id: str, status: Message) -> None:
+    async def save(self, channel_id: str, status: AnyMessage) -> None:
         await self._backend.hset(
             keys.channel_status(channel_id),
             {str(status["component"]): to_json(status).decode()},

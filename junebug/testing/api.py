@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from junebug.config import build_config
+from junebug.reactors import JunebugReactor
 from junebug.service import Junebug, build
 
 FAKE_TYPES = {"fake": "junebug.testing.transports.FakeTransport"}
@@ -19,7 +20,7 @@ FAKE_TYPES = {"fake": "junebug.testing.transports.FakeTransport"}
 class ApiDriver:
     """A started Junebug on 127.0.0.1:<random port> and a client for it."""
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: JunebugReactor) -> None:
         self.reactor = reactor
         self.junebug: Junebug | None = None
         self._pool = HTTPConnectionPool(reactor, persistent=False)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeVar
 
 from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from junebug.messages import Message
+from junebug.messages import Event, StatusEvent, UserMessage
+from junebug.reactors import TimeTCPReactor
 from junebug.stores.backend import KeyValueBackend
 from junebug.stores.memory import MemoryBackend
 from junebug.transports.interface import TransportContext
+
+_T = TypeVar("_T")
 
 
 class RecordingContext:
@@ -21,17 +25,17 @@ class RecordingContext:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: TimeTCPReactor,
         channel_id: str = "chan-1",
         store: KeyValueBackend | None = None,
     ) -> None:
         self.reactor = reactor
-        self.inbound: list[Message] = []
-        self.events: list[Message] = []
-        self.statuses: list[Message] = []
-        self.inbound_queue: DeferredQueue[Message] = DeferredQueue()
-        self.event_queue: DeferredQueue[Message] = DeferredQueue()
-        self.status_queue: DeferredQueue[Message] = DeferredQueue()
+        self.inbound: list[UserMessage] = []
+        self.events: list[Event] = []
+        self.statuses: list[StatusEvent] = []
+        self.inbound_queue: DeferredQueue[UserMessage] = DeferredQueue()
+        self.event_queue: DeferredQueue[Event] = DeferredQueue()
+        self.status_queue: DeferredQueue[StatusEvent] = DeferredQueue()
         self.fail_inbound = False
         self.store: KeyValueBackend = store or MemoryBackend(reactor)
         self.context = TransportContext(
@@ -44,34 +48,43 @@ class RecordingContext:
             log=Logger(namespace="junebug.testing"),
         )
 
-    async def _publish_inbound(self, msg: Message) -> None:
+    async def _publish_inbound(self, msg: UserMessage) -> None:
         if self.fail_inbound:
             raise RuntimeError("broker down")
         self.inbound.append(msg)
         self.inbound_queue.put(msg)
 
-    async def _publish_event(self, msg: Message) -> None:
+    async def _publish_event(self, msg: Event) -> None:
         self.events.append(msg)
         self.event_queue.put(msg)
 
-    async def _publish_status(self, msg: Message) -> None:
+    async def _publish_status(self, msg: StatusEvent) -> None:
         self.statuses.append(msg)
         self.status_queue.put(msg)
 
     async def _next(
-        self, queue: DeferredQueue[Message], timeout: float, clock: Any = None
-    ) -> Message:
-        d: Deferred[Message] = queue.get()
+        self,
+        queue: DeferredQueue[_T],
+        timeout: float,
+        clock: IReactorTime | None = None,
+    ) -> _T:
+        d: Deferred[_T] = queue.get()
         d.addTimeout(timeout, clock or self.reactor)
         return await d
 
-    async def next_inbound(self, timeout: float = 10.0, clock: Any = None) -> Message:
+    async def next_inbound(
+        self, timeout: float = 10.0, clock: IReactorTime | None = None
+    ) -> UserMessage:
         return await self._next(self.inbound_queue, timeout, clock)
 
-    async def next_event(self, timeout: float = 10.0, clock: Any = None) -> Message:
+    async def next_event(
+        self, timeout: float = 10.0, clock: IReactorTime | None = None
+    ) -> Event:
         return await self._next(self.event_queue, timeout, clock)
 
-    async def next_status(self, timeout: float = 10.0, clock: Any = None) -> Message:
+    async def next_status(
+        self, timeout: float = 10.0, clock: IReactorTime | None = None
+    ) -> StatusEvent:
         return await self._next(self.status_queue, timeout, clock)
 
     def status_types(self) -> list[tuple[str, str, str]]:

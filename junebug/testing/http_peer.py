@@ -14,6 +14,8 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from junebug.reactors import TimeTCPReactor
+
 
 @attrs.frozen
 class PeerRequest:
@@ -90,7 +92,7 @@ class HttpPeer:
     next request.  ``answer(...)`` queues one answer; ``default`` is used when
     none is queued."""
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: TimeTCPReactor) -> None:
         self.reactor = reactor
         self.requests: list[PeerRequest] = []
         self.queue: DeferredQueue[PeerRequest] = DeferredQueue()

@@ -12,6 +12,8 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from junebug.reactors import TimeTCPReactor
+
 
 @attrs.frozen
 class Received:
@@ -56,7 +58,7 @@ class _Recorder(Resource):
 class HttpSink:
     """Records requests; ``await sink.next(clock)`` returns the next one."""
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: TimeTCPReactor) -> None:
         self.reactor = reactor
         self.queue: DeferredQueue[Received] = DeferredQueue()
         self.response_code = 200

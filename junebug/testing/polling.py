@@ -6,17 +6,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet import task
+from twisted.internet.interfaces import IReactorTime
 
 
 async def wait_until(
     condition: Callable[[], Any],
     timeout: float = 10.0,
     interval: float = 0.01,
-    clock: Any = None,
+    clock: IReactorTime | None = None,
 ) -> Any:
     """Return the first truthy value of ``condition()``, or raise TimeoutError."""
     if clock is None:
-        from twisted.internet import reactor as clock
+        from twisted.internet import reactor
+
+        clock = reactor
     waited = 0.0
     while True:
         value = condition()
@@ -32,12 +35,14 @@ async def poll_until(
     condition: Callable[[], Awaitable[Any]],
     timeout: float = 20.0,
     interval: float = 0.02,
-    clock: Any = None,
+    clock: IReactorTime | None = None,
 ) -> Any:
     """Like :func:`wait_until` for a condition that must be awaited (an HTTP
     request, say): its first truthy value, or TimeoutError."""
     if clock is None:
-        from twisted.internet import reactor as clock
+        from twisted.internet import reactor
+
+        clock = reactor
     waited = 0.0
     while True:
         value = await condition()

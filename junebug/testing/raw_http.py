@@ -9,8 +9,11 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
+
+from junebug.reactors import TimeTCPReactor
 
 
 class RawClient(Protocol):
@@ -31,7 +34,7 @@ class RawClient(Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
-    async def until_closed(self, reactor: Any, timeout: float = 10.0) -> bytes:
+    async def until_closed(self, reactor: IReactorTime, timeout: float = 10.0) -> bytes:
         """Everything received, once the server has closed the connection."""
         self.closed.addTimeout(timeout, reactor)
         return await self.closed
@@ -41,14 +44,16 @@ class RawClient(Protocol):
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
 
-async def connect(reactor: Any, port: int, host: str = "127.0.0.1") -> RawClient:
+async def connect(
+    reactor: IReactorTCP, port: int, host: str = "127.0.0.1"
+) -> RawClient:
     endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=10)
     client: RawClient = await connectProtocol(endpoint, RawClient())
     return client
 
 
 async def exchange(
-    reactor: Any, port: int, data: bytes, timeout: float = 10.0
+    reactor: TimeTCPReactor, port: int, data: bytes, timeout: float = 10.0
 ) -> bytes:
     """Send ``data``; everything answered until the server closes."""
     client = await connect(reactor, port)

@@ -25,6 +25,7 @@ import txredisapi
 from twisted.internet.interfaces import IReactorTime
 from twisted.trial.unittest import SynchronousTestCase
 
+from junebug.reactors import TimeTCPReactor
 from junebug.stores.redis import RedisBackend, connect_redis
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -71,7 +72,9 @@ class RedisFixture:
     :class:`RedisBackend`, so tests can check what really is in Redis.
     """
 
-    def __init__(self, clock: IReactorTime, address: RedisAddress, admin: Any) -> None:
+    def __init__(
+        self, clock: TimeTCPReactor, address: RedisAddress, admin: Any
+    ) -> None:
         self.clock = clock
         self.address = address
         self.prefix = f"junebug-test:{uuid.uuid4().hex}"
@@ -144,7 +147,9 @@ class RedisFixture:
 
 
 async def start_redis_fixture(
-    test: SynchronousTestCase, clock: IReactorTime, address: RedisAddress | None = None
+    test: SynchronousTestCase,
+    clock: TimeTCPReactor,
+    address: RedisAddress | None = None,
 ) -> RedisFixture:
     """Connect to the test Redis and register the fixture's cleanup on ``test``.
 

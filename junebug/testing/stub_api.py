@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, cast
 
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
 from junebug.config import build_config
+from junebug.reactors import JunebugReactor
 from junebug.service import Junebug, build
 from junebug.testing.api import FAKE_TYPES
 
@@ -42,7 +43,10 @@ class StubApi:
             "channels": dict(FAKE_TYPES),
         }
         layer.update(overrides)
-        self.junebug = build(self.clock, build_config(layer), listen=False)
+        # Only a Clock: an embedded Junebug that does not listen schedules
+        # calls and nothing else, so it needs no whole reactor here.
+        reactor = cast("JunebugReactor", self.clock)
+        self.junebug = build(reactor, build_config(layer), listen=False)
         await self.junebug.start()
         self.client = StubTreq(self.junebug.api.resource())
         return self.junebug

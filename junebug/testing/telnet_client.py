@@ -6,6 +6,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
@@ -32,7 +33,7 @@ class LineClient(LineReceiver):
         host: Any = self.transport.getHost()  # type: ignore[union-attr]
         return f"{host.host}:{host.port}"
 
-    async def next_line(self, reactor: Any, timeout: float = 10.0) -> str:
+    async def next_line(self, reactor: IReactorTime, timeout: float = 10.0) -> str:
         d: Deferred[str] = self.lines.get()
         d.addTimeout(timeout, reactor)
         return await d
@@ -44,7 +45,7 @@ class LineClient(LineReceiver):
 
 
 async def connect_line_client(
-    reactor: Any, port: int, host: str = "127.0.0.1"
+    reactor: IReactorTCP, port: int, host: str = "127.0.0.1"
 ) -> LineClient:
     endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=10)
     client: LineClient = await connectProtocol(endpoint, LineClient())

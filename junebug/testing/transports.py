@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from junebug.messages import Message, ack, nack, user_message
+from junebug.messages import UserMessage, ack, nack, user_message
 from junebug.transports.interface import TransportContext
 
 
@@ -31,7 +31,7 @@ class FakeTransport:
     def __init__(self, context: TransportContext, config: FakeConfig) -> None:
         self.context = context
         self.config = config
-        self.outbound: list[Message] = []
+        self.outbound: list[UserMessage] = []
         self.started = False
         self.stopped = False
         self.fail_outbound = config.fail_outbound
@@ -44,7 +44,7 @@ class FakeTransport:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def handle_outbound(self, message: Message) -> None:
+    async def handle_outbound(self, message: UserMessage) -> None:
         if self.fail_outbound:
             raise RuntimeError("transport crashed")
         self.outbound.append(message)
@@ -58,7 +58,7 @@ class FakeTransport:
                 ack(message["message_id"], message["message_id"], cid)
             )
 
-    async def receive(self, content: str | None, **fields: Any) -> Message:
+    async def receive(self, content: str | None, **fields: Any) -> UserMessage:
         """Publish an MO message as if a user had sent it."""
         msg = user_message(
             to_addr=fields.pop("to_addr", "+2780"),
@@ -98,7 +98,7 @@ class RecordingTransport:
     async def stop(self) -> None:
         return None
 
-    async def handle_outbound(self, message: Message) -> None:
+    async def handle_outbound(self, message: UserMessage) -> None:
         with open(self.config.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(message) + "\n")
         await self.context.publish_event(
@@ -126,7 +126,7 @@ class NullTransport:
     async def stop(self) -> None:
         return None
 
-    async def handle_outbound(self, message: Message) -> None:
+    async def handle_outbound(self, message: UserMessage) -> None:
         await self.context.publish_event(
             ack(message["message_id"], message["message_id"], self.context.channel_id)
         )

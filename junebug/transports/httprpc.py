@@ -30,7 +30,7 @@ from urllib.parse import parse_qs
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web import http
@@ -40,6 +40,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from junebug.errors import ConfigError
 from junebug.http.server import Gate, LimitedSite, Refusal, ServerLimits
 from junebug.messages import generate_id
+from junebug.reactors import TimeTCPReactor
 from junebug.redaction import MASKED, SECRET
 from junebug.transports.toolkit import StatusReporter
 
@@ -192,7 +193,11 @@ class _QuietSite(LimitedSite):
     """The shared HTTP server; it writes no access log unless asked to."""
 
     def __init__(
-        self, resource: Resource, reactor: Any, config: HttpRpcConfig, gate: Gate
+        self,
+        resource: Resource,
+        reactor: IReactorTime,
+        config: HttpRpcConfig,
+        gate: Gate,
     ) -> None:
         super().__init__(
             resource,
@@ -265,7 +270,7 @@ class ChannelWebServer:
     def __init__(
         self,
         *,
-        reactor: Any,
+        reactor: TimeTCPReactor,
         config: HttpRpcConfig,
         channel_id: str,
         log: Logger,

@@ -32,12 +32,15 @@ from typing import Any, ClassVar, Protocol
 import attrs
 from twisted.logger import Logger
 
-from junebug.messages import Message
+from junebug.messages import Event, StatusEvent, UserMessage
 from junebug.metrics.families import ChannelMetrics, unregistered_channel
+from junebug.reactors import TimeTCPReactor
 from junebug.stores.backend import KeyValueBackend
 from junebug.transports.toolkit import BackgroundTasks, StatusReporter
 
-Publish = Callable[[Message], Awaitable[None]]
+PublishInbound = Callable[[UserMessage], Awaitable[None]]
+PublishEvent = Callable[[Event], Awaitable[None]]
+PublishStatus = Callable[[StatusEvent], Awaitable[None]]
 
 
 @attrs.frozen
@@ -49,10 +52,10 @@ class TransportContext:
     """
 
     channel_id: str
-    reactor: Any
-    publish_inbound: Publish
-    publish_event: Publish
-    publish_status: Publish
+    reactor: TimeTCPReactor
+    publish_inbound: PublishInbound
+    publish_event: PublishEvent
+    publish_status: PublishStatus
     store: KeyValueBackend
     log: Logger
     #: The channel's metric children (latencies a transport measures).
@@ -84,7 +87,7 @@ class Transport(Protocol):
     async def stop(self) -> None:
         """Stop; always succeeds, even if start never finished."""
 
-    async def handle_outbound(self, message: Message) -> None:
+    async def handle_outbound(self, message: UserMessage) -> None:
         """Send one MT message and publish its ack or nack."""
 
 

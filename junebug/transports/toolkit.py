@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from junebug.messages import Message, status_event
+from junebug.messages import StatusEvent, status_event
 
 __all__ = ["BackgroundTasks", "StatusReporter", "observe", "wait_all"]
 
@@ -128,7 +128,7 @@ class StatusReporter:
     def __init__(
         self,
         channel_id: str,
-        publish: Callable[[Message], Awaitable[None]],
+        publish: Callable[[StatusEvent], Awaitable[None]],
         log: Logger,
         tasks: BackgroundTasks,
     ) -> None:
@@ -137,7 +137,7 @@ class StatusReporter:
         self._log = log
         self._tasks = tasks
         self._last: dict[str, tuple[str, str]] = {}
-        self._queue: deque[tuple[str, tuple[str, str], Message]] = deque()
+        self._queue: deque[tuple[str, tuple[str, str], StatusEvent]] = deque()
         self._draining = False
         self._idle: list[Deferred[None]] = []
 

@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,6 +44,7 @@ from twisted.logger import Logger
 from junebug.converter import structure
 from junebug.errors import ConfigError
 from junebug.plugins.interface import JunebugPlugin
+from junebug.reactors import ProcessReactor
 
 HERE: Final = Path(__file__).resolve().parent
 DEFAULT_VHOST_TEMPLATE: Final = str(HERE / "vhost.template")
@@ -125,7 +127,7 @@ def _remove(path: Path) -> None:
 
 
 def public_http_properties(
-    properties: dict[str, Any], bound_port: int | None = None
+    properties: Mapping[str, Any], bound_port: int | None = None
 ) -> dict[str, Any] | None:
     """``{enabled, web_path, web_port}`` of a channel, or None if it has no
     public HTTP path (see the module doc)."""
@@ -157,7 +159,11 @@ class NginxPlugin(JunebugPlugin):
 
     log = Logger()
 
-    def __init__(self, reactor: Any = None, clock: IReactorTime | None = None) -> None:
+    def __init__(
+        self,
+        reactor: ProcessReactor | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
         self.reactor = reactor
         self.clock = clock
         self.config: NginxPluginConfig | None = None

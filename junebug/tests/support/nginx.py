@@ -30,6 +30,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from junebug.reactors import ProcessReactor
 from junebug.tests.support.process import free_port
 
 __all__ = ["NginxError", "NginxServer", "ensure_nginx", "start_nginx"]
@@ -56,7 +57,10 @@ def nginx_binary() -> str | None:
 
 
 async def _run(
-    reactor: Any, executable: str, args: list[str], env: dict[str, str] | None = None
+    reactor: ProcessReactor,
+    executable: str,
+    args: list[str],
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     """Run a command without blocking the reactor: its exit code and output."""
     out, err, code = await getProcessOutputAndValue(
@@ -65,7 +69,7 @@ async def _run(
     return code, (out + err).decode("utf-8", "replace")
 
 
-async def _apt_install(reactor: Any) -> None:
+async def _apt_install(reactor: ProcessReactor) -> None:
     apt_get = shutil.which("apt-get")
     if apt_get is None:
         raise NginxError("nginx is not installed and there is no apt-get")
@@ -103,7 +107,7 @@ async def _apt_install(reactor: Any) -> None:
                 POLICY_RC_D.unlink()
 
 
-async def _ensure(reactor: Any) -> str:
+async def _ensure(reactor: ProcessReactor) -> str:
     binary = nginx_binary()
     if binary is not None:
         return binary
@@ -119,7 +123,7 @@ async def _ensure(reactor: Any) -> str:
     return binary
 
 
-async def ensure_nginx(reactor: Any) -> str:
+async def ensure_nginx(reactor: ProcessReactor) -> str:
     """The nginx binary, installed first if needed (one install at a time)."""
     async with _install_lock:
         return await _ensure(reactor)
@@ -191,7 +195,7 @@ http {{
 class NginxServer:
     """One private nginx (see the module doc)."""
 
-    def __init__(self, reactor: Any, binary: str, root: Path) -> None:
+    def __init__(self, reactor: ProcessReactor, binary: str, root: Path) -> None:
         self.reactor = reactor
         self.binary = binary
         self.root = root
@@ -310,7 +314,9 @@ class NginxServer:
                 closing.cancel()
 
 
-async def start_nginx(case: SynchronousTestCase, reactor: Any) -> NginxServer:
+async def start_nginx(
+    case: SynchronousTestCase, reactor: ProcessReactor
+) -> NginxServer:
     """A running private nginx, stopped and removed at the case's cleanup."""
     binary = await ensure_nginx(reactor)
     root = Path(tempfile.mkdtemp(prefix="jb-nginx-"))

@@ -13,6 +13,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
+from junebug.reactors import ProcessReactor
+
 
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1."""
@@ -42,7 +44,7 @@ class _Output(ProcessProtocol):
 class JbProcess:
     """``python -m junebug <args>`` with its output captured."""
 
-    def __init__(self, reactor: Any, args: list[str], port: int) -> None:
+    def __init__(self, reactor: ProcessReactor, args: list[str], port: int) -> None:
         self.reactor = reactor
         self.args = args
         self.port = port

@@ -40,6 +40,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber import client, jid, xmlstream
 from twisted.words.xish import domish
 
+from junebug.reactors import ProcessReactor, TimeTCPReactor
+
 __all__ = [
     "DOMAIN",
     "ProsodyError",
@@ -77,7 +79,10 @@ def _binaries() -> tuple[str, str] | None:
 
 
 async def _run(
-    reactor: Any, executable: str, args: list[str], env: dict[str, str] | None = None
+    reactor: ProcessReactor,
+    executable: str,
+    args: list[str],
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     """Run a command off the reactor thread; its exit code and output."""
     out, err, code = await getProcessOutputAndValue(
@@ -90,7 +95,7 @@ async def _run(
     return code, text
 
 
-async def _apt_install(reactor: Any) -> None:
+async def _apt_install(reactor: ProcessReactor) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     apt_get = shutil.which("apt-get")
     if apt_get is None:
@@ -139,7 +144,7 @@ async def _apt_install(reactor: Any) -> None:
             await _run(reactor, ctl, ["stop"])
 
 
-async def _ensure(reactor: Any) -> tuple[str, str]:
+async def _ensure(reactor: ProcessReactor) -> tuple[str, str]:
     found = _binaries()
     if found:
         return found
@@ -155,14 +160,14 @@ async def _ensure(reactor: Any) -> tuple[str, str]:
     return found
 
 
-async def _ensure_outcome(reactor: Any) -> tuple[str, str] | Exception:
+async def _ensure_outcome(reactor: ProcessReactor) -> tuple[str, str] | Exception:
     try:
         return await _ensure(reactor)
     except Exception as exc:
         return exc
 
 
-async def ensure_prosody(reactor: Any) -> tuple[str, str]:
+async def ensure_prosody(reactor: ProcessReactor) -> tuple[str, str]:
     """Paths of ``prosody`` and ``prosodyctl``, installing them once if needed.
 
     Concurrent callers share one installation; after a failed one, the next
@@ -268,7 +273,7 @@ class ProsodyServer:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ProcessReactor,
         binaries: tuple[str, str],
         workdir: Path,
         port: int,
@@ -450,7 +455,7 @@ class ProsodyServer:
 
 async def start_prosody(
     test: SynchronousTestCase,
-    reactor: Any,
+    reactor: ProcessReactor,
     accounts: dict[str, str] | None = None,
     tls: bool = False,
 ) -> ProsodyServer:
@@ -473,7 +478,7 @@ async def start_prosody(
 class XmppPeer:
     """A person's XMPP client: Twisted's own stack, PLAIN login, no TLS."""
 
-    def __init__(self, reactor: Any, address: str, password: str) -> None:
+    def __init__(self, reactor: TimeTCPReactor, address: str, password: str) -> None:
         self.reactor = reactor
         self.jid = jid.JID(address)
         self.password = password

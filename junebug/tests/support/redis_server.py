@@ -22,6 +22,7 @@ from twisted.internet.error import ConnectionRefusedError as Refused
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
+from junebug.reactors import ProcessReactor
 from junebug.testing.certificates import CertificateFiles
 from junebug.tests.support.process import free_port
 
@@ -39,7 +40,7 @@ class RedisServer:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ProcessReactor,
         *,
         bind: str = "127.0.0.1",
         tls: CertificateFiles | None = None,

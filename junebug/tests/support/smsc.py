@@ -43,6 +43,7 @@ from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 from typing_extensions import override
 
+from junebug.reactors import ProcessReactor
 from junebug.tests.support.process import free_port
 
 __all__ = [
@@ -159,7 +160,7 @@ class SmscPeer:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: ProcessReactor,
         kind: PeerKind,
         mode: str = "dlr",
         port: int | None = None,

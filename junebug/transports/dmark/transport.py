@@ -26,7 +26,7 @@ from junebug.messages import (
     SESSION_CLOSE,
     SESSION_NEW,
     SESSION_RESUME,
-    Message,
+    UserMessage,
     ack,
     nack,
     user_message,
@@ -68,7 +68,7 @@ def fix_service_code(code: str) -> str:
     return f"*{code}#"
 
 
-def closes_session(message: Message) -> bool:
+def closes_session(message: UserMessage) -> bool:
     return (
         message.get("session_event") == SESSION_CLOSE
         or message.get("continue_session") is False
@@ -246,7 +246,7 @@ class DmarkTransport:
             200, {"responseString": self._config.timeout_message, "action": "end"}
         )
 
-    async def _end_session(self, inbound: Message) -> None:
+    async def _end_session(self, inbound: UserMessage) -> None:
         transaction_id = inbound["helper_metadata"]["session_id"]
         await self._forget_session(transaction_id)
         await self._context.publish_inbound(
@@ -277,7 +277,7 @@ class DmarkTransport:
 
     # -- outbound ------------------------------------------------------------
 
-    async def handle_outbound(self, message: Message) -> None:
+    async def handle_outbound(self, message: UserMessage) -> None:
         channel_id = self._context.channel_id
         message_id: str = message.get("message_id") or ""
         in_reply_to = message.get("in_reply_to")

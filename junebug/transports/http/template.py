@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from junebug.errors import ConfigError
-from junebug.messages import Message
+from junebug.messages import UserMessage
 
 #: The placeholders a template may use.
 VARIABLES: Final = (
@@ -113,7 +113,7 @@ def render(
     return template
 
 
-def message_variables(message: Message, default_from: str | None) -> dict[str, Any]:
+def message_variables(message: UserMessage, default_from: str | None) -> dict[str, Any]:
     """The values of the placeholders for one MT message."""
     return {
         "to": message.get("to_addr"),

@@ -25,7 +25,13 @@ from urllib.parse import quote, urlencode
 from twisted.web.server import NOT_DONE_YET, Request
 
 from junebug.http import json_body
-from junebug.messages import Message, ack, delivery_report, nack, user_message
+from junebug.messages import (
+    UserMessage,
+    ack,
+    delivery_report,
+    nack,
+    user_message,
+)
 from junebug.stores import keys
 from junebug.transports.http.client import AggregatorClient, SendResult
 from junebug.transports.http.config import HttpConfig
@@ -154,7 +160,7 @@ class HttpTransport:
     # -- outbound ------------------------------------------------------------
 
     def build_request(
-        self, message: Message
+        self, message: UserMessage
     ) -> tuple[str, dict[str, str], bytes | None]:
         """The URL, headers and body that send ``message``."""
         config = self._config
@@ -178,7 +184,7 @@ class HttpTransport:
         headers.update(config.headers)
         return url, headers, data
 
-    async def handle_outbound(self, message: Message) -> None:
+    async def handle_outbound(self, message: UserMessage) -> None:
         channel_id = self._context.channel_id
         message_id: str = message.get("message_id") or ""
         if not message.get("to_addr"):
@@ -383,10 +389,10 @@ class HttpTransport:
             request, self._parse_inbound, self._publish_inbound, "inbound"
         )
 
-    def _parse_inbound(self, payload: Any) -> list[Message]:
+    def _parse_inbound(self, payload: Any) -> list[UserMessage]:
         config = self._config
         fields = config.merged_inbound_fields
-        messages: list[Message] = []
+        messages: list[UserMessage] = []
         errors: list[str] = []
         for index, item in enumerate(self._items(payload, config.inbound_list_field)):
             values = {
@@ -420,7 +426,7 @@ class HttpTransport:
             raise WebhookError(400, "Invalid inbound fields", errors=errors)
         return messages
 
-    async def _publish_inbound(self, messages: list[Message]) -> None:
+    async def _publish_inbound(self, messages: list[UserMessage]) -> None:
         for msg in messages:
             await self._context.publish_inbound(msg)
 

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
 from junebug.messages import SESSION_CLOSE, delivery_report, user_message
@@ -73,7 +74,9 @@ RECEIPT_TIMES: Final = 100_000
 
 
 async def _with_retries(
-    clock: Any, operation: Callable[[], Awaitable[T]], within: float = STORE_RETRY_FOR
+    clock: IReactorTime,
+    operation: Callable[[], Awaitable[T]],
+    within: float = STORE_RETRY_FOR,
 ) -> T:
     """Run ``operation``, retrying failures with backoff for ``within`` seconds."""
     delay = 0.1

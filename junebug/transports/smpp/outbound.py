@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Any, Final
 
-from junebug.messages import SESSION_CLOSE, Message
+from junebug.messages import SESSION_CLOSE, UserMessage
 from junebug.transports.smpp.codec import (
     MultipartMethod,
     SplitError,
@@ -53,7 +53,7 @@ class SubmitEncoder:
         self._registered_delivery = 1 if config.registered_delivery else 0
         self._reference = random.randrange(0x10000)
 
-    def templates(self, message: Message) -> list[dict[str, Any]]:
+    def templates(self, message: UserMessage) -> list[dict[str, Any]]:
         """The ``submit_sm`` fields of each part; raises :class:`Rejected`."""
         to_addr = _address(message, "to_addr", required=True)
         from_addr = _address(message, "from_addr", required=False)
@@ -102,13 +102,14 @@ class SubmitEncoder:
             return self._reference % self._config.sar_reference_rollover
         return self._reference
 
-    def _ussd_tlvs(self, message: Message) -> dict[int, int]:
+    def _ussd_tlvs(self, message: UserMessage) -> dict[int, int]:
         """``ussd_service_op`` and ``its_session_info`` for a USSD message.
 
         The session info is the one the MO brought (``transport_metadata``,
         copied by replies), with the end-of-session bit set to close.
         """
-        metadata = message.get("transport_metadata") or {}
+        # Not trusted to be a dict: it came from the wire.
+        metadata: object = message.get("transport_metadata") or {}
         session_info = (
             metadata.get("session_info") if isinstance(metadata, dict) else None
         )
@@ -127,7 +128,7 @@ class SubmitEncoder:
         return tlvs
 
 
-def _address(message: Message, field: str, *, required: bool) -> str:
+def _address(message: UserMessage, field: str, *, required: bool) -> str:
     value = message.get(field)
     if value is None and not required:
         return ""

@@ -89,7 +89,7 @@ from twisted.python.failure import Failure
 
 from junebug.amqp.lease import check_delivery
 from junebug.errors import SmscUnavailable, TransportStopped
-from junebug.messages import Message, ack, nack
+from junebug.messages import UserMessage, ack, nack
 from junebug.reconnecting import ReconnectingClient
 from junebug.transports.interface import TransportContext
 from junebug.transports.smpp.config import SmppConfig
@@ -321,7 +321,7 @@ class SmppTransport:
 
     # -- MT -----------------------------------------------------------------------
 
-    async def handle_outbound(self, message: Message) -> None:
+    async def handle_outbound(self, message: UserMessage) -> None:
         """Submit one MT; returns once its ack or nack is published."""
         if self._stopping:
             raise TransportStopped("the SMPP transport is stopping")

@@ -20,7 +20,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from typing_extensions import override
 
-from junebug.messages import Message
+from junebug.messages import UserMessage
 
 # Telnet command bytes (RFC 854).
 IAC = 255
@@ -94,7 +94,7 @@ class TelnetConnection(Protocol):
         #: True once the client has a ``from_addr`` and its ``new`` went out.
         self.registered = False
         #: MO messages waiting to be published, oldest first.
-        self.outbox: deque[Message] = deque()
+        self.outbox: deque[UserMessage] = deque()
         self.draining = False
         #: Fires (with None) when the connection is lost.
         self.lost: Deferred[None] = Deferred()

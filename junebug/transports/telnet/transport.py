@@ -28,7 +28,7 @@ from junebug.messages import (
     SESSION_CLOSE,
     SESSION_NEW,
     SESSION_RESUME,
-    Message,
+    UserMessage,
     ack,
     nack,
     user_message,
@@ -278,7 +278,7 @@ class TelnetTransport:
 
     # -- outbound ------------------------------------------------------------
 
-    async def handle_outbound(self, message: Message) -> None:
+    async def handle_outbound(self, message: UserMessage) -> None:
         to_addr = message.get("to_addr")
         content = message.get("content")
         text = None if content is None else normalise_newlines(str(content))

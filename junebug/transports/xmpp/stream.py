@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.ssl import Certificate, CertificateOptions, optionsForClientTLS
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import client, error, xmlstream
@@ -53,7 +53,8 @@ def describe(reason: Failure | BaseException | None) -> str:
 class ClientStream(xmlstream.XmlStream):
     """An XMPP client stream whose IQ timeouts use the channel's clock."""
 
-    clock: Any = None
+    #: Set by :class:`StreamFactory` on each stream it builds.
+    clock: IReactorTime
     #: The last stream error the server sent, described (for status messages).
     error_text: str | None = None
 
@@ -69,7 +70,7 @@ class StreamFactory(xish_xmlstream.XmlStreamFactoryMixin, protocol.ClientFactory
     protocol = ClientStream
     noisy = False
 
-    def __init__(self, authenticator: Authenticator, clock: Any) -> None:
+    def __init__(self, authenticator: Authenticator, clock: IReactorTime) -> None:
         xish_xmlstream.XmlStreamFactoryMixin.__init__(self, authenticator)
         self.clock = clock
 

@@ -68,7 +68,7 @@ from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 from twisted.words.xish import xmlstream as xish_xmlstream
 
-from junebug.messages import Message, ack, nack, user_message
+from junebug.messages import UserMessage, ack, nack, user_message
 from junebug.reconnecting import ReconnectingClient
 from junebug.transports.interface import TransportContext
 from junebug.transports.toolkit import observe, wait_all
@@ -140,7 +140,7 @@ class XmppTransport:
         self._presence_loop: LoopingCall | None = None
         self._statuses = context.statuses
         self._tasks = context.tasks
-        self._outbox: deque[Message] = deque()
+        self._outbox: deque[UserMessage] = deque()
         self._draining = False
         self._stopping = False
         self._stop_d: Deferred[None] | None = None
@@ -645,7 +645,7 @@ class XmppTransport:
             return None
         return self._stream
 
-    async def handle_outbound(self, message: Message) -> None:
+    async def handle_outbound(self, message: UserMessage) -> None:
         message_id: str = message.get("message_id") or ""
         channel_id = self._context.channel_id
         to_addr = message.get("to_addr")
