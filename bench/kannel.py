@@ -241,13 +241,17 @@ def kannel(
             [bearerbox_path, "-v", str(LOG_LEVEL), conf], die_with_parent=True
         )
         started.append(bearerbox)
-        wait_for(lambda: _up(bearerbox, setup.smsbox_port), 30, "bearerbox start")
+        wait_for(
+            lambda: _up("bearerbox", bearerbox, setup.smsbox_port),
+            30,
+            "bearerbox start",
+        )
         smsbox = Process(
             [smsbox_path, "-v", str(LOG_LEVEL), conf], die_with_parent=True
         )
         started.append(smsbox)
         running = Kannel(setup, bearerbox, smsbox)
-        wait_for(lambda: _up(smsbox, setup.sendsms_port), 30, "smsbox start")
+        wait_for(lambda: _up("smsbox", smsbox, setup.sendsms_port), 30, "smsbox start")
         if smsc is not None:
             wait_for(smsc.bound, 30, "Kannel's SMPP bind")
         yield running
@@ -262,9 +266,7 @@ def kannel(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _up(process: Process, port: int) -> bool:
+def _up(name: str, process: Process, port: int) -> bool:
     if process.proc.poll() is not None:
-        raise RuntimeError(
-            f"{process.proc.args[0]} exited early:\n{process.output()[-3000:]}"
-        )
+        raise RuntimeError(f"{name} exited early:\n{process.output()[-3000:]}")
     return listening(port)
