@@ -1,6 +1,6 @@
 """(k) ``python -m bench kannel``: Junebug against Kannel, in the same run.
 
-Both gateways meet the same node SMSC peer (``junebug/testing/peers``), the
+Both gateways meet the same node SMSC peer (``junebug/tests/support/peers``), the
 same HTTP sink (:mod:`bench.sink`) and the same load generator
 (:mod:`bench.loadgen`); Kannel is Debian's, configured by
 :mod:`bench.kannel`.  Junebug runs as in (b) and (c): ``jb`` on the real
