@@ -292,107 +292,99 @@ def _versus(what: str, unit: str, junebug: Any, kannel_: Any, ratio: Any) -> str
     )
 
 
-def _mt_rows(jb_mt: dict[str, Any], k_mt: dict[str, Any]) -> list[dict[str, Any]]:
-    label = "(k) MT end to end, every report at the callback"
+#: The figures of a row, where a gateway's figures have them.
+ROW_KEYS = ("msg_per_s", "p50_ms", "p95_ms", "p99_ms", "peak_rss_mb")
+
+
+def _pair(
+    label: str,
+    jb_figures: dict[str, Any],
+    k_figures: dict[str, Any],
+    key: str,
+    note: Callable[[dict[str, Any]], str],
+    complete: Callable[[dict[str, Any]], bool],
+) -> list[dict[str, Any]]:
+    """Kannel's row (the baseline) and Junebug's, whose ratio compares
+    ``key``: Junebug / Kannel for msg/s, Kannel / Junebug for a latency."""
     rows = []
-    for name, figures in (("Kannel (baseline)", k_mt), ("Junebug", jb_mt)):
-        rows.append(
-            {
-                "scenario": f"{label}: {name}",
-                "msg_per_s": figures["msg_per_s"],
-                "p50_ms": figures["p50_ms"],
-                "p95_ms": figures["p95_ms"],
-                "p99_ms": figures["p99_ms"],
-                "peak_rss_mb": figures["peak_rss_mb"],
-                "ratio": 1.0
-                if figures is k_mt
-                else ratio_of(figures["msg_per_s"], k_mt["msg_per_s"]),
-                "all_events": figures["complete"] == figures["accepted"],
-                "note": (
-                    f"{figures['accepted']} accepted "
-                    f"({figures['accepted_per_s']:,.0f}/s, {MT_CONNECTIONS} "
-                    f"clients), {figures['complete']} with both reports, drained "
-                    f"in {figures['drained_s']:.1f}s; failed requests: "
-                    f"{figures['failed']}; latency: accepting answer to final "
-                    f"report{logged_note(figures['problems'])}"
-                ),
-                "cpu": figures["cpu"],
-                "figures": figures,
-            }
-        )
-    rows[1]["versus"] = _versus(
-        "MT end to end",
-        "msg/s",
-        jb_mt["msg_per_s"],
-        k_mt["msg_per_s"],
-        rows[1]["ratio"],
+    for name, figures in (("Kannel (baseline)", k_figures), ("Junebug", jb_figures)):
+        row: dict[str, Any] = {"scenario": f"{label}: {name}"}
+        row.update((k, figures[k]) for k in ROW_KEYS if k in figures)
+        row["all_events"] = complete(figures)
+        row["note"] = note(figures)
+        if "cpu" in figures:
+            row["cpu"] = figures["cpu"]
+        row["figures"] = figures
+        rows.append(row)
+    ours, theirs = jb_figures[key], k_figures[key]
+    rows[0]["ratio"] = 1.0
+    rows[1]["ratio"] = (
+        ratio_of(ours, theirs) if key == "msg_per_s" else ratio_of(theirs, ours)
     )
+    unit = "msg/s" if key == "msg_per_s" else "ms"
+    what = label.removeprefix("(k) ")
+    if key != "msg_per_s":
+        what = f"{key.removesuffix('_ms')} {what}"
+    rows[1]["versus"] = _versus(what, unit, ours, theirs, rows[1]["ratio"])
     return rows
+
+
+def _mt_rows(jb_mt: dict[str, Any], k_mt: dict[str, Any]) -> list[dict[str, Any]]:
+    def note(figures: dict[str, Any]) -> str:
+        return (
+            f"{figures['accepted']} accepted ({figures['accepted_per_s']:,.0f}/s, "
+            f"{MT_CONNECTIONS} clients), {figures['complete']} with both reports, "
+            f"drained in {figures['drained_s']:.1f}s; failed requests: "
+            f"{figures['failed']}; latency: accepting answer to final report"
+            f"{logged_note(figures['problems'])}"
+        )
+
+    return _pair(
+        "(k) MT end to end, every report at the callback",
+        jb_mt,
+        k_mt,
+        "msg_per_s",
+        note,
+        lambda figures: bool(figures["complete"] == figures["accepted"]),
+    )
 
 
 def _latency_rows(
     jb_lat: dict[str, Any], k_lat: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    label = f"(k) request -> final report @{LATENCY_RATE}/s"
-    rows = []
-    for name, figures in (("Kannel (baseline)", k_lat), ("Junebug", jb_lat)):
-        rows.append(
-            {
-                "scenario": f"{label}: {name}",
-                "msg_per_s": figures["msg_per_s"],
-                "p50_ms": figures["p50_ms"],
-                "p95_ms": figures["p95_ms"],
-                "p99_ms": figures["p99_ms"],
-                "ratio": 1.0
-                if figures is k_lat
-                else ratio_of(k_lat["p99_ms"], figures["p99_ms"]),
-                "all_events": figures["complete"] == figures["accepted"],
-                "note": (
-                    f"open loop; {figures['complete']} of {figures['accepted']} "
-                    f"accepted with both reports; failed requests: "
-                    f"{figures['failed']}; ratio = Kannel p99 / p99"
-                ),
-                "figures": figures,
-            }
+    def note(figures: dict[str, Any]) -> str:
+        return (
+            f"open loop; {figures['complete']} of {figures['accepted']} accepted "
+            f"with both reports; failed requests: {figures['failed']}; "
+            "ratio = Kannel p99 / p99"
         )
-    rows[1]["versus"] = _versus(
-        f"p99 request -> final report @{LATENCY_RATE}/s",
-        "ms",
-        jb_lat["p99_ms"],
-        k_lat["p99_ms"],
-        rows[1]["ratio"],
+
+    return _pair(
+        f"(k) request -> final report @{LATENCY_RATE}/s",
+        jb_lat,
+        k_lat,
+        "p99_ms",
+        note,
+        lambda figures: bool(figures["complete"] == figures["accepted"]),
     )
-    return rows
 
 
 def _mo_rows(jb_mo: dict[str, Any], k_mo: dict[str, Any]) -> list[dict[str, Any]]:
-    label = "(k) MO flood to the callback"
-    rows = []
-    for name, figures in (("Kannel (baseline)", k_mo), ("Junebug", jb_mo)):
-        rows.append(
-            {
-                "scenario": f"{label}: {name}",
-                "msg_per_s": figures["msg_per_s"],
-                "p50_ms": figures["p50_ms"],
-                "p95_ms": figures["p95_ms"],
-                "p99_ms": figures["p99_ms"],
-                "peak_rss_mb": figures["peak_rss_mb"],
-                "ratio": 1.0
-                if figures is k_mo
-                else ratio_of(figures["msg_per_s"], k_mo["msg_per_s"]),
-                "all_events": figures["received"] == figures["count"],
-                "note": (
-                    f"{figures['received']} of {figures['count']} MO at the sink; "
-                    f"{_smsc_note(figures['smsc'])}; latency: SMSC send to sink"
-                    f"{logged_note(figures['problems'])}"
-                ),
-                "cpu": figures["cpu"],
-            }
+    def note(figures: dict[str, Any]) -> str:
+        return (
+            f"{figures['received']} of {figures['count']} MO at the sink; "
+            f"{_smsc_note(figures['smsc'])}; latency: SMSC send to sink"
+            f"{logged_note(figures['problems'])}"
         )
-    rows[1]["versus"] = _versus(
-        "MO flood", "msg/s", jb_mo["msg_per_s"], k_mo["msg_per_s"], rows[1]["ratio"]
+
+    return _pair(
+        "(k) MO flood to the callback",
+        jb_mo,
+        k_mo,
+        "msg_per_s",
+        note,
+        lambda figures: bool(figures["received"] == figures["count"]),
     )
-    return rows
 
 
 def _cpu_rows(jb_mt: dict[str, Any], k_mt: dict[str, Any]) -> list[dict[str, Any]]:
