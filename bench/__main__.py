@@ -1,7 +1,9 @@
 """``python -m bench [scenario ...]``: run benchmarks, print a table, write JSON.
 
-Scenarios (all by default): ``api`` (a), ``smpp`` (b), ``mo`` (c),
-``latency`` (d), ``channels`` (e), ``embedded`` (f); ``faults`` runs the
+Scenarios (all but ``kannel`` by default): ``api`` (a), ``smpp`` (b),
+``mo`` (c), ``latency`` (d), ``channels`` (e), ``embedded`` (f) and
+``kannel`` (k: Junebug against Kannel, see :mod:`bench.kannel_compare`;
+about 2.5 minutes more, so only when named); ``faults`` runs the
 fault-injection suite instead.  Figures are msg/s sustained, p50/p95/p99
 latency, peak RSS and the ratio to a baseline measured in the same run.
 Results go to ``bench/results/<time>.json``.
@@ -21,14 +23,18 @@ import statistics
 import sys
 from typing import Any
 
-from bench import scenarios
+from bench import kannel_compare, scenarios
 from bench.harness import machine_info
 
-SCENARIOS = ("api", "smpp", "mo", "latency", "channels", "embedded")
+SCENARIOS = ("api", "smpp", "mo", "latency", "channels", "embedded", "kannel")
+#: What runs when no scenario is named.
+DEFAULT = SCENARIOS[:-1]
 
 
 def run(name: str, seconds: int, quick: bool) -> list[dict[str, Any]]:
-    scenario = getattr(scenarios, f"scenario_{name}", None)
+    scenario = getattr(scenarios, f"scenario_{name}", None) or getattr(
+        kannel_compare, f"scenario_{name}", None
+    )
     if scenario is None:
         return [{"scenario": name, "note": "no such scenario"}]
     rows: list[dict[str, Any]] = scenario(seconds, quick)
@@ -77,6 +83,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "peak_rss_mb",
         "ratio",
         "extra_rss_mb",
+        "cpu_s_per_1k",
         "all_events",
         "note",
     ]
@@ -110,7 +117,7 @@ def _tree_changes(start: dict[str, Any]) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
+    parser.add_argument("scenarios", nargs="*", default=list(DEFAULT))
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="smaller loads")
     parser.add_argument(
@@ -166,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\nCPU during the load (% of one core):")
         for scenario, summary in cpu:
             print(f"  {scenario}: {summary}")
+    versus = [row["versus"] for row in rows if row.get("versus")]
+    if versus:
+        first = " (first run; the table has the medians)" if args.repeat > 1 else ""
+        print(f"\nJunebug against Kannel, same run{first}; ratio 1.0 is as good:")
+        for line in versus:
+            print(f"  {line}")
     report = {
         "when": datetime.datetime.now(datetime.UTC).isoformat(),
         "machine": machine,

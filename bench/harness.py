@@ -76,31 +76,36 @@ def wait_for(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
     raise TimeoutError(f"{what} not reached within {timeout}s")
 
 
-def ensure_wrk() -> str:
-    """The path of wrk, installing Debian's package first if needed."""
-    found = shutil.which("wrk")
+def ensure_command(command: str, package: str) -> str:
+    """The path of ``command``, installing Debian's ``package`` first if
+    needed (as root; ``apt-get update`` once if the install finds nothing)."""
+    found = shutil.which(command)
     if found:
         return found
     if os.geteuid() != 0:
-        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+        raise RuntimeError(f"{command} is not installed (apt-get install {package})")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300"]
     subprocess.run(
-        ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "wrk"],
-        check=False,
-        env=env,
-        capture_output=True,
+        [*install, package], check=False, env=env, capture_output=True, timeout=900
     )
-    if not shutil.which("wrk"):
+    if not shutil.which(command):
         subprocess.run(
-            ["apt-get", "update", "-q"], check=False, env=env, capture_output=True
-        )
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "wrk"],
-            check=True,
+            ["apt-get", "update", "-q"],
+            check=False,
             env=env,
             capture_output=True,
+            timeout=900,
         )
-    return shutil.which("wrk") or "wrk"
+        subprocess.run(
+            [*install, package], check=True, env=env, capture_output=True, timeout=900
+        )
+    return shutil.which(command) or command
+
+
+def ensure_wrk() -> str:
+    """The path of wrk, installing Debian's package first if needed."""
+    return ensure_command("wrk", "wrk")
 
 
 def run_wrk(
@@ -156,10 +161,25 @@ def run_wrk(
     }
 
 
-class Process:
-    """A child process with its output in a temp file."""
+def _die_with_parent() -> None:
+    """In a child before ``exec``: SIGTERM when the bench dies (Linux's
+    ``PR_SET_PDEATHSIG``), so a killed run leaves no daemon behind."""
+    import ctypes
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class Process:
+    """A child process with its output in a temp file (``die_with_parent``:
+    terminated if the bench itself dies)."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        die_with_parent: bool = False,
+    ) -> None:
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             argv,
@@ -167,6 +187,7 @@ class Process:
             stderr=subprocess.STDOUT,
             env=dict(os.environ, **(env or {})),
             cwd=ROOT,
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
 
     @property
@@ -349,11 +370,14 @@ class Sink:
 
 
 @contextmanager
-def node_smsc(mode: str = "dlr", env: dict[str, str] | None = None) -> Iterator[Smsc]:
-    """``junebug/tests/support/peers/node_smpp_smsc.js`` as a plain subprocess."""
+def node_smsc(
+    mode: str = "dlr", env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[Smsc]:
+    """``junebug/tests/support/peers/node_smpp_smsc.js`` as a plain subprocess,
+    on ``port`` or a free one."""
     from junebug.tests.support.smsc import PEERS_DIR, node_smpp_modules
 
-    port = free_port()
+    port = port or free_port()
     node = shutil.which("node") or "node"
     process = Process(
         [node, str(PEERS_DIR / "node_smpp_smsc.js")],
@@ -383,6 +407,10 @@ class Smsc:
     @property
     def endpoint(self) -> str:
         return f"tcp:host=127.0.0.1:port={self.port}"
+
+    def bound(self) -> bool:
+        """Whether a transceiver has bound."""
+        return "bind_transceiver ok" in self.process.output()
 
     def line(self, prefix: str) -> str | None:
         """The last line of output starting with ``prefix``, if any."""
@@ -419,12 +447,8 @@ def smpp_channel(
     if code != 201:
         raise RuntimeError(f"channel create failed: {code} {body}")
     channel_id: str = body["result"]["id"]
-    wait_for(lambda: _bound(smsc), 30, "SMPP bind")
+    wait_for(smsc.bound, 30, "SMPP bind")
     return channel_id
-
-
-def _bound(smsc: Smsc) -> bool:
-    return "bind_transceiver ok" in smsc.process.output()
 
 
 def listening(port: int) -> bool:
@@ -506,6 +530,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """The live children of ``pid``, their children and so on."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        with suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(
+                    f"/proc/{parent}/task/{task}/children", encoding="ascii"
+                ) as handle:
+                    children = [int(child) for child in handle.read().split()]
+                found += children
+                pending += children
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its live descendants (a gateway that runs
+    workers counts them too); a process gone meanwhile counts nothing."""
+    total = 0.0
+    for member in (pid, *descendants(pid)):
+        with suppress(OSError):
+            total += cpu_seconds(member)
+    return total
+
+
 def _pids_named(name: str) -> list[int]:
     found = subprocess.run(
         ["pgrep", "-x", name], capture_output=True, text=True, check=False
@@ -518,7 +569,9 @@ class CpuMeter:
     % of one core (``200`` is both cores of a 2-core machine).  RabbitMQ and
     Redis are found by name; ``load generator`` is this process and the
     children it waited for (wrk); ``machine`` is every CPU of the machine,
-    whoever used it."""
+    whoever used it.  Each process counts with its descendants (a gateway's
+    workers); :attr:`seconds` keeps the CPU seconds behind each figure,
+    :attr:`elapsed` the wall-clock seconds they were used in."""
 
     def __init__(self, **pids: int) -> None:
         self.pids = dict(pids)
@@ -528,6 +581,8 @@ class CpuMeter:
         self.started: dict[str, float] = {}
         self.wall = 0.0
         self.used: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+        self.elapsed = 0.0
 
     def start(self) -> CpuMeter:
         self.wall = time.monotonic()
@@ -537,9 +592,10 @@ class CpuMeter:
         return self
 
     def stop(self) -> dict[str, float]:
-        wall = time.monotonic() - self.wall
+        wall = self.elapsed = time.monotonic() - self.wall
         for name, pid in self.pids.items():
-            self.used[name] = 100 * (self._read(pid) - self.started[name]) / wall
+            self.seconds[name] = self._read(pid) - self.started[name]
+            self.used[name] = 100 * self.seconds[name] / wall
         self.used["load generator"] = 100 * (_driver_cpu() - self.driver) / wall
         busy, total = _machine_busy()
         self.used["machine"] = (
@@ -557,10 +613,7 @@ class CpuMeter:
 
     @staticmethod
     def _read(pid: int) -> float:
-        try:
-            return cpu_seconds(pid)
-        except OSError:
-            return 0.0
+        return tree_cpu_seconds(pid)
 
 
 def _driver_cpu() -> float:

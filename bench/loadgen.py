@@ -11,8 +11,11 @@ keep-alive connections with two shapes of load:
   same offered load; latency counts from the *scheduled* send time, so a
   stall is not hidden (no coordinated omission).
 
-Each request gives a :class:`Sample`: scheduled/sent time, answer time (both
-``time.monotonic()``), HTTP status and the ``message_id`` of a Junebug answer.
+Requests are JSON POSTs, or GETs (``method="GET"``) whose query string the
+body factory makes (Kannel's ``sendsms``).  Each request gives a
+:class:`Sample`: its number (the ``n`` its body was made from),
+scheduled/sent time, answer time (both ``time.monotonic()``), HTTP status and
+the ``message_id`` of a Junebug answer.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import attrs
 @attrs.define
 class Sample:
     sent: float
+    number: int = -1
     answered: float | None = None
     status: int | None = None
     message_id: str | None = None
@@ -45,8 +49,8 @@ class _Connection:
         self.reader = reader
         self.writer = writer
 
-    async def post(self, head: bytes, body: bytes) -> tuple[int, bytes]:
-        self.writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
         status_and_headers = await self.reader.readuntil(b"\r\n\r\n")
         lines = status_and_headers.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
@@ -72,15 +76,28 @@ class _Connection:
 
 
 class _Target:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, method: str = "POST") -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.method = method
+        self.path = parts.path + (f"?{parts.query}" if parts.query else "")
         self.head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             "Content-Type: application/json\r\n"
         ).encode()
+
+    def request(self, body: bytes) -> bytes:
+        """The request carrying ``body``: a JSON POST, or a GET with ``body``
+        as its query string."""
+        if self.method == "GET":
+            return b"GET %s?%s HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (
+                self.path.encode(),
+                body,
+                self.host.encode(),
+                self.port,
+            )
+        return self.head + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
     async def connect(self) -> _Connection:
         reader, writer = await asyncio.open_connection(self.host, self.port)
@@ -92,7 +109,7 @@ async def _one(
 ) -> bool:
     """POST once; False if the connection is no longer usable."""
     try:
-        status, data = await connection.post(target.head, body)
+        status, data = await connection.exchange(target.request(body))
     except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
         sample.error = f"{type(exc).__name__}: {exc}"
         return False
@@ -110,9 +127,13 @@ async def _one(
 
 
 async def _closed_loop(
-    url: str, body: Callable[[int], bytes], seconds: float, connections: int
+    url: str,
+    body: Callable[[int], bytes],
+    seconds: float,
+    connections: int,
+    method: str,
 ) -> list[Sample]:
-    target = _Target(url)
+    target = _Target(url, method)
     samples: list[Sample] = []
     deadline = time.monotonic() + seconds
     counter = iter(range(10**9))
@@ -121,9 +142,9 @@ async def _closed_loop(
         connection = await target.connect()
         try:
             while time.monotonic() < deadline:
-                sample = Sample(sent=time.monotonic())
+                sample = Sample(sent=time.monotonic(), number=next(counter))
                 samples.append(sample)
-                if not await _one(connection, target, body(next(counter)), sample):
+                if not await _one(connection, target, body(sample.number), sample):
                     connection.close()
                     connection = await target.connect()
         finally:
@@ -139,8 +160,9 @@ async def _open_loop(
     rate: float,
     seconds: float,
     max_connections: int,
+    method: str,
 ) -> list[Sample]:
-    target = _Target(url)
+    target = _Target(url, method)
     idle: list[_Connection] = []
     opened = 0
     samples: list[Sample] = []
@@ -166,7 +188,7 @@ async def _open_loop(
         now = time.monotonic()
         due = min(total, int((now - started) * rate) + 1)
         while n < due:
-            sample = Sample(sent=started + n / rate)
+            sample = Sample(sent=started + n / rate, number=n)
             samples.append(sample)
             if opened - len(idle) >= max_connections:
                 sample.error = "no free connection (client limit)"
@@ -188,9 +210,11 @@ def closed_loop(
     body: Callable[[int], bytes],
     seconds: float,
     connections: int = 16,
+    method: str = "POST",
 ) -> list[Sample]:
-    """POST for ``seconds`` from ``connections`` clients, each one at a time."""
-    return asyncio.run(_closed_loop(url, body, seconds, connections))
+    """POST (or GET) for ``seconds`` from ``connections`` clients, each one
+    at a time."""
+    return asyncio.run(_closed_loop(url, body, seconds, connections, method))
 
 
 def open_loop(
@@ -199,9 +223,11 @@ def open_loop(
     rate: float,
     seconds: float,
     max_connections: int = 512,
+    method: str = "POST",
 ) -> list[Sample]:
-    """POST at ``rate`` per second for ``seconds``, whatever the answers."""
-    return asyncio.run(_open_loop(url, body, rate, seconds, max_connections))
+    """POST (or GET) at ``rate`` per second for ``seconds``, whatever the
+    answers."""
+    return asyncio.run(_open_loop(url, body, rate, seconds, max_connections, method))
 
 
 def json_body(template: dict[str, Any]) -> Callable[[int], bytes]:

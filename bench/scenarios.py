@@ -51,7 +51,7 @@ DRAIN_TIMEOUT = 240.0
 DRAIN_STALL = 90.0
 
 
-def _logged(logged: dict[str, Any]) -> str:
+def logged_note(logged: dict[str, Any]) -> str:
     return f"; jb logged {logged['count']} warnings/errors" if logged["count"] else ""
 
 
@@ -68,7 +68,7 @@ def percentiles(seconds: Iterable[float]) -> dict[str, float | None]:
     return {"p50_ms": rank(50), "p95_ms": rank(95), "p99_ms": rank(99)}
 
 
-def _ratio(value: float | None, base: float | None) -> float | None:
+def ratio_of(value: float | None, base: float | None) -> float | None:
     return value / base if value and base else None
 
 
@@ -130,7 +130,7 @@ def scenario_api(
         {
             "scenario": label,
             **figures,
-            "ratio": _ratio(figures["msg_per_s"], base["msg_per_s"]),
+            "ratio": ratio_of(figures["msg_per_s"], base["msg_per_s"]),
             "note": _wrk_note(figures),
         },
     ]
@@ -147,7 +147,7 @@ def _wrk_note(figures: dict[str, Any]) -> str:
 # --- (b): end-to-end MT through SMPP --------------------------------------------
 
 
-def _mt_body(sink_url: str) -> Callable[[int], bytes]:
+def mt_body(sink_url: str) -> Callable[[int], bytes]:
     """The MT body of the SMPP scenarios (``{n}`` numbers each request)."""
     return json_body(
         {
@@ -180,7 +180,7 @@ def scenario_smpp(
         jb(embedded=embedded) as (process, url),
     ):
         cid = smpp_channel(url, smsc, http_sink.url + "/mo", window=10)
-        body = _mt_body(http_sink.url)
+        body = mt_body(http_sink.url)
         meter = CpuMeter(
             jb=process.pid, sink=http_sink.process.pid, smsc=smsc.process.pid
         ).start()
@@ -216,12 +216,12 @@ def scenario_smpp(
         e["delivery_succeeded"] - s.answered for s, e in complete if s.answered
     ]
     missing = count - len(complete)
-    failed = _errors(samples)
+    failed = request_errors(samples)
     note = (
         f"{count} accepted ({count / seconds:,.0f}/s over {seconds}s, "
         f"{MT_CONNECTIONS} clients), drained in {ended - started:.1f}s; "
         f"{missing} without both events; failed POSTs: {failed}; "
-        f"{dump['event_repeats']} repeated events{_logged(logged)}"
+        f"{dump['event_repeats']} repeated events{logged_note(logged)}"
     )
     return [
         {
@@ -236,7 +236,7 @@ def scenario_smpp(
             "msg_per_s": rate,
             **percentiles(latencies),
             "peak_rss_mb": peak,
-            "ratio": _ratio(rate, base["msg_per_s"]),
+            "ratio": ratio_of(rate, base["msg_per_s"]),
             "accepted_per_s": count / seconds,
             "all_events": missing == 0,
             "note": note,
@@ -293,7 +293,7 @@ def scenario_mo(seconds: int, quick: bool) -> list[dict[str, Any]]:
         sent = "SMSC did not finish"
     note = (
         f"{received} of {count} MO at mo_url ({stats['mo_posts']} posts); "
-        f"{sent}{_logged(logged)}"
+        f"{sent}{logged_note(logged)}"
     )
     return [
         {
@@ -308,7 +308,7 @@ def scenario_mo(seconds: int, quick: bool) -> list[dict[str, Any]]:
             "msg_per_s": rate,
             **percentiles(latencies),
             "peak_rss_mb": peak,
-            "ratio": _ratio(rate, base["msg_per_s"]),
+            "ratio": ratio_of(rate, base["msg_per_s"]),
             "all_events": received == count,
             "note": note,
             "cpu": meter.summary(),
@@ -320,7 +320,7 @@ def scenario_mo(seconds: int, quick: bool) -> list[dict[str, Any]]:
 # --- (d): latency at a fixed offered load -------------------------------------
 
 
-def _errors(samples: list[Sample]) -> str:
+def request_errors(samples: list[Sample]) -> str:
     """The failed requests, counted by kind: ``3 x HTTP 503, 1 x OSError``."""
     kinds: collections.Counter[str] = collections.Counter()
     for sample in samples:
@@ -333,12 +333,12 @@ def _errors(samples: list[Sample]) -> str:
     return ", ".join(f"{n} x {kind}" for kind, n in kinds.most_common()) or "none"
 
 
-def _answered(samples: list[Sample]) -> list[Sample]:
+def answered_samples(samples: list[Sample]) -> list[Sample]:
     return [s for s in samples if s.status is not None and 200 <= s.status < 300]
 
 
 def _achieved(samples: list[Sample]) -> float:
-    done = _answered(samples)
+    done = answered_samples(samples)
     if len(done) < 2:
         return 0.0
     span = max(s.answered or 0.0 for s in done) - min(s.sent for s in samples)
@@ -364,7 +364,7 @@ def scenario_latency(seconds: int, quick: bool) -> list[dict[str, Any]]:
     finally:
         process.stop()
         process.discard()
-    base_latency = [s.latency for s in _answered(base_samples) if s.latency]
+    base_latency = [s.latency for s in answered_samples(base_samples) if s.latency]
     base_figures = percentiles(base_latency)
     with (
         sink() as http_sink,
@@ -372,7 +372,7 @@ def scenario_latency(seconds: int, quick: bool) -> list[dict[str, Any]]:
         jb() as (process, url),
     ):
         cid = smpp_channel(url, smsc, http_sink.url + "/mo", window=10)
-        body = _mt_body(http_sink.url)
+        body = mt_body(http_sink.url)
         # One client, one request at a time: the floor under any load.
         single = closed_loop(
             f"{url}/channels/{cid}/messages/", body, min(3, seconds), 1
@@ -394,7 +394,7 @@ def scenario_latency(seconds: int, quick: bool) -> list[dict[str, Any]]:
         peak = peak_rss_mb(process.pid)
         events = http_sink.dump()["events"]
         logged = problems(process)
-    api_latency = [s.latency for s in _answered(samples) if s.latency]
+    api_latency = [s.latency for s in answered_samples(samples) if s.latency]
     arrivals = {
         mid: events[mid]["submitted"]
         for mid in accepted
@@ -406,7 +406,7 @@ def scenario_latency(seconds: int, quick: bool) -> list[dict[str, Any]]:
     submitted_rate = (
         len(arrivals) / (last_event - first_sent) if last_event > first_sent else 0.0
     )
-    failed = _errors(samples)
+    failed = request_errors(samples)
     api = percentiles(api_latency)
     offered = f"{rate}/s offered for {seconds}s, open loop"
     return [
@@ -422,18 +422,18 @@ def scenario_latency(seconds: int, quick: bool) -> list[dict[str, Any]]:
         {
             "scenario": "(d) latency POST->201, one client, sequential",
             "msg_per_s": _achieved(single),
-            **percentiles(s.latency for s in _answered(single) if s.latency),
+            **percentiles(s.latency for s in answered_samples(single) if s.latency),
             "peak_rss_mb": None,
             "ratio": None,
             "note": f"closed loop, 1 connection, {min(3, seconds)}s; failed: "
-            f"{_errors(single)}",
+            f"{request_errors(single)}",
         },
         {
             "scenario": f"(d) latency POST->201 @{rate}/s",
             "msg_per_s": _achieved(samples),
             **api,
             "peak_rss_mb": peak,
-            "ratio": _ratio(base_figures["p99_ms"], api["p99_ms"]),
+            "ratio": ratio_of(base_figures["p99_ms"], api["p99_ms"]),
             "note": f"{offered}; failed: {failed}; ratio = baseline p99 / p99",
             "cpu": meter.summary(),
         },
@@ -442,11 +442,11 @@ def scenario_latency(seconds: int, quick: bool) -> list[dict[str, Any]]:
             "msg_per_s": submitted_rate,
             **percentiles(submitted),
             "peak_rss_mb": peak,
-            "ratio": _ratio(base_figures["p99_ms"], percentiles(submitted)["p99_ms"]),
+            "ratio": ratio_of(base_figures["p99_ms"], percentiles(submitted)["p99_ms"]),
             "all_events": len(submitted) == len(accepted),
             "note": (
                 f"{len(submitted)} of {len(accepted)} submitted events arrived; "
-                f"msg/s = events / (first POST to last event){_logged(logged)}"
+                f"msg/s = events / (first POST to last event){logged_note(logged)}"
             ),
             "jb_problems": logged,
         },

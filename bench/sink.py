@@ -6,15 +6,23 @@ chunked bodies, pipelining) on a bare Twisted :class:`Protocol`, because
 ``twisted.web`` would cost more CPU than the gateway it is measuring: it has to
 take thousands of POSTs a second on a machine it shares with everything else.
 
-Every POST is answered ``200`` at once and recorded with the
-``time.monotonic()`` of its arrival (``CLOCK_MONOTONIC``, the same clock in
-every process of the machine, so the driver can subtract its own times):
+Every POST (and Kannel's DLR ``GET``) is answered ``200`` at once and
+recorded with the ``time.monotonic()`` of its arrival (``CLOCK_MONOTONIC``,
+the same clock in every process of the machine, so the driver can subtract
+its own times):
 
 - ``POST /event``: a Junebug event; the first arrival of each
   ``(message_id, event_type)`` is kept, repeats are counted.
 - ``POST /mo``: an MO message; arrivals and distinct ``content`` are counted,
   and the latency of each ``bench MO <i> <send time>`` from the node peer's
   flood (``MO_COUNT``) is kept.
+- ``POST /kannel/mo``: an MO from Kannel's ``sms-service`` (``post-url``):
+  the body is the text; counted as ``/mo`` is.
+- ``GET /kannel/dlr?id=<n>&type=<%d>``: a delivery report from Kannel's
+  ``dlr-url``, recorded as the Junebug event it stands for (type 8, the
+  SMSC's ack: ``submitted``; 1: ``delivery_succeeded``; 2:
+  ``delivery_failed``; 4: ``delivery_pending``; 16, the SMSC's nack:
+  ``rejected``) under message id ``<n>``.
 - ``GET /stats``: counts so far, as JSON.
 - ``GET /dump``: everything (``events``: message id -> event type -> time;
   ``mo``: counts, first and last arrival).
@@ -27,10 +35,20 @@ import json
 import sys
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from typing_extensions import override
+
+#: Kannel's DLR types (the ``%d`` of a ``dlr-url``) as Junebug's event types.
+KANNEL_DLR_EVENTS = {
+    "1": "delivery_succeeded",
+    "2": "delivery_failed",
+    "4": "delivery_pending",
+    "8": "submitted",
+    "16": "rejected",
+}
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
 
@@ -54,20 +72,23 @@ class Records:
         self.bad = 0
 
     def event(self, body: bytes, now: float) -> None:
-        self.event_posts += 1
         data = json.loads(body)
-        kind = str(data.get("event_type"))
+        self.event_of(str(data.get("message_id")), str(data.get("event_type")), now)
+
+    def event_of(self, message_id: str, kind: str, now: float) -> None:
+        self.event_posts += 1
         self.event_types[kind] = self.event_types.get(kind, 0) + 1
-        per_message = self.events.setdefault(str(data.get("message_id")), {})
+        per_message = self.events.setdefault(message_id, {})
         if kind in per_message:
             self.event_repeats += 1
         else:
             per_message[kind] = now
 
     def mo(self, body: bytes, now: float) -> None:
+        self.mo_text(str(json.loads(body).get("content")), now)
+
+    def mo_text(self, content: str, now: float) -> None:
         self.mo_posts += 1
-        data = json.loads(body)
-        content = str(data.get("content"))
         self.mo_contents.add(content)
         words = content.split(" ")
         if len(words) == 4 and words[:2] == ["bench", "MO"]:
@@ -149,6 +170,12 @@ class SinkProtocol(Protocol):
                 RECORDS.event(body, now)
             elif method == "POST" and route == "/mo":
                 RECORDS.mo(body, now)
+            elif method == "POST" and route == "/kannel/mo":
+                RECORDS.mo_text(body.decode("utf-8", "replace"), now)
+            elif method == "GET" and route == "/kannel/dlr":
+                query = parse_qs(path.partition("?")[2])
+                kind = KANNEL_DLR_EVENTS.get(query["type"][0], query["type"][0])
+                RECORDS.event_of(query["id"][0], kind, now)
             elif method == "GET" and route in ("/stats", "/dump"):
                 data = RECORDS.stats() if route == "/stats" else RECORDS.dump()
                 payload = json.dumps(data).encode()
@@ -160,7 +187,7 @@ class SinkProtocol(Protocol):
                 RECORDS.reset()
             else:
                 RECORDS.bad += 1
-        except ValueError:
+        except (ValueError, KeyError):
             RECORDS.bad += 1
         return OK
 
