@@ -133,8 +133,28 @@ class Junebug:
         self.readiness.waiting("the routers")
         await self.routers.start_all()
         self.readiness.serve()
-        stops.push("serving", self.readiness.stop_serving)
+        stops.push("serving", self._drain)
         log.info("Junebug is ready: channels and routers started")
+
+    async def _drain(self) -> None:
+        """Refuse new requests (503 with ``Retry-After``) and give those in
+        flight ``shutdown_timeout`` seconds to finish; the parts they use
+        (broker, store) stop only after this."""
+        self.readiness.stop_serving()
+        in_flight = self.readiness.in_flight
+        if in_flight.count:
+            log.info(
+                "Draining: waiting for {count} requests in flight",
+                count=in_flight.count,
+            )
+        timeout = self.config.shutdown_timeout
+        if not await in_flight.idle(self.reactor, timeout):
+            log.warn(
+                "{count} requests still in flight after {timeout:g}s "
+                "(shutdown_timeout): stopping anyway",
+                count=in_flight.count,
+                timeout=timeout,
+            )
 
     async def _listen(self) -> None:
         config = self.config
