@@ -121,6 +121,16 @@ class ProbeTests(TestCase):
             junebug.channels.start_failures, {"elsewhere": "cannot declare its queues"}
         )
         self.assertEqual((await get("/health/ready"))[0], 200)
+
+        async def later() -> None:
+            pass
+
+        # Waiting to be started again (a backend was away): not placed yet.
+        junebug.channels.retries.add("elsewhere", later)
+        code, body = await get("/health/ready")
+        self.assertEqual((code, error_types(body)), (503, ["ChannelsNotPlaced"]))
+        junebug.channels.retries.discard("elsewhere")
+        self.assertEqual((await get("/health/ready"))[0], 200)
         self.patch(Channel, "start", failing_start)
         await junebug.channels.restart("elsewhere")
         self.assertEqual(junebug.channels.start_failures, {})
