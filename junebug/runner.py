@@ -74,7 +74,8 @@ async def serve(reactor: JunebugReactor, config: JunebugConfig) -> None:
 
 
 def run(reactor: JunebugReactor, config: JunebugConfig) -> Deferred[None]:
-    """The ``task.react`` main function (it runs once the reactor does, so
-    the SIGTERM handler installed here replaces the reactor's)."""
-    install_sigterm(reactor)
+    """The ``task.react`` main function.  ``react`` calls it before the
+    reactor runs, and the reactor installs its own signal handlers as it
+    starts: ours replaces its SIGTERM handler once it is running."""
+    reactor.callWhenRunning(install_sigterm, reactor)
     return Deferred.fromCoroutine(serve(reactor, config))

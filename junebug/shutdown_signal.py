@@ -38,8 +38,8 @@ class SigtermHandler:
 
 def install_sigterm(reactor: Any) -> SigtermHandler:
     """Handle SIGTERM with a :class:`SigtermHandler` (in place of the
-    reactor's own, which ignores a second one).  Call once the reactor runs:
-    it installs its handlers as it starts."""
+    reactor's own, which ignores a second one).  Call once the reactor runs
+    (``reactor.callWhenRunning``): it installs its handlers as it starts."""
     handler = SigtermHandler(reactor)
     signal.signal(signal.SIGTERM, handler)
     return handler
