@@ -20,7 +20,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.protocols.portforward import ProxyFactory, ProxyServer
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived
 
 from junebug.testing.http_sink import HttpSink
 from junebug.testing.polling import poll_until, wait_until
@@ -262,8 +262,10 @@ class DrainInFlightTests(TestCase):
 
     async def test_second_sigterm_exits_at_once(self) -> None:
         jb, proxy, http = await self.start_jb()
-        await self.hold_a_request_and_signal(jb, proxy, http)
+        stuck = await self.hold_a_request_and_signal(jb, proxy, http)
         began = time.monotonic()
         self.assertEqual(await jb.stop(signal.SIGTERM, timeout=10), 1, jb.output)
         self.assertLess(time.monotonic() - began, 5)
         self.assertIn("second SIGTERM", jb.output)
+        # The request in flight is cut off with the process.
+        await self.assertFailure(stuck, ResponseNeverReceived)
