@@ -8,7 +8,7 @@ import os
 import signal
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.logger import Logger
 
@@ -16,12 +16,25 @@ from twisted.logger import Logger
 FORCED_EXIT_STATUS = 1
 
 
+class _StoppableReactor(Protocol):
+    def callFromThread(  # noqa: N802
+        self,
+        callable: Callable[..., Any],  # noqa: A002 - Twisted's name
+        *args: object,
+        **kwargs: object,
+    ) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class SigtermHandler:
     """Call with a signal number (as :func:`signal.signal` does)."""
 
     log = Logger()
 
-    def __init__(self, reactor: Any, exit_now: Callable[[int], Any] = os._exit) -> None:
+    def __init__(
+        self, reactor: _StoppableReactor, exit_now: Callable[[int], Any] = os._exit
+    ) -> None:
         self._reactor = reactor
         self._exit_now = exit_now
         self.received = 0
@@ -36,7 +49,7 @@ class SigtermHandler:
         self._exit_now(FORCED_EXIT_STATUS)
 
 
-def install_sigterm(reactor: Any) -> SigtermHandler:
+def install_sigterm(reactor: _StoppableReactor) -> SigtermHandler:
     """Handle SIGTERM with a :class:`SigtermHandler` (in place of the
     reactor's own, which ignores a second one).  Call once the reactor runs
     (``reactor.callWhenRunning``): it installs its handlers as it starts."""

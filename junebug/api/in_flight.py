@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
 
@@ -28,7 +29,7 @@ class InFlight:
             for waiter in waiting:
                 waiter.callback(True)
 
-    async def idle(self, reactor: Any, timeout: float) -> bool:
+    async def idle(self, reactor: IReactorTime, timeout: float) -> bool:
         """Wait until no request is in flight, at most ``timeout`` seconds:
         True if they all finished, False if the time ran out first."""
         if self.count == 0:
