@@ -319,6 +319,14 @@ class JunebugConfig:
             "serving the API (503 until they answer) and /health meanwhile"
         ),
     )
+    shutdown_timeout: float = attrs.field(
+        default=30.0,
+        validator=_non_negative,
+        metadata=_doc(
+            "Seconds jb gives requests in flight to finish after SIGTERM "
+            "before it stops anyway (new requests answer 503 meanwhile)"
+        ),
+    )
     max_body_size: int = attrs.field(
         default=1_048_576,
         validator=_positive,

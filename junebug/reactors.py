@@ -106,7 +106,8 @@ class ProcessReactor(TimeTCPReactor, Protocol):
 
 class JunebugReactor(TimeTCPReactor, Protocol):
     """What ``jb`` and ``jb message-api`` run on and hand on to their parts:
-    timers, TCP and the shutdown triggers (the thread pool, which not every
+    timers, TCP, the start-up and shutdown triggers and stopping (for the
+    SIGTERM handler, :mod:`junebug.shutdown_signal`) (the thread pool, which not every
     reactor has, is adapted to where it is used: ``IReactorThreads(reactor)``).
     """
 
@@ -118,3 +119,19 @@ class JunebugReactor(TimeTCPReactor, Protocol):
         *args: object,
         **kwargs: object,
     ) -> Any: ...
+
+    def callWhenRunning(  # noqa: N802
+        self,
+        callable: Callable[..., Any],  # noqa: A002 - Twisted's name
+        *args: object,
+        **kwargs: object,
+    ) -> Any: ...
+
+    def callFromThread(  # noqa: N802
+        self,
+        callable: Callable[..., Any],  # noqa: A002 - Twisted's name
+        *args: object,
+        **kwargs: object,
+    ) -> None: ...
+
+    def stop(self) -> None: ...

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from junebug.config import JunebugConfig
 from junebug.reactors import JunebugReactor
 from junebug.service import build
+from junebug.shutdown_signal import install_sigterm
 
 log = Logger()
 
@@ -73,5 +74,8 @@ async def serve(reactor: JunebugReactor, config: JunebugConfig) -> None:
 
 
 def run(reactor: JunebugReactor, config: JunebugConfig) -> Deferred[None]:
-    """The ``task.react`` main function."""
+    """The ``task.react`` main function.  ``react`` calls it before the
+    reactor runs, and the reactor installs its own signal handlers as it
+    starts: ours replaces its SIGTERM handler once it is running."""
+    reactor.callWhenRunning(install_sigterm, reactor)
     return Deferred.fromCoroutine(serve(reactor, config))

@@ -33,6 +33,7 @@ from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
 from junebug.channels.service import ChannelDependencies
 from junebug.config import JunebugConfig, as_dict
+from junebug.health_checks import connection_checks, ready_checks
 from junebug.http.client import HttpClient
 from junebug.http.delivery import HttpDelivery
 from junebug.lifecycle import StopStack
@@ -132,8 +133,28 @@ class Junebug:
         self.readiness.waiting("the routers")
         await self.routers.start_all()
         self.readiness.serve()
-        stops.push("serving", self.readiness.stop_serving)
+        stops.push("serving", self._drain)
         log.info("Junebug is ready: channels and routers started")
+
+    async def _drain(self) -> None:
+        """Refuse new requests (503 with ``Retry-After``) and give those in
+        flight ``shutdown_timeout`` seconds to finish; the parts they use
+        (broker, store) stop only after this."""
+        self.readiness.stop_serving()
+        in_flight = self.readiness.in_flight
+        if in_flight.count:
+            log.info(
+                "Draining: waiting for {count} requests in flight",
+                count=in_flight.count,
+            )
+        timeout = self.config.shutdown_timeout
+        if not await in_flight.idle(self.reactor, timeout):
+            log.warn(
+                "{count} requests still in flight after {timeout:g}s "
+                "(shutdown_timeout): stopping anyway",
+                count=in_flight.count,
+                timeout=timeout,
+            )
 
     async def _listen(self) -> None:
         config = self.config
@@ -211,50 +232,6 @@ class Junebug:
             self._starting.cancel()
             await done
         await self.stops.unwind()
-
-
-def connection_checks(
-    backend: KeyValueBackend,
-    broker: Broker,
-    readiness: Readiness | None = None,
-    plugins: PluginHost | None = None,
-) -> list[Any]:
-    """Checks /health runs: each returns None or a problem description."""
-
-    async def broker_connected() -> dict[str, str] | None:
-        if not broker.is_connected():
-            return {
-                "type": "AmqpConnectionError",
-                "message": "Not connected to RabbitMQ",
-            }
-        blocked = broker.blocked_reason()
-        if blocked is not None:
-            return {
-                "type": "AmqpBlocked",
-                "message": f"RabbitMQ blocks publishing: {blocked}",
-            }
-        return None
-
-    async def store_answers() -> dict[str, str] | None:
-        if isinstance(backend, RedisBackend) and not backend.is_connected():
-            return {
-                "type": "StoreUnavailable",
-                "message": f"Not connected to Redis at {backend.address}",
-            }
-        try:
-            if await backend.ping():
-                return None
-        except Exception as exc:
-            return {"type": "StoreUnavailable", "message": str(exc)}
-        return {"type": "StoreUnavailable", "message": "Redis does not answer"}
-
-    async def started() -> dict[str, str] | None:
-        return None if readiness is None else readiness.problem()
-
-    async def plugins_healthy() -> list[dict[str, str]]:
-        return [] if plugins is None else plugins.problems()
-
-    return [broker_connected, store_answers, started, plugins_healthy]
 
 
 def backends(
@@ -345,6 +322,7 @@ def build(
             http=http,
             delivery=delivery,
             health_checks=connection_checks(backend, broker, readiness, plugins),
+            ready_checks=ready_checks(backend, broker, readiness, registry),
             routers=routers,
             readiness=readiness,
             metrics=metrics,

@@ -14,7 +14,15 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
-from junebug.api import channels, dead_letters, health, messages, metrics, routers
+from junebug.api import (
+    channels,
+    dead_letters,
+    health,
+    messages,
+    metrics,
+    probes,
+    routers,
+)
 from junebug.api.auth import AuthenticatingResource, auth_enabled
 from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import error_result, render
@@ -36,6 +44,7 @@ class JunebugApi:
         channels.install(self.app, deps)
         messages.install(self.app, deps)
         health.install(self.app, deps)
+        probes.install(self.app, deps)
         dead_letters.install(self.app, deps)
         metrics.install(self.app, deps)
         self.app.route("/openapi.json", methods=["GET"], endpoint="openapi")(

@@ -2,8 +2,9 @@
 
 With ``api_token`` set, requests must carry ``Authorization: Token <token>``;
 with ``api_username``/``api_password`` set, HTTP Basic with those credentials is
-accepted too.  ``/health`` stays open for load balancers.  Failures are a 401 in
-the usual envelope, with a ``WWW-Authenticate`` challenge for Basic.
+accepted too.  ``/health`` and its probes stay open for load balancers.
+Failures are a 401 in the usual envelope, with a ``WWW-Authenticate``
+challenge for Basic.
 
 :func:`auth_gate` checks as soon as a request's headers are in, before its body
 is read (see :mod:`junebug.http.server`); :class:`AuthenticatingResource`
@@ -20,10 +21,11 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
 from junebug.api.envelope import error_result, render
+from junebug.api.readiness import PROBE_PATHS
 from junebug.config import JunebugConfig
 from junebug.http.server import Gate, Refusal
 
-OPEN_PATHS = frozenset({b"/health"})
+OPEN_PATHS = frozenset({b"/health"}) | PROBE_PATHS
 
 
 def _equal(given: bytes, expected: str) -> bool:

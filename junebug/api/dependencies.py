@@ -27,6 +27,8 @@ class ApiDependencies:
     http: HttpClient
     delivery: Any = None
     health_checks: list[Any] = attrs.field(factory=list)
+    #: What ``/health/ready`` checks (see junebug.health_checks).
+    ready_checks: list[Any] = attrs.field(factory=list)
     routers: RouterRegistry | None = None
     #: While set and not ready, routes answer 503 (see junebug.api.readiness).
     readiness: Readiness | None = None

@@ -4,7 +4,11 @@
 requests can arrive before the channels are loaded.  Until
 :meth:`Readiness.ready` is set, and again once stopping begins, every route
 but ``/health`` and ``/openapi.json`` answers 503 ``NotReady`` with what
-Junebug is waiting for.
+Junebug is waiting for; while stopping it adds ``Retry-After`` (another
+Junebug, or this one restarted, will take the request).  The probes
+``/health/live`` and ``/health/ready`` are never gated (see
+:mod:`junebug.api.probes`).  Requests that pass are counted in
+:attr:`Readiness.in_flight`, so a drain can wait for them.
 """
 
 from __future__ import annotations
@@ -15,8 +19,13 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
 from junebug.api.envelope import error_result, render
+from junebug.api.in_flight import InFlight
 
-ALWAYS_OPEN = frozenset({b"/health", b"/openapi.json"})
+#: The Kubernetes-style probes: open like ``/health`` (no gate, no auth).
+PROBE_PATHS = frozenset({b"/health/live", b"/health/ready"})
+ALWAYS_OPEN = frozenset({b"/health", b"/openapi.json"}) | PROBE_PATHS
+#: Seconds a client refused while Junebug stops is told to wait.
+RETRY_AFTER_STOPPING = 5
 
 
 class Readiness:
@@ -26,6 +35,8 @@ class Readiness:
         self.ready = False
         self.state = "starting"
         self.waiting_for = "start-up"
+        #: Requests past the gate that have not finished yet.
+        self.in_flight = InFlight()
 
     def waiting(self, what: str) -> None:
         """Starting, and now waiting for ``what`` (``"Redis at host:port"``)."""
@@ -65,7 +76,12 @@ class ReadinessGate(Resource):
 
     def render(self, request: IRequest) -> Any:
         problem = self._readiness.problem()
-        if problem is None or request.path in ALWAYS_OPEN:
+        if request.path in ALWAYS_OPEN:
             return self._wrapped.render(request)
+        if problem is None:
+            self._readiness.in_flight.track(request)
+            return self._wrapped.render(request)
+        if self._readiness.state == "stopping":
+            request.setHeader(b"Retry-After", str(RETRY_AFTER_STOPPING).encode())
         description = f"junebug is {self._readiness.state}"
         return render(request, 503, description, error_result([problem]))

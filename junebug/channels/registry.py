@@ -69,6 +69,8 @@ class ChannelRegistry:
         self._channels: dict[str, Channel] = {}
         self._locks: dict[str, DeferredLock] = {}
         self.retries = StartRetries(deps.reactor, self.log)
+        #: Channels whose last start here failed, with why.
+        self.start_failures: dict[str, str] = {}
 
     def _lock(self, channel_id: str) -> DeferredLock:
         return self._locks.setdefault(channel_id, DeferredLock())
@@ -78,6 +80,14 @@ class ChannelRegistry:
 
     def running_ids(self) -> list[str]:
         return sorted(self._channels)
+
+    async def unplaced_ids(self) -> list[str]:
+        """Stored channels neither running here nor recorded as failed to
+        start (``/health/ready`` waits for none to be left).  One waiting to
+        be started again once a backend is back is not placed yet."""
+        failed = set(self.start_failures).difference(self.retries.pending())
+        placed = set(self._channels) | failed
+        return [cid for cid in await self.store.list_ids() if cid not in placed]
 
     def validate(self, properties: ChannelProperties) -> None:
         """Raise the API error a channel's type, config or callback URLs deserve."""
@@ -171,12 +181,15 @@ class ChannelRegistry:
         self._channels[channel_id] = channel
         try:
             await channel.start()
-        except BaseException:
+        except BaseException as exc:
             if self._channels.get(channel_id) is channel:
                 del self._channels[channel_id]
             await channel.stop()
+            if isinstance(exc, Exception):
+                self.start_failures[channel_id] = str(exc) or type(exc).__name__
             raise
         self.retries.discard(channel_id)
+        self.start_failures.pop(channel_id, None)
         await self.plugins.channel_started(channel)
         return channel
 
@@ -206,6 +219,7 @@ class ChannelRegistry:
                 await self._start(channel_id, properties)
 
     async def _stop(self, channel_id: str) -> None:
+        self.start_failures.pop(channel_id, None)
         channel = self._channels.pop(channel_id, None)
         if channel is None:
             return

@@ -29,6 +29,7 @@ OPTIONS: list[tuple[list[str], str, Any]] = [
     (["--sentry-dsn", "http://k@s/1"], "sentry_dsn", "http://k@s/1"),
     (["-sd", "http://k@s/1"], "sentry_dsn", "http://k@s/1"),
     (["--startup-timeout", "30"], "startup_timeout", 30.0),
+    (["--shutdown-timeout", "12.5"], "shutdown_timeout", 12.5),
     (["--redis-host", "r"], "redis.host", "r"),
     (["-redish", "r"], "redis.host", "r"),
     (["--redis-port", "7"], "redis.port", 7),

@@ -89,6 +89,23 @@ class JbProcess:
             waited += 0.05
         raise TimeoutError(f"jb did not start within {timeout}s:\n{self.output}")
 
+    def send_signal(self, sig: int) -> None:
+        """Signal the process without waiting for it."""
+        assert self._proto is not None, "start() first"
+        if not self._proto.ended.called:
+            self._transport.signalProcess(sig)
+
+    @property
+    def ended(self) -> bool:
+        return self._proto is not None and self._proto.ended.called
+
+    async def exited(self, timeout: float = 30.0) -> int:
+        """Wait (without signalling) for the process to end; its exit code."""
+        assert self._proto is not None, "start() first"
+        ended: Deferred[int] = Deferred()
+        self._proto.ended.addBoth(lambda code: (ended.callback(code), code)[1])
+        return await ended.addTimeout(timeout, self.reactor)
+
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the process and wait for it to end; returns its exit code."""
         if self._proto is None or self._proto.ended.called:
