@@ -37,8 +37,9 @@ ENV JUNEBUG_INTERFACE=0.0.0.0 \
     JUNEBUG_LOGGING_PATH=/app/logs \
     PYTHONUNBUFFERED=1
 EXPOSE 8080
-# /health answers 200 while Redis and RabbitMQ are reachable.  (Separate
-# liveness/readiness probes come later, docs/operations.rst.)
+# /health answers 200 while Redis and RabbitMQ are reachable.  Orchestrators
+# that tell liveness from readiness use /health/live and /health/ready
+# (docs/operations.rst).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('JUNEBUG_PORT', '8080'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=4).status == 200 else 1)"]
 ENTRYPOINT ["junebug-entrypoint"]

@@ -180,8 +180,12 @@ class KubernetesTests(SynchronousTestCase):
         pod = docs["Deployment"]["spec"]["template"]["spec"]
         self.assertTrue(pod["securityContext"]["runAsNonRoot"])
         (container,) = pod["containers"]
-        for probe in ("readinessProbe", "livenessProbe"):
-            self.assertEqual(container[probe]["httpGet"]["path"], "/health")
+        self.assertEqual(
+            container["readinessProbe"]["httpGet"]["path"], "/health/ready"
+        )
+        self.assertEqual(container["livenessProbe"]["httpGet"]["path"], "/health/live")
+        # The drain (shutdown_timeout, 30 s by default) fits in the grace period.
+        self.assertGreater(pod["terminationGracePeriodSeconds"], 30)
         self.assertEqual(container["ports"][0]["containerPort"], 8080)
         service = docs["Service"]["spec"]
         self.assertEqual(
