@@ -29,7 +29,7 @@ from junebug.amqp.client import AmqpChannel, Delivery
 from junebug.amqp.consumer_channels import ConsumerChannels, SharedChannel
 from junebug.amqp.lease import DeliveryLease, run_leased
 from junebug.amqp.policy import RETRY_LATER_PAUSE, Settlement, settlement
-from junebug.amqp.waiting import chain_to, describe, quiet
+from junebug.amqp.waiting import Waiters, chain_to, describe, quiet
 from junebug.messages import from_json
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class RabbitMQConsumer:
         self._attachment: _Attachment | None = None
         self._attaching: Deferred[None] | None = None
         self._running = 0
-        self._drained: list[Deferred[None]] = []
+        self._drained = Waiters()
         self._retry: IDelayedCall | None = None
         self._retries = 0
         self._stopped = False
@@ -244,9 +244,7 @@ class RabbitMQConsumer:
             attachment.leave()
         self._running -= 1
         if self._running == 0:
-            drained, self._drained = self._drained, []
-            for waiter in drained:
-                waiter.callback(None)
+            self._drained.release()
 
     async def _handle(self, attachment: _Attachment, received: Delivery) -> None:
         tag = received.delivery_tag
@@ -337,9 +335,7 @@ class RabbitMQConsumer:
                 )
             )
         while self._running:
-            waiter: Deferred[None] = Deferred()
-            self._drained.append(waiter)
-            await waiter
+            await self._drained.wait()
         if attachment is not None:
             closing = attachment.leave()
             if closing is not None:
