@@ -19,16 +19,17 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from junebug.amqp import topology
 from junebug.amqp.broker import MessageHandler
 from junebug.amqp.client import AmqpChannel, Delivery
 from junebug.amqp.consumer_channels import ConsumerChannels, SharedChannel
 from junebug.amqp.lease import DeliveryLease, run_leased
-from junebug.amqp.policy import RETRY_LATER_PAUSE, Settlement, settlement
+from junebug.amqp.policy import (
+    Settlement,
+    settle_handled,
+)
 from junebug.amqp.waiting import Waiters, chain_to, describe, quiet
 from junebug.messages import from_json
 
@@ -269,21 +270,13 @@ class RabbitMQConsumer:
             attachment.leases.discard(lease)
         if lease.lost:
             return  # the broker delivers it again: nothing left to settle
-        how = settlement(error, redelivered=received.redelivered)
-        if how is Settlement.REQUEUE_LATER:
-            _log.warn(
-                "Requeueing a message of {queue} for later: {error}",
-                queue=self.queue,
-                error=error,
-            )
-            await deferLater(self._broker.reactor, RETRY_LATER_PAUSE, lambda: None)
-        elif how is not Settlement.ACK:
-            _log.failure(
-                "Handler for {queue} failed ({what})",
-                failure=Failure(error),
-                queue=self.queue,
-                what=how.value,
-            )
+        how = await settle_handled(
+            error,
+            redelivered=received.redelivered,
+            queue=self.queue,
+            clock=self._broker.reactor,
+            log=_log,
+        )
         if how is Settlement.DEAD_LETTER:
             await self._dead_letter(attachment, tag, body)
         else:

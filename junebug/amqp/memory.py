@@ -30,14 +30,16 @@ from typing import TYPE_CHECKING
 import attrs
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from junebug.amqp import topology
 from junebug.amqp.broker import DEFAULT_PREFETCH, MessageHandler, delay_tier
 from junebug.amqp.lease import DeliveryLease, run_leased
-from junebug.amqp.policy import RETRY_LATER_PAUSE, Settlement, settlement
+from junebug.amqp.policy import (
+    Settlement,
+    settle_handled,
+    settlement,
+)
 from junebug.amqp.waiting import Waiters
 from junebug.errors import BrokerBlocked, BrokerError
 from junebug.messages import from_json, to_json
@@ -148,21 +150,13 @@ class MemoryConsumer:
             error = exc
         if delivery.lease.lost:
             return  # already requeued by a simulated disconnection
-        how = settlement(error, redelivered=envelope.redelivered)
-        if how is Settlement.REQUEUE_LATER:
-            _log.warn(
-                "Requeueing a message of {queue} for later: {error}",
-                queue=self.queue,
-                error=error,
-            )
-            await deferLater(self._broker._clock, RETRY_LATER_PAUSE, lambda: None)
-        elif how is not Settlement.ACK:
-            _log.failure(
-                "Handler for {queue} failed ({what})",
-                failure=Failure(error),
-                queue=self.queue,
-                what=how.value,
-            )
+        how = await settle_handled(
+            error,
+            redelivered=envelope.redelivered,
+            queue=self.queue,
+            clock=self._broker._clock,
+            log=_log,
+        )
         self._settle(delivery, how)
 
     def _settle(self, delivery: _Delivery, how: Settlement) -> None:
