@@ -30,7 +30,7 @@ from junebug.amqp.policy import (
     Settlement,
     settle_handled,
 )
-from junebug.amqp.waiting import Waiters, chain_to, describe, quiet
+from junebug.amqp.waiting import RunningHandlers, chain_to, describe, quiet
 from junebug.messages import from_json
 
 if TYPE_CHECKING:
@@ -112,8 +112,7 @@ class RabbitMQConsumer:
         self._prefetch = prefetch
         self._attachment: _Attachment | None = None
         self._attaching: Deferred[None] | None = None
-        self._running = 0
-        self._drained = Waiters()
+        self._handlers = RunningHandlers()
         self._retry: IDelayedCall | None = None
         self._retries = 0
         self._stopped = False
@@ -217,7 +216,7 @@ class RabbitMQConsumer:
 
     def _delivered(self, attachment: _Attachment, delivery: Delivery) -> None:
         # Counted before the handler starts: it may call stop() right away.
-        self._running += 1
+        self._handlers.started()
         attachment.running += 1
         ensureDeferred(self._handle(attachment, delivery)).addBoth(
             self._finished, attachment
@@ -243,9 +242,7 @@ class RabbitMQConsumer:
         attachment.running -= 1
         if attachment.retiring and attachment.running == 0:
             attachment.leave()
-        self._running -= 1
-        if self._running == 0:
-            self._drained.release()
+        self._handlers.finished()
 
     async def _handle(self, attachment: _Attachment, received: Delivery) -> None:
         tag = received.delivery_tag
@@ -327,8 +324,7 @@ class RabbitMQConsumer:
                     "basic.cancel",
                 )
             )
-        while self._running:
-            await self._drained.wait()
+        await self._handlers.idle()
         if attachment is not None:
             closing = attachment.leave()
             if closing is not None:

@@ -40,7 +40,7 @@ from junebug.amqp.policy import (
     settle_handled,
     settlement,
 )
-from junebug.amqp.waiting import Waiters
+from junebug.amqp.waiting import RunningHandlers, Waiters
 from junebug.errors import BrokerBlocked, BrokerError
 from junebug.messages import from_json, to_json
 
@@ -98,8 +98,7 @@ class MemoryConsumer:
         self._handler = handler
         #: In delivery order, so a disconnection requeues them in order.
         self._unacked: dict[_Delivery, None] = {}
-        self._running = 0
-        self._drained = Waiters()
+        self._handlers = RunningHandlers()
         self._stopped = False
 
     def __repr__(self) -> str:
@@ -116,19 +115,17 @@ class MemoryConsumer:
     @property
     def busy(self) -> bool:
         """True while any handler is still running."""
-        return self._running > 0
+        return self._handlers.count > 0
 
     def deliver(self, envelope: _Envelope) -> None:
         delivery = _Delivery(envelope)
         self._unacked[delivery] = None
         # Counted before the handler starts: it may call stop() right away.
-        self._running += 1
+        self._handlers.started()
         ensureDeferred(self._handle(delivery)).addBoth(self._finished)
 
     def _finished(self, result: object) -> None:
-        self._running -= 1
-        if self._running == 0:
-            self._drained.release()
+        self._handlers.finished()
         self._broker._check_idle()
 
     async def _handle(self, delivery: _Delivery) -> None:
@@ -179,8 +176,7 @@ class MemoryConsumer:
         if not self._stopped:
             self._stopped = True
             self._broker._remove_consumer(self)
-        while self._running:
-            await self._drained.wait()
+        await self._handlers.idle()
 
 
 class MemoryBroker:

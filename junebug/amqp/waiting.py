@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 
 from junebug.errors import BrokerError
 
-__all__ = ["Waiters", "bounded", "chain_to", "describe", "quiet"]
+__all__ = ["RunningHandlers", "Waiters", "bounded", "chain_to", "describe", "quiet"]
 
 T = TypeVar("T")
 
@@ -120,6 +120,28 @@ class Waiters:
             self._waiting.remove(waiter)
         if not waiter.called:
             waiter.errback(error)
+
+
+class RunningHandlers:
+    """How many of a consumer's handlers are running; :meth:`idle` waits
+    until none is."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = Waiters()
+
+    def started(self) -> None:
+        self.count += 1
+
+    def finished(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.release()
+
+    async def idle(self) -> None:
+        """Return once no handler is running."""
+        while self.count:
+            await self._idle.wait()
 
 
 def _cancel_call(result: object, call: IDelayedCall) -> object:

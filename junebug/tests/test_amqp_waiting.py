@@ -1,4 +1,5 @@
-"""The brokers' :class:`Waiters`: released together, failed together, or timed out."""
+"""The brokers' :class:`Waiters` (released together, failed together, or timed
+out) and consumers' :class:`RunningHandlers`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from junebug.amqp.waiting import Waiters
+from junebug.amqp.waiting import RunningHandlers, Waiters
 
 
 class WaitersTests(SynchronousTestCase):
@@ -48,3 +49,20 @@ class WaitersTests(SynchronousTestCase):
         waiters.release()
         self.successResultOf(waiting)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class RunningHandlersTests(SynchronousTestCase):
+    def test_idle_at_once_when_none_runs(self) -> None:
+        self.successResultOf(ensureDeferred(RunningHandlers().idle()))
+
+    def test_idle_once_the_last_handler_finished(self) -> None:
+        handlers = RunningHandlers()
+        handlers.started()
+        handlers.started()
+        idle = ensureDeferred(handlers.idle())
+        handlers.finished()
+        self.assertNoResult(idle)
+        self.assertEqual(handlers.count, 1)
+        handlers.finished()
+        self.successResultOf(idle)
+        self.assertEqual(handlers.count, 0)
