@@ -18,17 +18,24 @@ FAKE_TYPES = {"fake": "junebug.testing.transports.FakeTransport"}
 
 
 async def json_request(
-    client: Any, method: str, url: str, body: Any = None, raw: bytes | None = None
+    client: Any,
+    method: str,
+    url: str,
+    body: Any = None,
+    raw: bytes | None = None,
+    headers: dict[bytes, list[bytes]] | None = None,
 ) -> tuple[int, Any, Any]:
-    """Send ``body`` as JSON (or ``raw`` bytes as they are) with a treq client,
-    not following redirects; return (status code, parsed JSON body or the raw
-    bytes if it is not JSON, headers)."""
+    """Send ``body`` as JSON (or ``raw`` bytes as they are) and ``headers``
+    with a treq client, not following redirects; return (status code, parsed
+    JSON body or the raw bytes if it is not JSON, headers)."""
     data = (
         raw
         if raw is not None
         else (None if body is None else json.dumps(body).encode())
     )
-    response = await client.request(method, url, data=data, allow_redirects=False)
+    response = await client.request(
+        method, url, data=data, headers=headers, allow_redirects=False
+    )
     content = await response.content()
     try:
         parsed = json.loads(content)
