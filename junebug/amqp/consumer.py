@@ -19,17 +19,18 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from junebug.amqp import topology
 from junebug.amqp.broker import MessageHandler
 from junebug.amqp.client import AmqpChannel, Delivery
 from junebug.amqp.consumer_channels import ConsumerChannels, SharedChannel
 from junebug.amqp.lease import DeliveryLease, run_leased
-from junebug.amqp.policy import RETRY_LATER_PAUSE, Settlement, settlement
-from junebug.amqp.waiting import chain_to, describe, quiet
+from junebug.amqp.policy import (
+    Settlement,
+    settle_handled,
+)
+from junebug.amqp.waiting import RunningHandlers, chain_to, describe, quiet
 from junebug.messages import from_json
 
 if TYPE_CHECKING:
@@ -111,8 +112,7 @@ class RabbitMQConsumer:
         self._prefetch = prefetch
         self._attachment: _Attachment | None = None
         self._attaching: Deferred[None] | None = None
-        self._running = 0
-        self._drained: list[Deferred[None]] = []
+        self._handlers = RunningHandlers()
         self._retry: IDelayedCall | None = None
         self._retries = 0
         self._stopped = False
@@ -216,7 +216,7 @@ class RabbitMQConsumer:
 
     def _delivered(self, attachment: _Attachment, delivery: Delivery) -> None:
         # Counted before the handler starts: it may call stop() right away.
-        self._running += 1
+        self._handlers.started()
         attachment.running += 1
         ensureDeferred(self._handle(attachment, delivery)).addBoth(
             self._finished, attachment
@@ -242,11 +242,7 @@ class RabbitMQConsumer:
         attachment.running -= 1
         if attachment.retiring and attachment.running == 0:
             attachment.leave()
-        self._running -= 1
-        if self._running == 0:
-            drained, self._drained = self._drained, []
-            for waiter in drained:
-                waiter.callback(None)
+        self._handlers.finished()
 
     async def _handle(self, attachment: _Attachment, received: Delivery) -> None:
         tag = received.delivery_tag
@@ -271,21 +267,13 @@ class RabbitMQConsumer:
             attachment.leases.discard(lease)
         if lease.lost:
             return  # the broker delivers it again: nothing left to settle
-        how = settlement(error, redelivered=received.redelivered)
-        if how is Settlement.REQUEUE_LATER:
-            _log.warn(
-                "Requeueing a message of {queue} for later: {error}",
-                queue=self.queue,
-                error=error,
-            )
-            await deferLater(self._broker.reactor, RETRY_LATER_PAUSE, lambda: None)
-        elif how is not Settlement.ACK:
-            _log.failure(
-                "Handler for {queue} failed ({what})",
-                failure=Failure(error),
-                queue=self.queue,
-                what=how.value,
-            )
+        how = await settle_handled(
+            error,
+            redelivered=received.redelivered,
+            queue=self.queue,
+            clock=self._broker.reactor,
+            log=_log,
+        )
         if how is Settlement.DEAD_LETTER:
             await self._dead_letter(attachment, tag, body)
         else:
@@ -336,10 +324,7 @@ class RabbitMQConsumer:
                     "basic.cancel",
                 )
             )
-        while self._running:
-            waiter: Deferred[None] = Deferred()
-            self._drained.append(waiter)
-            await waiter
+        await self._handlers.idle()
         if attachment is not None:
             closing = attachment.leave()
             if closing is not None:

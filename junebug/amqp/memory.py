@@ -28,16 +28,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from junebug.amqp import topology
 from junebug.amqp.broker import DEFAULT_PREFETCH, MessageHandler, delay_tier
 from junebug.amqp.lease import DeliveryLease, run_leased
-from junebug.amqp.policy import RETRY_LATER_PAUSE, Settlement, settlement
+from junebug.amqp.policy import (
+    Settlement,
+    settle_handled,
+    settlement,
+)
+from junebug.amqp.waiting import RunningHandlers, Waiters
 from junebug.errors import BrokerBlocked, BrokerError
 from junebug.messages import from_json, to_json
 
@@ -95,8 +98,7 @@ class MemoryConsumer:
         self._handler = handler
         #: In delivery order, so a disconnection requeues them in order.
         self._unacked: dict[_Delivery, None] = {}
-        self._running = 0
-        self._drained: list[Deferred[None]] = []
+        self._handlers = RunningHandlers()
         self._stopped = False
 
     def __repr__(self) -> str:
@@ -113,21 +115,17 @@ class MemoryConsumer:
     @property
     def busy(self) -> bool:
         """True while any handler is still running."""
-        return self._running > 0
+        return self._handlers.count > 0
 
     def deliver(self, envelope: _Envelope) -> None:
         delivery = _Delivery(envelope)
         self._unacked[delivery] = None
         # Counted before the handler starts: it may call stop() right away.
-        self._running += 1
+        self._handlers.started()
         ensureDeferred(self._handle(delivery)).addBoth(self._finished)
 
     def _finished(self, result: object) -> None:
-        self._running -= 1
-        if self._running == 0:
-            drained, self._drained = self._drained, []
-            for waiter in drained:
-                waiter.callback(None)
+        self._handlers.finished()
         self._broker._check_idle()
 
     async def _handle(self, delivery: _Delivery) -> None:
@@ -149,21 +147,13 @@ class MemoryConsumer:
             error = exc
         if delivery.lease.lost:
             return  # already requeued by a simulated disconnection
-        how = settlement(error, redelivered=envelope.redelivered)
-        if how is Settlement.REQUEUE_LATER:
-            _log.warn(
-                "Requeueing a message of {queue} for later: {error}",
-                queue=self.queue,
-                error=error,
-            )
-            await deferLater(self._broker._clock, RETRY_LATER_PAUSE, lambda: None)
-        elif how is not Settlement.ACK:
-            _log.failure(
-                "Handler for {queue} failed ({what})",
-                failure=Failure(error),
-                queue=self.queue,
-                what=how.value,
-            )
+        how = await settle_handled(
+            error,
+            redelivered=envelope.redelivered,
+            queue=self.queue,
+            clock=self._broker._clock,
+            log=_log,
+        )
         self._settle(delivery, how)
 
     def _settle(self, delivery: _Delivery, how: Settlement) -> None:
@@ -186,10 +176,7 @@ class MemoryConsumer:
         if not self._stopped:
             self._stopped = True
             self._broker._remove_consumer(self)
-        while self._running:
-            waiter: Deferred[None] = Deferred()
-            self._drained.append(waiter)
-            await waiter
+        await self._handlers.idle()
 
 
 class MemoryBroker:
@@ -201,8 +188,8 @@ class MemoryBroker:
         self._scheduled: dict[str, IDelayedCall] = {}
         self._consumers: dict[MemoryConsumer, None] = {}
         self._listeners: list[ConnectionListener] = []
-        self._connect_waiters: list[Deferred[None]] = []
-        self._idle_waiters: list[Deferred[None]] = []
+        self._connect_waiters = Waiters()
+        self._idle_waiters = Waiters()
         self._connected = True
         self._closed = False
         self._blocked: str | None = None
@@ -230,23 +217,11 @@ class MemoryBroker:
             raise BrokerError("the broker has been closed")
         if self._connected:
             return
-        waiter: Deferred[None] = Deferred()
-        self._connect_waiters.append(waiter)
-        if timeout is not None:
-            call = self._clock.callLater(
-                timeout,
-                self._expire,
-                waiter,
-                BrokerError(f"not connected within {timeout:g}s"),
-            )
-            waiter.addBoth(_cancel_call, call)
-        await waiter
-
-    def _expire(self, waiter: Deferred[None], error: Exception) -> None:
-        if waiter in self._connect_waiters:
-            self._connect_waiters.remove(waiter)
-        if not waiter.called:
-            waiter.errback(error)
+        await self._connect_waiters.wait(
+            self._clock,
+            timeout,
+            lambda seconds: BrokerError(f"not connected within {seconds:g}s"),
+        )
 
     def add_connection_listener(
         self, listener: ConnectionListener
@@ -293,9 +268,7 @@ class MemoryBroker:
         self._connected = True
         for name in self._queues:
             self._schedule(name)
-        waiters, self._connect_waiters = self._connect_waiters, []
-        for waiter in waiters:
-            waiter.callback(None)
+        self._connect_waiters.release()
         self._notify(True)
 
     def _require_connected(self) -> None:
@@ -423,9 +396,7 @@ class MemoryBroker:
             if call.active():
                 call.cancel()
         self._scheduled.clear()
-        waiters, self._connect_waiters = self._connect_waiters, []
-        for waiter in waiters:
-            waiter.errback(BrokerError("the broker has been closed"))
+        self._connect_waiters.fail(BrokerError("the broker has been closed"))
         if was_connected:
             self._notify(False)
         self._check_idle()
@@ -463,29 +434,17 @@ class MemoryBroker:
         """
         if self.is_idle():
             return
-        waiter: Deferred[None] = Deferred()
-        self._idle_waiters.append(waiter)
-        if timeout is not None:
-            call = self._clock.callLater(
-                timeout,
-                self._expire_idle,
-                waiter,
-                TimeoutError(f"the memory broker was still busy after {timeout:g}s"),
-            )
-            waiter.addBoth(_cancel_call, call)
-        await waiter
-
-    def _expire_idle(self, waiter: Deferred[None], error: Exception) -> None:
-        if waiter in self._idle_waiters:
-            self._idle_waiters.remove(waiter)
-        if not waiter.called:
-            waiter.errback(error)
+        await self._idle_waiters.wait(
+            self._clock,
+            timeout,
+            lambda seconds: TimeoutError(
+                f"the memory broker was still busy after {seconds:g}s"
+            ),
+        )
 
     def _check_idle(self) -> None:
         if self._idle_waiters and self.is_idle():
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+            self._idle_waiters.release()
 
     # -- routing and delivery ------------------------------------------------------
 
@@ -566,9 +525,3 @@ class MemoryBroker:
             q.consumers.remove(consumer)
             q.next_consumer = 0
         self._check_idle()
-
-
-def _cancel_call(result: object, call: IDelayedCall) -> object:
-    if call.active():
-        call.cancel()
-    return result

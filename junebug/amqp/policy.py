@@ -12,15 +12,23 @@ the same way whichever broker runs it:
 - it raised anything else: :attr:`Settlement.REQUEUE` the first time,
   :attr:`Settlement.DEAD_LETTER` (to ``<queue>.failed``) when the message was
   already redelivered, so a poison message cannot loop.
+
+:func:`settle_handled` is that answer for a handled message, logged, once the
+pause of a requeue-later has passed.
 """
 
 from __future__ import annotations
 
 import enum
 
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
 from junebug.errors import RETRY_LATER
 
-__all__ = ["RETRY_LATER_PAUSE", "Settlement", "settlement"]
+__all__ = ["RETRY_LATER_PAUSE", "Settlement", "settle_handled", "settlement"]
 
 #: Seconds a consumer waits before requeueing a message whose handler raised
 #: one of :data:`~junebug.errors.RETRY_LATER`.
@@ -52,3 +60,32 @@ def settlement(
     if isinstance(error, RETRY_LATER):
         return Settlement.REQUEUE_LATER
     return Settlement.DEAD_LETTER if redelivered else Settlement.REQUEUE
+
+
+async def settle_handled(
+    error: Exception | None,
+    *,
+    redelivered: bool,
+    queue: str,
+    clock: IReactorTime,
+    log: Logger,
+) -> Settlement:
+    """:func:`settlement` of a readable message, logged to ``log``: a warning
+    and the :data:`RETRY_LATER_PAUSE` on ``clock`` before a requeue-later, the
+    handler's failure before a requeue or dead-letter."""
+    how = settlement(error, redelivered=redelivered)
+    if how is Settlement.REQUEUE_LATER:
+        log.warn(
+            "Requeueing a message of {queue} for later: {error}",
+            queue=queue,
+            error=error,
+        )
+        await deferLater(clock, RETRY_LATER_PAUSE, lambda: None)
+    elif how is not Settlement.ACK:
+        log.failure(
+            "Handler for {queue} failed ({what})",
+            failure=Failure(error),
+            queue=queue,
+            what=how.value,
+        )
+    return how

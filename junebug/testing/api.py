@@ -17,6 +17,33 @@ from junebug.service import Junebug, build
 FAKE_TYPES = {"fake": "junebug.testing.transports.FakeTransport"}
 
 
+async def json_request(
+    client: Any,
+    method: str,
+    url: str,
+    body: Any = None,
+    raw: bytes | None = None,
+    headers: dict[bytes, list[bytes]] | None = None,
+) -> tuple[int, Any, Any]:
+    """Send ``body`` as JSON (or ``raw`` bytes as they are) and ``headers``
+    with a treq client, not following redirects; return (status code, parsed
+    JSON body or the raw bytes if it is not JSON, headers)."""
+    data = (
+        raw
+        if raw is not None
+        else (None if body is None else json.dumps(body).encode())
+    )
+    response = await client.request(
+        method, url, data=data, headers=headers, allow_redirects=False
+    )
+    content = await response.content()
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        parsed = content
+    return response.code, parsed, response.headers
+
+
 class ApiDriver:
     """A started Junebug on 127.0.0.1:<random port> and a client for it."""
 
@@ -76,20 +103,7 @@ class ApiDriver:
         self, method: str, path: str, body: Any = None, raw: bytes | None = None
     ) -> tuple[int, Any, Any]:
         """Send a request; return (status code, parsed JSON body, headers)."""
-        data = (
-            raw
-            if raw is not None
-            else (None if body is None else json.dumps(body).encode())
-        )
-        response = await self.client.request(
-            method, self.base + path, data=data, allow_redirects=False
-        )
-        content = await response.content()
-        try:
-            parsed = json.loads(content)
-        except ValueError:
-            parsed = content
-        return response.code, parsed, response.headers
+        return await json_request(self.client, method, self.base + path, body, raw)
 
     def wait(self, d: Deferred[Any], timeout: float = 10.0) -> Deferred[Any]:
         return d.addTimeout(timeout, self.reactor)

@@ -1,7 +1,8 @@
-"""Throw-away TLS certificates for tests: a CA and a server certificate it signed.
+"""Throw-away TLS certificates for tests: a CA and a server certificate it signed,
+or one self-signed certificate that is its own authority.
 
-The server certificate names ``localhost``, ``127.0.0.1`` and ``::1``.  Files
-are PEM, written to a temp dir the caller removes.
+The signed server certificate names ``localhost``, ``127.0.0.1`` and ``::1``.
+Files are PEM, written to a temp dir the caller removes.
 """
 
 from __future__ import annotations
@@ -111,3 +112,37 @@ def make_certificates(directory: str) -> CertificateFiles:
         )
     )
     return files
+
+
+def write_self_signed(
+    directory: Path, host: str, *, days: int, cert_name: str, key_name: str
+) -> tuple[Path, Path]:
+    """Write a certificate for ``host`` that is its own authority (valid from a
+    day ago for ``days``) and its key (PKCS8) into ``directory`` as
+    ``cert_name`` and ``key_name``; their paths."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(host)
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = directory / cert_name
+    key_path = directory / key_name
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path

@@ -17,11 +17,15 @@ from junebug.transports.interface import TransportContext
 _T = TypeVar("_T")
 
 
-class RecordingContext:
+class PublishRecorder:
     """Collects inbound messages, events and statuses; each also has a queue.
 
-    ``fail_inbound`` makes publishing an MO raise, as a broker that is down.
+    ``fail_inbound`` (``fail_events``) makes publishing an MO (an event) raise,
+    as a broker that is down.
     """
+
+    #: The namespace of the transport's logger.
+    log_namespace = "junebug.testing"
 
     def __init__(
         self,
@@ -37,6 +41,7 @@ class RecordingContext:
         self.event_queue: DeferredQueue[Event] = DeferredQueue()
         self.status_queue: DeferredQueue[StatusEvent] = DeferredQueue()
         self.fail_inbound = False
+        self.fail_events = False
         self.store: KeyValueBackend = store or MemoryBackend(reactor)
         self.context = TransportContext(
             channel_id=channel_id,
@@ -45,7 +50,7 @@ class RecordingContext:
             publish_event=self._publish_event,
             publish_status=self._publish_status,
             store=self.store,
-            log=Logger(namespace="junebug.testing"),
+            log=Logger(namespace=self.log_namespace),
         )
 
     async def _publish_inbound(self, msg: UserMessage) -> None:
@@ -55,6 +60,8 @@ class RecordingContext:
         self.inbound_queue.put(msg)
 
     async def _publish_event(self, msg: Event) -> None:
+        if self.fail_events:
+            raise RuntimeError("broker down")
         self.events.append(msg)
         self.event_queue.put(msg)
 
@@ -86,6 +93,10 @@ class RecordingContext:
         self, timeout: float = 10.0, clock: IReactorTime | None = None
     ) -> StatusEvent:
         return await self._next(self.status_queue, timeout, clock)
+
+
+class RecordingContext(PublishRecorder):
+    """A :class:`PublishRecorder` that lists statuses by component."""
 
     def status_types(self) -> list[tuple[str, str, str]]:
         """``(component, status, type)`` of every status published so far."""

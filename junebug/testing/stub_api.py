@@ -9,7 +9,6 @@ treq's :class:`~treq.testing.StubTreq`.  Time moves only when the test calls
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from typing import Any, cast
@@ -20,7 +19,7 @@ from twisted.internet.task import Clock
 from junebug.config import build_config
 from junebug.reactors import JunebugReactor
 from junebug.service import Junebug, build
-from junebug.testing.api import FAKE_TYPES
+from junebug.testing.api import FAKE_TYPES, json_request
 
 
 class StubApi:
@@ -74,17 +73,4 @@ class StubApi:
         """Send ``body`` as JSON (or ``raw`` bytes as they are); return (status
         code, parsed JSON body, headers).  Redirects are not followed."""
         assert self.client is not None, "start() first"
-        data = (
-            raw
-            if raw is not None
-            else (None if body is None else json.dumps(body).encode())
-        )
-        response = await self.client.request(
-            method, self.base + path, data=data, allow_redirects=False
-        )
-        content = await response.content()
-        try:
-            parsed = json.loads(content)
-        except ValueError:
-            parsed = content
-        return response.code, parsed, response.headers
+        return await json_request(self.client, method, self.base + path, body, raw)

@@ -16,7 +16,6 @@ spawned and polled.
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import tempfile
@@ -24,10 +23,6 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
@@ -36,6 +31,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 
 from junebug.amqp.settings import AmqpSettings, TlsSettings
+from junebug.testing.certificates import write_self_signed
 from junebug.tests.support.process import free_port
 
 __all__ = ["PrivateRabbitMQ", "rabbitmq_scripts", "self_signed_certificate"]
@@ -59,29 +55,8 @@ def rabbitmq_scripts() -> Path | None:
 def self_signed_certificate(directory: Path, host: str = "localhost") -> Path:
     """Write ``cert.pem`` and ``key.pem`` for ``host`` into ``directory``
     (the certificate is its own authority); returns ``cert.pem``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / "cert.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    cert_path, _ = write_self_signed(
+        directory, host, days=7, cert_name="cert.pem", key_name="key.pem"
     )
     return cert_path
 

@@ -11,43 +11,20 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from junebug.testing.api import ApiDriver
-from junebug.testing.http_sink import HttpSink
 from junebug.testing.polling import wait_until
-from junebug.tests.support.smsc import SmscPeer
+from junebug.tests.support.smpp_channel import start_smpp_channel
+from junebug.tests.support.smsc import PeerKind
 
 
 class SmppChannelMixin:
-    kind = "node"
+    kind: PeerKind = "node"
 
     async def test_mt_events_and_mo(self) -> None:
         """MT gets submitted + delivery_succeeded at event_url; MO reaches mo_url."""
         case: Any = self
-        peer = SmscPeer(reactor, self.kind, mode="dlr")  # type: ignore[arg-type]
-        await peer.start()
-        case.addCleanup(peer.stop)
-        sink = HttpSink(reactor)
-        base = await sink.start()
-        case.addCleanup(sink.stop)
-        api = ApiDriver(reactor)
-        case.addCleanup(api.stop)
-        await api.start()
-        code, created, _ = await api.request(
-            "POST",
-            "/channels/",
-            {
-                "type": "smpp",
-                "mo_url": base + "/mo",
-                "config": {
-                    "twisted_endpoint": peer.endpoint,
-                    "system_id": "esme1",
-                    "password": "secret",
-                    "initial_reconnect_delay": 0.1,
-                },
-            },
-        )
-        case.assertEqual(code, 201, created)
-        cid = created["result"]["id"]
+        started = await start_smpp_channel(case, reactor, self.kind, "/mo")
+        peer, sink, base, api = started.peer, started.sink, started.base, started.api
+        cid = started.channel_id
         mo = await sink.next(timeout=20)
         case.assertEqual(mo.path, "/mo")
         case.assertEqual(mo.body["channel_id"], cid)

@@ -12,39 +12,15 @@ from urllib.parse import parse_qs, urlsplit
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from junebug.testing.api import ApiDriver
-from junebug.testing.http_sink import HttpSink
-from junebug.tests.support.smsc import SmscPeer
+from junebug.tests.support.smpp_channel import start_smpp_channel
 
 
 class SmppUrlTemplateTests(TestCase):
     async def test_delivery_report_fills_the_event_url(self) -> None:
         """%d and %I (and {event_type}, %A) reach the event_url of an SMPP MT."""
-        peer = SmscPeer(reactor, "node", mode="dlr")
-        await peer.start()
-        self.addCleanup(peer.stop)
-        sink = HttpSink(reactor)
-        base = await sink.start()
-        self.addCleanup(sink.stop)
-        api = ApiDriver(reactor)
-        self.addCleanup(api.stop)
-        await api.start()
-        code, created, _ = await api.request(
-            "POST",
-            "/channels/",
-            {
-                "type": "smpp",
-                "mo_url": base + "/mo/%i?from=%p",
-                "config": {
-                    "twisted_endpoint": peer.endpoint,
-                    "system_id": "esme1",
-                    "password": "secret",
-                    "initial_reconnect_delay": 0.1,
-                },
-            },
-        )
-        self.assertEqual(code, 201, created)
-        cid = created["result"]["id"]
+        started = await start_smpp_channel(self, reactor, "node", "/mo/%i?from=%p")
+        sink, base, api = started.sink, started.base, started.api
+        cid = started.channel_id
         mo = await sink.next(timeout=20)
         self.assertEqual(mo.path, f"/mo/{cid}")
         self.assertEqual(parse_qs(urlsplit(mo.uri).query)["from"], [mo.body["from"]])

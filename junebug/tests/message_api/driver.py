@@ -7,7 +7,6 @@ and publishes inbound messages and events as a vumi transport would.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from treq.client import HTTPClient
@@ -20,6 +19,7 @@ from junebug.amqp.memory import MemoryBroker
 from junebug.message_api.config import build_config
 from junebug.message_api.service import MessageApi, start_message_api
 from junebug.messages import Message, ack, user_message
+from junebug.testing.api import json_request
 
 CONNECTOR = "rapidpro"
 
@@ -110,17 +110,6 @@ class MessageApiDriver:
         headers: dict[bytes, list[bytes]] | None = None,
     ) -> tuple[int, Any, Any]:
         """Send a request; return (status, parsed JSON body, response headers)."""
-        data = (
-            raw
-            if raw is not None
-            else (None if body is None else json.dumps(body).encode())
+        return await json_request(
+            self.client, method, self.base + path, body, raw, headers
         )
-        response = await self.client.request(
-            method, self.base + path, data=data, headers=headers, allow_redirects=False
-        )
-        content = await response.content()
-        try:
-            parsed = json.loads(content)
-        except ValueError:
-            parsed = content
-        return response.code, parsed, response.headers

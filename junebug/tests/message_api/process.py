@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.internet import task
 
-from junebug.tests.support.process import JbProcess, _Output
+from junebug.tests.support.process import JbProcess, ProcessOutput
 
 
 class MessageApiProcess(JbProcess):
@@ -20,7 +20,7 @@ class MessageApiProcess(JbProcess):
         super().__init__(reactor, args, port)
 
     async def start(self, timeout: float = 30.0) -> None:
-        self._proto = _Output()
+        self._proto = ProcessOutput()
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         argv = [sys.executable, "-m", "junebug", "message-api", *self.args]

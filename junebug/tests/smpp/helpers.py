@@ -10,12 +10,10 @@ from twisted.internet.testing import (
     MemoryReactorClock,
     StringTransportWithDisconnection,
 )
-from twisted.logger import Logger
 
 from junebug.converter import structure
 from junebug.messages import Message, user_message
-from junebug.stores.memory import MemoryBackend
-from junebug.transports.interface import TransportContext
+from junebug.testing.context import PublishRecorder
 from junebug.transports.smpp.config import SmppConfig
 from junebug.transports.smpp.pdu import PDU, PDUFramer, decode_pdu, encode_pdu
 from junebug.transports.smpp.session import SmppSession
@@ -95,39 +93,10 @@ def accept_connection(reactor: MemoryReactorClock) -> PeerEnd:
     return open_connection(protocol)
 
 
-class FakeContext:
+class FakeContext(PublishRecorder):
     """Collects what a transport publishes; publishing can be made to fail."""
 
-    def __init__(self, reactor: Any, channel_id: str = "chan-1") -> None:
-        self.inbound: list[Message] = []
-        self.events: list[Message] = []
-        self.statuses: list[Message] = []
-        self.fail_inbound = False
-        self.fail_events = False
-        self.hold_events: list[Deferred[None]] | None = None
-        self.store = MemoryBackend(reactor)
-        self.context = TransportContext(
-            channel_id=channel_id,
-            reactor=reactor,
-            publish_inbound=self._publish_inbound,
-            publish_event=self._publish_event,
-            publish_status=self._publish_status,
-            store=self.store,
-            log=Logger(namespace="junebug.tests.smpp"),
-        )
-
-    async def _publish_inbound(self, msg: Message) -> None:
-        if self.fail_inbound:
-            raise RuntimeError("broker down")
-        self.inbound.append(msg)
-
-    async def _publish_event(self, msg: Message) -> None:
-        if self.fail_events:
-            raise RuntimeError("broker down")
-        self.events.append(msg)
-
-    async def _publish_status(self, msg: Message) -> None:
-        self.statuses.append(msg)
+    log_namespace = "junebug.tests.smpp"
 
     def event_types(self) -> list[tuple[str, str | None]]:
         """``(event_type, user_message_id)`` of each event."""

@@ -26,16 +26,15 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import ProcessProtocol, Protocol
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from junebug.reactors import ProcessReactor
+from junebug.tests.support.apt import apt_install, run_command
 from junebug.tests.support.process import free_port
 
 __all__ = ["NginxError", "NginxServer", "ensure_nginx", "start_nginx"]
 
-POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 PACKAGE = "nginx"
 
 _install_lock = DeferredLock()
@@ -56,55 +55,8 @@ def nginx_binary() -> str | None:
     return None
 
 
-async def _run(
-    reactor: ProcessReactor,
-    executable: str,
-    args: list[str],
-    env: dict[str, str] | None = None,
-) -> tuple[int, str]:
-    """Run a command without blocking the reactor: its exit code and output."""
-    out, err, code = await getProcessOutputAndValue(
-        executable, args, env=dict(os.environ if env is None else env), reactor=reactor
-    )
-    return code, (out + err).decode("utf-8", "replace")
-
-
 async def _apt_install(reactor: ProcessReactor) -> None:
-    apt_get = shutil.which("apt-get")
-    if apt_get is None:
-        raise NginxError("nginx is not installed and there is no apt-get")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    lock = ["-o", "DPkg::Lock::Timeout=300"]
-    install = [*lock, "install", "-y", "-q", "--no-install-recommends", PACKAGE]
-    # Keep the packaged service from starting: we run our own nginx on free
-    # ports, and nothing may be left listening on port 80.
-    made_policy = False
-    if not POLICY_RC_D.exists():
-        POLICY_RC_D.write_text(
-            "#!/bin/sh\n# junebug tests: start no services\nexit 101\n"
-        )
-        POLICY_RC_D.chmod(0o755)
-        made_policy = True
-    try:
-        code, output = await _run(reactor, apt_get, install, env)
-        if code != 0:
-            # The package lists may be missing or stale: refresh them once.
-            update_code, update_output = await _run(
-                reactor, apt_get, [*lock, "update", "-q"], env
-            )
-            if update_code != 0:
-                raise NginxError(
-                    f"apt-get update failed ({update_code}):\n{update_output[-2000:]}"
-                )
-            code, output = await _run(reactor, apt_get, install, env)
-        if code != 0:
-            raise NginxError(
-                f"apt-get install {PACKAGE} failed ({code}):\n{output[-2000:]}"
-            )
-    finally:
-        if made_policy:
-            with contextlib.suppress(OSError):
-                POLICY_RC_D.unlink()
+    await apt_install(reactor, PACKAGE, NginxError, ["--no-install-recommends"])
 
 
 async def _ensure(reactor: ProcessReactor) -> str:
@@ -252,7 +204,7 @@ class NginxServer:
 
     async def start(self, timeout: float = 20.0) -> None:
         self.write_config()
-        code, output = await _run(
+        code, output = await run_command(
             self.reactor, self.binary, [*self.base_args[1:], "-t"]
         )
         if code != 0:

@@ -24,7 +24,10 @@ def free_port() -> int:
         return port
 
 
-class _Output(ProcessProtocol):
+class ProcessOutput(ProcessProtocol):
+    """Collects a child's stdout and stderr together; ``ended`` fires with its
+    exit code (minus the signal number if a signal ended it)."""
+
     def __init__(self) -> None:
         self.output = bytearray()
         self.ended: Deferred[int] = Deferred()
@@ -49,7 +52,7 @@ class JbProcess:
         self.args = args
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
-        self._proto: _Output | None = None
+        self._proto: ProcessOutput | None = None
         self._transport: Any = None
 
     @property
@@ -63,7 +66,7 @@ class JbProcess:
     ) -> None:
         """Spawn jb and wait until its output shows ``until`` (by default:
         it is ready, serving every route, not only listening)."""
-        self._proto = _Output()
+        self._proto = ProcessOutput()
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         argv = [

@@ -21,11 +21,9 @@ no TLS), used as the person the channel chats with.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,14 +31,15 @@ from typing import Any
 from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
-from twisted.internet.utils import getProcessOutputAndValue
+from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber import client, jid, xmlstream
 from twisted.words.xish import domish
 
 from junebug.reactors import ProcessReactor, TimeTCPReactor
+from junebug.tests.support.apt import apt_install, run_command
+from junebug.tests.support.process import ProcessOutput, free_port
 
 __all__ = [
     "DOMAIN",
@@ -53,7 +52,6 @@ __all__ = [
 ]
 
 DOMAIN = "localhost"
-POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 APT_TIMEOUT_SECONDS = 600
 
 _install: Deferred[tuple[str, str] | Exception] | None = None
@@ -63,14 +61,6 @@ class ProsodyError(RuntimeError):
     """Prosody could not be installed, configured or started."""
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _binaries() -> tuple[str, str] | None:
     server, ctl = shutil.which("prosody"), shutil.which("prosodyctl")
     if server and ctl:
@@ -78,70 +68,13 @@ def _binaries() -> tuple[str, str] | None:
     return None
 
 
-async def _run(
-    reactor: ProcessReactor,
-    executable: str,
-    args: list[str],
-    env: dict[str, str] | None = None,
-) -> tuple[int, str]:
-    """Run a command off the reactor thread; its exit code and output."""
-    out, err, code = await getProcessOutputAndValue(
-        executable,
-        args,
-        env=dict(os.environ if env is None else env),
-        reactor=reactor,
-    )
-    text = (out + err).decode("utf-8", "replace")
-    return code, text
-
-
 async def _apt_install(reactor: ProcessReactor) -> None:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    apt_get = shutil.which("apt-get")
-    if apt_get is None:
-        raise ProsodyError("prosody is not installed and there is no apt-get")
-    install = [
-        "-o",
-        "DPkg::Lock::Timeout=300",
-        "install",
-        "-y",
-        "-q",
-        "prosody",
-    ]
-    # Keep the packaged service from being started by the install: we run
-    # our own server on a free port, and nothing should be left on 5222.
-    made_policy = False
-    if not POLICY_RC_D.exists():
-        POLICY_RC_D.write_text(
-            "#!/bin/sh\n# junebug tests: start no services\nexit 101\n"
-        )
-        POLICY_RC_D.chmod(0o755)
-        made_policy = True
-    try:
-        code, output = await _run(reactor, apt_get, install, env)
-        if code != 0:
-            # The package lists may be missing or stale: refresh them once.
-            update_code, update_output = await _run(
-                reactor, apt_get, ["-o", "DPkg::Lock::Timeout=300", "update", "-q"], env
-            )
-            if update_code != 0:
-                raise ProsodyError(
-                    f"apt-get update failed ({update_code}):\n{update_output[-2000:]}"
-                )
-            code, output = await _run(reactor, apt_get, install, env)
-        if code != 0:
-            raise ProsodyError(
-                f"apt-get install prosody failed ({code}):\n{output[-2000:]}"
-            )
-    finally:
-        if made_policy:
-            with contextlib.suppress(OSError):
-                POLICY_RC_D.unlink()
+    await apt_install(reactor, "prosody", ProsodyError)
     # If a service manager started the packaged server anyway, stop it.
     if Path("/run/prosody/prosody.pid").exists():
         ctl = shutil.which("prosodyctl")
         if ctl:
-            await _run(reactor, ctl, ["stop"])
+            await run_command(reactor, ctl, ["stop"])
 
 
 async def _ensure(reactor: ProcessReactor) -> tuple[str, str]:
@@ -214,55 +147,13 @@ def _lua_string(text: str) -> str:
 
 def write_self_signed(directory: Path, host: str = DOMAIN) -> tuple[Path, Path]:
     """A self-signed certificate and key for ``host``; their paths."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from junebug.testing import certificates
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / f"{host}.crt"
-    key_path = directory / f"{host}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    cert_path, key_path = certificates.write_self_signed(
+        directory, host, days=30, cert_name=f"{host}.crt", key_name=f"{host}.key"
     )
     key_path.chmod(0o600)
     return cert_path, key_path
-
-
-class _ServerOutput(ProcessProtocol):
-    def __init__(self) -> None:
-        self.output = bytearray()
-        self.ended: Deferred[int] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output.extend(data)
-
-    def errReceived(self, data: bytes) -> None:
-        self.output.extend(data)
-
-    def processEnded(self, reason: Failure) -> None:
-        code = getattr(reason.value, "exitCode", None)
-        signal_number = getattr(reason.value, "signal", None)
-        self.ended.callback(code if code is not None else -(signal_number or 0))
 
 
 class ProsodyServer:
@@ -286,7 +177,7 @@ class ProsodyServer:
         self.tls = tls
         self.ca_certificate: str | None = None
         self.config_path = workdir / "prosody.cfg.lua"
-        self._proto: _ServerOutput | None = None
+        self._proto: ProcessOutput | None = None
         self._process: Any = None
         self._outputs: list[str] = []
         self._started_once = False
@@ -353,7 +244,7 @@ class ProsodyServer:
 
     async def register(self, user: str, password: str) -> None:
         """Create an account with ``prosodyctl register``."""
-        code, output = await _run(
+        code, output = await run_command(
             self.reactor,
             self.ctl,
             [
@@ -397,7 +288,7 @@ class ProsodyServer:
         """One run: True once it listens, False if its port was taken."""
         if self._proto is not None:
             self._outputs.append(bytes(self._proto.output).decode("utf-8", "replace"))
-        proto = self._proto = _ServerOutput()
+        proto = self._proto = ProcessOutput()
         argv = [self.binary, "--config", str(self.config_path), "-F"]
         self._process = self.reactor.spawnProcess(
             proto, self.binary, argv, env=dict(os.environ), path=str(self.workdir)
