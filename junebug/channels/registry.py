@@ -20,6 +20,7 @@ from typing import Any
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
+from junebug.changes import require_broker, undo_quietly
 from junebug.channels.properties import (
     CALLBACK_URL_KEYS,
     ChannelProperties,
@@ -31,7 +32,6 @@ from junebug.channels.service import Channel, ChannelDependencies
 from junebug.channels.status import RATE_FIELDS, status_object
 from junebug.errors import (
     BACKEND_AWAY,
-    AmqpConnectionError,
     ChannelNotFound,
     InvalidChannelType,
     StoreUnavailable,
@@ -142,35 +142,24 @@ class ChannelRegistry:
             return str(channel_id)
         return await self.create(as_channel_properties(fields), channel_id=channel_id)
 
-    def _require_broker(self, what: str) -> None:
-        if not self.deps.broker.is_connected():
-            raise AmqpConnectionError(
-                f"{what}: not connected to the message broker; nothing was changed"
-            )
-
-    async def _quietly(self, what: str, step: Any) -> None:
-        """Await ``step`` of an undo; log (never raise) if it fails."""
-        try:
-            await step
-        except Exception as exc:
-            self.log.warn("Could not {what}: {error}", what=what, error=exc)
-
     async def create(
         self, properties: ChannelProperties, channel_id: str | None = None
     ) -> str:
         """Store and start a channel; on any failure nothing stays stored."""
         self.validate(properties)
         check_mo_url("mo_url", properties.get("mo_url"))
-        self._require_broker("Channel not created")
+        require_broker(self.deps.broker, "Channel not created")
         channel_id = channel_id or str(uuid.uuid4())
         async with self._lock(channel_id):
             try:
                 await self.store.save(channel_id, properties)
                 await self._start(channel_id, properties)
             except Exception as exc:
-                await self._quietly("undo a channel", self.store.delete(channel_id))
-                await self._quietly(
-                    "undo a status", self.deps.statuses.delete(channel_id)
+                await undo_quietly(
+                    self.log, "undo a channel", self.store.delete(channel_id)
+                )
+                await undo_quietly(
+                    self.log, "undo a status", self.deps.statuses.delete(channel_id)
                 )
                 raise refusal(exc, "Channel not created") from exc
         return channel_id
@@ -241,12 +230,14 @@ class ChannelRegistry:
             channel = self._channels.get(channel_id)
             restart = channel is None or needs_restart(changes)
             if restart:
-                self._require_broker(what)
+                require_broker(self.deps.broker, what)
             try:
                 await self.store.save(channel_id, merged)
             except Exception as exc:
-                await self._quietly(
-                    "undo a channel change", self.store.save(channel_id, properties)
+                await undo_quietly(
+                    self.log,
+                    "undo a channel change",
+                    self.store.save(channel_id, properties),
                 )
                 raise refusal(exc, what) from exc
             if channel is not None and not restart:
@@ -256,8 +247,10 @@ class ChannelRegistry:
             try:
                 await self._start(channel_id, merged)
             except Exception as exc:
-                await self._quietly(
-                    "undo a channel change", self.store.save(channel_id, properties)
+                await undo_quietly(
+                    self.log,
+                    "undo a channel change",
+                    self.store.save(channel_id, properties),
                 )
                 await self._start_or_retry(channel_id, properties)
                 raise refusal(exc, what) from exc
@@ -274,8 +267,10 @@ class ChannelRegistry:
             self.retries.discard(channel_id)
             await self._stop(channel_id)
             self.deps.metrics.forget_channel(channel_id, str(properties.get("type")))
-            await self._quietly(
-                "delete a channel status", self.deps.statuses.delete(channel_id)
+            await undo_quietly(
+                self.log,
+                "delete a channel status",
+                self.deps.statuses.delete(channel_id),
             )
             await delete_owned_queues(
                 self.deps.broker, channel_id, with_status=True, log=self.log
@@ -287,7 +282,7 @@ class ChannelRegistry:
         away, it is started again once it is back."""
         async with self._lock(channel_id):
             properties = await self.get_properties(channel_id)
-            self._require_broker("Channel not restarted")
+            require_broker(self.deps.broker, "Channel not restarted")
             await self._stop(channel_id)
             try:
                 await self._start(channel_id, properties)

@@ -24,11 +24,11 @@ from typing import Any, cast
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
+from junebug.changes import require_broker, undo_quietly
 from junebug.channels.queues import delete_owned_queues
 from junebug.channels.sending import MessageSender
 from junebug.errors import (
     BACKEND_AWAY,
-    AmqpConnectionError,
     DestinationNotFound,
     InvalidRouterDestinationConfig,
     InvalidRouterType,
@@ -210,19 +210,6 @@ class RouterRegistry:
         self.retries.discard(instance.id)
         return instance
 
-    def _require_broker(self, what: str) -> None:
-        if not self.deps.broker.is_connected():
-            raise AmqpConnectionError(
-                f"{what}: not connected to the message broker; nothing was changed"
-            )
-
-    async def _quietly(self, what: str, step: Any) -> None:
-        """Await ``step`` of an undo; log (never raise) if it fails."""
-        try:
-            await step
-        except Exception as exc:
-            self.log.warn("Could not {what}: {error}", what=what, error=exc)
-
     def _retry_later(self, router_id: str, error: Exception) -> None:
         self.log.warn(
             "Router {router_id} cannot start ({error}); retrying later",
@@ -288,13 +275,15 @@ class RouterRegistry:
         """Store and start a router; on any failure nothing stays stored."""
         async with self._lock:
             await self._validate_router(body, None)
-            self._require_broker("Router not created")
+            require_broker(self.deps.broker, "Router not created")
             router = {**body, "id": str(uuid.uuid4())}
             try:
                 await self.store.save(router)
                 await self._start(router, [])
             except Exception as exc:
-                await self._quietly("undo a router", self.store.delete(router["id"]))
+                await undo_quietly(
+                    self.log, "undo a router", self.store.delete(router["id"])
+                )
                 raise refusal(exc, "Router not created") from exc
             return router
 
@@ -306,16 +295,16 @@ class RouterRegistry:
         destinations = await self.store.load_destinations(router_id)
         if router.get("type") != old.get("type"):
             await self._validate_all_destinations(cls, router_id, destinations)
-        self._require_broker(what)
+        require_broker(self.deps.broker, what)
         try:
             await self.store.save(router)
         except Exception as exc:
-            await self._quietly("undo a router change", self.store.save(old))
+            await undo_quietly(self.log, "undo a router change", self.store.save(old))
             raise refusal(exc, what) from exc
         try:
             await self._restart(router, destinations)
         except Exception as exc:
-            await self._quietly("undo a router change", self.store.save(old))
+            await undo_quietly(self.log, "undo a router change", self.store.save(old))
             await self._undo_restart(old, destinations)
             raise refusal(exc, what) from exc
         return router
@@ -367,12 +356,13 @@ class RouterRegistry:
             check_mo_url("mo_url", body.get("mo_url"))
             await self._validate_destination(cls, router_id, destination, destinations)
             what = "Destination not created"
-            self._require_broker(what)
+            require_broker(self.deps.broker, what)
             try:
                 await self.store.save_destination(router_id, destination)
                 await self._restart(router, [*destinations, destination])
             except Exception as exc:
-                await self._quietly(
+                await undo_quietly(
+                    self.log,
                     "undo a destination",
                     self.store.delete_destination(router_id, destination["id"]),
                 )
@@ -399,7 +389,7 @@ class RouterRegistry:
         if not merge or "config" in body:
             await self._validate_destination(cls, router_id, destination, destinations)
         what = "Destination not updated"
-        self._require_broker(what)
+        require_broker(self.deps.broker, what)
         updated = [
             destination if d["id"] == destination_id else d for d in destinations
         ]
@@ -407,7 +397,8 @@ class RouterRegistry:
             await self.store.save_destination(router_id, destination)
             await self._restart(router, updated)
         except Exception as exc:
-            await self._quietly(
+            await undo_quietly(
+                self.log,
                 "undo a destination change",
                 self.store.save_destination(router_id, old),
             )
@@ -439,13 +430,14 @@ class RouterRegistry:
             router = await self.get(router_id)
             old = await self.get_destination(router_id, destination_id)
             destinations = await self.store.load_destinations(router_id)
-            self._require_broker(what)
+            require_broker(self.deps.broker, what)
             remaining = [d for d in destinations if d["id"] != destination_id]
             try:
                 await self.store.delete_destination(router_id, destination_id)
                 await self._restart(router, remaining)
             except Exception as exc:
-                await self._quietly(
+                await undo_quietly(
+                    self.log,
                     "undo a destination deletion",
                     self.store.save_destination(router_id, old),
                 )
