@@ -31,8 +31,8 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from junebug.errors import StoreUnavailable
-from junebug.stores.backend import BudgetGrant
 from junebug.reactors import TimeTCPReactor
+from junebug.stores.backend import BudgetGrant
 from junebug.stores.redis_address import RedisAddress
 from junebug.stores.resp import (
     RedisConnectionError,
