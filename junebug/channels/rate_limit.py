@@ -17,8 +17,16 @@ would count in the wrong window and let more than ``count`` through.  A
 caller that gives up (the channel stopping) leaves its units spent: never
 more than the limit, at worst a little less.
 
+A unit is spent when the backend grants it; the connection sees the send a
+little later, by a delay that varies, so one window's last sends may come in
+late and close to the next window's first ones.  ``margin`` (the gateway's
+``rate_limit_margin``) keeps every unit counted that much longer than the
+window, so the far end too sees at most ``count`` in any window.
+
 While callers have to wait for the window, the channel is *held back*: the
-``on_held`` callback gets True, and False once the queue has emptied.  The
+``on_held`` callback gets True, and False once a whole window has gone by
+with nobody waiting (at once if the limit is removed), so that a channel
+sending at its limit does not flap between the two.  The
 limit is read from the channel's properties on every round, so a change
 (``POST /channels/<id>``) applies to the messages already waiting.
 """
@@ -99,6 +107,7 @@ class SendBudget:
         *,
         on_held: Callable[[bool, RateLimit | None], object] = lambda *_: None,
         wait_seconds: WaitObserver | None = None,
+        margin: float = 0.0,
     ) -> None:
         self.channel_id = channel_id
         self._key = keys.send_budget(channel_id)
@@ -107,11 +116,13 @@ class SendBudget:
         self._limit = limit
         self._on_held = on_held
         self._wait_seconds = wait_seconds
+        self._margin = margin
         self._queue: deque[_Waiter] = deque()
         self._running = False
         self._stopped = False
         self._nap: Deferred[None] | None = None
         self._timer: IDelayedCall | None = None
+        self._unhold: IDelayedCall | None = None
         #: True while callers wait for the window (the channel is held back).
         self.held = False
 
@@ -155,6 +166,7 @@ class SendBudget:
                 TransportStopped(f"channel {self.channel_id} is stopping")
             )
         self._wake()
+        self._cancel_unhold()
         self.held = False  # said at the next start (it clears the status)
 
     async def _run(self) -> None:
@@ -163,18 +175,20 @@ class SendBudget:
                 await self._round()
         finally:
             self._running = False
-            if not self._stopped:
-                self._set_held(False, self._limit())
+            if self.held and not self._stopped:
+                self._unhold_later()
 
     async def _round(self) -> None:
         limit = self._limit()
         if limit is None:
             self._release(len(self._queue))
+            self._cancel_unhold()
+            self._set_held(False, None)
             return
         batch = [w.cost for w, _ in zip(self._queue, range(MAX_BATCH), strict=False)]
         try:
             grant = await self._backend.take_budget(
-                self._key, batch, limit.count, limit.window
+                self._key, batch, limit.count, limit.window + self._margin
             )
         except Exception as exc:
             # Not sent, so back to the queue: those waiting now fail.
@@ -186,6 +200,7 @@ class SendBudget:
             return
         self._release(grant.granted)
         if grant.granted < len(batch):
+            self._cancel_unhold()
             self._set_held(True, limit)
             await self._sleep(max(grant.retry_after, MIN_RETRY))
 
@@ -197,7 +212,23 @@ class SendBudget:
                 self._wait_seconds.observe(now - waiter.since)
             waiter.granted.callback(None)
 
+    def _unhold_later(self) -> None:
+        limit = self._limit()
+        if limit is None:
+            self._set_held(False, None)
+        elif self._unhold is None:
+            self._unhold = self._clock.callLater(
+                limit.window, self._set_held, False, limit
+            )
+
+    def _cancel_unhold(self) -> None:
+        unhold, self._unhold = self._unhold, None
+        if unhold is not None and unhold.active():
+            unhold.cancel()
+
     def _set_held(self, held: bool, limit: RateLimit | None) -> None:
+        if not held:
+            self._unhold = None
         if held != self.held:
             self.held = held
             self._on_held(held, limit)

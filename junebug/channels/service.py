@@ -69,6 +69,8 @@ class ChannelDependencies:
     #: Posts MO messages (retried within the inbound TTL); ``http`` if unset.
     mo_http: JsonPoster | None = None
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
+    #: Seconds a send stays counted beyond ``rate_limit_window``.
+    rate_limit_margin: float = 0.0
 
 
 class Channel:
@@ -93,6 +95,7 @@ class Channel:
             deps.backend,
             deps.reactor,
             lambda: RateLimit.of(self._properties),
+            margin=deps.rate_limit_margin,
             on_held=self._held_back,
             wait_seconds=deps.metrics.rate_limit_wait.labels(channel_id),
         )

@@ -1,7 +1,8 @@
 """``rate_limit_count`` / ``rate_limit_window`` through the API, on a Clock.
 
 An embedded Junebug (memory backend and broker) with the fake transport,
-which costs one unit per message.
+which costs one unit per message.  A unit stays spent for the window plus
+``rate_limit_margin`` (:data:`MARGIN` here).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from twisted.trial.unittest import TestCase
 
 from junebug.testing.stub_api import StubApi
 
+MARGIN = 0.5
 LIMITED = {
     "type": "fake",
     "config": {},
@@ -25,7 +27,7 @@ class RateLimitApiTests(TestCase):
     async def start(self) -> StubApi:
         api = StubApi()
         self.addCleanup(api.stop)
-        await api.start()
+        await api.start(rate_limit_margin=MARGIN)
         return api
 
     async def create(self, api: StubApi, **properties: Any) -> str:
@@ -58,11 +60,11 @@ class RateLimitApiTests(TestCase):
         cid = await self.create(api)
         ids = await self.send(api, cid, 7)
         self.assertEqual(self.sent(api, cid), ids[:3])
-        api.advance(9.9)
+        api.advance(10 + MARGIN - 0.01)
         self.assertEqual(self.sent(api, cid), ids[:3])
-        api.advance(0.1)
+        api.advance(0.01)
         self.assertEqual(self.sent(api, cid), ids[:6])
-        api.advance(10)
+        api.advance(10 + MARGIN)
         self.assertEqual(self.sent(api, cid), ids)
 
     async def test_status_shows_the_limit_and_the_hold(self) -> None:
@@ -79,6 +81,13 @@ class RateLimitApiTests(TestCase):
         self.assertIn("held back by rate_limit_count", component["message"].lower())
         self.assertEqual(component["details"]["limit"], {"count": 3, "window": 10})
         self.assertEqual(status["status"], "degraded")
+        api.advance(10 + MARGIN)
+        status = await self.status(api, cid)
+        self.assertEqual(
+            status["components"]["rate_limit"]["status"],
+            "degraded",
+            "ok only after a whole window without waiting",
+        )
         api.advance(10)
         status = await self.status(api, cid)
         self.assertEqual(status["components"]["rate_limit"]["status"], "ok")
@@ -124,7 +133,7 @@ class RateLimitApiTests(TestCase):
         self.assertEqual(code, 200)
         more = await self.send(api, cid, 1)
         self.assertEqual(self.sent(api, cid), [])
-        api.advance(10)
+        api.advance(10 + MARGIN)
         self.assertEqual(self.sent(api, cid), more)
         self.assertEqual(len(ids), 3)
 
@@ -132,7 +141,7 @@ class RateLimitApiTests(TestCase):
         api = await self.start()
         cid = await self.create(api)
         await self.send(api, cid, 4)
-        api.advance(10)
+        api.advance(10 + MARGIN)
         assert api.junebug is not None
         registry = api.junebug.metrics.registry
         labels = {"channel_id": cid}
@@ -140,4 +149,4 @@ class RateLimitApiTests(TestCase):
             "junebug_rate_limit_wait_seconds_count", labels
         )
         total = registry.get_sample_value("junebug_rate_limit_wait_seconds_sum", labels)
-        self.assertEqual((count, total), (4, 10))
+        self.assertEqual((count, total), (4, 10 + MARGIN))

@@ -110,6 +110,7 @@ class SendBudgetTests(SynchronousTestCase):
         self.assertEqual(self.fired(spends), [0, 1, 2, 3, 4, 5])
         self.clock.advance(10)
         self.assertEqual(self.fired(spends), list(range(7)))
+        self.clock.advance(10)  # the held-back status ends after a window
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_one_round_trip_for_a_queue(self) -> None:
@@ -141,8 +142,34 @@ class SendBudgetTests(SynchronousTestCase):
         self.assertEqual(self.budget.waiting, 1)
         self.clock.advance(10)
         self.successResultOf(spends[3])
+        self.assertEqual(self.held, [True], "not until a window without waiting")
+        self.clock.advance(9.99)
+        self.assertEqual(self.held, [True])
+        self.clock.advance(0.01)
         self.assertEqual(self.held, [True, False])
         self.assertFalse(self.budget.held)
+
+    def test_no_flapping_at_the_limit(self) -> None:
+        """Held back for a window, then more waits: still held, said once."""
+        self.spend(4)
+        self.clock.advance(10)
+        self.clock.advance(5)
+        self.spend(3)
+        self.assertEqual(self.held, [True])
+        self.clock.advance(5)  # the unhold planned before is off
+        self.assertEqual(self.held, [True])
+        self.clock.advance(20)
+        self.assertEqual(self.held, [True, False])
+
+    def test_margin_keeps_units_spent_longer(self) -> None:
+        self.budget = SendBudget(
+            "chan", self.backend, self.clock, lambda: RateLimit(1, 10), margin=0.5
+        )
+        spends = self.spend(2)
+        self.clock.advance(10)
+        self.assertNoResult(spends[1])
+        self.clock.advance(0.5)
+        self.successResultOf(spends[1])
 
     def test_within_the_limit_is_never_held_back(self) -> None:
         self.spend(3)
@@ -158,7 +185,7 @@ class SendBudgetTests(SynchronousTestCase):
         self.props["rate_limit_count"] = 6
         self.budget.changed()
         self.assertEqual(self.fired(spends), list(range(6)))
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1, "the unhold")
 
     def test_removing_the_limit_releases_everyone(self) -> None:
         spends = self.spend(6)
