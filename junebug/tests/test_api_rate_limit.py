@@ -31,7 +31,9 @@ class RateLimitApiTests(TestCase):
         return api
 
     async def create(self, api: StubApi, **properties: Any) -> str:
-        code, created, _ = await api.request("POST", "/channels/", {**LIMITED, **properties})
+        code, created, _ = await api.request(
+            "POST", "/channels/", {**LIMITED, **properties}
+        )
         self.assertEqual(code, 201, created)
         return str(created["result"]["id"])
 

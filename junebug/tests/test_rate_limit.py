@@ -88,7 +88,9 @@ class SendBudgetTests(SynchronousTestCase):
             wait_seconds=self.waits,
         )
 
-    def spend(self, count: int, budget: SendBudget | None = None) -> list[Deferred[None]]:
+    def spend(
+        self, count: int, budget: SendBudget | None = None
+    ) -> list[Deferred[None]]:
         budget = budget or self.budget
         return [ensureDeferred(budget.spend()) for _ in range(count)]
 
@@ -131,9 +133,7 @@ class SendBudgetTests(SynchronousTestCase):
         while self.backend.replies:
             self.backend.reply()
         self.assertEqual(len(self.fired(spends)), MAX_BATCH + 20)
-        self.assertEqual(
-            [len(c) for c in self.backend.calls], [1, MAX_BATCH, 19]
-        )
+        self.assertEqual([len(c) for c in self.backend.calls], [1, MAX_BATCH, 19])
 
     def test_held_back_while_waiting(self) -> None:
         spends = self.spend(4)

@@ -92,7 +92,9 @@ class BudgetContract(TestCase):
         grant = await self.backend.take_budget("b", [1], 2, WINDOW)
         self.assertEqual(grant.granted, 0)
         await self.pass_time(grant.retry_after)
-        self.assertEqual((await self.backend.take_budget("b", [1, 1], 2, WINDOW)).granted, 2)
+        self.assertEqual(
+            (await self.backend.take_budget("b", [1, 1], 2, WINDOW)).granted, 2
+        )
 
     async def test_window_slides(self) -> None:
         """Units spent later come back later: it is no fixed window."""

@@ -160,9 +160,11 @@ class RateLimitedSmppTests(TestCase):
         cid = await self.create_channel(first, 20, 1)
         second = await self.junebug()  # starts the stored channel too
         await wait_until(
-            lambda: second.transport(cid) is not None
-            and second.transport(cid).is_bound
-            and first.transport(cid).is_bound,
+            lambda: (
+                second.transport(cid) is not None
+                and second.transport(cid).is_bound
+                and first.transport(cid).is_bound
+            ),
             timeout=20,
         )
         contents = [f"rl-{n:03}" for n in range(80)]
@@ -185,4 +187,3 @@ class RateLimitedSmppTests(TestCase):
 
         await wait_until(lambda: sum(acked()) == 80)
         self.assertTrue(all(acked()), f"each process sent some: {acked()}")
-

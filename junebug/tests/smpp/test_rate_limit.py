@@ -24,9 +24,7 @@ class RateLimitTests(TransportTestCase):
             self.reactor,
             lambda: RateLimit(count, window),
         )
-        self.ctx.context = attrs.evolve(
-            self.ctx.context, send_budget=self.budget.spend
-        )
+        self.ctx.context = attrs.evolve(self.ctx.context, send_budget=self.budget.spend)
         return self.started(**overrides)
 
     def test_transport_spends_the_budget_itself(self) -> None:
