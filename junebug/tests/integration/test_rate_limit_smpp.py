@@ -123,7 +123,12 @@ class RateLimitedSmppTests(TestCase):
         return dict(found["result"]["status"])
 
     def arrived(self) -> list[dict[str, Any]]:
-        return [s for s in self.peer.submits if s["message"].startswith("rl-")]
+        """The test's submit_sm (the parts of a long message too), in order."""
+        return [
+            s
+            for s in self.peer.submits
+            if s["message"].startswith(("rl-", "x")) or s["udh"]
+        ]
 
     async def test_limit_holds_at_the_smsc_and_nothing_is_lost(self) -> None:
         """50 per second, 200 messages: at most 50 submit_sm in any second at
@@ -151,6 +156,21 @@ class RateLimitedSmppTests(TestCase):
             return bool(found["components"]["rate_limit"]["status"] == "ok")
 
         await poll_until(ok_again, timeout=10)
+
+    async def test_a_three_part_message_costs_three(self) -> None:
+        """3 per second: a 3-part message uses the second up, so the next
+        message reaches the SMSC a window after the first part."""
+        api = await self.junebug()
+        cid = await self.create_channel(api, 3, 1)
+        await self.peer.wait_for_line("bind_transceiver ok")
+        await self.send(api, cid, ["rl-long " + "x" * 300])
+        await wait_until(lambda: len(self.arrived()) >= 3)
+        await self.send(api, cid, ["rl-short"])
+        await wait_until(lambda: len(self.arrived()) >= 4)
+        parts, short = self.arrived()[:3], self.arrived()[3]
+        self.assertTrue(all(len(p["udh"]) for p in parts), parts)
+        self.assertEqual(short["message"], "rl-short")
+        self.assertGreaterEqual(short["t"] - parts[0]["t"], 1.0)
 
     async def test_two_processes_share_one_budget(self) -> None:
         """Two Junebugs on the same Redis and vhost both run the channel
