@@ -162,9 +162,10 @@ class SendBudget:
         self._stopped = True
         queue, self._queue = self._queue, deque()
         for waiter in queue:
-            waiter.granted.errback(
-                TransportStopped(f"channel {self.channel_id} is stopping")
-            )
+            if not waiter.granted.called:
+                waiter.granted.errback(
+                    TransportStopped(f"channel {self.channel_id} is stopping")
+                )
         self._wake()
         self._cancel_unhold()
         self.held = False  # said at the next start (it clears the status)
@@ -194,7 +195,8 @@ class SendBudget:
             # Not sent, so back to the queue: those waiting now fail.
             queue, self._queue = self._queue, deque()
             for waiter in queue:
-                waiter.granted.errback(exc)
+                if not waiter.granted.called:
+                    waiter.granted.errback(exc)
             return
         if self._stopped:
             return
@@ -208,6 +210,8 @@ class SendBudget:
         now = self._clock.seconds()
         for _ in range(min(count, len(self._queue))):
             waiter = self._queue.popleft()
+            if waiter.granted.called:
+                continue  # cancelled while waiting: its units stay spent
             if self._wait_seconds is not None:
                 self._wait_seconds.observe(now - waiter.since)
             waiter.granted.callback(None)

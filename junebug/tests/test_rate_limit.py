@@ -228,6 +228,15 @@ class SendBudgetTests(SynchronousTestCase):
         self.backend.fail = False
         self.successResultOf(ensureDeferred(self.budget.spend()))
 
+    def test_a_cancelled_send_is_skipped(self) -> None:
+        """A caller that gives up (its Deferred cancelled) is passed over."""
+        spends = self.spend(5)
+        spends[3].cancel()
+        self.failureResultOf(spends[3])
+        self.clock.advance(10)
+        self.successResultOf(spends[4])
+        self.budget.stop()
+
     def test_stop_during_a_round_trip(self) -> None:
         """What is granted after the stop is left spent, never handed out."""
         self.backend.slow = True
