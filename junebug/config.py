@@ -237,6 +237,16 @@ class JunebugConfig:
         validator=_positive,
         metadata=_doc("Seconds per metrics bucket"),
     )
+    rate_limit_margin: float = attrs.field(
+        default=0.05,
+        validator=_non_negative,
+        metadata=_doc(
+            "Seconds a send stays counted beyond its channel's"
+            " rate_limit_window, so that a connection that sees sends a little"
+            " late (by varying delays) still sees at most rate_limit_count in"
+            " any window"
+        ),
+    )
     logging_path: str = attrs.field(
         default="logs/", metadata=_doc("Directory for per-channel log files")
     )
