@@ -16,6 +16,7 @@ from werkzeug.routing import RequestRedirect
 
 from junebug.api import (
     channels,
+    dashboard,
     dead_letters,
     health,
     messages,
@@ -51,6 +52,8 @@ class JunebugApi:
             self._openapi
         )
         routers.install(self.app, deps)
+        if deps.config.dashboard:
+            dashboard.install(self.app)
 
     def _openapi(self, request: IRequest) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")
