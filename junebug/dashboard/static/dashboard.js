@@ -132,6 +132,12 @@
     return value ? "paused" : "running";
   }
 
+  const LEVELS = { 10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical" };
+
+  function levelName(value) {
+    return LEVELS[value] || text(value);
+  }
+
   function time(value) {
     if (typeof value === "number") {
       return new Date(value * 1000).toISOString().replace("T", " ").slice(0, 19);
@@ -192,7 +198,10 @@
         return `${text(error.message)}${where}`;
       })
       : [];
-    return [`${what} failed: ${answer.status}${code}${description}`, lines];
+    const title = `${what} failed: ${answer.status}${code}${description}`;
+    // A routing error's message repeats its description: say it once.
+    const repeats = (line) => title.includes(line.replace(/^\d+ [^:]*: /, ""));
+    return [title, lines.filter((line) => !repeats(line))];
   }
 
   // -- the banner ----------------------------------------------------------------
@@ -356,7 +365,7 @@
       entries.length
         ? entries.map((entry) => el("tr", {},
           el("td", {}, time(field(entry, "timestamp"))),
-          el("td", {}, text(field(entry, "level"))),
+          el("td", {}, levelName(field(entry, "level"))),
           el("td", { class: "log-message" },
             entry && typeof entry === "object" && "message" in entry
               ? text(entry.message) : text(entry))))
