@@ -5,7 +5,10 @@ a real browser in ``integration/test_dashboard_browser.py``.)"""
 from __future__ import annotations
 
 import base64
+import fnmatch
 import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
@@ -16,6 +19,8 @@ from junebug.cli import build_parser, cli_layer
 from junebug.config import JunebugConfig, load_config
 from junebug.dashboard.assets import CONTENT_TYPES, load_assets
 from junebug.testing.api import ApiDriver, json_request
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def basic(user: str, password: str) -> dict[bytes, list[bytes]]:
@@ -167,6 +172,20 @@ class AssetTests(SynchronousTestCase):
         self.assertEqual(sorted(assets), sorted(CONTENT_TYPES))
         for name, asset in assets.items():
             self.assertTrue(asset.body, name)
+
+    def test_declared_as_package_data(self) -> None:
+        """pyproject.toml's package data takes every file of ``static/`` into
+        the wheel (a wheel built from it was checked to hold them)."""
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        patterns = pyproject["tool"]["setuptools"]["package-data"]["junebug"]
+        static = ROOT / "junebug" / "dashboard" / "static"
+        names = sorted(path.name for path in static.iterdir())
+        self.assertEqual(names, sorted(CONTENT_TYPES))
+        for name in names:
+            inside = f"dashboard/static/{name}"
+            self.assertTrue(
+                any(fnmatch.fnmatch(inside, pattern) for pattern in patterns), name
+            )
 
     def test_script_only_makes_text(self) -> None:
         """The script never parses strings as HTML or code: what the API says

@@ -174,6 +174,14 @@ class DashboardInBrowserTests(TestCase):
             f"{row} .label", lambda t: XSS_LABEL in t, "the channel in the list"
         )
         self.assertEqual(listed_label, XSS_LABEL)
+        # Its status level is what the API says ("—" when no component has
+        # reported one, as a telnet channel never does).
+        registry = self.registry(api)
+        view = await registry.status_view(
+            channel_id, await registry.get_properties(channel_id)
+        )
+        level = view["status"]["status"] or "\u2014"
+        await browser.text_becomes(f"{row} .status", level.__eq__, "the status level")
         client = await connect_line_client(reactor, telnet_port)
         self.addCleanup(client.close)
         await sink.next()
