@@ -203,3 +203,59 @@ class AssetTests(SynchronousTestCase):
         self.assertNotIn("<style", page)
         self.assertNotRegex(page, r"\son\w+=")
         self.assertNotRegex(page, r"\sstyle=")
+
+
+FAKE_CHANNEL = {"type": "fake", "config": {}}
+
+
+class CrossSiteTests(DashboardTestCase):
+    async def post(
+        self, api: ApiDriver, headers: dict[bytes, list[bytes]]
+    ) -> tuple[int, Any]:
+        code, body, _ = await json_request(
+            api.client, "POST", api.base + "/channels/", FAKE_CHANNEL, headers=headers
+        )
+        return code, body
+
+    async def test_changes_from_another_site_are_refused(self) -> None:
+        """With the dashboard on, a change a browser sends for another site
+        (a form or script there, using the operator's credentials) is a 403
+        and changes nothing; the dashboard's own requests, clients that are
+        not browsers, and reads from anywhere pass."""
+        api = await self.start(dashboard=True, api_username="ops", api_password="pw")
+        auth = basic("ops", "pw")
+        host = api.base.removeprefix("http://")
+        for refused in (
+            {b"Sec-Fetch-Site": [b"cross-site"]},
+            {b"Sec-Fetch-Site": [b"same-site"]},
+            {b"Origin": [b"http://evil.example"]},
+            {b"Origin": [b"null"]},
+            {b"Origin": [b"http://127.0.0.1:1"]},
+        ):
+            code, body = await self.post(api, {**auth, **refused})
+            self.assertEqual(code, 403, refused)
+            self.assertEqual(body["result"]["errors"][0]["type"], "CrossSiteRequest")
+        assert api.junebug is not None
+        self.assertEqual(await api.junebug.channels.store.list_ids(), [])
+        for accepted in (
+            {},
+            {b"Sec-Fetch-Site": [b"same-origin"]},
+            {b"Sec-Fetch-Site": [b"none"]},
+            {b"Origin": [f"http://{host}".encode()]},
+            # Behind a proxy that ends TLS, the browser's origin is https.
+            {b"Origin": [f"https://{host}".encode()]},
+        ):
+            code, body = await self.post(api, {**auth, **accepted})
+            self.assertEqual(code, 201, (accepted, body))
+        code, _, _ = await self.get(
+            api, "/channels/", {**auth, b"Sec-Fetch-Site": [b"cross-site"]}
+        )
+        self.assertEqual(code, 200)
+        code, _ = await self.post(api, {b"Origin": [b"http://evil.example"]})
+        self.assertEqual(code, 401)  # credentials are checked first
+
+    async def test_not_checked_with_the_dashboard_off(self) -> None:
+        """Off, the API does exactly what it did before (no extra check)."""
+        api = await self.start()
+        code, _ = await self.post(api, {b"Sec-Fetch-Site": [b"cross-site"]})
+        self.assertEqual(code, 201)
