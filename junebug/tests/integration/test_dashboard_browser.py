@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
@@ -50,8 +51,11 @@ def has_route(api: ApiDriver, method: str, rule: str) -> bool:
     )
 
 
+@pytest.mark.timeout(900)
 class DashboardInBrowserTests(TestCase):
-    timeout = 120
+    #: The first run may install chromium and chromium-driver (minutes);
+    #: after that each wait on the page is bounded by its own few seconds.
+    timeout = 900
 
     async def start_junebug(self, mo_url: str) -> ApiDriver:
         redis = await start_redis_fixture(self, reactor)

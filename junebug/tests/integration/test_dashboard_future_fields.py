@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from klein import Klein
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -123,8 +124,11 @@ class StandInApi:
         return render(request, 200, "processes listed", found)
 
 
+@pytest.mark.timeout(900)
 class FutureFieldsTests(TestCase):
-    timeout = 60
+    #: The first run may install chromium and chromium-driver (minutes);
+    #: after that each wait on the page is bounded by its own few seconds.
+    timeout = 900
 
     async def test_owner_queue_pause_processes_message_logs(self) -> None:
         stand_in = StandInApi()
