@@ -18,12 +18,9 @@
   const ROOT = window.location.origin +
     window.location.pathname.replace(/dashboard\/.*$/, "");
   const RATES = [
-    ["inbound_message_rate", "Inbound"],
-    ["outbound_message_rate", "Outbound"],
-    ["submitted_event_rate", "Submitted"],
-    ["rejected_event_rate", "Rejected"],
-    ["delivery_succeeded_rate", "Delivered"],
-    ["delivery_failed_rate", "Delivery failed"],
+    ["inbound_message_rate", "Inbound"], ["outbound_message_rate", "Outbound"],
+    ["submitted_event_rate", "Submitted"], ["rejected_event_rate", "Rejected"],
+    ["delivery_succeeded_rate", "Delivered"], ["delivery_failed_rate", "Delivery failed"],
     ["delivery_pending_rate", "Delivery pending"],
   ];
   const CHANNEL_TYPES = ["telnet", "smpp", "dmark", "http", "xmpp"];
@@ -102,14 +99,13 @@
     return field(channel, "status") || {};
   }
 
-  // Whether the channel is paused: true, false, or undefined (not said).
-  function paused(channel) {
+  // "paused", "running", or DASH when the API does not say.
+  function pausedText(channel) {
     const status = statusOf(channel);
     for (const value of [status.paused, channel && channel.paused]) {
-      if (typeof value === "boolean") return value;
+      if (typeof value === "boolean") return value ? "paused" : "running";
     }
-    if (status.status === "paused") return true;
-    return undefined;
+    return status.status === "paused" ? "paused" : DASH;
   }
 
   function owner(channel) {
@@ -124,12 +120,6 @@
     const shown = missing(level) ? DASH : String(level);
     const known = ["ok", "degraded", "down", "paused"].includes(shown);
     return el("span", { class: known ? `level level-${shown}` : "level" }, shown);
-  }
-
-  function pausedText(channel) {
-    const value = paused(channel);
-    if (value === undefined) return DASH;
-    return value ? "paused" : "running";
   }
 
   const LEVELS = { 10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical" };
@@ -148,11 +138,7 @@
   // -- the API -----------------------------------------------------------------
 
   async function api(method, path, body) {
-    const options = {
-      method,
-      credentials: "same-origin",
-      headers: { Accept: "application/json" },
-    };
+    const options = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
     if (body !== undefined) {
       options.body = JSON.stringify(body);
       options.headers["Content-Type"] = "application/json";
@@ -163,18 +149,9 @@
     } catch (error) {
       return { ok: false, status: 0, envelope: null, error: String(error) };
     }
-    let envelope = null;
-    try {
-      envelope = await response.json();
-    } catch (error) {
-      envelope = null;
-    }
-    return {
-      ok: response.ok,
-      status: response.status,
-      envelope,
-      result: envelope ? envelope.result : undefined,
-    };
+    const envelope = await response.json().catch(() => null);
+    const result = envelope ? envelope.result : undefined;
+    return { ok: response.ok, status: response.status, envelope, result };
   }
 
   function channelPath(id, ...rest) {
@@ -226,9 +203,12 @@
     replace(node);
   }
 
-  function failed(answer, what) {
+  // Whether `answer` failed; if so the banner says why.
+  function refused(answer, what) {
+    if (answer.ok) return false;
     const [title, lines] = problem(answer, what);
     banner("error", title, lines);
+    return true;
   }
 
   // -- polling -----------------------------------------------------------------
@@ -268,10 +248,33 @@
 
   // -- views ---------------------------------------------------------------------
 
-  function table(id, headings, rows) {
+  // A table of rows, or one row saying `empty` when there are none.
+  function table(id, headings, rows, empty) {
     return el("table", { id },
       el("thead", {}, el("tr", {}, headings.map((h) => el("th", {}, h)))),
-      el("tbody", {}, rows));
+      el("tbody", {}, rows.length ? rows
+        : el("tr", {}, el("td", { colspan: headings.length, class: "muted" }, empty))));
+  }
+
+  // A row of plain cells (nodes, or text).
+  function tr(...cells) {
+    return el("tr", {}, cells.map((cell) => el("td", {}, cell)));
+  }
+
+  function muted(...children) {
+    return el("p", { class: "muted" }, ...children);
+  }
+
+  // Run `handler` instead of submitting `form` the browser's way.
+  function onSubmit(form, handler) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      handler();
+    });
+  }
+
+  function listOf(value) {
+    return Array.isArray(value) ? value : [];
   }
 
   function channelRow(id, answer) {
@@ -313,11 +316,8 @@
 
     async function refresh() {
       const listed = await api("GET", "channels/");
-      if (!listed.ok) {
-        failed(listed, "Listing the channels");
-        return;
-      }
-      const ids = Array.isArray(listed.result) ? listed.result.slice().sort() : [];
+      if (refused(listed, "Listing the channels")) return;
+      const ids = listOf(listed.result).slice().sort();
       const pages = Math.max(1, Math.ceil(ids.length / PAGE_SIZE));
       page = Math.min(page, pages - 1);
       const shown = ids.slice(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
@@ -335,41 +335,33 @@
     return poll(refresh);
   }
 
+  // A definition list of [name, value, id of the value (optional)].
   function facts(id, pairs) {
-    return el("dl", { class: "facts", id },
-      pairs.map(([name, value, key]) => [
-        el("dt", {}, name),
-        el("dd", key ? { id: key } : {}, value instanceof Node ? value : text(value)),
-      ]));
+    return el("dl", { class: "facts", id }, pairs.map(([name, value, key]) => [
+      el("dt", {}, name),
+      el("dd", { id: key }, value instanceof Node ? value : text(value)),
+    ]));
   }
 
   function componentsTable(status) {
     const components = status.components && typeof status.components === "object"
       ? Object.entries(status.components)
       : [];
-    return table("components",
-      ["Component", "Status", "Type", "Message", "Details"],
-      components.length
-        ? components.map(([name, c]) => el("tr", {},
-          el("td", {}, name),
-          el("td", {}, levelNode(field(c, "status"))),
-          el("td", {}, text(field(c, "type"))),
-          el("td", {}, text(field(c, "message"))),
-          el("td", {}, text(field(c, "details")))))
-        : el("tr", {}, el("td", { colspan: 5, class: "muted" },
-          "No component has reported a status.")));
+    return table("components", ["Component", "Status", "Type", "Message", "Details"],
+      components.map(([name, c]) => tr(name, levelNode(field(c, "status")),
+        text(field(c, "type")), text(field(c, "message")), text(field(c, "details")))),
+      "No component has reported a status.");
   }
 
   function logsTable(id, entries) {
     return table(id, ["Time", "Level", "Message"],
-      entries.length
-        ? entries.map((entry) => el("tr", {},
-          el("td", {}, time(field(entry, "timestamp"))),
-          el("td", {}, levelName(field(entry, "level"))),
-          el("td", { class: "log-message" },
-            entry && typeof entry === "object" && "message" in entry
-              ? text(entry.message) : text(entry))))
-        : el("tr", {}, el("td", { colspan: 3, class: "muted" }, "No log lines.")));
+      entries.map((entry) => el("tr", {},
+        el("td", {}, time(field(entry, "timestamp"))),
+        el("td", {}, levelName(field(entry, "level"))),
+        el("td", { class: "log-message" },
+          entry && typeof entry === "object" && "message" in entry
+            ? text(entry.message) : text(entry)))),
+      "No log lines.");
   }
 
   function channelView(main, id) {
@@ -382,26 +374,18 @@
     const trace = el("div", { id: "trace" });
     const sendResult = el("p", { id: "send-result", class: "muted" });
     let traced = null;
-    let deleting = false;
 
     async function action(method, suffix, what, done) {
       const answer = await api(method, suffix ? `${path}/${suffix}` : path);
-      if (!answer.ok) {
-        failed(answer, what);
-        return;
-      }
+      if (refused(answer, what)) return;
       banner("info", `${what}: ${text(field(answer.envelope, "description"))}`, []);
       if (done) done(answer);
       else refresh();
     }
 
-    const deleteButton = el("button", {
-      id: "delete", type: "button", class: "danger",
-      onclick: () => {
-        deleting = !deleting;
-        confirmDelete.hidden = !deleting;
-      },
-    }, "Delete");
+    // Deleting takes a second click, on the button the first one shows.
+    const deleteButton = el("button", { id: "delete", type: "button", class: "danger",
+      onclick: () => { confirmDelete.hidden = !confirmDelete.hidden; } }, "Delete");
     const confirmDelete = el("button", {
       id: "delete-confirm", type: "button", class: "danger", hidden: true,
       onclick: () => action("DELETE", "", "Deleting the channel", () => go("#/")),
@@ -413,8 +397,7 @@
       el("input", { name: "from", placeholder: "from (optional)" }),
       el("input", { name: "priority", placeholder: "priority (optional)", size: 8 }),
       el("button", { type: "submit", id: "send" }, "Send"));
-    sendForm.addEventListener("submit", async (event) => {
-      event.preventDefault();
+    onSubmit(sendForm, async () => {
       const data = new FormData(sendForm);
       const body = { to: data.get("to"), content: data.get("content") };
       if (!missing(data.get("from"))) body.from = data.get("from");
@@ -423,10 +406,7 @@
         body.priority = /^-?\d+$/.test(priority) ? Number(priority) : priority;
       }
       const answer = await api("POST", `${path}/messages/`, body);
-      if (!answer.ok) {
-        failed(answer, "Sending the message");
-        return;
-      }
+      if (refused(answer, "Sending the message")) return;
       const messageId = field(answer.result, "message_id");
       sendResult.textContent = `Sent: message ${text(messageId)}`;
       if (!missing(messageId)) {
@@ -439,8 +419,7 @@
     const traceForm = el("form", { id: "trace-form", class: "inline" },
       el("input", { name: "message_id", placeholder: "message id", size: 38 }),
       el("button", { type: "submit", id: "trace-button" }, "Trace"));
-    traceForm.addEventListener("submit", async (event) => {
-      event.preventDefault();
+    onSubmit(traceForm, async () => {
       const value = traceForm.elements.message_id.value.trim();
       traced = value || null;
       await refreshTrace();
@@ -463,7 +442,7 @@
 
     async function refreshTrace() {
       if (traced === null) {
-        replace(trace, el("p", { class: "muted" }, "Enter a message id to see its events and logs."));
+        replace(trace, muted("Enter a message id to see its events and logs."));
         return;
       }
       const messageId = traced;
@@ -475,48 +454,40 @@
       const parts = [];
       if (status.ok) {
         const result = status.result || {};
-        const events = Array.isArray(result.events) ? result.events : [];
         parts.push(facts("trace-facts", [
           ["Message", result.id, "trace-id"],
           ["Last event", result.last_event_type, "trace-last-event"],
           ["At", time(result.last_event_timestamp)],
         ]));
         parts.push(table("trace-events", ["Event", "Time", "Details"],
-          events.length
-            ? events.map((e) => el("tr", {},
-              el("td", { class: "event-type" }, text(field(e, "event_type"))),
-              el("td", {}, text(field(e, "timestamp"))),
-              el("td", {}, text(field(e, "event_details")))))
-            : el("tr", {}, el("td", { colspan: 3, class: "muted" }, "No events yet."))));
+          listOf(result.events).map((e) => el("tr", {},
+            el("td", { class: "event-type" }, text(field(e, "event_type"))),
+            el("td", {}, text(field(e, "timestamp"))),
+            el("td", {}, text(field(e, "event_details"))))),
+          "No events yet."));
       } else {
         parts.push(el("p", { id: "trace-problem", class: "muted" },
           problem(status, "Reading the message status")[0]));
       }
       if (messageLogs.ok) {
-        const entries = Array.isArray(messageLogs.result) ? messageLogs.result : [];
-        parts.push(el("h2", {}, "Message logs"), logsTable("trace-logs", entries));
+        parts.push(el("h2", {}, "Message logs"), logsTable("trace-logs", listOf(messageLogs.result)));
       } else if (messageLogs.status === 404) {
         parts.push(el("p", { id: "trace-logs-missing", class: "muted" },
           "This Junebug keeps no logs by message id (the route answered 404)."));
       } else {
-        parts.push(el("p", { class: "muted" }, problem(messageLogs, "Reading the message logs")[0]));
+        parts.push(muted(problem(messageLogs, "Reading the message logs")[0]));
       }
       replace(trace, parts);
     }
 
     async function refresh() {
-      const [answer, logAnswer] = await Promise.all([
-        api("GET", path),
-        api("GET", `${path}/logs?n=${LOG_LINES}`),
-      ]);
+      const [answer, logAnswer] = await Promise.all(
+        [api("GET", path), api("GET", `${path}/logs?n=${LOG_LINES}`)]);
       if (answer.status === 404) {
         replace(overview, el("p", { id: "gone" }, "This channel does not exist (any more)."));
         return;
       }
-      if (!answer.ok) {
-        failed(answer, "Reading the channel");
-        return;
-      }
+      if (refused(answer, "Reading the channel")) return;
       const channel = answer.result || {};
       const status = statusOf(channel);
       replace(title, missing(channel.label) ? id : channel.label, el("small", {}, id));
@@ -527,20 +498,15 @@
         ["Owner process", owner(channel), "channel-owner"],
         ["Queue", status.queue, "channel-queue"],
         ...RATES.map(([key, name]) => [`${name} /s`, status[key], `rate-${key}`]),
-        ["mo_url", channel.mo_url],
-        ["amqp_queue", channel.amqp_queue],
-        ["status_url", channel.status_url],
+        ...["mo_url", "amqp_queue", "status_url"].map((key) => [key, channel[key]]),
         ["Rate limit", missing(channel.rate_limit_count) ? undefined
           : `${channel.rate_limit_count} per ${text(channel.rate_limit_window)} s`],
         ["Character limit", channel.character_limit],
       ]));
       replace(components, componentsTable(status));
       config.textContent = JSON.stringify(channel.config === undefined ? null : channel.config, null, 2);
-      if (logAnswer.ok) {
-        replace(logs, logsTable("channel-logs", Array.isArray(logAnswer.result) ? logAnswer.result : []));
-      } else {
-        replace(logs, el("p", { class: "muted" }, problem(logAnswer, "Reading the logs")[0]));
-      }
+      replace(logs, logAnswer.ok ? logsTable("channel-logs", listOf(logAnswer.result))
+        : muted(problem(logAnswer, "Reading the logs")[0]));
       await refreshTrace();
     }
     return poll(refresh);
@@ -548,42 +514,25 @@
 
   // -- create / modify ------------------------------------------------------------
 
-  const TEXT_FIELDS = [
-    ["label", "Label"],
-    ["mo_url", "mo_url"],
-    ["mo_url_auth_token", "mo_url_auth_token"],
-    ["amqp_queue", "amqp_queue"],
-    ["status_url", "status_url"],
-  ];
-  const NUMBER_FIELDS = [
-    ["rate_limit_count", "rate_limit_count"],
-    ["rate_limit_window", "rate_limit_window (s)"],
-    ["character_limit", "character_limit"],
-  ];
-  const JSON_FIELDS = [
-    ["config", "config (JSON)"],
-    ["metadata", "metadata (JSON)"],
-    ["public_http", "public_http (JSON)"],
-  ];
+  // The fields of POST /channels/ (schemas.CHANNEL_CREATE), by kind.
+  const TEXT_FIELDS = ["label", "mo_url", "mo_url_auth_token", "amqp_queue", "status_url"];
+  const NUMBER_FIELDS = ["rate_limit_count", "rate_limit_window", "character_limit"];
+  const JSON_FIELDS = ["config", "metadata", "public_http"];
+
+  function labelled(label, control) {
+    return [el("label", { for: control.id }, label), control];
+  }
 
   function formView(main, id) {
     const editing = id !== null;
     const form = el("form", { id: "channel-form", class: "panel", novalidate: true },
-      el("label", { for: "f-type" }, "type"),
-      el("input", { id: "f-type", name: "type", list: "channel-types", placeholder: "telnet" }),
+      labelled("type", el("input", { id: "f-type", name: "type", list: "channel-types" })),
       el("datalist", { id: "channel-types" }, CHANNEL_TYPES.map((t) => el("option", { value: t }))),
-      TEXT_FIELDS.map(([name, label]) => [
-        el("label", { for: `f-${name}` }, label),
-        el("input", { id: `f-${name}`, name }),
-      ]),
-      NUMBER_FIELDS.map(([name, label]) => [
-        el("label", { for: `f-${name}` }, label),
-        el("input", { id: `f-${name}`, name, inputmode: "numeric" }),
-      ]),
-      JSON_FIELDS.map(([name, label]) => [
-        el("label", { for: `f-${name}` }, label),
-        el("textarea", { id: `f-${name}`, name, spellcheck: "false" }),
-      ]),
+      TEXT_FIELDS.map((name) => labelled(name, el("input", { id: `f-${name}`, name }))),
+      NUMBER_FIELDS.map((name) => labelled(name,
+        el("input", { id: `f-${name}`, name, inputmode: "numeric" }))),
+      JSON_FIELDS.map((name) => labelled(`${name} (JSON)`,
+        el("textarea", { id: `f-${name}`, name, spellcheck: "false" }))),
       el("div", { class: "submit" },
         el("button", { type: "submit", class: "primary", id: "save" },
           editing ? "Save changes" : "Create channel")));
@@ -599,54 +548,47 @@
 
     if (editing) {
       api("GET", channelPath(id)).then((answer) => {
-        if (!answer.ok) {
-          failed(answer, "Reading the channel");
-          return;
-        }
+        if (refused(answer, "Reading the channel")) return;
         original = answer.result || {};
         form.elements.type.value = missing(original.type) ? "" : original.type;
-        for (const [name] of [...TEXT_FIELDS, ...NUMBER_FIELDS]) {
+        for (const name of [...TEXT_FIELDS, ...NUMBER_FIELDS]) {
           form.elements[name].value = missing(original[name]) ? "" : String(original[name]);
         }
-        for (const [name] of JSON_FIELDS) {
+        for (const name of JSON_FIELDS) {
           form.elements[name].value = original[name] === undefined
             ? "" : JSON.stringify(original[name], null, 2);
         }
       });
     }
 
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
+    onSubmit(form, async () => {
       const body = {};
       const typed = form.elements.type.value.trim();
       if (typed || !editing) body.type = typed;
-      for (const [name] of TEXT_FIELDS) {
+      for (const name of TEXT_FIELDS) {
         const value = form.elements[name].value.trim();
         if (value) body[name] = value;
         else if (editing && NULLABLE.includes(name) && !missing(original[name])) body[name] = null;
       }
-      for (const [name] of NUMBER_FIELDS) {
+      for (const name of NUMBER_FIELDS) {
         const value = form.elements[name].value.trim();
         // Anything that is not a whole number goes as typed: the API's
         // schema says what is wrong with it.
         if (value) body[name] = /^-?\d+$/.test(value) ? Number(value) : value;
       }
-      for (const [name, label] of JSON_FIELDS) {
+      for (const name of JSON_FIELDS) {
         const value = form.elements[name].value.trim();
         if (!value) continue;
         try {
           body[name] = JSON.parse(value);
         } catch (error) {
-          banner("error", `${label} is not valid JSON`, [String(error.message || error)]);
+          banner("error", `${name} is not valid JSON`, [String(error.message || error)]);
           return;
         }
       }
       if (!editing && !("config" in body)) body.config = {};
       const answer = await api("POST", editing ? channelPath(id) : "channels/", body);
-      if (!answer.ok) {
-        failed(answer, editing ? "Modifying the channel" : "Creating the channel");
-        return;
-      }
+      if (refused(answer, editing ? "Modifying the channel" : "Creating the channel")) return;
       const saved = field(answer.result, "id") || id;
       banner("info", editing ? "Channel updated" : "Channel created", []);
       go(`#/channels/${encodeURIComponent(saved)}`);
@@ -667,10 +609,7 @@
           id: "replay", type: "button",
           onclick: async () => {
             const answer = await api("POST", "dead-letters/http/replay");
-            if (!answer.ok) {
-              failed(answer, "Replaying the dead letters");
-              return;
-            }
+            if (refused(answer, "Replaying the dead letters")) return;
             banner("info", `Replayed ${text(field(answer.result, "replayed"))} dead letters`, []);
             refresh();
           },
@@ -680,20 +619,18 @@
     async function refresh() {
       const answer = await api("GET", "dead-letters/http?n=100");
       if (!answer.ok) {
-        replace(list, el("p", { class: "muted" }, problem(answer, "Listing the dead letters")[0]));
+        replace(list, muted(problem(answer, "Listing the dead letters")[0]));
         return;
       }
-      const letters = Array.isArray(answer.result) ? answer.result : [];
       replace(list, table("dead-letters-table",
         ["URL", "Attempts", "First attempt", "Last error", "Body"],
-        letters.length
-          ? letters.map((letter) => el("tr", {},
-            el("td", {}, text(field(letter, "url"))),
-            el("td", { class: "number" }, text(field(letter, "attempts"))),
-            el("td", {}, time(field(letter, "first_attempt"))),
-            el("td", {}, text(field(letter, "last_error"))),
-            el("td", {}, el("code", {}, JSON.stringify(field(letter, "body")) || DASH))))
-          : el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No dead letters."))));
+        listOf(answer.result).map((letter) => tr(
+          text(field(letter, "url")),
+          text(field(letter, "attempts")),
+          time(field(letter, "first_attempt")),
+          text(field(letter, "last_error")),
+          el("code", {}, JSON.stringify(field(letter, "body")) || DASH))),
+        "No dead letters."));
     }
     return poll(refresh);
   }
@@ -710,21 +647,15 @@
         return;
       }
       if (!answer.ok) {
-        replace(list, el("p", { class: "muted" }, problem(answer, "Listing the processes")[0]));
+        replace(list, muted(problem(answer, "Listing the processes")[0]));
         return;
       }
-      const processes = Array.isArray(answer.result) ? answer.result : [];
-      const keys = [];
-      for (const process of processes) {
-        for (const key of Object.keys(process || {})) {
-          if (!keys.includes(key)) keys.push(key);
-        }
-      }
+      const processes = listOf(answer.result);
+      // Whatever a process record holds, one column per field.
+      const keys = [...new Set(processes.flatMap((p) => Object.keys(p || {})))];
       replace(list, table("processes-table", keys.length ? keys : ["Process"],
-        processes.length
-          ? processes.map((process) => el("tr", {},
-            keys.map((key) => el("td", {}, text(field(process, key))))))
-          : el("tr", {}, el("td", { class: "muted" }, "No processes."))));
+        processes.map((p) => tr(...keys.map((key) => text(field(p, key))))),
+        "No processes."));
     }
     return poll(refresh);
   }

@@ -304,3 +304,4 @@ class DashboardInBrowserTests(TestCase):
         )
         self.assertEqual(self.registry(api).running_ids(), [])
         await self.shot(browser, "09-deleted")
+        self.assertEqual(await browser.page_errors(), [])

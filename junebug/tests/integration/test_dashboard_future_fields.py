@@ -190,3 +190,4 @@ class FutureFieldsTests(TestCase):
         )
         self.assertIn("node-1", table)
         await browser.screenshot(OUTPUT / "12-future-processes.png")
+        self.assertEqual(await browser.page_errors(), [])

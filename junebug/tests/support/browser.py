@@ -119,6 +119,7 @@ class Browser:
             options.binary_location = CHROMIUM
             for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
                 options.add_argument(flag)
+            options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
             return webdriver.Chrome(
                 service=Service(executable_path=CHROMEDRIVER), options=options
             )
@@ -210,6 +211,17 @@ class Browser:
         found = await self.element(css)
         await self.call(found.clear)
         await self.call(found.send_keys, text)
+
+    async def page_errors(self) -> list[dict[str, Any]]:
+        """The console's errors since the last call, but for failed requests
+        (a 404 the page expects is one): script errors, refused content
+        (Content-Security-Policy)..."""
+        entries: list[dict[str, Any]] = await self.call(self.driver.get_log, "browser")
+        return [
+            entry
+            for entry in entries
+            if entry.get("level") == "SEVERE" and entry.get("source") != "network"
+        ]
 
     async def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
