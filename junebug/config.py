@@ -355,6 +355,13 @@ class JunebugConfig:
         validator=_non_negative,
         metadata=_doc("Most connections the API keeps open at once; 0 is unlimited"),
     )
+    dashboard: bool = attrs.field(
+        default=False,
+        metadata=_doc(
+            "Serve the web dashboard under /dashboard/ on the API port, behind "
+            "the API's authentication (see docs/dashboard.rst)"
+        ),
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.max_log_files == 0:
