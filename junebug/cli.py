@@ -110,6 +110,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = load_config(path, os.environ, layer)
     except ConfigError as exc:
         fail(str(exc))
+    from junebug.worker_processes import worker_role
+
+    try:
+        role = worker_role(os.environ)
+    except ValueError as exc:
+        fail(str(exc))
+    if role is None and config.worker_count > 1:
+        _supervise(config, args)
+        return
     reactor = install_reactor(os.environ)
     from junebug.transports.registry import TransportRegistry
 
@@ -124,4 +133,39 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from junebug.runner import run
 
-    task.react(run, (config,), _reactor=reactor)
+    if role is not None:
+        from twisted.logger import Logger
+
+        Logger(namespace="junebug.worker").info(
+            "Worker {role} (pid {pid}) serves the API on the supervisor's socket",
+            role=role.describe(),
+            pid=os.getpid(),
+        )
+    listen_on = None
+    if role is not None:
+        from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+
+        listen_on = AdoptedStreamServerEndpoint(reactor, role.fileno, role.family)
+    task.react(run, (config, listen_on), _reactor=reactor)
+
+
+def _supervise(config: JunebugConfig, args: list[str]) -> None:
+    """``jb --workers N``: bind the API socket, then run and watch N workers
+    (:mod:`junebug.worker_processes`)."""
+    from junebug.worker_processes import bind_api_socket, supervise
+
+    try:
+        sock = bind_api_socket(config.interface, config.port)
+    except OSError as exc:
+        sys.stderr.write(
+            f"jb: error: could not start: cannot listen on "
+            f"{config.interface}:{config.port}: {exc.strerror or exc}\n"
+        )
+        raise SystemExit(1) from exc
+    reactor = install_reactor(os.environ)
+    from junebug.logging_setup import setup_logging
+
+    setup_logging(config, os.environ)
+    from twisted.internet import task
+
+    task.react(supervise, (config, sock, args, dict(os.environ)), _reactor=reactor)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 
 from junebug.config import JunebugConfig
@@ -54,11 +55,16 @@ async def _until_shutdown(
     await done
 
 
-async def serve(reactor: JunebugReactor, config: JunebugConfig) -> None:
+async def serve(
+    reactor: JunebugReactor,
+    config: JunebugConfig,
+    listen_on: IStreamServerEndpoint | None = None,
+) -> None:
     """Build Junebug and start it, stopping it when the reactor shuts down
-    (even while it still waits for Redis or RabbitMQ)."""
+    (even while it still waits for Redis or RabbitMQ).  ``listen_on``: see
+    :attr:`junebug.service.Junebug.listen_on`."""
     try:
-        junebug = build(reactor, config)
+        junebug = build(reactor, config, listen_on=listen_on)
     except Exception as exc:
         _could_not_start("jb", exc)
     stopped = Deferred.fromCoroutine(_until_shutdown(reactor, junebug.stop))
@@ -73,9 +79,13 @@ async def serve(reactor: JunebugReactor, config: JunebugConfig) -> None:
     await stopped
 
 
-def run(reactor: JunebugReactor, config: JunebugConfig) -> Deferred[None]:
+def run(
+    reactor: JunebugReactor,
+    config: JunebugConfig,
+    listen_on: IStreamServerEndpoint | None = None,
+) -> Deferred[None]:
     """The ``task.react`` main function.  ``react`` calls it before the
     reactor runs, and the reactor installs its own signal handlers as it
     starts: ours replaces its SIGTERM handler once it is running."""
     reactor.callWhenRunning(install_sigterm, reactor)
-    return Deferred.fromCoroutine(serve(reactor, config))
+    return Deferred.fromCoroutine(serve(reactor, config, listen_on))

@@ -17,7 +17,7 @@ import attrs
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 
 from junebug.amqp.broker import Broker
@@ -84,6 +84,9 @@ class Junebug:
     readiness: Readiness
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
     listen: bool = True
+    #: Where to serve the API instead of ``interface`` and ``port`` (a worker
+    #: of ``jb --workers``: the socket its supervisor listens on).
+    listen_on: IStreamServerEndpoint | None = None
     port: IListeningPort | None = None
     stops: StopStack = attrs.field(factory=StopStack)
     _starting: Deferred[None] | None = attrs.field(default=None, init=False)
@@ -158,7 +161,7 @@ class Junebug:
 
     async def _listen(self) -> None:
         config = self.config
-        endpoint = serverFromString(
+        endpoint = self.listen_on or serverFromString(
             self.reactor, f"tcp:{config.port}:interface={config.interface}"
         )
         site = api_site(
@@ -249,7 +252,11 @@ def backends(
 
 
 def build(
-    reactor: JunebugReactor, config: JunebugConfig, *, listen: bool = True
+    reactor: JunebugReactor,
+    config: JunebugConfig,
+    *,
+    listen: bool = True,
+    listen_on: IStreamServerEndpoint | None = None,
 ) -> Junebug:
     """Construct every part of a Junebug; nothing connects or starts yet.
 
@@ -344,6 +351,7 @@ def build(
         readiness=readiness,
         metrics=metrics,
         listen=listen,
+        listen_on=listen_on,
     )
 
 
