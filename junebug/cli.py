@@ -133,20 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from junebug.runner import run
 
-    if role is not None:
-        from twisted.logger import Logger
-
-        Logger(namespace="junebug.worker").info(
-            "Worker {role} (pid {pid}) serves the API on the supervisor's socket",
-            role=role.describe(),
-            pid=os.getpid(),
-        )
-    listen_on = None
-    if role is not None:
-        from twisted.internet.endpoints import AdoptedStreamServerEndpoint
-
-        listen_on = AdoptedStreamServerEndpoint(reactor, role.fileno, role.family)
-    task.react(run, (config, listen_on), _reactor=reactor)
+    task.react(run, (config, role), _reactor=reactor)
 
 
 def _supervise(config: JunebugConfig, args: list[str]) -> None:

@@ -64,10 +64,12 @@ class WorkerProcess(Protocol):
 
 
 class Spawner(Protocol):
-    """Starts worker ``index`` (1 to N); ``ended`` is called once when it ends."""
+    """Starts worker ``index`` (1 to N); ``ended`` is called once when it ends.
+    ``replacing`` is true when it replaces one that died (the others are
+    serving meanwhile, so it should take requests only once ready)."""
 
     def __call__(
-        self, index: int, ended: Callable[[ExitStatus], None]
+        self, index: int, ended: Callable[[ExitStatus], None], *, replacing: bool
     ) -> WorkerProcess: ...
 
 
@@ -129,10 +131,12 @@ class Supervisor:
             if slot.process is not None and slot.process.pid is not None
         ]
 
-    def _start(self, slot: _Slot) -> None:
+    def _start(self, slot: _Slot, replacing: bool = False) -> None:
         slot.restart = None
         slot.started = self.clock.seconds()
-        slot.process = self.spawn(slot.index, lambda status: self._ended(slot, status))
+        slot.process = self.spawn(
+            slot.index, lambda status: self._ended(slot, status), replacing=replacing
+        )
         slot.pid = slot.process.pid
         self.log.info(
             "Started worker {index}/{count} (pid {pid})",
@@ -182,7 +186,7 @@ class Supervisor:
         self.log.info(
             "Starting worker {index} again in {delay:g}s", index=slot.index, delay=delay
         )
-        slot.restart = self.clock.callLater(delay, self._start, slot)
+        slot.restart = self.clock.callLater(delay, self._start, slot, True)
 
     def _give_up(self, status: int, reason: str) -> None:
         self.log.critical("Giving up: {reason}", reason=reason)

@@ -31,6 +31,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from typing_extensions import override
@@ -45,8 +46,16 @@ log = Logger()
 WORKER_ENV = "JUNEBUG_WORKER"
 #: ``<fd>:INET`` or ``<fd>:INET6``: the API socket a worker inherited.
 SOCKET_ENV = "JUNEBUG_WORKER_SOCKET"
+#: Set to ``when-ready`` for a worker that replaces one that died: the others
+#: serve meanwhile, so it adopts the socket only once it has started (a
+#: worker started with the others adopts it at once and answers 503 until
+#: ready, as a single ``jb`` does).
+LISTEN_ENV = "JUNEBUG_WORKER_LISTEN"
+WHEN_READY = "when-ready"
 #: The file descriptor the API socket has in a worker.
 WORKER_SOCKET_FD = 3
+#: Seconds between a worker's checks that its supervisor is still there.
+SUPERVISOR_CHECK_INTERVAL = 1.0
 #: Seconds the supervisor waits for draining workers beyond ``shutdown_timeout``
 #: (their own start-up, stopping channels, closing connections).
 STOP_MARGIN = 15.0
@@ -61,6 +70,7 @@ class WorkerRole:
     count: int
     fileno: int
     family: socket.AddressFamily
+    listen_when_ready: bool = False
 
     def describe(self) -> str:
         return f"{self.index}/{self.count}"
@@ -84,7 +94,13 @@ def worker_role(environ: Mapping[str, str]) -> WorkerRole | None:
             f"{WORKER_ENV}={value!r} needs <index>/<count>, and "
             f"{SOCKET_ENV} <fd>:INET or <fd>:INET6"
         )
-    return WorkerRole(int(index), int(count), int(fileno), _FAMILIES[family])
+    return WorkerRole(
+        int(index),
+        int(count),
+        int(fileno),
+        _FAMILIES[family],
+        listen_when_ready=environ.get(LISTEN_ENV) == WHEN_READY,
+    )
 
 
 def bind_api_socket(interface: str, port: int, backlog: int = 50) -> socket.socket:
@@ -155,12 +171,18 @@ class ProcessSpawner:
     sock: socket.socket
     count: int
 
-    def __call__(self, index: int, ended: Callable[[ExitStatus], None]) -> _Running:
+    def __call__(
+        self, index: int, ended: Callable[[ExitStatus], None], *, replacing: bool
+    ) -> _Running:
         env = {
             **self.environ,
             WORKER_ENV: f"{index}/{self.count}",
             SOCKET_ENV: socket_env(self.sock),
         }
+        if replacing:
+            env[LISTEN_ENV] = WHEN_READY
+        else:
+            env.pop(LISTEN_ENV, None)
         argv = [sys.executable, "-m", "junebug", *self.args]
         transport = self.reactor.spawnProcess(
             _WorkerProtocol(ended),
@@ -198,6 +220,31 @@ class SignalForwarder:
         """Replace the reactor's handlers (call once it runs)."""
         signal.signal(signal.SIGTERM, self)
         signal.signal(signal.SIGINT, self)
+
+
+def watch_supervisor(
+    reactor: JunebugReactor,
+    supervisor_pid: int,
+    parent_pid: Callable[[], int] = os.getppid,
+) -> LoopingCall:
+    """In a worker: stop (draining, as on SIGTERM) once the supervisor has
+    gone, rather than serve on as an orphan nobody watches (a SIGKILLed
+    supervisor forwards nothing)."""
+
+    def check() -> None:
+        if parent_pid() != supervisor_pid:
+            log.warn(
+                "The supervisor (pid {pid}) has gone: stopping", pid=supervisor_pid
+            )
+            watching.stop()
+            reactor.stop()
+
+    watching = LoopingCall(check)
+    watching.clock = reactor
+    watching.start(SUPERVISOR_CHECK_INTERVAL, now=False).addErrback(
+        lambda failure: log.failure("Watching the supervisor failed", failure)
+    )
+    return watching
 
 
 def supervise(
