@@ -228,3 +228,15 @@ class WorkersTests(TestCase):
         self.assertEqual(await workers.jb.exited(timeout=60), 2, workers.output)
         self.assertIn("Giving up: a worker found an error", workers.output)
         self.assertIn("channels.x", workers.output)
+
+    async def test_workers_stop_when_the_supervisor_is_killed(self) -> None:
+        """SIGKILL of the supervisor forwards nothing: the workers notice
+        their parent has gone and stop by themselves, draining."""
+        workers = await self.start("--workers", "2", ready=2)
+        pids = workers.workers()
+        self.assertEqual(await workers.jb.kill(), -signal.SIGKILL)
+        await wait_until(
+            lambda: not any(is_running(pid) for pid in pids),
+            timeout=SHUTDOWN_TIMEOUT + 10,
+        )
+        self.assertEqual(workers.output.count("The supervisor (pid"), 2)
