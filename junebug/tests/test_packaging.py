@@ -123,6 +123,7 @@ class ComposeTests(SynchronousTestCase):
         self.assertEqual(config.log_format, "json")
         # jb runs two workers, which need the real backends.
         self.assertEqual(jb["command"], ["--workers", "2"])
+        self.assertIs(jb["init"], True)
         path, layer = cli_layer(build_parser().parse_args(jb["command"]))
         config = load_config(path, {k: str(v) for k, v in env.items()}, layer)
         self.assertEqual(config.worker_count, 2)

@@ -206,13 +206,15 @@ class WorkersTests(TestCase):
                 HeldRequest("/health"),
             )
 
-    async def test_second_sigterm_kills_the_workers_and_exits_1(self) -> None:
+    async def test_a_second_signal_kills_the_workers_and_exits_1(self) -> None:
+        """SIGINT is SIGTERM's equal: a SIGTERM, then a SIGINT during the
+        drain, SIGKILLs every worker and ends the supervisor with status 1."""
         workers = await self.start("--workers", "2", ready=2)
         pids = workers.workers()
         workers.jb.send_signal(signal.SIGTERM)
         await wait_until(lambda: "Stopping: SIGTERM to every worker" in workers.output)
-        self.assertEqual(await workers.jb.stop(signal.SIGTERM, 10), 1, workers.output)
-        self.assertIn("killing the workers", workers.output)
+        self.assertEqual(await workers.jb.stop(signal.SIGINT, 10), 1, workers.output)
+        self.assertIn("Received SIGINT again: killing the workers", workers.output)
         await wait_until(lambda: not any(is_running(pid) for pid in pids))
 
     async def test_a_config_error_in_the_workers_ends_the_supervisor(self) -> None:
