@@ -35,7 +35,8 @@ CONFIG_ERROR_STATUS = 2
 
 @attrs.frozen
 class ExitStatus:
-    """How a worker process ended: its exit code, or the signal that killed it."""
+    """How a worker process ended: its exit code, or the signal that killed it
+    (neither: it could not be started)."""
 
     code: int | None = None
     signal: int | None = None
@@ -45,6 +46,8 @@ class ExitStatus:
         return self.code == 0 and self.signal is None
 
     def describe(self) -> str:
+        if self.code is None and self.signal is None:
+            return "could not be started"
         if self.signal is not None:
             try:
                 name = signal.Signals(self.signal).name
@@ -134,9 +137,17 @@ class Supervisor:
     def _start(self, slot: _Slot, replacing: bool = False) -> None:
         slot.restart = None
         slot.started = self.clock.seconds()
-        slot.process = self.spawn(
-            slot.index, lambda status: self._ended(slot, status), replacing=replacing
-        )
+        slot.pid = None
+        try:
+            slot.process = self.spawn(
+                slot.index,
+                lambda status: self._ended(slot, status),
+                replacing=replacing,
+            )
+        except Exception:
+            self.log.failure("Could not start worker {index}", index=slot.index)
+            self._ended(slot, ExitStatus())
+            return
         slot.pid = slot.process.pid
         self.log.info(
             "Started worker {index}/{count} (pid {pid})",

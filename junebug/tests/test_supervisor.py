@@ -37,10 +37,13 @@ class FakeWorker:
 @attrs.define(eq=False)
 class FakeSpawner:
     started: list[FakeWorker] = attrs.field(factory=list)
+    broken: bool = False
 
     def __call__(
         self, index: int, ended: Callable[[ExitStatus], None], *, replacing: bool
     ) -> FakeWorker:
+        if self.broken:
+            raise OSError("too many open files")
         worker = FakeWorker(index, replacing, 1000 + len(self.started), ended)
         self.started.append(worker)
         return worker
@@ -221,7 +224,21 @@ class SupervisorTests(SynchronousTestCase):
         second.end(KILLED)
         self.assertEqual(statuses, [1])
 
+    def test_a_worker_that_cannot_be_spawned_counts_as_a_quick_failure(
+        self,
+    ) -> None:
+        supervisor, spawner, clock, statuses = self.supervisor(count=1)
+        spawner.current(1).end(KILLED)
+        spawner.broken = True
+        for _ in range(10):
+            clock.advance(30)
+        self.assertEqual(statuses, [1])
+        self.assertEqual(supervisor.pids, [])
+        # the SIGKILL was the first quick failure, four failed spawns the rest
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 4)
+
     def test_exit_status_descriptions(self) -> None:
+        self.assertEqual(ExitStatus().describe(), "could not be started")
         self.assertEqual(KILLED.describe(), "was killed by SIGKILL")
         self.assertEqual(ExitStatus(code=3).describe(), "exited with status 3")
         self.assertTrue(CLEAN.clean)
