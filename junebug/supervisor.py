@@ -13,10 +13,11 @@ ones in :mod:`junebug.worker_processes`, fakes in the tests) and time is an
   (status 2) when a worker exits with status 2, ``jb``'s usage and config
   error: its config cannot get better by trying again.
 * :meth:`Supervisor.stop` (the first SIGTERM or SIGINT) sends SIGTERM to every
-  worker, which drains, and ends with status 0 once all have exited 0, or 1 if
-  one did not, or if some are still running ``deadline`` seconds later (those
-  get SIGKILL).  :meth:`Supervisor.kill` (a second signal) sends SIGKILL to
-  every worker and ends with status 1 at once.
+  worker, which drains, and ends with status 0 once all have exited 0 (or were
+  killed by that SIGTERM, before they could handle it), or 1 if one did not,
+  or if some are still running ``deadline`` seconds later (those get SIGKILL).
+  :meth:`Supervisor.kill` (a second signal) sends SIGKILL to every worker and
+  ends with status 1 at once.
 """
 
 from __future__ import annotations
@@ -160,7 +161,9 @@ class Supervisor:
         slot.process = None
         pid = slot.pid
         if self.stopping:
-            if not status.clean and self._status == 0:
+            # Killed by the SIGTERM sent: it had not started serving yet.
+            asked = status.signal == signal.SIGTERM
+            if not (status.clean or asked) and self._status == 0:
                 self._status = 1
             self.log.info(
                 "Worker {index} (pid {pid}) {how}",

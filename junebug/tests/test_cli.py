@@ -365,6 +365,28 @@ class FailureTests(SynchronousTestCase):
             self.assertIn("cannot share the in-memory store and broker", lines[0])
             self.assertNotIn("supervisor", result.stdout)
 
+    def test_workers_on_a_port_in_use_exit_1(self) -> None:
+        """The supervisor binds the port before starting any worker: a port
+        in use ends it with status 1 and one line naming the address."""
+        import socket
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = run_jb(
+                *("--workers", "2", "--interface", "127.0.0.1", "--port", str(port))
+            )
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(
+            result.stderr.strip().splitlines(),
+            [
+                f"jb: error: could not start: cannot listen on 127.0.0.1:{port}: "
+                "Address already in use"
+            ],
+        )
+        self.assertNotIn("Started worker", result.stdout)
+
     def test_bad_workers_exit_2(self) -> None:
         for value in ("0", "-1", "many", "1.5"):
             result = run_jb("--workers", value, "--embedded")

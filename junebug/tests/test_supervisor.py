@@ -181,6 +181,16 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
         self.assertEqual(len(spawner.started), 2)  # nothing restarted
 
+    def test_a_worker_killed_by_the_sigterm_sent_is_a_clean_end(self) -> None:
+        """A worker still importing when SIGTERM comes dies of it: that is
+        the stop asked for, not a failure."""
+        supervisor, spawner, _clock, statuses = self.supervisor()
+        first, second = spawner.running()
+        supervisor.stop()
+        first.end(ExitStatus(signal=signal.SIGTERM))
+        second.end(CLEAN)
+        self.assertEqual(statuses, [0])
+
     def test_stop_cancels_a_pending_restart(self) -> None:
         supervisor, spawner, clock, statuses = self.supervisor()
         spawner.current(1).end(KILLED)
