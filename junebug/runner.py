@@ -82,7 +82,7 @@ async def serve(
             role=role.describe(),
             pid=os.getpid(),
         )
-        watch_supervisor(reactor, os.getppid())
+        watch_supervisor(reactor, role.supervisor)
     stopped = Deferred.fromCoroutine(_until_shutdown(reactor, junebug.stop))
     try:
         await junebug.start()

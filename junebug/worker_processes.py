@@ -3,15 +3,16 @@
 The supervisor binds the API socket once (``interface`` and ``port``; port 0
 picks a free one, logged) and starts N workers: the same Python running
 ``-m junebug`` with the same arguments, working directory and environment,
-plus :data:`WORKER_ENV` (``<index>/<count>``, which makes ``jb`` a worker
-whatever ``workers`` says) and :data:`SOCKET_ENV` (``3:INET``: the socket,
-inherited as file descriptor 3, which the worker adopts with
-``adoptStreamPort`` instead of listening itself).  The kernel hands each
-new connection to one of the workers accepting on it.  The supervisor keeps
-its copy open for as long as it runs, so a worker started again after dying
-adopts the same socket and the port never closes.  The supervisor imports
-neither the service nor Redis or RabbitMQ code: it only starts, watches and
-signals processes (the rules are :mod:`junebug.supervisor`'s).
+plus :data:`WORKER_ENV` (``<index>/<count>/<supervisor pid>``, which makes
+``jb`` a worker whatever ``workers`` says), :data:`SOCKET_ENV` (``3:INET``:
+the socket, inherited as file descriptor 3, which the worker adopts with
+``adoptStreamPort`` instead of listening itself) and, for a worker replacing
+one that died, :data:`LISTEN_ENV`.  The kernel hands each new connection to
+one of the workers accepting on it.  The supervisor keeps its copy open for
+as long as it runs, so a worker started again after dying adopts the same
+socket and the port never closes.  The supervisor imports neither the
+service nor Redis or RabbitMQ code: it only starts, watches and signals
+processes (the rules are :mod:`junebug.supervisor`'s).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from junebug.supervisor import ExitStatus, Supervisor
 
 log = Logger()
 
-#: ``<index>/<count>``: this ``jb`` is worker ``index`` of ``count``.
+#: ``<index>/<count>/<pid>``: this ``jb`` is worker ``index`` of ``count``,
+#: started by the supervisor with that pid.
 WORKER_ENV = "JUNEBUG_WORKER"
 #: ``<fd>:INET`` or ``<fd>:INET6``: the API socket a worker inherited.
 SOCKET_ENV = "JUNEBUG_WORKER_SOCKET"
@@ -68,6 +70,7 @@ class WorkerRole:
 
     index: int
     count: int
+    supervisor: int
     fileno: int
     family: socket.AddressFamily
     listen_when_ready: bool = False
@@ -85,18 +88,22 @@ def worker_role(environ: Mapping[str, str]) -> WorkerRole | None:
     value = environ.get(WORKER_ENV)
     if not value:
         return None
-    index, _, count = value.partition("/")
+    numbers = value.split("/")
     fileno, _, family = environ.get(SOCKET_ENV, "").partition(":")
-    if not (index.isdigit() and count.isdigit() and fileno.isdigit()) or (
-        family not in _FAMILIES
+    if (
+        len(numbers) != 3
+        or not all(number.isdigit() for number in (*numbers, fileno))
+        or family not in _FAMILIES
     ):
         raise ValueError(
-            f"{WORKER_ENV}={value!r} needs <index>/<count>, and "
-            f"{SOCKET_ENV} <fd>:INET or <fd>:INET6"
+            f"{WORKER_ENV}={value!r} needs <index>/<count>/<supervisor pid>, "
+            f"and {SOCKET_ENV} <fd>:INET or <fd>:INET6"
         )
+    index, count, supervisor = (int(number) for number in numbers)
     return WorkerRole(
-        int(index),
-        int(count),
+        index,
+        count,
+        supervisor,
         int(fileno),
         _FAMILIES[family],
         listen_when_ready=environ.get(LISTEN_ENV) == WHEN_READY,
@@ -176,7 +183,7 @@ class ProcessSpawner:
     ) -> _Running:
         env = {
             **self.environ,
-            WORKER_ENV: f"{index}/{self.count}",
+            WORKER_ENV: f"{index}/{self.count}/{os.getpid()}",
             SOCKET_ENV: socket_env(self.sock),
         }
         if replacing:

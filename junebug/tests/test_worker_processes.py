@@ -4,6 +4,7 @@ watch on the supervisor, and that the supervisor imports no service code."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -122,7 +123,7 @@ class SpawnerTests(SynchronousTestCase):
         )
         env = spawned["env"]
         self.assertEqual(env["JUNEBUG_REDIS_DB"], "3")
-        self.assertEqual(env[WORKER_ENV], "2/2")
+        self.assertEqual(env[WORKER_ENV], f"2/2/{os.getpid()}")
         self.assertEqual(env[SOCKET_ENV], "3:INET")
         self.assertNotIn(LISTEN_ENV, env)
         self.assertEqual(worker.pid, 4242)
@@ -133,7 +134,9 @@ class SpawnerTests(SynchronousTestCase):
         spawner, reactor = self.spawner()
         spawner(1, lambda status: None, replacing=True)
         env = reactor.spawned[0]["env"]
-        self.assertEqual(worker_role(env), WorkerRole(1, 2, 3, socket.AF_INET, True))
+        self.assertEqual(
+            worker_role(env), WorkerRole(1, 2, os.getpid(), 3, socket.AF_INET, True)
+        )
 
     def test_the_end_is_reported_with_code_or_signal(self) -> None:
         from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -153,16 +156,17 @@ class RoleTests(SynchronousTestCase):
         self.assertIsNone(worker_role({}))
 
     def test_role(self) -> None:
-        role = worker_role({WORKER_ENV: "3/4", SOCKET_ENV: "3:INET6"})
-        self.assertEqual(role, WorkerRole(3, 4, 3, socket.AF_INET6, False))
+        role = worker_role({WORKER_ENV: "3/4/77", SOCKET_ENV: "3:INET6"})
+        self.assertEqual(role, WorkerRole(3, 4, 77, 3, socket.AF_INET6, False))
         assert role is not None
         self.assertEqual(role.describe(), "3/4")
 
     def test_bad_roles(self) -> None:
         for environ in (
-            {WORKER_ENV: "x/4", SOCKET_ENV: "3:INET"},
-            {WORKER_ENV: "1/4"},
-            {WORKER_ENV: "1/4", SOCKET_ENV: "3:UNIX"},
+            {WORKER_ENV: "x/4/7", SOCKET_ENV: "3:INET"},
+            {WORKER_ENV: "1/4", SOCKET_ENV: "3:INET"},
+            {WORKER_ENV: "1/4/7"},
+            {WORKER_ENV: "1/4/7", SOCKET_ENV: "3:UNIX"},
         ):
             with self.assertRaises(ValueError):
                 worker_role(environ)
@@ -227,8 +231,6 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(load_config(None, {"JUNEBUG_WORKERS": "4"}, {}).workers, 4)
 
     def test_auto_is_the_number_of_cores(self) -> None:
-        import os
-
         config = load_config(None, {"JUNEBUG_WORKERS": "auto"}, {})
         self.assertEqual(config.workers, "auto")
         self.assertEqual(config.worker_count, os.cpu_count())
