@@ -113,6 +113,10 @@ class Supervisor:
     #: Seconds the workers get to drain after :meth:`stop` before SIGKILL.
     deadline: float = 40.0
     backoff: Backoff = attrs.field(factory=Backoff)
+    #: Called once as the stop begins: no worker will be started again, so
+    #: the supervisor's copy of the API socket can close (the port closes
+    #: when the last worker has closed its own).
+    release: Callable[[], object] = lambda: None
     log = Logger()
     stopping: bool = attrs.field(default=False, init=False)
     _slots: list[_Slot] = attrs.field(factory=list, init=False)
@@ -216,8 +220,13 @@ class Supervisor:
         )
         self._stop(0)
 
+    def _stopping(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.release()
+
     def _stop(self, status: int) -> None:
-        self.stopping = True
+        self._stopping()
         self._status = status
         for slot in self._slots:
             if slot.restart is not None:
@@ -240,7 +249,7 @@ class Supervisor:
     def kill(self) -> None:
         """SIGKILL every worker and finish with status 1 at once."""
         self.log.warn("Stopping now: SIGKILL to every worker")
-        self.stopping = True
+        self._stopping()
         self._signal_all(signal.SIGKILL)
         self._status = 1
         self._finish()

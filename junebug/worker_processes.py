@@ -280,6 +280,7 @@ def supervise(
         count=count,
         done=done,
         deadline=config.shutdown_timeout + STOP_MARGIN,
+        release=sock.close,
     )
     forwarder = SignalForwarder(reactor, supervisor)
     host, port = sock.getsockname()[:2]

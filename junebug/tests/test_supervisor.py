@@ -62,6 +62,11 @@ class SupervisorTests(SynchronousTestCase):
         clock = Clock()
         spawner = FakeSpawner()
         statuses: list[int] = []
+        self.released = 0
+
+        def release() -> None:
+            self.released += 1
+
         supervisor = Supervisor(
             clock=clock,
             spawn=spawner,
@@ -69,6 +74,7 @@ class SupervisorTests(SynchronousTestCase):
             done=statuses.append,
             deadline=40.0,
             backoff=backoff or Backoff(),
+            release=release,
         )
         supervisor.start()
         return supervisor, spawner, clock, statuses
@@ -170,7 +176,9 @@ class SupervisorTests(SynchronousTestCase):
     def test_stop_forwards_sigterm_and_finishes_0_when_all_exit(self) -> None:
         supervisor, spawner, clock, statuses = self.supervisor()
         first, second = spawner.running()
+        self.assertEqual(self.released, 0)
         supervisor.stop()
+        self.assertEqual(self.released, 1)  # its copy of the socket closes
         self.assertEqual(first.signals, [signal.SIGTERM])
         self.assertEqual(second.signals, [signal.SIGTERM])
         first.end(CLEAN)
@@ -230,6 +238,7 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual(second.signals, [signal.SIGTERM, signal.SIGKILL])
         self.assertEqual(statuses, [1])
         self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(self.released, 1)
         first.end(KILLED)
         second.end(KILLED)
         self.assertEqual(statuses, [1])
