@@ -17,6 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+import attrs
+
 from junebug.command import REACTORS, fail, install_reactor
 from junebug.config import ENV_PREFIX, JunebugConfig
 from junebug.config_flags import (
@@ -119,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if role is None and config.worker_count > 1:
         _supervise(config, args)
         return
+    if role is not None and config.logfile:
+        config = attrs.evolve(config, logfile=role.logfile(config.logfile))
     reactor = install_reactor(os.environ)
     from junebug.transports.registry import TransportRegistry
 

@@ -78,6 +78,15 @@ class WorkerRole:
     def describe(self) -> str:
         return f"{self.index}/{self.count}"
 
+    def logfile(self, path: str) -> str:
+        """This worker's own log file beside the supervisor's ``path``
+        (``jb.log`` is ``jb.worker-2.log``): each file has one writer, which
+        rotates it."""
+        stem, dot, suffix = path.rpartition(".")
+        if not dot or not stem or "/" in suffix:
+            return f"{path}.worker-{self.index}"
+        return f"{stem}.worker-{self.index}.{suffix}"
+
 
 _FAMILIES = {"INET": socket.AF_INET, "INET6": socket.AF_INET6}
 

@@ -161,6 +161,13 @@ class RoleTests(SynchronousTestCase):
         assert role is not None
         self.assertEqual(role.describe(), "3/4")
 
+    def test_each_worker_has_its_own_log_file(self) -> None:
+        role = WorkerRole(2, 4, 77, 3, socket.AF_INET6)
+        self.assertEqual(role.logfile("/var/log/jb.log"), "/var/log/jb.worker-2.log")
+        self.assertEqual(role.logfile("/var/log/jb"), "/var/log/jb.worker-2")
+        self.assertEqual(role.logfile("logs.d/jb"), "logs.d/jb.worker-2")
+        self.assertEqual(role.logfile(".jblog"), ".jblog.worker-2")
+
     def test_bad_roles(self) -> None:
         for environ in (
             {WORKER_ENV: "x/4/7", SOCKET_ENV: "3:INET"},

@@ -188,8 +188,13 @@ class WorkersTests(TestCase):
         """``workers: auto`` runs one worker per core; SIGTERM to the
         supervisor reaches each (they log it and drain), all exit, and the
         supervisor exits 0 within shutdown_timeout and its margin; the port
-        is closed."""
-        workers = await self.start("--workers", "auto", ready=os.cpu_count() or 1)
+        is closed.  With --log-file each worker writes a file of its own."""
+        logs = tempfile.mkdtemp(prefix="jb-log-file-")
+        logfile = os.path.join(logs, "jb.log")
+        cores = os.cpu_count() or 1
+        workers = await self.start(
+            "--workers", "auto", "--log-file", logfile, ready=cores
+        )
         pids = workers.workers()
         self.assertEqual(len(pids), os.cpu_count(), workers.output)
         began = time.monotonic()
@@ -200,6 +205,15 @@ class WorkersTests(TestCase):
         for pid in pids:
             self.assertIn(f"(pid {pid}) exited with status 0", workers.output)
         await wait_until(lambda: not any(is_running(pid) for pid in pids))
+        # One log file per process, each with one writer to rotate it.
+        self.assertEqual(
+            sorted(os.listdir(logs)),
+            ["jb.log"] + [f"jb.worker-{index}.log" for index in range(1, cores + 1)],
+        )
+        with open(logfile, encoding="utf-8") as handle:
+            self.assertIn("Junebug supervisor", handle.read())
+        with open(os.path.join(logs, "jb.worker-1.log"), encoding="utf-8") as handle:
+            self.assertIn("Worker 1/", handle.read())
         with self.assertRaises(error.ConnectionRefusedError):
             await connectProtocol(
                 TCP4ClientEndpoint(reactor, "127.0.0.1", workers.port),
