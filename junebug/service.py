@@ -17,7 +17,7 @@ import attrs
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 
 from junebug.amqp.broker import Broker
@@ -84,6 +84,12 @@ class Junebug:
     readiness: Readiness
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
     listen: bool = True
+    #: Where to serve the API instead of ``interface`` and ``port`` (a worker
+    #: of ``jb --workers``: the socket its supervisor listens on).
+    listen_on: IStreamServerEndpoint | None = None
+    #: Serve the API only once everything has started (a worker replacing
+    #: one that died, while the others serve), not before Redis is reached.
+    listen_when_ready: bool = False
     port: IListeningPort | None = None
     stops: StopStack = attrs.field(factory=StopStack)
     _starting: Deferred[None] | None = attrs.field(default=None, init=False)
@@ -111,7 +117,7 @@ class Junebug:
         stops = self.stops
         self.logs.start()
         stops.push("channel logs", self.logs.stop)
-        if self.listen:
+        if self.listen and not self.listen_when_ready:
             await self._listen()
         stops.push("HTTP client", self.http.close)
         stops.push("store", self.backend.close)
@@ -132,6 +138,8 @@ class Junebug:
         stops.push("routers", self.routers.stop_all)
         self.readiness.waiting("the routers")
         await self.routers.start_all()
+        if self.listen and self.listen_when_ready:
+            await self._listen()
         self.readiness.serve()
         stops.push("serving", self._drain)
         log.info("Junebug is ready: channels and routers started")
@@ -158,7 +166,7 @@ class Junebug:
 
     async def _listen(self) -> None:
         config = self.config
-        endpoint = serverFromString(
+        endpoint = self.listen_on or serverFromString(
             self.reactor, f"tcp:{config.port}:interface={config.interface}"
         )
         site = api_site(
@@ -249,7 +257,12 @@ def backends(
 
 
 def build(
-    reactor: JunebugReactor, config: JunebugConfig, *, listen: bool = True
+    reactor: JunebugReactor,
+    config: JunebugConfig,
+    *,
+    listen: bool = True,
+    listen_on: IStreamServerEndpoint | None = None,
+    listen_when_ready: bool = False,
 ) -> Junebug:
     """Construct every part of a Junebug; nothing connects or starts yet.
 
@@ -345,6 +358,8 @@ def build(
         readiness=readiness,
         metrics=metrics,
         listen=listen,
+        listen_on=listen_on,
+        listen_when_ready=listen_when_ready,
     )
 
 
