@@ -44,6 +44,15 @@ from junebug.stores.rates import RateStore
 RECORD_EXTRAS = ("event_url", "event_auth_token", "priority")
 
 
+def message_priority(body: Mapping[str, Any]) -> int:
+    """A request's ``priority``: as given (validated 1 to 5 by the schema),
+    else 5 for a reply and 1 for any other message."""
+    given = body.get("priority")
+    if given is None:
+        return topology.PRIORITIES[-1] if "reply_to" in body else 1
+    return int(given)
+
+
 def _closes_session(msg: UserMessage) -> bool:
     return (
         msg.get("session_event") == SESSION_CLOSE
@@ -156,13 +165,15 @@ class MessageSender:
         for key in RECORD_EXTRAS:
             if key in body:
                 record[key] = body[key]
+        priority = message_priority(body)
+        record["priority"] = priority
         record.update(record_extras or {})
         for owner in (channel_id, *record_owners):
             await self.messages.store_outbound(owner, msg["message_id"], record)
         if on_publish is not None:
             on_publish(msg)
         try:
-            await self.broker.publish(topology.outbound(channel_id), msg)
+            await self.broker.publish(topology.outbound_at(channel_id, priority), msg)
         except PublishOutcomeUnknown as exc:
             raise AmqpOutcomeUnknown(
                 "Message sent to AMQP but not confirmed: it may still be"

@@ -6,19 +6,28 @@ transport consumes ``<id>.outbound`` and publishes ``<id>.inbound``,
 events (and ``<amqp_queue>.outbound`` when set); the status receiver consumes
 status events.  A transport that fails to start leaves the channel ``down``
 but registered, so it can be inspected, updated, restarted or deleted.
+
+MT waits in one queue per priority (``<id>.outbound`` is priority 1, the one
+vumi applications publish to; ``<id>.outbound.p2`` … ``.p5``), each consumed
+with its own prefetch: a priority-5 message waits for at most the messages
+already prefetched or in flight, never for the backlog.  A paused channel
+consumes none of them (:mod:`junebug.channels.traffic`).
 """
 
 from __future__ import annotations
 
 import attrs
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import DeferredLock, ensureDeferred
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker, Consumer, MessageHandler
 from junebug.channel_logs import owner_logger
+from junebug.channels.cancelling import Canceller
 from junebug.channels.forwarding import Forwarder, JsonPoster
 from junebug.channels.properties import ChannelProperties, has_destination
+from junebug.channels.queues import SENT_RATE
 from junebug.channels.status import StatusReceiver
+from junebug.channels.traffic import ChannelPaused, OutboundTraffic, PauseWatch
 from junebug.errors import RETRY_LATER, TemporaryFailure
 from junebug.messages import (
     AnyMessage,
@@ -35,6 +44,7 @@ from junebug.stores.backend import KeyValueBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
 from junebug.stores.status import StatusStore
+from junebug.stores.traffic import TrafficStore
 from junebug.transports.interface import Transport, TransportContext
 from junebug.transports.registry import TransportRegistry
 
@@ -61,6 +71,13 @@ class ChannelDependencies:
     #: Posts MO messages (retried within the inbound TTL); ``http`` if unset.
     mo_http: JsonPoster | None = None
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
+    traffic: TrafficStore = attrs.field(
+        default=attrs.Factory(lambda deps: TrafficStore(deps.backend), takes_self=True)
+    )
+
+    @property
+    def canceller(self) -> Canceller:
+        return Canceller(self.broker, self.messages, self.traffic)
 
 
 class Channel:
@@ -75,6 +92,13 @@ class Channel:
         self.log = owner_logger("junebug.channel", "channel_id", channel_id)
         self.transport: Transport | None = None
         self._consumers: list[Consumer] = []
+        #: Consumers of the outbound queues (none while paused).
+        self._outbound: list[Consumer] = []
+        self.traffic = OutboundTraffic(
+            channel_id, deps.traffic, deps.messages, deps.canceller, deps.reactor
+        )
+        self._watch = PauseWatch(self.traffic, deps.reactor, self.resume)
+        self._switching = DeferredLock()
         self.start_error: str | None = None
         self.transport_error: str | None = None
         self.running = False
@@ -172,7 +196,8 @@ class Channel:
             await deps.broker.declare_queue(topology.inbound(self.id))
             await deps.broker.declare_queue(topology.event(self.id))
         # Declared first, so MT accepted while the transport is down waits.
-        await deps.broker.declare_queue(topology.outbound(self.id))
+        for priority in topology.PRIORITIES:
+            await deps.broker.declare_queue(topology.outbound_at(self.id, priority))
         self.start_error = None
         try:
             cls = deps.transports.resolve(props.get("type"))
@@ -189,7 +214,11 @@ class Channel:
         else:
             self.transport = transport
             await deps.statuses.clear(self.id, "transport")
-            await self._consume(topology.outbound(self.id), self._handle_outbound)
+            self.traffic.forget()
+            if (await self.traffic.state()).paused:
+                self._watch.start()
+            else:
+                await self._consume_outbound()
         self.running = True
         self.log.info("Channel {channel_id} started", channel_id=self.id)
 
@@ -206,10 +235,67 @@ class Channel:
         except Exception:
             self.log.failure("Could not record channel status")
 
-    async def _handle_outbound(self, message: Message) -> None:
+    async def _consume_outbound(self) -> None:
+        for priority in reversed(topology.PRIORITIES):
+
+            async def handle(message: Message, priority: int = priority) -> None:
+                await self._handle_outbound(priority, message)
+
+            consumer = await self._deps.broker.consume(
+                topology.outbound_at(self.id, priority),
+                handle,
+                prefetch=self._deps.prefetch,
+            )
+            self._outbound.append(consumer)
+
+    async def _stop_outbound(self) -> None:
+        consumers, self._outbound = self._outbound, []
+        for consumer in consumers:
+            try:
+                await consumer.stop()
+            except Exception:
+                self.log.failure(
+                    "Error stopping consumer of {queue}", queue=consumer.queue
+                )
+
+    @property
+    def paused(self) -> bool:
+        """Whether this process holds the channel's MT (it is paused)."""
+        return self._watch.running
+
+    async def pause(self) -> None:
+        """Stop sending: the outbound queues keep their messages."""
+        async with self._switching:
+            if self._watch.running:
+                return
+            self._watch.start()
+            await self._stop_outbound()
+
+    async def resume(self) -> None:
+        """Send again (called once the stored state is no longer paused)."""
+        async with self._switching:
+            self._watch.stop()
+            if self.transport is not None and not self._outbound:
+                await self._consume_outbound()
+
+    def _pause_soon(self) -> None:
+        """Pause from inside a handler (which pausing waits for)."""
+        if not self._watch.running:
+            ensureDeferred(self.pause()).addErrback(
+                lambda failure: self.log.failure("Could not pause", failure)
+            )
+
+    async def _handle_outbound(self, priority: int, message: Message) -> None:
         transport = self.transport
         if transport is None:
             raise TemporaryFailure(f"channel {self.id} has no running transport")
+        try:
+            admitted = await self.traffic.admit(priority, message)
+        except ChannelPaused:
+            self._pause_soon()
+            raise
+        if not admitted:
+            return  # cancelled: never sent
         try:
             await transport.handle_outbound(as_user_message(message))
         except RETRY_LATER:
@@ -219,6 +305,7 @@ class Channel:
             self.transport_error = f"{type(exc).__name__}: {exc}"
             await self._record_down(self.transport_error, "transport_error")
             raise
+        await self._deps.rates.increment(self.id, SENT_RATE)
         if self.transport_error is not None:
             self.transport_error = None
             await self._deps.statuses.clear(self.id, "transport")
@@ -228,7 +315,10 @@ class Channel:
         # Cancel every consumer first (no new deliveries), then stop the
         # transport so that handlers still waiting on it give up and requeue,
         # then wait for the consumers to finish.
+        self._watch.stop()
         consumers, self._consumers = self._consumers, []
+        consumers.extend(self._outbound)
+        self._outbound = []
         stopping = [ensureDeferred(consumer.stop()) for consumer in consumers]
         transport, self.transport = self.transport, None
         if transport is not None:
