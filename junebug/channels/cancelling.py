@@ -42,8 +42,7 @@ class Canceller:
     async def cancel(self, channel_id: str, message_id: str) -> bool:
         """Claim ``cancelled`` for a message; True if this call cancelled it
         (and published its ``nack``), False if it already had a fate."""
-        fate = await self.messages.claim_fate(channel_id, message_id, CANCELLED)
-        if fate != CANCELLED:
+        if not await self.messages.claim_fate(channel_id, message_id, CANCELLED):
             return False
         event = nack(message_id, NACK_REASON, channel_id)
         event["sent_message_id"] = message_id
@@ -63,8 +62,7 @@ class Canceller:
             )
         if await self.cancel(channel_id, message_id):
             return True
-        fate = await self.messages.claim_fate(channel_id, message_id, CANCELLED)
-        if fate == SENT:
+        if await self.messages.load_fate(channel_id, message_id) == SENT:
             raise MessageAlreadySent(
                 f"Message {message_id} was already sent: it cannot be cancelled"
             )
@@ -101,7 +99,7 @@ class Canceller:
         if state.cancels(priority, message.get("timestamp")):
             if await self.cancel(channel_id, message_id):
                 return 1
-            fate = await self.messages.claim_fate(channel_id, message_id, CANCELLED)
+            fate = await self.messages.load_fate(channel_id, message_id)
             if fate == CANCELLED:
                 return 0
         await self.broker.publish(topology.outbound_at(channel_id, priority), message)

@@ -86,7 +86,10 @@ class OutboundTraffic:
         if state.cancels(priority, message.get("timestamp")):
             await self._canceller.cancel(self.channel_id, message_id)
             return False
-        fate = await self._messages.claim_fate(self.channel_id, message_id, SENT)
+        if await self._messages.claim_fate(self.channel_id, message_id, SENT):
+            return True
+        # Sent before (and requeued by the transport), or cancelled.
+        fate = await self._messages.load_fate(self.channel_id, message_id)
         return fate != CANCELLED
 
 

@@ -73,13 +73,16 @@ class MessageStore:
         record: dict[str, Any] = json.loads(raw)
         return record
 
-    async def claim_fate(self, owner_id: str, message_id: str, fate: str) -> str:
-        """Record ``fate`` for an MT unless it has one; returns the fate it
-        has now (``fate`` if this call won).  One round trip when it wins."""
+    async def claim_fate(self, owner_id: str, message_id: str, fate: str) -> bool:
+        """Record ``fate`` for an MT unless it has one; True if this call did
+        (one round trip)."""
         key = keys.outbound_message(owner_id, message_id)
-        if await self._backend.hsetnx(key, FATE_FIELD, fate, ttl=self.outbound_ttl):
-            return fate
-        return await self._backend.hget(key, FATE_FIELD) or fate
+        return await self._backend.hsetnx(key, FATE_FIELD, fate, ttl=self.outbound_ttl)
+
+    async def load_fate(self, owner_id: str, message_id: str) -> str | None:
+        """The fate recorded for an MT, if any."""
+        key = keys.outbound_message(owner_id, message_id)
+        return await self._backend.hget(key, FATE_FIELD)
 
     async def store_event(self, owner_id: str, event: AnyMessage) -> None:
         await self._backend.hset(
