@@ -68,6 +68,10 @@ class MessageSender:
     #: message API, whose transport may sit behind a router that routes
     #: replies by it); a channel's replies name the channel.
     replies_keep_transport_name: ClassVar[bool] = False
+    #: Whether a message goes to the queue of its priority (a channel's);
+    #: otherwise always to ``<id>.outbound`` (the message API's connector,
+    #: consumed by a vumi application that knows one queue).
+    prioritised: ClassVar[bool] = True
 
     broker: Broker
     messages: MessageStore
@@ -165,8 +169,9 @@ class MessageSender:
         for key in RECORD_EXTRAS:
             if key in body:
                 record[key] = body[key]
-        priority = message_priority(body)
-        record["priority"] = priority
+        priority = 1
+        if self.prioritised:
+            priority = record["priority"] = message_priority(body)
         record.update(record_extras or {})
         for owner in (channel_id, *record_owners):
             await self.messages.store_outbound(owner, msg["message_id"], record)
