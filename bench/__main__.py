@@ -26,7 +26,16 @@ from typing import Any
 from bench import kannel_compare, scenarios
 from bench.harness import machine_info
 
-SCENARIOS = ("api", "smpp", "mo", "latency", "channels", "embedded", "kannel")
+SCENARIOS = (
+    "api",
+    "smpp",
+    "mo",
+    "latency",
+    "channels",
+    "embedded",
+    "priorities",
+    "kannel",
+)
 #: What runs when no scenario is named.
 DEFAULT = SCENARIOS[:-1]
 
