@@ -266,10 +266,9 @@ class Channel:
     async def pause(self) -> None:
         """Stop sending: the outbound queues keep their messages."""
         async with self._switching:
-            if self._watch.running:
-                return
             self._watch.start()
-            await self._stop_outbound()
+            if self._outbound:
+                await self._stop_outbound()
 
     async def resume(self) -> None:
         """Send again (called once the stored state is no longer paused)."""
@@ -280,7 +279,7 @@ class Channel:
 
     def _pause_soon(self) -> None:
         """Pause from inside a handler (which pausing waits for)."""
-        if not self._watch.running:
+        if self._outbound:
             ensureDeferred(self.pause()).addErrback(
                 lambda failure: self.log.failure("Could not pause", failure)
             )
