@@ -155,16 +155,17 @@ class ChannelRegistry:
     async def pause(self, channel_id: str, paused: bool) -> None:
         """Pause (or resume) a channel's MT, here and in whichever process
         runs its transport (which reads the stored flag)."""
-        await self.get_properties(channel_id)
-        await self.deps.traffic.set_paused(channel_id, paused)
-        channel = self._channels.get(channel_id)
-        if channel is None:
-            return
-        channel.traffic.note(await self.deps.traffic.load(channel_id))
-        if paused:
-            await channel.pause()
-        else:
-            await channel.resume()
+        async with self._lock(channel_id):
+            await self.get_properties(channel_id)
+            await self.deps.traffic.set_paused(channel_id, paused)
+            channel = self._channels.get(channel_id)
+            if channel is None:
+                return
+            channel.traffic.note(await self.deps.traffic.load(channel_id))
+            if paused:
+                await channel.pause()
+            else:
+                await channel.resume()
 
     async def ensure(self, definition: dict[str, Any]) -> str:
         """Create a channel from config unless its ``id`` is already stored."""

@@ -99,6 +99,8 @@ class Channel:
         )
         self._watch = PauseWatch(self.traffic, deps.reactor, self.resume)
         self._switching = DeferredLock()
+        #: Set by stop(): no pause or resume may start anything after it.
+        self._stopping = False
         self.start_error: str | None = None
         self.transport_error: str | None = None
         self.running = False
@@ -169,6 +171,7 @@ class Channel:
 
     async def start(self) -> None:
         """Start the status receiver, the forwarder, then the transport."""
+        self._stopping = False
         deps = self._deps
         props = self.properties
         receiver = StatusReceiver(
@@ -266,6 +269,8 @@ class Channel:
     async def pause(self) -> None:
         """Stop sending: the outbound queues keep their messages."""
         async with self._switching:
+            if self._stopping:
+                return
             self._watch.start()
             if self._outbound:
                 await self._stop_outbound()
@@ -274,6 +279,8 @@ class Channel:
         """Send again (called once the stored state is no longer paused)."""
         async with self._switching:
             self._watch.stop()
+            if self._stopping:
+                return
             if self.transport is not None and not self._outbound:
                 await self._consume_outbound()
 
@@ -314,6 +321,7 @@ class Channel:
         # Cancel every consumer first (no new deliveries), then stop the
         # transport so that handlers still waiting on it give up and requeue,
         # then wait for the consumers to finish.
+        self._stopping = True
         self._watch.stop()
         consumers, self._consumers = self._consumers, []
         consumers.extend(self._outbound)

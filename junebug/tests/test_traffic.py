@@ -18,7 +18,7 @@ from junebug.channels.traffic import PAUSE_POLL
 from junebug.messages import user_message
 from junebug.stores.memory import MemoryBackend
 from junebug.stores.rates import RateStore
-from junebug.stores.traffic import TrafficStore
+from junebug.stores.traffic import TrafficState, TrafficStore
 from junebug.testing.stub_api import StubApi
 
 
@@ -198,6 +198,17 @@ class TrafficApiTests(TestCase):
         )
         self.assertEqual((code, body["result"]["cancelled"]), (200, 0), body)
         self.assertEqual(body["result"]["before"], "2000-01-01 00:00:00.000000")
+
+    async def test_deleting_a_paused_channel_forgets_its_pause(self) -> None:
+        """The traffic record and the priority queues go with the channel."""
+        await self.pause()
+        await self.send(priority=5)
+        code, _, _ = await self.api.request("DELETE", f"/channels/{self.cid}")
+        self.assertEqual(code, 200)
+        self.assertEqual(await self.traffic.load(self.cid), TrafficState())
+        for priority in topology.PRIORITIES:
+            queue = topology.outbound_at(self.cid, priority)
+            self.assertFalse(self.broker.has_queue(queue), queue)
 
     async def test_unknown_channel_is_404(self) -> None:
         missing = "11111111-1111-1111-1111-111111111111"
