@@ -36,6 +36,7 @@ SCENARIOS = (
     "channels",
     "embedded",
     "ratelimit",
+    "priorities",
     "kannel",
 )
 #: What runs when no scenario is named.

@@ -23,6 +23,7 @@ from junebug.api import (
     metrics,
     probes,
     routers,
+    traffic,
 )
 from junebug.api.auth import AuthenticatingResource, auth_enabled
 from junebug.api.cross_site import CrossSiteGuard
@@ -45,6 +46,7 @@ class JunebugApi:
         install_error_handlers(self.app, self.log)
         channels.install(self.app, deps)
         messages.install(self.app, deps)
+        traffic.install(self.app, deps)
         health.install(self.app, deps)
         probes.install(self.app, deps)
         dead_letters.install(self.app, deps)

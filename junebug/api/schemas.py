@@ -30,6 +30,8 @@ _RATE_LIMIT_WINDOW = {
     "description": "The sliding window of rate_limit_count, in seconds"
     " (default 1).",
 }
+#: The values ``priority`` may take in a message request.
+PRIORITIES = (1, 2, 3, 4, 5, "1", "2", "3", "4", "5")
 
 CHANNEL_CREATE = {
     "type": "object",
@@ -78,7 +80,9 @@ MESSAGE_SEND = {
         "reply_to": _STRING,
         "event_url": _STRING,
         "event_auth_token": _STRING,
-        "priority": {"type": ["string", "integer"]},
+        # 1 (bulk, the default) to 5 (real-time); "1".."5" as the original's
+        # schema wanted a string.
+        "priority": {"type": ["string", "integer"], "enum": [*PRIORITIES]},
         "channel_data": _OBJECT,
     },
     "required": ["content"],
@@ -98,7 +102,7 @@ _TYPE_TESTS: dict[str, Callable[[Any], bool]] = {
     "null": lambda value: value is None,
     "object": lambda value: isinstance(value, dict),
 }
-_SIMPLE_KEYWORDS = frozenset({"type", "minimum"})
+_SIMPLE_KEYWORDS = frozenset({"type", "minimum", "enum"})
 
 
 def _quick_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
@@ -116,14 +120,15 @@ def _quick_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
         "additionalProperties",
     }:
         return None
-    fields: dict[str, tuple[tuple[Callable[[Any], bool], ...], Any]] = {}
+    fields: dict[str, tuple[tuple[Callable[[Any], bool], ...], Any, Any]] = {}
     for name, rule in schema.get("properties", {}).items():
         if not set(rule) <= _SIMPLE_KEYWORDS:
             return None
         kinds = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
         if not all(kind in _TYPE_TESTS for kind in kinds):
             return None
-        fields[name] = (tuple(_TYPE_TESTS[kind] for kind in kinds), rule.get("minimum"))
+        tests = tuple(_TYPE_TESTS[kind] for kind in kinds)
+        fields[name] = (tests, rule.get("minimum"), rule.get("enum"))
     required = tuple(schema.get("required", ()))
     closed = schema.get("additionalProperties", True) is False
     if schema.get("additionalProperties", True) not in (True, False):
@@ -141,8 +146,10 @@ def _quick_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
                 if closed:
                     return False
                 continue
-            tests, minimum = field
+            tests, minimum, allowed = field
             if not any(test(value) for test in tests):
+                return False
+            if allowed is not None and value not in allowed:
                 return False
             if minimum is not None and isinstance(value, int) and value < minimum:
                 return False

@@ -9,20 +9,29 @@ status events.  Every MT waits for the channel's rate limit (if it has one,
 the transport spends the budget itself, per PDU.  A transport that fails to
 start leaves the channel ``down`` but registered, so it can be inspected,
 updated, restarted or deleted.
+
+MT waits in one queue per priority (``<id>.outbound`` is priority 1, the one
+vumi applications publish to; ``<id>.outbound.p2`` … ``.p5``), each consumed
+with its own prefetch: a priority-5 message waits for at most the messages
+already prefetched or in flight, never for the backlog.  A paused channel
+consumes none of them (:mod:`junebug.channels.traffic`).
 """
 
 from __future__ import annotations
 
 import attrs
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import DeferredLock, ensureDeferred
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker, Consumer, MessageHandler
 from junebug.channel_logs import owner_logger
+from junebug.channels.cancelling import Canceller
 from junebug.channels.forwarding import Forwarder, JsonPoster
 from junebug.channels.properties import ChannelProperties, has_destination
+from junebug.channels.queues import SENT_RATE
 from junebug.channels.rate_limit import RateLimit, SendBudget
 from junebug.channels.status import StatusReceiver
+from junebug.channels.traffic import ChannelPaused, OutboundTraffic, PauseWatch
 from junebug.errors import RETRY_LATER, TemporaryFailure
 from junebug.messages import (
     AnyMessage,
@@ -39,6 +48,7 @@ from junebug.stores.backend import KeyValueBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
 from junebug.stores.status import StatusStore
+from junebug.stores.traffic import TrafficStore
 from junebug.transports.interface import Transport, TransportContext
 from junebug.transports.registry import TransportRegistry
 from junebug.transports.toolkit import BackgroundTasks, StatusReporter
@@ -71,6 +81,13 @@ class ChannelDependencies:
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
     #: Seconds a send stays counted beyond ``rate_limit_window``.
     rate_limit_margin: float = 0.0
+    traffic: TrafficStore = attrs.field(
+        default=attrs.Factory(lambda deps: TrafficStore(deps.backend), takes_self=True)
+    )
+
+    @property
+    def canceller(self) -> Canceller:
+        return Canceller(self.broker, self.messages, self.traffic)
 
 
 class Channel:
@@ -101,6 +118,15 @@ class Channel:
         )
         self.transport: Transport | None = None
         self._consumers: list[Consumer] = []
+        #: Consumers of the outbound queues (none while paused).
+        self._outbound: list[Consumer] = []
+        self.traffic = OutboundTraffic(
+            channel_id, deps.traffic, deps.messages, deps.canceller, deps.reactor
+        )
+        self._watch = PauseWatch(self.traffic, deps.reactor, self.resume)
+        self._switching = DeferredLock()
+        #: Set by stop(): no pause or resume may start anything after it.
+        self._stopping = False
         self.start_error: str | None = None
         self.transport_error: str | None = None
         self.running = False
@@ -200,6 +226,7 @@ class Channel:
 
     async def start(self) -> None:
         """Start the status receiver, the forwarder, then the transport."""
+        self._stopping = False
         deps = self._deps
         props = self.properties
         receiver = StatusReceiver(
@@ -228,7 +255,8 @@ class Channel:
             await deps.broker.declare_queue(topology.inbound(self.id))
             await deps.broker.declare_queue(topology.event(self.id))
         # Declared first, so MT accepted while the transport is down waits.
-        await deps.broker.declare_queue(topology.outbound(self.id))
+        for priority in topology.PRIORITIES:
+            await deps.broker.declare_queue(topology.outbound_at(self.id, priority))
         self.start_error = None
         try:
             cls = deps.transports.resolve(props.get("type"))
@@ -245,7 +273,11 @@ class Channel:
         else:
             self.transport = transport
             await deps.statuses.clear(self.id, "transport")
-            await self._consume(topology.outbound(self.id), self._handle_outbound)
+            self.traffic.forget()
+            if (await self.traffic.state()).paused:
+                self._watch.start()
+            else:
+                await self._consume_outbound()
         self.running = True
         self.log.info("Channel {channel_id} started", channel_id=self.id)
 
@@ -262,12 +294,72 @@ class Channel:
         except Exception:
             self.log.failure("Could not record channel status")
 
-    async def _handle_outbound(self, message: Message) -> None:
+    async def _consume_outbound(self) -> None:
+        for priority in reversed(topology.PRIORITIES):
+
+            async def handle(message: Message, priority: int = priority) -> None:
+                await self._handle_outbound(priority, message)
+
+            consumer = await self._deps.broker.consume(
+                topology.outbound_at(self.id, priority),
+                handle,
+                prefetch=self._deps.prefetch,
+            )
+            self._outbound.append(consumer)
+
+    async def _stop_outbound(self) -> None:
+        consumers, self._outbound = self._outbound, []
+        for consumer in consumers:
+            try:
+                await consumer.stop()
+            except Exception:
+                self.log.failure(
+                    "Error stopping consumer of {queue}", queue=consumer.queue
+                )
+
+    @property
+    def paused(self) -> bool:
+        """Whether this process holds the channel's MT (it is paused)."""
+        return self._watch.running
+
+    async def pause(self) -> None:
+        """Stop sending: the outbound queues keep their messages."""
+        async with self._switching:
+            if self._stopping:
+                return
+            self._watch.start()
+            if self._outbound:
+                await self._stop_outbound()
+
+    async def resume(self) -> None:
+        """Send again (called once the stored state is no longer paused)."""
+        async with self._switching:
+            self._watch.stop()
+            if self._stopping:
+                return
+            if self.transport is not None and not self._outbound:
+                await self._consume_outbound()
+
+    def _pause_soon(self) -> None:
+        """Pause from inside a handler (which pausing waits for)."""
+        if self._outbound:
+            ensureDeferred(self.pause()).addErrback(
+                lambda failure: self.log.failure("Could not pause", failure)
+            )
+
+    async def _handle_outbound(self, priority: int, message: Message) -> None:
         transport = self.transport
         if transport is None:
             raise TemporaryFailure(f"channel {self.id} has no running transport")
         if not getattr(transport, "SPENDS_SEND_BUDGET", False):
             await self.budget.spend(1)
+        try:
+            admitted = await self.traffic.admit(priority, message)
+        except ChannelPaused:
+            self._pause_soon()
+            raise
+        if not admitted:
+            return  # cancelled: never sent
         try:
             await transport.handle_outbound(as_user_message(message))
         except RETRY_LATER:
@@ -277,6 +369,7 @@ class Channel:
             self.transport_error = f"{type(exc).__name__}: {exc}"
             await self._record_down(self.transport_error, "transport_error")
             raise
+        await self._deps.rates.increment(self.id, SENT_RATE)
         if self.transport_error is not None:
             self.transport_error = None
             await self._deps.statuses.clear(self.id, "transport")
@@ -286,7 +379,11 @@ class Channel:
         # Cancel every consumer first (no new deliveries), then stop the
         # transport so that handlers still waiting on it give up and requeue,
         # then wait for the consumers to finish.
+        self._stopping = True
+        self._watch.stop()
         consumers, self._consumers = self._consumers, []
+        consumers.extend(self._outbound)
+        self._outbound = []
         stopping = [ensureDeferred(consumer.stop()) for consumer in consumers]
         transport, self.transport = self.transport, None
         self.budget.stop()

@@ -63,6 +63,12 @@ class KeyValueBackend(Protocol):
     async def hgetall(self, key: str, ttl: int | None = None) -> dict[str, str]:
         """Read a whole hash; with ``ttl`` refresh the expiry if the key exists."""
 
+    async def hsetnx(
+        self, key: str, field: str, value: str, ttl: int | None = None
+    ) -> bool:
+        """Set a hash field only if it is absent (atomically); True if this
+        call set it.  With ``ttl`` (re)set the key's expiry in the same trip."""
+
     async def hdel(self, key: str, *fields: str) -> None:
         """Delete hash fields."""
 

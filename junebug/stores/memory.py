@@ -168,6 +168,17 @@ class MemoryBackend:
         self._expire(self._key(key), ttl)
         return dict(value)
 
+    async def hsetnx(
+        self, key: str, field: str, value: str, ttl: int | None = None
+    ) -> bool:
+        k = self._key(key)
+        fields = self._hash_at(k)
+        added = field not in fields
+        if added:
+            fields[field] = value
+        self._expire(k, ttl)
+        return added
+
     async def hdel(self, key: str, *fields: str) -> None:
         value = self._existing_hash(key) if fields else None
         if value is not None:

@@ -279,6 +279,15 @@ class RedisBackend:
         flat = [_text(item) for item in _array(reply)]
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
+    async def hsetnx(
+        self, key: str, field: str, value: str, ttl: int | None = None
+    ) -> bool:
+        if ttl is None:
+            reply = await self._command("HSETNX", self._key(key), field, value)
+        else:
+            reply = await self._with_expiry(ttl, "HSETNX", key, field, value)
+        return _integer(reply) == 1
+
     async def hdel(self, key: str, *fields: str) -> None:
         if fields:
             await self._command("HDEL", self._key(key), *fields)

@@ -7,10 +7,11 @@ machine's shared one), kills and restarts a persistent Redis, and SIGKILLs
 ``jb`` and starts it again.  The client retries requests that fail during an outage, as a real
 client would.  At the end every message that got a 201 must have reached the
 SMSC and every one of them must have had its ``submitted`` and
-``delivery_succeeded`` events posted to ``event_url``.  Duplicates (a message
-resubmitted after a crash) are counted and reported, not failed.  The channel
-has a rate limit (``JUNEBUG_FAULT_RATE_LIMIT`` submit_sm per second, 0 for
-none), so messages also wait for budget in Redis while it is killed.
+``delivery_succeeded`` events posted to ``event_url``; the messages use the
+five priorities in turn.  Duplicates (a message resubmitted after a crash)
+are counted and reported, not failed.  The channel has a rate limit
+(``JUNEBUG_FAULT_RATE_LIMIT`` submit_sm per second, 0 for none), so messages
+also wait for budget in Redis while it is killed.
 
 Also runnable as ``python -m bench faults`` (see :mod:`bench.faults`).
 """
@@ -163,6 +164,8 @@ class FaultInjectionTests(TestCase):
                 "from": "1234",
                 "content": f"fault test {n}",
                 "event_url": sink_base + "/ev",
+                # Every priority queue in use (1 to 5), so none loses any.
+                "priority": n % 5 + 1,
             }
             while True:
                 try:
