@@ -21,6 +21,7 @@ import attrs
 from junebug import config_layers
 from junebug.amqp.settings import AmqpSettings
 from junebug.converter import structure, unstructure
+from junebug.dialects import accounts
 from junebug.errors import ConfigError
 from junebug.http.networks import CallbackNetworks
 from junebug.http.server import ServerLimits
@@ -69,6 +70,12 @@ def _listen_port(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> Non
 def _server_port(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if not 0 < value <= 65535:
         raise ValueError(f"{attribute.name}: {value} is not a TCP port number")
+
+
+def _send_users(
+    _inst: Any, _attribute: attrs.Attribute[Any], value: list[dict[str, Any]]
+) -> None:
+    accounts.send_users(value)
 
 
 def _plugin_entries(
@@ -338,6 +345,15 @@ class JunebugConfig:
         metadata=_doc(
             "Seconds a client has to send a request's line and headers, from "
             "connecting or from the previous answer"
+        ),
+    )
+    send_users: list[dict[str, Any]] = attrs.field(
+        factory=list,
+        validator=_send_users,
+        metadata=_doc(
+            "Accounts of the Kannel (/cgi-bin/sendsms) and Jasmin (/send) "
+            "interfaces: username, password, and channel_id or router_id and "
+            "destination_id; optionally dialects (kannel, jasmin)"
         ),
     )
     max_connections: int = attrs.field(

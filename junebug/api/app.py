@@ -29,6 +29,7 @@ from junebug.api.envelope import error_result, render
 from junebug.api.guard import RoutableOnly
 from junebug.api.openapi import openapi_document
 from junebug.api.readiness import ReadinessGate
+from junebug.dialects import routes as dialect_routes
 from junebug.errors import InvalidBody, JunebugError
 
 
@@ -51,6 +52,7 @@ class JunebugApi:
             self._openapi
         )
         routers.install(self.app, deps)
+        dialect_routes.install(self.app, deps)
 
     def _openapi(self, request: IRequest) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")

@@ -20,6 +20,8 @@ _STRING = {"type": "string"}
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _OBJECT = {"type": "object"}
 _COUNT = {"type": "integer", "minimum": 0}
+#: How ``mo_url`` receives MO (junebug.dialects.callbacks.MO_FORMATS).
+_MO_FORMAT = {"enum": ["junebug", "kannel-get", "kannel-post", "jasmin"]}
 
 CHANNEL_CREATE = {
     "type": "object",
@@ -31,6 +33,7 @@ CHANNEL_CREATE = {
         "status_url": _STRING,
         "mo_url": _STRING,
         "mo_url_auth_token": _STRING,
+        "mo_format": _MO_FORMAT,
         "amqp_queue": _STRING,
         "rate_limit_count": _COUNT,
         "rate_limit_window": _COUNT,
@@ -50,6 +53,7 @@ CHANNEL_UPDATE = {
         "status_url": _NULLABLE_STRING,
         "mo_url": _NULLABLE_STRING,
         "mo_url_auth_token": _NULLABLE_STRING,
+        "mo_format": _MO_FORMAT,
         "amqp_queue": _NULLABLE_STRING,
         "rate_limit_count": _COUNT,
         "rate_limit_window": _COUNT,
@@ -250,6 +254,7 @@ _DESTINATION_PROPERTIES = {
     "metadata": _OBJECT,
     "mo_url": _STRING,
     "mo_url_token": _STRING,
+    "mo_format": _MO_FORMAT,
     "amqp_queue": _STRING,
     "character_limit": _COUNT,
 }
