@@ -232,3 +232,54 @@ class KannelDlrTests(TestCase):
         await d.transport().receive("after")
         received = await d.sink.next()
         self.assertEqual(received.path, "/mo")
+
+
+class KannelMoTests(TestCase):
+    async def test_get_url(self) -> None:
+        """mo_format kannel-get: a GET of the filled mo_url (RapidPro's KN
+        receive URL), no body."""
+        d = await start_dialects(
+            self,
+            reactor,
+            mo_path="/receive?backend=%i&sender=%p&message=%b&ts=%T&id=%I&to=%P",
+            mo_format="kannel-get",
+        )
+        msg = await d.transport().receive(
+            "Join \u263a", from_addr="+2349067554729", to_addr="24453"
+        )
+        got = await d.sink.next()
+        self.assertEqual((got.method, got.path), ("GET", "/receive"))
+        query = parse_qs(urlsplit(got.uri).query)
+        self.assertEqual(query["backend"], ["chan"])
+        self.assertEqual(query["sender"], ["+2349067554729"])
+        self.assertEqual(query["message"], ["Join \u263a"])
+        self.assertEqual(query["id"], [msg["message_id"]])
+        self.assertEqual(query["to"], ["24453"])
+        self.assertTrue(query["ts"][0].isdigit())
+
+    async def test_post_url(self) -> None:
+        """mo_format kannel-post: the text as a text/plain body, with the
+        X-Kannel headers."""
+        d = await start_dialects(
+            self, reactor, mo_path="/in?from=%p", mo_format="kannel-post"
+        )
+        await d.transport().receive("hello", from_addr="+271", to_addr="123")
+        got = await d.sink.next()
+        self.assertEqual((got.method, got.uri), ("POST", "/in?from=%2B271"))
+        self.assertEqual(got.body, "hello")
+        self.assertEqual(got.headers["content-type"], "text/plain; charset=utf-8")
+        self.assertEqual(got.headers["x-kannel-from"], "+271")
+        self.assertEqual(got.headers["x-kannel-to"], "123")
+        self.assertEqual(got.headers["x-kannel-smsc"], "chan")
+
+    async def test_failed_mo_is_retried(self) -> None:
+        """A 500 from the get-url: the same GET again, from the retry queue
+        (answered 500 too: the sink answers before the test could change it)."""
+        d = await start_dialects(
+            self, reactor, mo_path="/r?m=%b", mo_format="kannel-get"
+        )
+        d.sink.response_code = 500
+        await d.transport().receive("again")
+        first = await d.sink.next()
+        second = await d.sink.next(timeout=20)
+        self.assertEqual((second.method, second.uri), ("GET", first.uri))
