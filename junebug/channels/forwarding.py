@@ -204,6 +204,10 @@ class Forwarder:
         self, message_id: str, event: Message, record: dict[str, Any]
     ) -> None:
         """A dialect's delivery report, if its message asked for this one."""
+        if callbacks.needs_smsc_id(event, record):
+            for stored in await self.messages.load_events(self.owner_id, message_id):
+                if stored.get("event_type") == "ack" and stored.get("sent_message_id"):
+                    record = {**record, "smsc_id": stored["sent_message_id"]}
         made = callbacks.dlr_request(event, record, self.view_id or self.owner_id)
         if made is None:
             return

@@ -72,6 +72,18 @@ def dlr_request(
     return None
 
 
+def needs_smsc_id(event: AnyMessage, record: Mapping[str, Any]) -> bool:
+    """Whether :func:`dlr_request` wants ``record["smsc_id"]`` (the SMSC's id
+    from the message's ack) for this event: a Jasmin level-2 report names
+    it, and a delivery report does not carry it."""
+    return (
+        record.get("dialect") == "jasmin"
+        and event.get("event_type") == "delivery_report"
+        and not event.get("sent_message_id")
+        and record.get("dlr_level") in (2, 3)
+    )
+
+
 def _kannel_dlr(
     url: str, event: AnyMessage, record: Mapping[str, Any], channel_id: str
 ) -> tuple[str, PlainRequest] | None:
@@ -127,7 +139,7 @@ def _jasmin_dlr(
             message_status=state,
             level=2,
             connector=channel_id,
-            id_smsc=event.get("sent_message_id") or "",
+            id_smsc=event.get("sent_message_id") or record.get("smsc_id") or "",
             sub="001",
             dlvrd="001" if state == "DELIVRD" else "000",
             subdate=date,
