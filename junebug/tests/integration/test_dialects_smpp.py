@@ -11,12 +11,14 @@ the bind, then acks and delivers every message.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from junebug.testing.api import json_request
 from junebug.testing.polling import wait_until
 from junebug.tests.support.dialects import (
     JASMIN_USER,
@@ -270,3 +272,45 @@ class ClientFlowTests(TestCase):
         self.assertEqual(levels["1"]["message_status"], ["ESME_ROK"])
         self.assertEqual(levels["2"]["message_status"], ["DELIVRD"])
         self.assertTrue(levels["2"]["id_smsc"][0])
+
+
+def courier_ex_body(template: str, variables: dict[str, str]) -> bytes:
+    """courier's EX Send with content type json: each {{variable}} of the
+    send body replaced by its JSON string."""
+    body = template
+    for name, value in variables.items():
+        body = body.replace("{{" + name + "}}", json.dumps(value))
+    return body.encode()
+
+
+class RapidProExternalTests(TestCase):
+    async def test_external_channel_on_the_junebug_api(self) -> None:
+        """RapidPro's EX channel on Junebug's own API: the send URL is the
+        channel's messages URL, POST, content type JSON, and this body; the
+        MO comes through a templated mo_url at EX's receive URL with the
+        from and text it reads."""
+        d = await start_dialects(
+            self,
+            reactor,
+            mo_path=f"/c/ex/{UUID}/receive?from=%p&text=%b",
+            peer_kind="node",
+        )
+        mo = await d.sink.next(timeout=20)
+        self.assertEqual((mo.method, mo.path), ("POST", f"/c/ex/{UUID}/receive"))
+        self.assertEqual(query(mo)["from"], ["27820001111"])
+        self.assertEqual(query(mo)["text"], ["hello MO from node-smpp"])
+        template = '{"to": {{to}}, "from": {{from}}, "content": {{text}}}'
+        body = courier_ex_body(
+            template, {"to": "+250788383383", "from": "2020", "text": "Hi \u263a"}
+        )
+        code, answer, _ = await json_request(
+            d.api.client,
+            "POST",
+            d.api.base + "/channels/chan/messages/",
+            raw=body,
+            headers={b"Content-Type": [b"application/json"]},
+        )
+        self.assertEqual(code, 201, answer)
+        [submit] = await submits(d, 1)
+        self.assertEqual(submit["message"], "Hi \u263a")
+        self.assertEqual(submit["destination_addr"], "+250788383383")
