@@ -1,11 +1,13 @@
 """``python -m bench [scenario ...]``: run benchmarks, print a table, write JSON.
 
 Scenarios (all but ``kannel`` by default): ``api`` (a), ``smpp`` (b),
-``mo`` (c), ``latency`` (d), ``channels`` (e), ``embedded`` (f) and
-``kannel`` (k: Junebug against Kannel, see :mod:`bench.kannel_compare`;
-about 2.5 minutes more, so only when named); ``faults`` runs the
-fault-injection suite instead.  Figures are msg/s sustained, p50/p95/p99
-latency, peak RSS and the ratio to a baseline measured in the same run.
+``mo`` (c), ``latency`` (d), ``channels`` (e), ``embedded`` (f),
+``dialect`` (g: Kannel's sendsms MT accept path beside the API's, see
+:mod:`bench.dialect_mt`) and ``kannel`` (k: Junebug against Kannel, see
+:mod:`bench.kannel_compare`; about 2.5 minutes more, so only when named);
+``faults`` runs the fault-injection suite instead.  Figures are msg/s
+sustained, p50/p95/p99 latency, peak RSS and the ratio to a baseline
+measured in the same run.
 Results go to ``bench/results/<time>.json``.
 
 ``BENCH_PROFILE=<dir>`` samples jb with py-spy during each scenario's load
@@ -23,17 +25,28 @@ import statistics
 import sys
 from typing import Any
 
-from bench import kannel_compare, scenarios
+from bench import dialect_mt, kannel_compare, scenarios
 from bench.harness import machine_info
 
-SCENARIOS = ("api", "smpp", "mo", "latency", "channels", "embedded", "kannel")
+SCENARIOS = (
+    "api",
+    "smpp",
+    "mo",
+    "latency",
+    "channels",
+    "embedded",
+    "dialect",
+    "kannel",
+)
 #: What runs when no scenario is named.
 DEFAULT = SCENARIOS[:-1]
 
 
 def run(name: str, seconds: int, quick: bool) -> list[dict[str, Any]]:
-    scenario = getattr(scenarios, f"scenario_{name}", None) or getattr(
-        kannel_compare, f"scenario_{name}", None
+    scenario = (
+        getattr(scenarios, f"scenario_{name}", None)
+        or getattr(kannel_compare, f"scenario_{name}", None)
+        or getattr(dialect_mt, f"scenario_{name}", None)
     )
     if scenario is None:
         return [{"scenario": name, "note": "no such scenario"}]
