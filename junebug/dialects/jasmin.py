@@ -41,8 +41,9 @@ _FIELDS: Final[dict[str, re.Pattern[bytes] | None]] = {
     "to": re.compile(rb"^\+{0,1}\d+$"),
     "from": None,
     "coding": re.compile(rb"^(0|1|2|3|4|5|6|7|8|9|10|13|14){1}$"),
-    "username": re.compile(rb"^.{1,16}$"),
-    "password": re.compile(rb"^.{1,16}$"),
+    # Jasmin allows 1-16 characters; any non-empty value is taken here.
+    "username": re.compile(rb"^.+$"),
+    "password": re.compile(rb"^.+$"),
     "priority": re.compile(rb"^[0-3]$"),
     "sdt": re.compile(rb"^\d{2}\d{2}\d{2}\d{2}\d{2}\d{2}\d{1}\d{2}(\+|-|R)$"),
     "validity-period": re.compile(rb"^\d+$"),
@@ -125,7 +126,7 @@ def check(found: Mapping[str, bytes]) -> None:
                 raise _refused(f"Mandatory argument [{name}] is not found.")
             continue
         if pattern is not None and pattern.match(value) is None:
-            shown = value.decode("utf-8", "replace")
+            shown = "***" if name == "password" else value.decode("utf-8", "replace")
             raise _refused(f"Argument [{name}] has an invalid value: [{shown}].")
     if "content" not in found and "hex-content" not in found:
         raise _refused("content or hex-content not present.")

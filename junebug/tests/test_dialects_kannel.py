@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.internet import reactor
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from junebug.messages import delivery_report
@@ -161,6 +163,21 @@ class KannelSendSmsTests(TestCase):
         self.assertEqual(code, 202, body)
         code, _, _ = await d.api.request("GET", "/channels/")
         self.assertEqual(code, 401)
+
+    async def test_access_log_hides_the_password(self) -> None:
+        seen: list[str] = []
+
+        def observe(event: Any) -> None:
+            seen.append(formatEvent(event) or "")
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        d = await start_dialects(self, reactor)
+        await d.get(SEND, {**KANNEL_USER, "to": "1", "text": "x"})
+        lines = [line for line in seen if "/cgi-bin/sendsms" in line]
+        self.assertTrue(lines)
+        self.assertFalse([line for line in lines if KANNEL_USER["password"] in line])
+        self.assertIn("password=***", lines[0])
 
 
 class KannelDlrTests(TestCase):
