@@ -12,10 +12,10 @@ accepted is lost and nothing refused is half stored.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs
 
 from klein import Klein
 from twisted.logger import Logger
+from twisted.web.http import parse_qs
 from twisted.web.iweb import IRequest
 
 from junebug.api.dependencies import ApiDependencies

@@ -73,7 +73,7 @@ class Router:
     ``router`` is the stored router (``id``, ``type``, ``config``, ``label``,
     ``metadata``), ``destinations`` the stored destinations (each with ``id``,
     ``config`` and the delivery keys ``mo_url``, ``mo_url_token``,
-    ``amqp_queue``, ``character_limit``).
+    ``mo_format``, ``amqp_queue``, ``character_limit``).
     """
 
     @classmethod

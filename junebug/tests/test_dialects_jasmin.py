@@ -125,6 +125,15 @@ class JasminSendTests(TestCase):
             self.assertEqual((code, body.decode()), (status, text), params)
         self.assertEqual(d.transport().outbound, [])
 
+    async def test_form_of_any_bytes(self) -> None:
+        """Names and values that are not ASCII: Jasmin's refusal, no 500."""
+        d = await start_dialects(self, reactor)
+        code, body, _ = await d.post(
+            "/send", b"%C2%B6=true&%C2%83%1C=J", b"application/x-www-form-urlencoded"
+        )
+        self.assertEqual(code, 400, body)
+        self.assertTrue(body.startswith(b'Error "Argument ['), body)
+
     async def test_post_form_and_json(self) -> None:
         d = await start_dialects(self, reactor)
         code, body, _ = await d.post(

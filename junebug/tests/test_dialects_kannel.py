@@ -156,6 +156,17 @@ class KannelSendSmsTests(TestCase):
         texts = [m["content"] for m in d.transport().outbound]
         self.assertEqual(texts, ["form", "plain \u263a"])
 
+    async def test_form_of_any_bytes(self) -> None:
+        """A form whose names and values are not ASCII (found by the fuzz
+        test) is read as bytes: refused in Kannel's words, not a 500."""
+        d = await start_dialects(self, reactor)
+        code, body, _ = await d.post(
+            SEND,
+            b"Q%F3%A4%91%8C=n&%C2%B6=%FF&=&r",
+            b"application/x-www-form-urlencoded",
+        )
+        self.assertEqual((code, body), (403, b"Authorization failed for sendsms"))
+
     async def test_api_credentials_do_not_guard_sendsms(self) -> None:
         """With API auth on, sendsms still answers its own users."""
         d = await start_dialects(self, reactor, api_token="secret-token")
