@@ -347,6 +347,14 @@ class JunebugConfig:
             "connecting or from the previous answer"
         ),
     )
+    dialect_port: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_listen_port),
+        metadata=_doc(
+            "A second port (on interface) serving only the Kannel and Jasmin "
+            "send routes, as Kannel's sendsms-port; unset: the API port only"
+        ),
+    )
     send_users: list[dict[str, Any]] = attrs.field(
         factory=list,
         validator=_send_users,

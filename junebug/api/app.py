@@ -71,6 +71,18 @@ class JunebugApi:
         return resource
 
 
+def dialect_resource(deps: ApiDependencies, log: Logger) -> Any:
+    """The resource of ``dialect_port``: only the dialects' send routes,
+    behind the readiness gate (their answers stay the dialects')."""
+    app = Klein()
+    install_error_handlers(app, log)
+    dialect_routes.install(app, deps)
+    resource: Any = RoutableOnly(app, deps.reactor, deps.metrics.api_requests)
+    if deps.readiness is not None:
+        resource = ReadinessGate(resource, deps.readiness)
+    return resource
+
+
 def _relative(url: str) -> str:
     """The path and query of ``url`` (its scheme and host dropped)."""
     parts = urlsplit(url)

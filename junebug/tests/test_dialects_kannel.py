@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from twisted.internet import reactor
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from junebug.messages import delivery_report
+from junebug.testing.api import json_request
 from junebug.tests.support.dialects import KANNEL_USER, start_dialects
 
 SEND = "/cgi-bin/sendsms"
@@ -311,3 +312,21 @@ class KannelMoTests(TestCase):
         first = await d.sink.next()
         second = await d.sink.next(timeout=20)
         self.assertEqual((second.method, second.uri), ("GET", first.uri))
+
+
+class DialectPortTests(TestCase):
+    async def test_own_port_serves_only_the_dialects(self) -> None:
+        """dialect_port: sendsms and /send answer there, without the API's
+        credentials; the management API is not there."""
+        d = await start_dialects(self, reactor, dialect_port=0, api_token="tok")
+        junebug = d.api.junebug
+        assert junebug is not None and junebug.dialect_listener is not None
+        base = f"http://127.0.0.1:{junebug.dialect_listener.getHost().port}"  # type: ignore[attr-defined]
+        query = urlencode({**KANNEL_USER, "to": "1", "text": "own port"})
+        code, body, _ = await json_request(
+            d.api.client, "GET", f"{base}/cgi-bin/sendsms?{query}"
+        )
+        self.assertEqual((code, body), (202, b"0: Accepted for delivery"))
+        code, _, _ = await json_request(d.api.client, "GET", f"{base}/channels/")
+        self.assertEqual(code, 404)
+        self.assertEqual(d.transport().outbound[-1]["content"], "own port")
