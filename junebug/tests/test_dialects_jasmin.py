@@ -210,6 +210,19 @@ class JasminDlrTests(TestCase):
         self.assertEqual(query["message_status"], ["UNDELIV"])
         self.assertEqual(query["dlvrd"], ["000"])
 
+    async def test_nack_at_level_1(self) -> None:
+        """A nack at level 1: its ESME_ status as message_status."""
+        d = await start_dialects(self, reactor)
+        d.sink.response_body = b"ACK/Jasmin"
+        await d.api.request(
+            "POST", "/channels/chan", {"config": {"nack_reason": "ESME_RINVDSTADR"}}
+        )
+        mid = await self.send(d, **{"dlr-url": d.base + "/dlr", "dlr-level": "1"})
+        fields = form(await d.sink.next())
+        self.assertEqual(fields["id"], [mid])
+        self.assertEqual(fields["message_status"], ["ESME_RINVDSTADR"])
+        self.assertEqual(fields["level"], ["1"])
+
     async def test_without_ack_jasmin_the_dlr_is_retried(self) -> None:
         d = await start_dialects(self, reactor)
         mid = await self.send(d, **{"dlr-url": d.base + "/dlr", "dlr-level": "1"})
