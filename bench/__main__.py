@@ -2,12 +2,13 @@
 
 Scenarios (all but ``kannel`` by default): ``api`` (a), ``smpp`` (b),
 ``mo`` (c), ``latency`` (d), ``channels`` (e), ``embedded`` (f),
-``dialect`` (g: Kannel's sendsms MT accept path beside the API's, see
-:mod:`bench.dialect_mt`) and ``kannel`` (k: Junebug against Kannel, see
-:mod:`bench.kannel_compare`; about 2.5 minutes more, so only when named);
-``faults`` runs the fault-injection suite instead.  Figures are msg/s
-sustained, p50/p95/p99 latency, peak RSS and the ratio to a baseline
-measured in the same run.
+``ratelimit`` (g: what a rate-limited channel costs per message, see
+:mod:`bench.rate_limit`), ``dialect`` (h: Kannel's sendsms MT accept path
+beside the API's, see :mod:`bench.dialect_mt`) and ``kannel`` (k: Junebug
+against Kannel, see :mod:`bench.kannel_compare`; about 2.5 minutes more, so
+only when named); ``faults`` runs the fault-injection suite instead.
+Figures are msg/s sustained, p50/p95/p99 latency, peak RSS and the ratio to
+a baseline measured in the same run.
 Results go to ``bench/results/<time>.json``.
 
 ``BENCH_PROFILE=<dir>`` samples jb with py-spy during each scenario's load
@@ -25,7 +26,7 @@ import statistics
 import sys
 from typing import Any
 
-from bench import dialect_mt, kannel_compare, scenarios
+from bench import dialect_mt, kannel_compare, rate_limit, scenarios
 from bench.harness import machine_info
 
 SCENARIOS = (
@@ -35,6 +36,7 @@ SCENARIOS = (
     "latency",
     "channels",
     "embedded",
+    "ratelimit",
     "dialect",
     "kannel",
 )
@@ -43,10 +45,13 @@ DEFAULT = SCENARIOS[:-1]
 
 
 def run(name: str, seconds: int, quick: bool) -> list[dict[str, Any]]:
-    scenario = (
-        getattr(scenarios, f"scenario_{name}", None)
-        or getattr(kannel_compare, f"scenario_{name}", None)
-        or getattr(dialect_mt, f"scenario_{name}", None)
+    scenario = next(
+        (
+            found
+            for module in (scenarios, rate_limit, dialect_mt, kannel_compare)
+            if (found := getattr(module, f"scenario_{name}", None)) is not None
+        ),
+        None,
     )
     if scenario is None:
         return [{"scenario": name, "note": "no such scenario"}]
@@ -97,6 +102,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "ratio",
         "extra_rss_mb",
         "cpu_s_per_1k",
+        "cpu_ms_per_msg",
+        "redis_cpu_ms_per_msg",
         "all_events",
         "note",
     ]

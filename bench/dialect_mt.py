@@ -1,4 +1,4 @@
-"""(g) the Kannel dialect's MT path beside the Junebug API's, in one ``jb``.
+"""(h) the Kannel dialect's MT path beside the Junebug API's, in one ``jb``.
 
 One ``jb`` (real Redis and RabbitMQ) has a ``fake`` (NullTransport) channel
 with an ``amqp_queue`` and a send user on it; wrk (2 threads, 16
@@ -35,7 +35,7 @@ def _note(figures: dict[str, Any], what: str) -> str:
 
 
 def scenario_dialect(seconds: int, quick: bool) -> list[dict[str, Any]]:
-    """(g) API accept vs Kannel sendsms accept, same jb, same channel."""
+    """(h) API accept vs Kannel sendsms accept, same jb, same channel."""
     args = [
         *FAKE,
         "--startup-channels",
@@ -66,14 +66,14 @@ def scenario_dialect(seconds: int, quick: bool) -> list[dict[str, Any]]:
         peak = peak_rss_mb(process.pid)
     return [
         {
-            "scenario": "(g) MT accept: Junebug API (baseline)",
+            "scenario": "(h) MT accept: Junebug API (baseline)",
             **api,
             "peak_rss_mb": peak,
             "ratio": 1.0,
             "note": _note(api, "POST /channels/<id>/messages/"),
         },
         {
-            "scenario": "(g) MT accept: Kannel sendsms",
+            "scenario": "(h) MT accept: Kannel sendsms",
             **kannel,
             "peak_rss_mb": peak,
             "ratio": ratio_of(kannel["msg_per_s"], api["msg_per_s"]),

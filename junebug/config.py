@@ -244,6 +244,16 @@ class JunebugConfig:
         validator=_positive,
         metadata=_doc("Seconds per metrics bucket"),
     )
+    rate_limit_margin: float = attrs.field(
+        default=0.05,
+        validator=_non_negative,
+        metadata=_doc(
+            "Seconds a send stays counted beyond its channel's"
+            " rate_limit_window, so that a connection that sees sends a little"
+            " late (by varying delays) still sees at most rate_limit_count in"
+            " any window"
+        ),
+    )
     logging_path: str = attrs.field(
         default="logs/", metadata=_doc("Directory for per-channel log files")
     )
@@ -368,6 +378,13 @@ class JunebugConfig:
         default=1024,
         validator=_non_negative,
         metadata=_doc("Most connections the API keeps open at once; 0 is unlimited"),
+    )
+    dashboard: bool = attrs.field(
+        default=False,
+        metadata=_doc(
+            "Serve the web dashboard under /dashboard/ on the API port, behind "
+            "the API's authentication (see docs/dashboard.rst)"
+        ),
     )
 
     def __attrs_post_init__(self) -> None:

@@ -320,6 +320,7 @@ def build(
         transports=TransportRegistry(config.channels, config.replace_channels),
         prefetch=config.amqp.prefetch,
         metrics=metrics,
+        rate_limit_margin=config.rate_limit_margin,
     )
     plugins = PluginHost(config.plugins, reactor)
     registry = ChannelRegistry(ChannelStore(backend), deps, plugins)

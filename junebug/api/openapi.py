@@ -53,6 +53,21 @@ RESPONSES: dict[str, dict[str, Any]] = {
             },
         }
     },
+    "dashboard.page": {
+        "200": {
+            "description": "The dashboard's page (docs/dashboard.rst)",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    },
+    "dashboard.asset": {
+        "200": {
+            "description": "The dashboard's stylesheet or script",
+            "content": {
+                "text/css": {"schema": {"type": "string"}},
+                "text/javascript": {"schema": {"type": "string"}},
+            },
+        }
+    },
     "dialects.kannel": {
         "default": {
             "description": "Kannel's answer, e.g. 202 '0: Accepted for delivery'"

@@ -20,6 +20,16 @@ _STRING = {"type": "string"}
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _OBJECT = {"type": "object"}
 _COUNT = {"type": "integer", "minimum": 0}
+_RATE_LIMIT_COUNT = {
+    **_COUNT,
+    "description": "At most this many sends (SMPP: submit_sm PDUs) in any"
+    " rate_limit_window seconds, gateway-wide; excess waits. 0: no limit.",
+}
+_RATE_LIMIT_WINDOW = {
+    **_COUNT,
+    "description": "The sliding window of rate_limit_count, in seconds"
+    " (default 1).",
+}
 #: How ``mo_url`` receives MO (junebug.dialects.callbacks.MO_FORMATS).
 _MO_FORMAT = {"enum": ["junebug", "kannel-get", "kannel-post", "jasmin"]}
 
@@ -35,8 +45,8 @@ CHANNEL_CREATE = {
         "mo_url_auth_token": _STRING,
         "mo_format": _MO_FORMAT,
         "amqp_queue": _STRING,
-        "rate_limit_count": _COUNT,
-        "rate_limit_window": _COUNT,
+        "rate_limit_count": _RATE_LIMIT_COUNT,
+        "rate_limit_window": _RATE_LIMIT_WINDOW,
         "character_limit": _COUNT,
         "public_http": _OBJECT,
     },
@@ -55,8 +65,8 @@ CHANNEL_UPDATE = {
         "mo_url_auth_token": _NULLABLE_STRING,
         "mo_format": _MO_FORMAT,
         "amqp_queue": _NULLABLE_STRING,
-        "rate_limit_count": _COUNT,
-        "rate_limit_window": _COUNT,
+        "rate_limit_count": _RATE_LIMIT_COUNT,
+        "rate_limit_window": _RATE_LIMIT_WINDOW,
         "character_limit": _COUNT,
         "public_http": _OBJECT,
     },

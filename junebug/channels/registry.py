@@ -28,6 +28,7 @@ from junebug.channels.properties import (
     needs_restart,
 )
 from junebug.channels.queues import delete_owned_queues
+from junebug.channels.rate_limit import RateLimit
 from junebug.channels.service import Channel, ChannelDependencies
 from junebug.channels.status import RATE_FIELDS, status_object
 from junebug.errors import (
@@ -132,6 +133,9 @@ class ChannelRegistry:
                 "components": extra,
                 **{field: 0 for field, _label in RATE_FIELDS},
             }
+        limit = RateLimit.of(properties)
+        if limit is not None:
+            status["rate_limit"] = limit.view()
         return {**properties, "id": channel_id, "status": status}
 
     async def ensure(self, definition: dict[str, Any]) -> str:

@@ -4,8 +4,11 @@ Each part is wired to the broker with the original's routing keys: the
 transport consumes ``<id>.outbound`` and publishes ``<id>.inbound``,
 ``<id>.event`` and ``<id>.status.status``; the forwarder consumes inbound and
 events (and ``<amqp_queue>.outbound`` when set); the status receiver consumes
-status events.  A transport that fails to start leaves the channel ``down``
-but registered, so it can be inspected, updated, restarted or deleted.
+status events.  Every MT waits for the channel's rate limit (if it has one,
+:mod:`junebug.channels.rate_limit`) before it reaches the transport, unless
+the transport spends the budget itself, per PDU.  A transport that fails to
+start leaves the channel ``down`` but registered, so it can be inspected,
+updated, restarted or deleted.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from junebug.amqp.broker import Broker, Consumer, MessageHandler
 from junebug.channel_logs import owner_logger
 from junebug.channels.forwarding import Forwarder, JsonPoster
 from junebug.channels.properties import ChannelProperties, has_destination
+from junebug.channels.rate_limit import RateLimit, SendBudget
 from junebug.channels.status import StatusReceiver
 from junebug.errors import RETRY_LATER, TemporaryFailure
 from junebug.messages import (
@@ -37,6 +41,10 @@ from junebug.stores.rates import RateStore
 from junebug.stores.status import StatusStore
 from junebug.transports.interface import Transport, TransportContext
 from junebug.transports.registry import TransportRegistry
+from junebug.transports.toolkit import BackgroundTasks, StatusReporter
+
+#: The status component that says whether the rate limit holds messages back.
+RATE_LIMIT_COMPONENT = "rate_limit"
 
 #: How long (seconds) the MO and events of a channel without ``mo_url`` and
 #: ``amqp_queue`` wait in ``<cid>.inbound`` / ``<cid>.event`` for a router to
@@ -61,6 +69,8 @@ class ChannelDependencies:
     #: Posts MO messages (retried within the inbound TTL); ``http`` if unset.
     mo_http: JsonPoster | None = None
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
+    #: Seconds a send stays counted beyond ``rate_limit_window``.
+    rate_limit_margin: float = 0.0
 
 
 class Channel:
@@ -70,14 +80,58 @@ class Channel:
         self, channel_id: str, properties: ChannelProperties, deps: ChannelDependencies
     ) -> None:
         self.id = channel_id
-        self.properties = properties
+        self._properties = properties
         self._deps = deps
         self.log = owner_logger("junebug.channel", "channel_id", channel_id)
+        self._tasks = BackgroundTasks(deps.reactor, self.log)
+        self._statuses = StatusReporter(
+            channel_id,
+            lambda status: self._publish(topology.status(channel_id), status),
+            self.log,
+            self._tasks,
+        )
+        self.budget = SendBudget(
+            channel_id,
+            deps.backend,
+            deps.reactor,
+            lambda: RateLimit.of(self._properties),
+            margin=deps.rate_limit_margin,
+            on_held=self._held_back,
+            wait_seconds=deps.metrics.rate_limit_wait.labels(channel_id),
+        )
         self.transport: Transport | None = None
         self._consumers: list[Consumer] = []
         self.start_error: str | None = None
         self.transport_error: str | None = None
         self.running = False
+
+    @property
+    def properties(self) -> ChannelProperties:
+        return self._properties
+
+    @properties.setter
+    def properties(self, properties: ChannelProperties) -> None:
+        """New properties (without a restart): a new rate limit applies at once."""
+        self._properties = properties
+        self.budget.changed()
+
+    def _held_back(self, held: bool, limit: RateLimit | None) -> None:
+        described = limit.describe() if limit else "none"
+        if held:
+            self._statuses.report(
+                RATE_LIMIT_COMPONENT,
+                "degraded",
+                "held_back",
+                f"Held back by rate_limit_count ({described})",
+                details={"limit": limit.view() if limit else None},
+            )
+        else:
+            self._statuses.report(
+                RATE_LIMIT_COMPONENT,
+                "ok",
+                "not_held_back",
+                f"Not held back by rate_limit_count ({described})",
+            )
 
     async def _publish(self, routing_key: str, message: AnyMessage) -> None:
         await self._deps.broker.publish(routing_key, message)
@@ -120,6 +174,7 @@ class Channel:
             store=self._deps.backend,
             log=self.log,
             metrics=metrics,
+            send_budget=self.budget.spend,
         )
 
     def forwarder(self) -> Forwarder:
@@ -156,6 +211,7 @@ class Channel:
             status_url=props.get("status_url"),
         )
         await self._consume(topology.status(self.id), receiver.handle_status)
+        await deps.statuses.clear(self.id, RATE_LIMIT_COMPONENT)
         if has_destination(props):
             forwarder = self.forwarder()
             await self._consume(topology.inbound(self.id), forwarder.handle_inbound)
@@ -211,6 +267,8 @@ class Channel:
         transport = self.transport
         if transport is None:
             raise TemporaryFailure(f"channel {self.id} has no running transport")
+        if not getattr(transport, "SPENDS_SEND_BUDGET", False):
+            await self.budget.spend(1)
         try:
             await transport.handle_outbound(as_user_message(message))
         except RETRY_LATER:
@@ -232,6 +290,7 @@ class Channel:
         consumers, self._consumers = self._consumers, []
         stopping = [ensureDeferred(consumer.stop()) for consumer in consumers]
         transport, self.transport = self.transport, None
+        self.budget.stop()
         if transport is not None:
             try:
                 await transport.stop()
@@ -247,6 +306,7 @@ class Channel:
                 self.log.failure(
                     "Error stopping consumer of {queue}", queue=consumer.queue
                 )
+        await self._statuses.flush()
         if self.running:
             self.log.info("Channel {channel_id} stopped", channel_id=self.id)
         self.running = False

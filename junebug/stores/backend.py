@@ -8,8 +8,21 @@ seconds makes the key expire, ``None`` leaves it without expiry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Protocol
+
+import attrs
+
+
+@attrs.frozen
+class BudgetGrant:
+    """What :meth:`KeyValueBackend.take_budget` granted."""
+
+    #: How many of the requests (the first ones, in order) were granted.
+    granted: int
+    #: Seconds until the first request not granted could fit (0 if all were).
+    retry_after: float
 
 
 class KeyValueBackend(Protocol):
@@ -58,6 +71,20 @@ class KeyValueBackend(Protocol):
 
     async def ttl(self, key: str) -> int | None:
         """Seconds until the key expires; None if it has no expiry or is missing."""
+
+    async def take_budget(
+        self, key: str, costs: Sequence[int], limit: int, window: float
+    ) -> BudgetGrant:
+        """Spend from a sliding-window budget of ``limit`` units per ``window`` s.
+
+        The budget at ``key`` remembers what was spent when; what was spent
+        more than ``window`` seconds ago is free again.  The longest prefix of
+        ``costs`` (each at least 1; one above ``limit`` costs ``limit``) that
+        fits what is free is spent, at once, and the grant says how many
+        requests that was and, if not all, when the next could fit.  The key
+        expires once nothing in it counts any more.  (Redis keeps the total
+        spent in a second key, ``<key>:spent``.)
+        """
 
     async def close(self) -> None:
         """Release connections."""

@@ -26,6 +26,11 @@ def rate_bucket(owner_id: str, label: str, bucket: int) -> str:
     return f"{owner_id}:{label}:{bucket}"
 
 
+def send_budget(channel_id: str) -> str:
+    """A channel's rate-limit budget (a sorted set, and ``<key>:spent``)."""
+    return f"{channel_id}:rate_limit"
+
+
 def router(router_id: str) -> str:
     return f"routers:{router_id}"
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final, cast
 
 from twisted.internet import defer
@@ -32,6 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from junebug.errors import StoreUnavailable
 from junebug.reactors import TimeTCPReactor
+from junebug.stores.backend import BudgetGrant
 from junebug.stores.redis_address import RedisAddress
 from junebug.stores.resp import (
     RedisConnectionError,
@@ -55,6 +56,66 @@ return reply
 _WITH_EXPIRY_SHA: Final = hashlib.sha1(
     _WITH_EXPIRY.encode(), usedforsecurity=False
 ).hexdigest()  # Redis names scripts by SHA1
+
+# A sliding-window send budget (see KeyValueBackend.take_budget).  KEYS[1] is
+# a sorted set of grants, member "<seq>:<units>" scored by the time granted in
+# microseconds of the server's clock (one clock for every process); KEYS[2] a
+# hash of the units they add up to ("spent") and the grant sequence ("seq"),
+# so a call reads only the grants leaving the window, not all of them.
+# ARGV: the window in microseconds, the limit, then the costs in order.
+# Returns {requests granted, microseconds until the next one could fit}.
+_TAKE_BUDGET: Final = """\
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local function units(member) return tonumber(string.match(member, ':(%d+)$')) end
+local spent = tonumber(redis.call('HGET', KEYS[2], 'spent') or '0')
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - window)
+for _, member in ipairs(gone) do spent = spent - units(member) end
+if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window) end
+if redis.call('ZCARD', KEYS[1]) == 0 then spent = 0 end
+local function cost(i) return math.min(math.max(tonumber(ARGV[i]), 1), limit) end
+local granted, taken = 0, 0
+for i = 3, #ARGV do
+  local c = cost(i)
+  if spent + taken + c > limit then break end
+  taken = taken + c
+  granted = granted + 1
+end
+if taken > 0 then
+  local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+  redis.call('ZADD', KEYS[1], now, seq .. ':' .. taken)
+  spent = spent + taken
+end
+local wait = 0
+if granted < #ARGV - 2 then
+  local needed = spent + cost(granted + 3) - limit
+  local freed = 0
+  wait = window
+  local grants = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  for i = 1, #grants, 2 do
+    freed = freed + units(grants[i])
+    if freed >= needed then
+      wait = tonumber(grants[i + 1]) + window - now
+      break
+    end
+  end
+end
+if spent > 0 then
+  redis.call('HSET', KEYS[2], 'spent', spent)
+  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  local expiry = math.ceil((tonumber(newest[2]) + window - now) / 1000) + 1
+  redis.call('PEXPIRE', KEYS[1], expiry)
+  redis.call('PEXPIRE', KEYS[2], expiry)
+else
+  redis.call('DEL', KEYS[1], KEYS[2])
+end
+return {granted, wait}
+"""
+_TAKE_BUDGET_SHA: Final = hashlib.sha1(
+    _TAKE_BUDGET.encode(), usedforsecurity=False
+).hexdigest()
 
 # The client's reply timeout (``timeout``) fires first: it is the one that
 # drops a connection that stopped answering.  Ours, later, covers a call still
@@ -134,14 +195,22 @@ class RedisBackend:
             raise _translate(str(args[0]), reply)
         return reply
 
+    async def _script(
+        self, source: str, sha: str, keys: Sequence[str], *args: _Arg
+    ) -> object:
+        """Run a Lua script by its SHA1, sending it whole only if Redis lost it."""
+        arguments = (len(keys), *keys, *args)
+        try:
+            return await self._command("EVALSHA", sha, *arguments)
+        except _NoScript:
+            return await self._command("EVAL", source, *arguments)
+
     async def _with_expiry(
         self, ttl: int, command: str, key: str, *args: _Arg
     ) -> object:
-        arguments = (1, self._key(key), ttl, command, *args)
-        try:
-            return await self._command("EVALSHA", _WITH_EXPIRY_SHA, *arguments)
-        except _NoScript:
-            return await self._command("EVAL", _WITH_EXPIRY, *arguments)
+        return await self._script(
+            _WITH_EXPIRY, _WITH_EXPIRY_SHA, [self._key(key)], ttl, command, *args
+        )
 
     async def ping(self) -> bool:
         try:
@@ -225,6 +294,21 @@ class RedisBackend:
         seconds = _integer(await self._command("TTL", self._key(key)))
         # -2: no such key, -1: no expiry
         return seconds if seconds >= 0 else None
+
+    async def take_budget(
+        self, key: str, costs: Sequence[int], limit: int, window: float
+    ) -> BudgetGrant:
+        log = self._key(key)
+        reply = await self._script(
+            _TAKE_BUDGET,
+            _TAKE_BUDGET_SHA,
+            [log, f"{log}:spent"],
+            max(1, round(window * 1_000_000)),
+            limit,
+            *costs,
+        )
+        granted, wait = (_integer(item) for item in _array(reply))
+        return BudgetGrant(granted, wait / 1_000_000)
 
     async def close(self) -> None:
         if self._closed:
