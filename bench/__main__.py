@@ -3,11 +3,12 @@
 Scenarios (all but ``kannel`` by default): ``api`` (a), ``smpp`` (b),
 ``mo`` (c), ``latency`` (d), ``channels`` (e), ``embedded`` (f),
 ``ratelimit`` (g: what a rate-limited channel costs per message, see
-:mod:`bench.rate_limit`) and ``kannel`` (k: Junebug against Kannel, see
-:mod:`bench.kannel_compare`; about 2.5 minutes more, so only when named);
-``faults`` runs the
-fault-injection suite instead.  Figures are msg/s sustained, p50/p95/p99
-latency, peak RSS and the ratio to a baseline measured in the same run.
+:mod:`bench.rate_limit`), ``dialect`` (h: Kannel's sendsms MT accept path
+beside the API's, see :mod:`bench.dialect_mt`) and ``kannel`` (k: Junebug
+against Kannel, see :mod:`bench.kannel_compare`; about 2.5 minutes more, so
+only when named); ``faults`` runs the fault-injection suite instead.
+Figures are msg/s sustained, p50/p95/p99 latency, peak RSS and the ratio to
+a baseline measured in the same run.
 Results go to ``bench/results/<time>.json``.
 
 ``BENCH_PROFILE=<dir>`` samples jb with py-spy during each scenario's load
@@ -25,7 +26,7 @@ import statistics
 import sys
 from typing import Any
 
-from bench import kannel_compare, rate_limit, scenarios
+from bench import dialect_mt, kannel_compare, rate_limit, scenarios
 from bench.harness import machine_info
 
 SCENARIOS = (
@@ -37,6 +38,7 @@ SCENARIOS = (
     "embedded",
     "ratelimit",
     "priorities",
+    "dialect",
     "kannel",
 )
 #: What runs when no scenario is named.
@@ -47,7 +49,7 @@ def run(name: str, seconds: int, quick: bool) -> list[dict[str, Any]]:
     scenario = next(
         (
             found
-            for module in (scenarios, rate_limit, kannel_compare)
+            for module in (scenarios, rate_limit, dialect_mt, kannel_compare)
             if (found := getattr(module, f"scenario_{name}", None)) is not None
         ),
         None,

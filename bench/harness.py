@@ -109,17 +109,27 @@ def ensure_wrk() -> str:
 
 
 def run_wrk(
-    url: str, body: Any, seconds: int = 10, connections: int = 16, threads: int = 2
+    url: str,
+    body: Any,
+    seconds: int = 10,
+    connections: int = 16,
+    threads: int = 2,
+    method: str = "POST",
 ) -> dict[str, float]:
-    """POST ``body`` to ``url`` with wrk; requests/s and latency percentiles."""
+    """POST ``body`` to ``url`` with wrk (or GET ``url``, ``body`` unused);
+    requests/s and latency percentiles."""
     wrk = ensure_wrk()
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
-    script.write(
+    request = (
         'wrk.method = "POST"\n'
         f'wrk.body = "{payload}"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
-        "done = function(summary, latency, requests)\n"
+        if method == "POST"
+        else 'wrk.method = "GET"\n'
+    )
+    script.write(
+        request + "done = function(summary, latency, requests)\n"
         '  io.write(string.format("JSON {\\"requests\\": %d, \\"duration_us\\": %d, '
         '\\"errors\\": %d, \\"non2xx\\": %d, \\"p50\\": %d, \\"p95\\": %d, '
         '\\"p99\\": %d}\\n", summary.requests, summary.duration, '

@@ -21,6 +21,7 @@ import attrs
 from junebug import config_layers
 from junebug.amqp.settings import AmqpSettings
 from junebug.converter import structure, unstructure
+from junebug.dialects import accounts
 from junebug.errors import ConfigError
 from junebug.http.networks import CallbackNetworks
 from junebug.http.server import ServerLimits
@@ -90,6 +91,12 @@ def _workers(_inst: Any, attribute: attrs.Attribute[Any], value: int | str) -> N
             f"{attribute.name} must be a whole number of at least 1 or "
             f"{AUTO_WORKERS!r}, not {value!r}"
         )
+
+
+def _send_users(
+    _inst: Any, _attribute: attrs.Attribute[Any], value: list[dict[str, Any]]
+) -> None:
+    accounts.send_users(value)
 
 
 def _plugin_entries(
@@ -380,6 +387,23 @@ class JunebugConfig:
         metadata=_doc(
             "Seconds a client has to send a request's line and headers, from "
             "connecting or from the previous answer"
+        ),
+    )
+    dialect_port: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_listen_port),
+        metadata=_doc(
+            "A second port (on interface) serving only the Kannel and Jasmin "
+            "send routes, as Kannel's sendsms-port; unset: the API port only"
+        ),
+    )
+    send_users: list[dict[str, Any]] = attrs.field(
+        factory=list,
+        validator=_send_users,
+        metadata=_doc(
+            "Accounts of the Kannel (/cgi-bin/sendsms) and Jasmin (/send) "
+            "interfaces: username, password, and channel_id or router_id and "
+            "destination_id; optionally dialects (kannel, jasmin)"
         ),
     )
     max_connections: int = attrs.field(

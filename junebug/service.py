@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from junebug.amqp.broker import Broker
 from junebug.amqp.memory import MemoryBroker
 from junebug.amqp.rabbitmq import RabbitMQBroker
-from junebug.api.app import JunebugApi
+from junebug.api.app import JunebugApi, dialect_resource
 from junebug.api.auth import auth_gate
 from junebug.api.dependencies import ApiDependencies
 from junebug.api.readiness import Readiness
@@ -91,6 +91,8 @@ class Junebug:
     #: one that died, while the others serve), not before Redis is reached.
     listen_when_ready: bool = False
     port: IListeningPort | None = None
+    #: The ``dialect_port`` listener, if configured.
+    dialect_listener: IListeningPort | None = None
     stops: StopStack = attrs.field(factory=StopStack)
     _starting: Deferred[None] | None = attrs.field(default=None, init=False)
     _start_done: list[Deferred[None]] = attrs.field(factory=list, init=False)
@@ -178,12 +180,42 @@ class Junebug:
         port = await endpoint.listen(site)
         self.port = port
         self.stops.push("API port", self._stop_listening)
+        if config.dialect_port is not None:
+            await self._listen_dialects(config.dialect_port)
         address = port.getHost()
         log.info(
             "Junebug is listening on {host}:{port}",
             host=config.interface,
             port=getattr(address, "port", config.port),
         )
+
+    async def _listen_dialects(self, port_number: int) -> None:
+        """``dialect_port``: the Kannel and Jasmin routes alone, with no API
+        credentials (each request carries its send user's)."""
+        config = self.config
+        endpoint = serverFromString(
+            self.reactor, f"tcp:{port_number}:interface={config.interface}"
+        )
+        site = api_site(
+            dialect_resource(self.api.deps, log),
+            self.reactor,
+            limits=config.server_limits,
+        )
+        port = await endpoint.listen(site)
+        self.dialect_listener = port
+        self.stops.push("dialect port", self._stop_dialects)
+        log.info(
+            "Kannel and Jasmin send routes on {host}:{port}",
+            host=config.interface,
+            port=getattr(port.getHost(), "port", port_number),
+        )
+
+    async def _stop_dialects(self) -> None:
+        port, self.dialect_listener = self.dialect_listener, None
+        if port is not None:
+            stopping = port.stopListening()
+            if stopping is not None:
+                await stopping
 
     async def _stop_listening(self) -> None:
         port, self.port = self.port, None

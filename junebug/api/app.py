@@ -32,6 +32,7 @@ from junebug.api.envelope import error_result, render
 from junebug.api.guard import RoutableOnly
 from junebug.api.openapi import openapi_document
 from junebug.api.readiness import ReadinessGate
+from junebug.dialects import routes as dialect_routes
 from junebug.errors import InvalidBody, JunebugError
 
 
@@ -57,6 +58,7 @@ class JunebugApi:
         routers.install(self.app, deps)
         if deps.config.dashboard:
             dashboard.install(self.app)
+        dialect_routes.install(self.app, deps)
 
     def _openapi(self, request: IRequest) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")
@@ -76,6 +78,18 @@ class JunebugApi:
         if auth_enabled(self.deps.config):
             return AuthenticatingResource(resource, self.deps.config)
         return resource
+
+
+def dialect_resource(deps: ApiDependencies, log: Logger) -> Any:
+    """The resource of ``dialect_port``: only the dialects' send routes,
+    behind the readiness gate (their answers stay the dialects')."""
+    app = Klein()
+    install_error_handlers(app, log)
+    dialect_routes.install(app, deps)
+    resource: Any = RoutableOnly(app, deps.reactor, deps.metrics.api_requests)
+    if deps.readiness is not None:
+        resource = ReadinessGate(resource, deps.readiness)
+    return resource
 
 
 def _relative(url: str) -> str:

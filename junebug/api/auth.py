@@ -2,7 +2,9 @@
 
 With ``api_token`` set, requests must carry ``Authorization: Token <token>``;
 with ``api_username``/``api_password`` set, HTTP Basic with those credentials is
-accepted too.  ``/health`` and its probes stay open for load balancers.
+accepted too.  ``/health`` and its probes stay open for load balancers, and
+the Kannel and Jasmin send routes (:data:`junebug.dialects.PATHS`) for their
+clients: each of their requests carries its send user's credentials.
 Failures are a 401 in the usual envelope, with a ``WWW-Authenticate``
 challenge for Basic.
 
@@ -20,12 +22,13 @@ from typing import Any
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
+from junebug import dialects
 from junebug.api.envelope import error_result, render
 from junebug.api.readiness import PROBE_PATHS
 from junebug.config import JunebugConfig
 from junebug.http.server import Gate, Refusal
 
-OPEN_PATHS = frozenset({b"/health"}) | PROBE_PATHS
+OPEN_PATHS = frozenset({b"/health"}) | PROBE_PATHS | dialects.PATHS
 
 
 def _equal(given: bytes, expected: str) -> bool:

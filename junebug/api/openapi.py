@@ -70,6 +70,33 @@ RESPONSES: dict[str, dict[str, Any]] = {
             },
         }
     },
+    "dialects.kannel": {
+        "default": {
+            "description": "Kannel's answer, e.g. 202 '0: Accepted for delivery'"
+            " (docs/rapidpro.rst)",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    },
+    "dialects.jasmin": {
+        "default": {
+            "description": "Jasmin's answer: 'Success \"<id>\"' or 'Error \"...\"'"
+            " (docs/rapidpro.rst)",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+}
+
+_FORM = {"schema": {"type": "object", "additionalProperties": {"type": "string"}}}
+#: Request bodies that are not JSON objects (the dialects' forms).
+REQUEST_BODIES: dict[str, dict[str, Any]] = {
+    "dialects.kannel": {
+        "application/x-www-form-urlencoded": _FORM,
+        "text/plain": {"schema": {"type": "string"}},
+    },
+    "dialects.jasmin": {
+        "application/x-www-form-urlencoded": _FORM,
+        "application/json": _FORM,
+    },
 }
 
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
@@ -130,7 +157,8 @@ def _operation(endpoint: str, method: str, params: list[str]) -> dict[str, Any]:
         schema = BODY_SCHEMAS.get(endpoint, {"type": "object"})
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": schema}},
+            "content": REQUEST_BODIES.get(endpoint)
+            or {"application/json": {"schema": schema}},
         }
     return operation
 

@@ -32,6 +32,8 @@ _RATE_LIMIT_WINDOW = {
 }
 #: The values ``priority`` may take in a message request.
 PRIORITIES = (1, 2, 3, 4, 5, "1", "2", "3", "4", "5")
+#: How ``mo_url`` receives MO (junebug.dialects.callbacks.MO_FORMATS).
+_MO_FORMAT = {"enum": ["junebug", "kannel-get", "kannel-post", "jasmin"]}
 
 CHANNEL_CREATE = {
     "type": "object",
@@ -43,6 +45,7 @@ CHANNEL_CREATE = {
         "status_url": _STRING,
         "mo_url": _STRING,
         "mo_url_auth_token": _STRING,
+        "mo_format": _MO_FORMAT,
         "amqp_queue": _STRING,
         "rate_limit_count": _RATE_LIMIT_COUNT,
         "rate_limit_window": _RATE_LIMIT_WINDOW,
@@ -62,6 +65,7 @@ CHANNEL_UPDATE = {
         "status_url": _NULLABLE_STRING,
         "mo_url": _NULLABLE_STRING,
         "mo_url_auth_token": _NULLABLE_STRING,
+        "mo_format": _MO_FORMAT,
         "amqp_queue": _NULLABLE_STRING,
         "rate_limit_count": _RATE_LIMIT_COUNT,
         "rate_limit_window": _RATE_LIMIT_WINDOW,
@@ -267,6 +271,7 @@ _DESTINATION_PROPERTIES = {
     "metadata": _OBJECT,
     "mo_url": _STRING,
     "mo_url_token": _STRING,
+    "mo_format": _MO_FORMAT,
     "amqp_queue": _STRING,
     "character_limit": _COUNT,
 }

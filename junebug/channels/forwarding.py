@@ -21,8 +21,10 @@ from twisted.logger import Logger
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker
+from junebug.dialects import callbacks
 from junebug.http import url_templates
 from junebug.http.client import redact_url, status_phrase
+from junebug.http.plain import PlainRequest
 from junebug.messages import Message, api_event_type, api_event_view, api_message_view
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
@@ -50,6 +52,15 @@ class JsonPoster(Protocol):
         breaker_key: str | None = ...,
     ) -> Any: ...
 
+    async def send_request(
+        self,
+        url: str,
+        request: PlainRequest,
+        *,
+        timeout: float = ...,
+        breaker_key: str | None = ...,
+    ) -> Any: ...
+
 
 def _breaker(template: str, url: str) -> dict[str, Any]:
     """A filled template's deliveries share one breaker, the template's."""
@@ -70,6 +81,9 @@ class Forwarder:
     mo_url_auth_token: str | None = None
     amqp_queue: str | None = None
     mo_url_timeout: float = DEFAULT_HTTP_TIMEOUT
+    #: How ``mo_url`` receives MO: Junebug's JSON, or a dialect's request
+    #: (:data:`junebug.dialects.callbacks.MO_FORMATS`).
+    mo_format: str = "junebug"
     #: Posts MO messages, if they need other retry bounds than events.
     mo_http: JsonPoster | None = None
     event_url_timeout: float = DEFAULT_HTTP_TIMEOUT
@@ -86,7 +100,19 @@ class Forwarder:
     async def handle_inbound(self, message: Message) -> None:
         """Store an MO message, then deliver it to ``mo_url`` and ``amqp_queue``."""
         await self.messages.store_inbound(self.owner_id, message)
-        if self.mo_url:
+        if self.mo_url and self.mo_format != "junebug":
+            channel_id = message.get("transport_name") or self.owner_id
+            url, request = callbacks.mo_request(
+                self.mo_format, self.mo_url, message, channel_id
+            )
+            result = await (self.mo_http or self.http).send_request(
+                url,
+                request,
+                timeout=self.mo_url_timeout,
+                **_breaker(self.mo_url, url),
+            )
+            self._report("message", url, result, message.get("message_id"))
+        elif self.mo_url:
             view = api_message_view(message)
             url = self.mo_url
             if url_templates.has_variables(url):
@@ -134,6 +160,9 @@ class Forwarder:
         self, message_id: str, event: Message, record: dict[str, Any] | None
     ) -> None:
         record = record or {}
+        if record.get("dialect"):
+            await self._post_dialect_event(message_id, event, record)
+            return
         event_url = record.get("event_url")
         token = record.get("event_auth_token")
         if not event_url:
@@ -168,6 +197,26 @@ class Forwarder:
             token=token,
             timeout=self.event_url_timeout,
             **_breaker(event_url, url),
+        )
+        self._report("event", url, result, message_id)
+
+    async def _post_dialect_event(
+        self, message_id: str, event: Message, record: dict[str, Any]
+    ) -> None:
+        """A dialect's delivery report, if its message asked for this one."""
+        if callbacks.needs_smsc_id(event, record):
+            for stored in await self.messages.load_events(self.owner_id, message_id):
+                if stored.get("event_type") == "ack" and stored.get("sent_message_id"):
+                    record = {**record, "smsc_id": stored["sent_message_id"]}
+        made = callbacks.dlr_request(event, record, self.view_id or self.owner_id)
+        if made is None:
+            return
+        url, request = made
+        result = await self.http.send_request(
+            url,
+            request,
+            timeout=self.event_url_timeout,
+            **_breaker(record["dlr_url"], url),
         )
         self._report("event", url, result, message_id)
 

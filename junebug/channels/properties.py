@@ -34,6 +34,7 @@ class ChannelProperties(TypedDict, total=False):
     status_url: str | None
     mo_url: str | None
     mo_url_auth_token: str | None
+    mo_format: str
     amqp_queue: str | None
     rate_limit_count: int
     rate_limit_window: int
@@ -51,7 +52,15 @@ def as_channel_properties(value: dict[str, Any]) -> ChannelProperties:
 CALLBACK_URL_KEYS: Final = ("mo_url", "status_url")
 #: Property keys whose change needs the channel's parts restarted.
 RUNTIME_KEYS: Final = frozenset(
-    {"type", "config", "mo_url", "mo_url_auth_token", "amqp_queue", "status_url"}
+    {
+        "type",
+        "config",
+        "mo_url",
+        "mo_url_auth_token",
+        "mo_format",
+        "amqp_queue",
+        "status_url",
+    }
 )
 
 

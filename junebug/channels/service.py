@@ -214,6 +214,7 @@ class Channel:
             log=self.log,
             mo_url=props.get("mo_url"),
             mo_url_auth_token=props.get("mo_url_auth_token"),
+            mo_format=props.get("mo_format") or "junebug",
             amqp_queue=props.get("amqp_queue"),
             mo_http=self._deps.mo_http,
         )

@@ -57,6 +57,7 @@ from junebug.http.networks import (
     CallbackRefused,
     GuardedEndpointFactory,
 )
+from junebug.http.plain import PlainRequest
 from junebug.messages import format_timestamp
 from junebug.reactors import TimeTCPReactor
 from junebug.tls import TlsSettings
@@ -492,6 +493,81 @@ class HttpClient:
             code=code,
             body=_decode_prefix(raw, RESULT_BODY_LIMIT),
         )
+
+    async def send_request(
+        self,
+        url: str,
+        request: PlainRequest,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        breaker_key: str | None = None,
+    ) -> HttpResult:
+        """Make a :class:`~junebug.http.plain.PlainRequest` to ``url``; never
+        raises for delivery problems (as :meth:`post_json`).
+
+        Userinfo in ``url`` is sent as HTTP Basic.  A 2xx whose body is not
+        ``request.expect`` (when set) is a failed result with no code, so it
+        is retried.  ``breaker_key`` is for the poster interface only.
+        """
+        try:
+            bare_url, credentials = split_credentials(url)
+        except ValueError as exc:
+            return HttpResult(
+                ok=False, code=None, error=describe_error(exc), refused=True
+            )
+        if not bare_url[:8].lower().startswith(("http://", "https://")):
+            return HttpResult(
+                ok=False,
+                code=None,
+                error="refused: not an http:// or https:// URL",
+                refused=True,
+            )
+        headers = Headers()
+        for name, value in request.headers:
+            headers.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
+        if credentials is not None:
+            headers.setRawHeaders(b"Authorization", [basic_auth_header(*credentials)])
+        data = None if request.data is None else request.data.encode("utf-8")
+        if request.content_type is not None:
+            headers.setRawHeaders(
+                b"Content-Type", [request.content_type.encode("latin-1")]
+            )
+        agent = self._post_agent or self._agent
+        try:
+            response, raw, _truncated = await self._with_timeout(
+                timeout,
+                lambda: Deferred.fromCoroutine(
+                    self._request(
+                        request.method,
+                        bare_url,
+                        headers,
+                        data,
+                        MAX_POST_BODY_READ,
+                        agent,
+                    )
+                ),
+            )
+        except CancelledError:
+            raise
+        except _TimeoutExpiredError as exc:
+            return HttpResult(ok=False, code=None, error=str(exc))
+        except CallbackRefused as exc:
+            return HttpResult(
+                ok=False, code=None, error=f"refused: {exc}", refused=True
+            )
+        except Exception as exc:
+            return HttpResult(ok=False, code=None, error=describe_error(exc))
+        code = int(response.code)
+        body = _decode_prefix(raw, RESULT_BODY_LIMIT)
+        ok = 200 <= code < 300
+        if ok and request.expect is not None and body.strip() != request.expect:
+            return HttpResult(
+                ok=False,
+                code=None,
+                body=body,
+                error=f"HTTP {code} without {request.expect!r}",
+            )
+        return HttpResult(ok=ok, code=code, body=body)
 
     async def get_json(
         self,

@@ -29,7 +29,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from junebug.amqp.broker import Broker, Consumer
+from junebug.http import plain
 from junebug.http.client import HttpClient, HttpResult, redact_url, short_reason
+from junebug.http.plain import PlainRequest
 from junebug.messages import Message
 from junebug.metrics.families import JunebugMetrics
 
@@ -76,6 +78,13 @@ class DeliveryJob(TypedDict):
     #: The breaker it counts against, if not its ``url``'s own (the URL
     #: template it was filled from).
     breaker_key: NotRequired[str]
+    #: For a dialect's callback (:class:`~junebug.http.plain.PlainRequest`),
+    #: its method, body and expected answer; a JSON POST has none of them.
+    method: NotRequired[str]
+    content_type: NotRequired[str | None]
+    data: NotRequired[str | None]
+    headers: NotRequired[list[list[str]]]
+    expect: NotRequired[str | None]
 
 
 def _job(message: Message) -> DeliveryJob:
@@ -178,15 +187,54 @@ class HttpDelivery:
         }
         if breaker_key is not None:
             job["breaker_key"] = breaker_key
+        return await self._first_attempt(job, key)
+
+    async def send_request(
+        self,
+        url: str,
+        request: PlainRequest,
+        *,
+        timeout: float = 10.0,
+        max_age: float | None = None,
+        breaker_key: str | None = None,
+    ) -> HttpResult:
+        """Make a dialect's callback request now; retried as :meth:`post_json`."""
+        key = breaker_key or url
+        job: DeliveryJob = {
+            "max_age": max_age or self.max_age,
+            "message_type": JOB_TYPE,
+            "url": url,
+            "body": None,
+            "token": None,
+            "timeout": timeout,
+            "attempt": 0,
+            "first_attempt": self._now(),
+        }
+        job.update(request.as_job())  # type: ignore[typeddict-item]
+        if breaker_key is not None:
+            job["breaker_key"] = breaker_key
+        return await self._first_attempt(job, key)
+
+    async def _first_attempt(self, job: DeliveryJob, key: str) -> HttpResult:
         if self._breaker_open(key):
             result = HttpResult(ok=False, code=None, error="breaker open, queued")
             await self._schedule(job, result)
             return result
-        result = await self.http.post_json(url, body, token=token, timeout=timeout)
+        result = await self._attempt(job)
         self._record(key, result)
         if not result.ok:
             await self._after_failure(job, result)
         return result
+
+    async def _attempt(self, job: DeliveryJob) -> HttpResult:
+        """One try of a job: its JSON POST, or its dialect request."""
+        timeout = job.get("timeout", 10.0)
+        request = plain.from_job(job)
+        if request is not None:
+            return await self.http.send_request(job["url"], request, timeout=timeout)
+        return await self.http.post_json(
+            job["url"], job.get("body"), token=job.get("token"), timeout=timeout
+        )
 
     # -- retries ---------------------------------------------------------------
 
@@ -200,12 +248,7 @@ class HttpDelivery:
                 job, HttpResult(ok=False, code=None, error="breaker open")
             )
             return
-        result = await self.http.post_json(
-            url,
-            job.get("body"),
-            token=job.get("token"),
-            timeout=job.get("timeout", 10.0),
-        )
+        result = await self._attempt(job)
         self._record(key, result)
         if result.ok:
             self.log.info(
@@ -333,6 +376,22 @@ class BoundedPoster:
             breaker_key=breaker_key,
         )
 
+    async def send_request(
+        self,
+        url: str,
+        request: PlainRequest,
+        *,
+        timeout: float = 10.0,
+        breaker_key: str | None = None,
+    ) -> HttpResult:
+        return await self.delivery.send_request(
+            url,
+            request,
+            timeout=timeout,
+            max_age=self.max_age,
+            breaker_key=breaker_key,
+        )
+
 
 def _uncancellable(work: Deferred[T], log: Logger) -> Deferred[T]:
     """Fires like ``work``; cancelling it leaves ``work`` running to its end
@@ -363,7 +422,7 @@ def _public(job: DeliveryJob) -> dict[str, Any]:
             last_error = short_reason(HttpResult(ok=False, code=code))
     return {
         "url": redact_url(job.get("url", "")),
-        "body": job.get("body"),
+        "body": job.get("body") if "method" not in job else job.get("data"),
         "attempts": job.get("attempt", 0),
         "first_attempt": job.get("first_attempt"),
         "last_error": last_error,

@@ -14,6 +14,8 @@ limits a server facing the internet needs, in one place:
   connection); a late header is answered 408, an idle connection is closed;
 - at most ``max_connections`` connections are open at once; one more is
   answered 503 and closed;
+- the access log never shows a query's ``password``, ``pass`` or ``token``
+  (the Kannel and Jasmin send routes carry credentials there);
 - two ``Transfer-Encoding`` headers, or one that is not ``chunked``, are
   refused (RFC 9112 6.1: a request whose framing is ambiguous must not be
   guessed at), as twisted.web refuses other malformed requests.
@@ -25,6 +27,7 @@ that connection is read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from io import BytesIO
@@ -34,7 +37,7 @@ import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
+from twisted.web.http import HTTPChannel, combinedLogFormatter
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
@@ -261,6 +264,17 @@ class LimitedChannel(HTTPChannel):
         self.refuse(BAD_REQUEST)
 
 
+#: A secret in a query string (Kannel's and Jasmin's send credentials).
+_QUERY_SECRET = re.compile(r"([?&](?:password|pass|token)=)[^&\s\"]*", re.IGNORECASE)
+
+
+def access_log_line(timestamp: str, request: Any) -> str:
+    """twisted.web's combined access log line, with the value of a query's
+    ``password``, ``pass`` or ``token`` replaced by ``***``."""
+    line: str = combinedLogFormatter(timestamp, request)
+    return _QUERY_SECRET.sub(r"\1***", line)
+
+
 class LimitedRequest(Request):
     """A request whose body counts against its channel's limit."""
 
@@ -310,6 +324,7 @@ class LimitedSite(Site):
         gate: Gate | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("logFormatter", access_log_line)
         super().__init__(
             resource, requestFactory=LimitedRequest, reactor=reactor, **kwargs
         )

@@ -73,7 +73,7 @@ class Router:
     ``router`` is the stored router (``id``, ``type``, ``config``, ``label``,
     ``metadata``), ``destinations`` the stored destinations (each with ``id``,
     ``config`` and the delivery keys ``mo_url``, ``mo_url_token``,
-    ``amqp_queue``, ``character_limit``).
+    ``mo_format``, ``amqp_queue``, ``character_limit``).
     """
 
     @classmethod
@@ -145,6 +145,7 @@ class Router:
             log=self.log,
             mo_url=destination.get("mo_url"),
             mo_url_auth_token=destination.get("mo_url_token"),
+            mo_format=destination.get("mo_format") or "junebug",
             amqp_queue=destination.get("amqp_queue"),
             view_id=destination["id"],
             mo_http=getattr(deps, "mo_http", None),

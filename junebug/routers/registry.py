@@ -448,9 +448,16 @@ class RouterRegistry:
     # -- sending ---------------------------------------------------------------
 
     async def send(
-        self, router_id: str, destination_id: str, body: dict[str, Any]
+        self,
+        router_id: str,
+        destination_id: str,
+        body: dict[str, Any],
+        record_extras: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Send an MT message from a destination on the channel serving it.
+
+        ``record_extras`` are added to the outbound record (a dialect's
+        delivery report settings).
 
         The channel needs no ``mo_url``/``amqp_queue``; both the channel's and
         the destination's ``character_limit`` apply.  The outbound record
@@ -481,5 +488,9 @@ class RouterRegistry:
             require_destination=False,
             inbound_owners=(destination_id,),
             record_owners=(destination_id,),
-            record_extras={DESTINATION_KEY: destination_id, ROUTER_KEY: router_id},
+            record_extras={
+                **(record_extras or {}),
+                DESTINATION_KEY: destination_id,
+                ROUTER_KEY: router_id,
+            },
         )

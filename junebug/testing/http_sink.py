@@ -52,7 +52,7 @@ class _Recorder(Resource):
             )
         )
         request.setResponseCode(self.sink.response_code)
-        return b"{}"
+        return self.sink.response_body
 
 
 class HttpSink:
@@ -62,6 +62,8 @@ class HttpSink:
         self.reactor = reactor
         self.queue: DeferredQueue[Received] = DeferredQueue()
         self.response_code = 200
+        #: What every request is answered (Jasmin's clients: ``ACK/Jasmin``).
+        self.response_body = b"{}"
         self.port: IListeningPort | None = None
 
     async def start(self) -> str:
