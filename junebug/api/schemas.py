@@ -126,7 +126,7 @@ def _quick_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
         return None
     fields: dict[str, tuple[tuple[Callable[[Any], bool], ...], Any, Any]] = {}
     for name, rule in schema.get("properties", {}).items():
-        if not set(rule) <= _SIMPLE_KEYWORDS:
+        if "type" not in rule or not set(rule) <= _SIMPLE_KEYWORDS:
             return None
         kinds = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
         if not all(kind in _TYPE_TESTS for kind in kinds):

@@ -71,3 +71,11 @@ class QuickCheckTests(TestCase):
         self.assertFalse(check({"to": "+27"}))  # content is required
         self.assertFalse(check({"content": "hi", "extra": 1}))
         self.assertFalse(check({"content": "hi", "priority": 1.0}))  # not judged
+
+    def test_every_schema_can_be_asked(self) -> None:
+        # A property with an enum but no type (mo_format) leaves the schema
+        # to jsonschema instead of failing to build the check.
+        for name, schema in SCHEMAS.items():
+            with self.subTest(name):
+                _quick_check(schema)
+        self.assertIsNone(_quick_check(schemas.CHANNEL_CREATE))

@@ -102,7 +102,7 @@
   // "paused", "running", or DASH when the API does not say.
   function pausedText(channel) {
     const status = statusOf(channel);
-    for (const value of [status.paused, channel && channel.paused]) {
+    for (const value of [status.paused, field(status, "queue", "paused"), field(channel, "paused")]) {
       if (typeof value === "boolean") return value ? "paused" : "running";
     }
     return status.status === "paused" ? "paused" : DASH;
@@ -111,7 +111,7 @@
   function owner(channel) {
     const value = field(channel, "status", "owner");
     if (value && typeof value === "object") {
-      return value.id || value.process_id || value.name || value;
+      return value.process || value.id || value.process_id || value.name || value;
     }
     return value;
   }
