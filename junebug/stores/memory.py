@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections.abc import Sequence
 
 from twisted.internet.interfaces import IReactorTime
 
-_Value = str | set[str] | dict[str, str]
+_Value = str | set[str] | dict[str, str] | list[str]
 
 
 class MemoryBackend:
@@ -156,6 +157,36 @@ class MemoryBackend:
         self._data[k] = str(count)
         self._expire(k, ttl)
         return count
+
+    def _existing_list(self, key: str) -> list[str] | None:
+        value = self._live(self._key(key))
+        if value is not None and not isinstance(value, list):
+            raise TypeError(f"{key} does not hold a list")
+        return value
+
+    async def push_capped(
+        self, key: str, values: Sequence[str], cap: int, ttl: int | None = None
+    ) -> None:
+        if cap < 1:
+            raise ValueError(f"cap must be positive, not {cap}")
+        existing = self._existing_list(key)
+        if not values:
+            if existing is not None:
+                self._expire(self._key(key), ttl)
+            return
+        k = self._key(key)
+        items = [*reversed(values), *(existing or [])]
+        self._data[k] = items[:cap]
+        self._expire(k, ttl)
+
+    async def lrange(self, key: str, start: int, stop: int) -> list[str]:
+        value = self._existing_list(key)
+        if value is None:
+            return []
+        size = len(value)
+        first = max(start + size if start < 0 else start, 0)
+        last = stop + size if stop < 0 else min(stop, size - 1)
+        return value[first : last + 1] if first <= last else []
 
     async def ttl(self, key: str) -> int | None:
         k = self._key(key)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final, cast
 
 from twisted.internet import defer
@@ -55,6 +55,21 @@ return reply
 _WITH_EXPIRY_SHA: Final = hashlib.sha1(
     _WITH_EXPIRY.encode(), usedforsecurity=False
 ).hexdigest()  # Redis names scripts by SHA1
+
+# LPUSH ARGV[3..] on KEYS[1], keep its first ARGV[1] items, expire it after
+# ARGV[2] seconds (no expiry change for an empty ARGV[2]).  Callers send a few
+# hundred values at most per call (unpack()'s limit, see above).
+_PUSH_CAPPED: Final = """\
+redis.call('LPUSH', KEYS[1], unpack(ARGV, 3))
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if ARGV[2] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+_PUSH_CAPPED_SHA: Final = hashlib.sha1(
+    _PUSH_CAPPED.encode(), usedforsecurity=False
+).hexdigest()
+#: Values pushed per script call (Lua's unpack() has a limit).
+_PUSH_CHUNK: Final = 500
 
 # The client's reply timeout (``timeout``) fires first: it is the one that
 # drops a connection that stopped answering.  Ours, later, covers a call still
@@ -137,11 +152,15 @@ class RedisBackend:
     async def _with_expiry(
         self, ttl: int, command: str, key: str, *args: _Arg
     ) -> object:
-        arguments = (1, self._key(key), ttl, command, *args)
+        return await self._script(
+            _WITH_EXPIRY, _WITH_EXPIRY_SHA, 1, self._key(key), ttl, command, *args
+        )
+
+    async def _script(self, script: str, sha: str, *arguments: _Arg) -> object:
         try:
-            return await self._command("EVALSHA", _WITH_EXPIRY_SHA, *arguments)
+            return await self._command("EVALSHA", sha, *arguments)
         except _NoScript:
-            return await self._command("EVAL", _WITH_EXPIRY, *arguments)
+            return await self._command("EVAL", script, *arguments)
 
     async def ping(self) -> bool:
         try:
@@ -220,6 +239,34 @@ class RedisBackend:
         else:
             reply = await self._with_expiry(ttl, "INCRBY", key, amount)
         return _integer(reply)
+
+    async def push_capped(
+        self, key: str, values: Sequence[str], cap: int, ttl: int | None = None
+    ) -> None:
+        if cap < 1:
+            raise ValueError(f"cap must be positive, not {cap}")
+        if not values:
+            if ttl is not None:
+                await self._command("EXPIRE", self._key(key), ttl)
+            return
+        # Only the newest ``cap`` can survive the trim.
+        kept = values[-cap:]
+        expiry = "" if ttl is None else ttl
+        for start in range(0, len(kept), _PUSH_CHUNK):
+            chunk = kept[start : start + _PUSH_CHUNK]
+            await self._script(
+                _PUSH_CAPPED,
+                _PUSH_CAPPED_SHA,
+                1,
+                self._key(key),
+                cap,
+                expiry,
+                *chunk,
+            )
+
+    async def lrange(self, key: str, start: int, stop: int) -> list[str]:
+        reply = await self._command("LRANGE", self._key(key), start, stop)
+        return [_text(item) for item in _array(reply)]
 
     async def ttl(self, key: str) -> int | None:
         seconds = _integer(await self._command("TTL", self._key(key)))

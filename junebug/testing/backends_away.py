@@ -33,6 +33,8 @@ COMMANDS = (
     "hdel",
     "incr",
     "ttl",
+    "push_capped",
+    "lrange",
 )
 
 
