@@ -18,6 +18,7 @@ from junebug.api import (
     channels,
     dead_letters,
     health,
+    message_logs,
     messages,
     metrics,
     probes,
@@ -51,6 +52,7 @@ class JunebugApi:
             self._openapi
         )
         routers.install(self.app, deps)
+        message_logs.install(self.app, deps)
 
     def _openapi(self, request: IRequest) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")

@@ -272,6 +272,12 @@ class ChannelRegistry:
                 "delete a channel status",
                 self.deps.statuses.delete(channel_id),
             )
+            if self.deps.stored_logs is not None:
+                await undo_quietly(
+                    self.log,
+                    "delete the channel's stored logs",
+                    self.deps.stored_logs.forget(channel_id),
+                )
             await delete_owned_queues(
                 self.deps.broker, channel_id, with_status=True, log=self.log
             )

@@ -31,6 +31,7 @@ from junebug.messages import (
 )
 from junebug.metrics.families import JunebugMetrics
 from junebug.reactors import TimeTCPReactor
+from junebug.stored_logs import StoredLogs
 from junebug.stores.backend import KeyValueBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
@@ -61,6 +62,8 @@ class ChannelDependencies:
     #: Posts MO messages (retried within the inbound TTL); ``http`` if unset.
     mo_http: JsonPoster | None = None
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
+    #: Where channel logs and message logs are stored (None: files only).
+    stored_logs: StoredLogs | None = None
 
 
 class Channel:
@@ -96,6 +99,7 @@ class Channel:
         cid = self.id
         metrics = self._deps.metrics.channel(cid, str(self.properties.get("type")))
         received = metrics.received
+        stored = self._deps.stored_logs
 
         async def publish_inbound(msg: UserMessage) -> None:
             msg.setdefault("transport_name", cid)
@@ -120,6 +124,7 @@ class Channel:
             store=self._deps.backend,
             log=self.log,
             metrics=metrics,
+            record=None if stored is None else stored.recorder(cid),
         )
 
     def forwarder(self) -> Forwarder:

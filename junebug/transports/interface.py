@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from junebug.messages import Event, StatusEvent, UserMessage
 from junebug.metrics.families import ChannelMetrics, unregistered_channel
 from junebug.reactors import TimeTCPReactor
+from junebug.stored_logs import MessageRecorder
 from junebug.stores.backend import KeyValueBackend
 from junebug.transports.toolkit import BackgroundTasks, StatusReporter
 
@@ -60,6 +61,10 @@ class TransportContext:
     log: Logger
     #: The channel's metric children (latencies a transport measures).
     metrics: ChannelMetrics = attrs.field(factory=unregistered_channel)
+    #: Records a protocol exchange in a message's log
+    #: (``record(message_id, text, fields)``); None when nothing records them,
+    #: so a transport builds no summaries then.
+    record: MessageRecorder | None = None
     tasks: BackgroundTasks = attrs.field(
         default=attrs.Factory(
             lambda self: BackgroundTasks(self.reactor, self.log), takes_self=True
