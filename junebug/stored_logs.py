@@ -10,7 +10,8 @@ entry whose event carries a ``message_id`` also goes to
 expiring after the longer of the message TTLs), and so do the protocol
 exchanges a transport records about a message (:meth:`StoredLogs.record`,
 the SMPP PDUs of an MT).  The entries are the JSON objects the log files
-hold; a recorded exchange adds its decoded fields under ``pdu``.
+hold; a recorded exchange adds its fields (an SMPP PDU's decoded fields)
+under ``details``.
 
 Writing never gets in the way of the code that logs: entries are buffered
 and written once per reactor turn, one list push per key, all pipelined on
@@ -107,7 +108,7 @@ class StoredLogs:
             "timestamp": self._clock.seconds(),
             "message": text,
             "message_id": message_id,
-            "pdu": fields,
+            "details": fields,
         }
         self._add_message(owner_id, message_id, entry)
 

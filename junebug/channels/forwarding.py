@@ -24,6 +24,7 @@ from junebug.amqp.broker import Broker
 from junebug.http import url_templates
 from junebug.http.client import redact_url, status_phrase
 from junebug.messages import Message, api_event_type, api_event_view, api_message_view
+from junebug.stored_logs import MessageRecorder
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
 
@@ -49,6 +50,17 @@ class JsonPoster(Protocol):
         timeout: float = ...,
         breaker_key: str | None = ...,
     ) -> Any: ...
+
+
+def _event_fields(event: Message) -> dict[str, Any]:
+    fields = {
+        "event_id": event.get("event_id"),
+        "event_type": event.get("event_type"),
+    }
+    for key in ("sent_message_id", "nack_reason", "delivery_status"):
+        if event.get(key) is not None:
+            fields[key] = event.get(key)
+    return fields
 
 
 def _breaker(template: str, url: str) -> dict[str, Any]:
@@ -82,6 +94,8 @@ class Forwarder:
     #: Log a warning for an event that has nowhere to go (channels stay quiet:
     #: a message sent without ``event_url`` wants no events).
     warn_without_event_url: bool = False
+    #: Records deliveries in each message's log (None: not recorded).
+    record: MessageRecorder | None = None
 
     async def handle_inbound(self, message: Message) -> None:
         """Store an MO message, then deliver it to ``mo_url`` and ``amqp_queue``."""
@@ -102,6 +116,7 @@ class Forwarder:
                 **_breaker(self.mo_url, url),
             )
             self._report("message", url, result, message.get("message_id"))
+            self._record_post("message", url, result, message.get("message_id"))
         if self.amqp_queue:
             await self.broker.publish(topology.inbound(self.amqp_queue), message)
         await self.rates.increment(self.owner_id, "inbound")
@@ -118,6 +133,12 @@ class Forwarder:
         else:
             # Storing the event and reading its message's record are
             # independent: one round trip of latency instead of two.
+            if self.record is not None:
+                self.record(
+                    message_id,
+                    f"{event.get('event_type')} event received",
+                    _event_fields(event),
+                )
             storing = ensureDeferred(self.messages.store_event(self.owner_id, event))
             try:
                 record = await self.messages.load_outbound(self.owner_id, message_id)
@@ -170,6 +191,19 @@ class Forwarder:
             **_breaker(event_url, url),
         )
         self._report("event", url, result, message_id)
+        self._record_post(f"{view['event_type']} event", url, result, message_id)
+
+    def _record_post(
+        self, what: str, url: str, result: HttpResultLike, message_id: Any
+    ) -> None:
+        if self.record is None or not isinstance(message_id, str):
+            return
+        outcome = f"HTTP {result.code}" if result.code is not None else result.error
+        self.record(
+            message_id,
+            f"Posted {what} to {redact_url(url)}: {outcome}",
+            {"url": redact_url(url), "ok": result.ok, "code": result.code},
+        )
 
     def _report(
         self, what: str, url: str, result: HttpResultLike, message_id: Any

@@ -129,6 +129,7 @@ class Channel:
 
     def forwarder(self) -> Forwarder:
         props = self.properties
+        stored = self._deps.stored_logs
         return Forwarder(
             owner_id=self.id,
             broker=self._deps.broker,
@@ -140,6 +141,7 @@ class Channel:
             mo_url_auth_token=props.get("mo_url_auth_token"),
             amqp_queue=props.get("amqp_queue"),
             mo_http=self._deps.mo_http,
+            record=None if stored is None else stored.recorder(self.id),
         )
 
     async def _consume(self, queue: str, handler: MessageHandler) -> None:

@@ -151,6 +151,9 @@ class Router:
             amqp_queue=destination.get("amqp_queue"),
             view_id=destination["id"],
             mo_http=getattr(deps, "mo_http", None),
+            record=None
+            if deps.stored_logs is None
+            else deps.stored_logs.recorder(destination["id"]),
         )
 
     async def consume(self, queue: str, handler: MessageHandler) -> None:
