@@ -13,6 +13,7 @@ same URL.  A URL without variables is posted as it is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -49,6 +50,7 @@ class JsonPoster(Protocol):
         token: str | None = None,
         timeout: float = ...,
         breaker_key: str | None = ...,
+        about: Mapping[str, str] | None = ...,
     ) -> Any: ...
 
 
@@ -113,6 +115,7 @@ class Forwarder:
                 view,
                 token=self.mo_url_auth_token,
                 timeout=self.mo_url_timeout,
+                about=self._about(message.get("message_id")),
                 **_breaker(self.mo_url, url),
             )
             self._report("message", url, result, message.get("message_id"))
@@ -188,10 +191,18 @@ class Forwarder:
             view,
             token=token,
             timeout=self.event_url_timeout,
+            about=self._about(message_id),
             **_breaker(event_url, url),
         )
         self._report("event", url, result, message_id)
         self._record_post(f"{view['event_type']} event", url, result, message_id)
+
+    def _about(self, message_id: Any) -> dict[str, str]:
+        """Log fields putting a delivery's retries in this owner's logs."""
+        about = {"channel_id": self.owner_id}
+        if isinstance(message_id, str):
+            about["message_id"] = message_id
+        return about
 
     def _record_post(
         self, what: str, url: str, result: HttpResultLike, message_id: Any
