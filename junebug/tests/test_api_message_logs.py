@@ -116,3 +116,19 @@ class MessageLogsApiTests(TestCase):
             "GET", f"/routers/{rid}/destinations/nope/messages/{message_id}/logs"
         )
         self.assertEqual((code, body["description"]), (404, "destination not found"))
+
+    async def test_in_the_openapi_document(self) -> None:
+        """Both routes are listed, with their path parameters and no ``n``."""
+        code, body, _ = await self.api.request("GET", "/openapi.json")
+        self.assertEqual(code, 200)
+        for path in (
+            "/channels/{channel_id}/messages/{message_id}/logs",
+            "/routers/{router_id}/destinations/{destination_id}"
+            "/messages/{message_id}/logs",
+        ):
+            operation = body["paths"][path]["get"]
+            names = [p["name"] for p in operation["parameters"]]
+            self.assertNotIn("n", names)
+            self.assertIn("message_id", names)
+        channel_logs = body["paths"]["/channels/{channel_id}/logs"]["get"]
+        self.assertIn("n", [p["name"] for p in channel_logs["parameters"]])
