@@ -16,8 +16,9 @@ under ``details``.
 Writing never gets in the way of the code that logs: entries are buffered
 and written once per reactor turn, one list push per key, all pipelined on
 the store's connection, with at most one batch in flight.  While a batch is
-in flight the buffer keeps only the newest entries each key can hold (and at
-most ``MAX_PENDING_KEYS`` keys); when the store is away the batch is dropped
+in flight the buffer keeps only the newest entries each key can hold, for at
+most ``MAX_PENDING_KEYS`` keys and ``MAX_PENDING_ENTRIES`` entries in all
+(more are dropped and counted); when the store is away the batch is dropped
 and counted (``junebug_stored_log_entries_dropped_total``), and one warning
 without an owner is logged (it cannot come back into a stored log).
 """
@@ -31,7 +32,11 @@ from typing import Any, Final, cast
 
 from prometheus_client import Counter
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
-from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorFromThreads,
+    IReactorTime,
+)
 from twisted.logger import Logger
 from twisted.python import threadable
 from twisted.python.failure import Failure
@@ -46,6 +51,8 @@ DEFAULT_MESSAGE_LINES: Final = 200
 DEFAULT_TTL: Final = 7 * 24 * 3600
 #: Keys whose entries may wait in memory for the store at once.
 MAX_PENDING_KEYS: Final = 10_000
+#: Entries that may wait in memory for the store at once (all keys).
+MAX_PENDING_ENTRIES: Final = 100_000
 #: How long :meth:`StoredLogs.stop` waits for the last entries to be written.
 STOP_TIMEOUT: Final = 2.0
 
@@ -69,6 +76,7 @@ class StoredLogs:
         message_ttl: int = DEFAULT_TTL,
         dropped: Counter | None = None,
         max_pending_keys: int = MAX_PENDING_KEYS,
+        max_pending_entries: int = MAX_PENDING_ENTRIES,
     ) -> None:
         self._backend = backend
         self._clock = clock
@@ -79,10 +87,13 @@ class StoredLogs:
         self.message_ttl = message_ttl
         self._dropped = dropped
         self._max_keys = max_pending_keys
+        self._max_entries = max_pending_entries
+        self._pending_entries = 0
         self._lock = threading.Lock()
         #: key -> (cap, ttl, entries oldest first)
         self._pending: dict[str, tuple[int, int, list[dict[str, Any]]]] = {}
         self._scheduled = False
+        self._turn: IDelayedCall | None = None
         self._writing: Deferred[None] | None = None
         self._idle: list[Deferred[None]] = []
         self._failing = False
@@ -131,21 +142,26 @@ class StoredLogs:
             return
         with self._lock:
             pending = self._pending.get(key)
+            full = self._pending_entries >= self._max_entries
+            if pending is None and len(self._pending) >= self._max_keys:
+                full = True
+            if full:
+                self._count_dropped(1)
+                return
             if pending is None:
-                if len(self._pending) >= self._max_keys:
-                    self._count_dropped(1)
-                    return
                 pending = self._pending[key] = (cap, ttl, [])
             entries = pending[2]
             entries.append(entry)
+            self._pending_entries += 1
             if len(entries) > cap:
                 # The list keeps only the newest ``cap``: so does the buffer.
+                self._pending_entries -= len(entries) - cap
                 del entries[: len(entries) - cap]
             if self._scheduled:
                 return
             self._scheduled = True
         if threadable.isInIOThread() or self._threads is None:
-            self._clock.callLater(0, self._turn_ended)
+            self._turn = self._clock.callLater(0, self._turn_ended)
         else:
             self._threads.callFromThread(self._turn_ended)
 
@@ -154,6 +170,7 @@ class StoredLogs:
             self._dropped.inc(count)
 
     def _turn_ended(self) -> None:
+        self._turn = None
         with self._lock:
             self._scheduled = False
         if self._writing is None:
@@ -162,6 +179,7 @@ class StoredLogs:
     def _start_write(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, {}
+            self._pending_entries = 0
         if not batch:
             self._wake_idle()
             return
@@ -239,6 +257,9 @@ class StoredLogs:
             await flushing
         except Exception:
             log.warn("Stored channel logs not all written before stopping")
+        turn, self._turn = self._turn, None
+        if turn is not None and turn.active():
+            turn.cancel()
 
     # -- reading and forgetting ---------------------------------------------------
 
@@ -262,7 +283,9 @@ class StoredLogs:
         """Delete ``owner_id``'s log list (its message logs expire by themselves)."""
         key = keys.owner_logs(owner_id)
         with self._lock:
-            self._pending.pop(key, None)
+            dropped = self._pending.pop(key, None)
+            if dropped is not None:
+                self._pending_entries -= len(dropped[2])
         await self._backend.delete(key)
 
 

@@ -141,6 +141,17 @@ class StoredLogsTests(Case):
             sorted(k for k, _ in self.backend.pushes), ["a:logs", "b:logs"]
         )
 
+    def test_pending_entries_bounded(self) -> None:
+        logs = StoredLogs(
+            self.backend, self.clock, dropped=self.dropped, max_pending_entries=3
+        )
+        for i in range(5):
+            logs.add_line("a", entry(f"l{i}"))
+        self.assertEqual(self.dropped._value.get(), 2)
+        self.clock.advance(0)
+        logs.add_line("a", entry("after the write"))
+        self.assertEqual(self.dropped._value.get(), 2)
+
     def test_forget(self) -> None:
         self.logs.add_line("c1", entry("a"))
         self.clock.advance(0)
