@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -39,6 +41,11 @@ def entry(text: str) -> dict[str, Any]:
 
 
 class Case(SynchronousTestCase):
+    def directory(self) -> str:
+        path = tempfile.mkdtemp(prefix="junebug-stored-logs-")
+        self.addCleanup(shutil.rmtree, path, ignore_errors=True)
+        return path
+
     def result(self, coroutine: Any) -> Any:
         """The result of a coroutine that does not wait on anything."""
         return self.successResultOf(ensureDeferred(coroutine))
@@ -176,7 +183,7 @@ class ObserverTests(Case):
         backend = MemoryBackend(clock)
         stored = StoredLogs(backend, clock)
         publisher = LogPublisher()
-        router = LogFileRouter(self.mktemp(), publisher=publisher, store=stored)
+        router = LogFileRouter(self.directory(), publisher=publisher, store=stored)
         router.start()
         self.addCleanup(router.stop)
         log = Logger(observer=publisher)
@@ -202,7 +209,7 @@ class ObserverTests(Case):
         publisher = LogPublisher()
         seen: list[Any] = []
         publisher.addObserver(seen.append)
-        router = LogFileRouter(self.mktemp(), publisher=publisher, store=stored)
+        router = LogFileRouter(self.directory(), publisher=publisher, store=stored)
         router.start()
         self.addCleanup(router.stop)
         log = Logger(observer=publisher)
