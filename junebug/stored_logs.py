@@ -14,8 +14,9 @@ hold; a recorded exchange adds its fields (an SMPP PDU's decoded fields)
 under ``details``.
 
 Writing never gets in the way of the code that logs: entries are buffered
-and written once per reactor turn, one list push per key, all pipelined on
-the store's connection, with at most one batch in flight.  While a batch is
+and written once per reactor turn, every key's in one script call
+(:meth:`~junebug.stores.backend.KeyValueBackend.push_capped_many`), with at
+most one batch in flight.  While a batch is
 in flight the buffer keeps only the newest entries each key can hold, for at
 most ``MAX_PENDING_KEYS`` keys and ``MAX_PENDING_ENTRIES`` entries in all
 (more are dropped and counted); when the store is away the batch is dropped
@@ -28,10 +29,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from prometheus_client import Counter
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
     IReactorFromThreads,
@@ -39,10 +40,9 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.python import threadable
-from twisted.python.failure import Failure
 
 from junebug.stores import keys
-from junebug.stores.backend import KeyValueBackend
+from junebug.stores.backend import CappedPush, KeyValueBackend
 
 __all__ = ["MessageRecorder", "StoredLogs"]
 
@@ -191,32 +191,21 @@ class StoredLogs:
         self, batch: dict[str, tuple[int, int, list[dict[str, Any]]]]
     ) -> None:
         pushes = [
-            ensureDeferred(
-                self._backend.push_capped(
-                    key, [json.dumps(entry) for entry in entries], cap, ttl
-                )
-            )
+            CappedPush(key, [json.dumps(entry) for entry in entries], cap, ttl)
             for key, (cap, ttl, entries) in batch.items()
         ]
-        results = await DeferredList(pushes, consumeErrors=True)
-        lost = 0
-        error: Failure | None = None
-        for (ok, result), (_cap, _ttl, entries) in zip(
-            results, batch.values(), strict=True
-        ):
-            if not ok:
-                lost += len(entries)
-                error = cast(Failure, result)
-        self._count_dropped(lost)
-        if error is not None and not self._failing:
-            self._failing = True
-            # No owner key: this warning is not stored itself.
-            log.warn(
-                "Could not store {count} channel log entries: {error}",
-                count=lost,
-                error=error.getErrorMessage(),
-            )
-        elif error is None:
+        try:
+            await self._backend.push_capped_many(pushes)
+        except Exception as exc:
+            self._count_dropped(sum(len(push.values) for push in pushes))
+            if not self._failing:
+                self._failing = True
+                # No owner key: this warning is not stored itself.
+                log.warn(
+                    "Could not store channel log entries: {error}",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+        else:
             self._failing = False
 
     def _written(self, result: object) -> None:

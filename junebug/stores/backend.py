@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+
+class CappedPush(NamedTuple):
+    """One list of a :meth:`KeyValueBackend.push_capped_many`."""
+
+    key: str
+    values: Sequence[str]
+    cap: int
+    ttl: int | None = None
 
 
 class KeyValueBackend(Protocol):
@@ -63,6 +72,11 @@ class KeyValueBackend(Protocol):
         """Push ``values`` on the head of a list (the last one ends up first,
         as ``LPUSH`` does), keep its first ``cap`` items and, with ``ttl``,
         (re)set its expiry: one atomic round trip.  ``cap`` must be positive."""
+
+    async def push_capped_many(self, pushes: Sequence[CappedPush]) -> None:
+        """:meth:`push_capped` for several lists, in order, in one round trip
+        (Redis: one per 2,000 values).  A key of another type raises
+        :class:`TypeError`, and the lists sent with it are not pushed."""
 
     async def lrange(self, key: str, start: int, stop: int) -> list[str]:
         """Items ``start`` to ``stop`` (inclusive, negative counts from the end)

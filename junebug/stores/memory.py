@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from twisted.internet.interfaces import IReactorTime
 
+from junebug.stores.backend import CappedPush
+
 _Value = str | set[str] | dict[str, str] | list[str]
 
 
@@ -167,17 +169,23 @@ class MemoryBackend:
     async def push_capped(
         self, key: str, values: Sequence[str], cap: int, ttl: int | None = None
     ) -> None:
-        if cap < 1:
-            raise ValueError(f"cap must be positive, not {cap}")
-        existing = self._existing_list(key)
-        if not values:
-            if existing is not None:
-                self._expire(self._key(key), ttl)
-            return
-        k = self._key(key)
-        items = [*reversed(values), *(existing or [])]
-        self._data[k] = items[:cap]
-        self._expire(k, ttl)
+        await self.push_capped_many([CappedPush(key, values, cap, ttl)])
+
+    async def push_capped_many(self, pushes: Sequence[CappedPush]) -> None:
+        for push in pushes:
+            if push.cap < 1:
+                raise ValueError(f"cap must be positive, not {push.cap}")
+        # Checked first: one key of another type and nothing is pushed.
+        existing = [self._existing_list(push.key) for push in pushes]
+        for push, items in zip(pushes, existing, strict=True):
+            k = self._key(push.key)
+            if not push.values:
+                if items is not None:
+                    self._expire(k, push.ttl)
+                continue
+            current = self._existing_list(push.key)  # a key may come twice
+            self._data[k] = [*reversed(push.values), *(current or [])][: push.cap]
+            self._expire(k, push.ttl)
 
     async def lrange(self, key: str, start: int, stop: int) -> list[str]:
         value = self._existing_list(key)

@@ -34,6 +34,7 @@ COMMANDS = (
     "incr",
     "ttl",
     "push_capped",
+    "push_capped_many",
     "lrange",
 )
 

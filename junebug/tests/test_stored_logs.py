@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -15,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from junebug.channel_logs import LogFileRouter
 from junebug.errors import StoreUnavailable
 from junebug.stored_logs import StoredLogs
+from junebug.stores.backend import CappedPush
 from junebug.stores.memory import MemoryBackend
 from junebug.testing.backends_away import StoreSwitch
 
@@ -25,15 +27,15 @@ class CountingBackend(MemoryBackend):
     def __init__(self, clock: Clock) -> None:
         super().__init__(clock)
         self.pushes: list[tuple[str, int]] = []
+        self.calls = 0
         self.hold: Deferred[None] | None = None
 
-    async def push_capped(
-        self, key: str, values: Any, cap: int, ttl: int | None = None
-    ) -> None:
-        self.pushes.append((key, len(values)))
+    async def push_capped_many(self, pushes: Sequence[CappedPush]) -> None:
+        self.calls += 1
+        self.pushes += [(push.key, len(push.values)) for push in pushes]
         if self.hold is not None:
             await self.hold
-        await super().push_capped(key, values, cap, ttl)
+        await super().push_capped_many(pushes)
 
 
 def entry(text: str) -> dict[str, Any]:
@@ -71,13 +73,15 @@ class StoredLogsTests(Case):
         return [e["message"] for e in got]
 
     def test_one_push_per_key_per_turn(self) -> None:
-        """Entries logged in one reactor turn are written in one push per key."""
+        """Entries logged in one reactor turn are written in one call, one push
+        per key."""
         for i in range(3):
             self.logs.add_line("c1", entry(f"l{i}"))
         self.logs.add_line("c2", entry("other"))
         self.assertEqual(self.backend.pushes, [])
         self.clock.advance(0)
         self.assertEqual(sorted(self.backend.pushes), [("c1:logs", 3), ("c2:logs", 1)])
+        self.assertEqual(self.backend.calls, 1)
         self.assertEqual(self.lines(), ["l2", "l1", "l0"])
         self.assertEqual(self.result(self.backend.ttl("c1:logs")), 100)
 

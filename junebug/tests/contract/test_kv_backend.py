@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from junebug.errors import StoreUnavailable
-from junebug.stores.backend import KeyValueBackend
+from junebug.stores.backend import CappedPush, KeyValueBackend
 from junebug.stores.memory import MemoryBackend
 from junebug.stores.redis import RedisBackend, connect_redis
 from junebug.testing.redis import RedisFixture, start_redis_fixture
@@ -500,6 +500,42 @@ class KeyValueBackendContract(TestCase):
         await self.backend.push_capped("l", ["a"], cap=5, ttl=100)
         await self.backend.delete("l")
         self.assertEqual(await self.backend.lrange("l", 0, -1), [])
+
+    async def test_push_capped_many(self) -> None:
+        """Several lists in one call, each with its own cap and expiry."""
+        b = self.backend
+        await b.push_capped("old", ["x"], cap=10)
+        await b.push_capped_many(
+            [
+                CappedPush("a", ["1", "2", "3"], 2, 100),
+                CappedPush("old", ["y"], 10),
+                CappedPush("empty", [], 5, 100),
+                CappedPush("a", ["4"], 2, 200),
+            ]
+        )
+        self.assertEqual(await b.lrange("a", 0, -1), ["4", "3"])
+        self.assertTTL(await b.ttl("a"), 200)
+        self.assertEqual(await b.lrange("old", 0, -1), ["y", "x"])
+        self.assertIsNone(await b.ttl("old"))
+        self.assertIs(await b.exists("empty"), False)
+        await b.push_capped_many([])
+
+    async def test_push_capped_many_spanning_several_calls(self) -> None:
+        values = [str(i) for i in range(1500)]
+        pushes = [CappedPush(f"k{n}", values, 1500, 100) for n in range(3)]
+        await self.backend.push_capped_many(pushes)
+        for n in range(3):
+            got = await self.backend.lrange(f"k{n}", 0, -1)
+            self.assertEqual(got, values[::-1])
+
+    async def test_push_capped_many_wrong_type_pushes_nothing(self) -> None:
+        await self.backend.set("string", "v")
+        with self.assertRaises(TypeError):
+            await self.backend.push_capped_many(
+                [CappedPush("a", ["1"], 5), CappedPush("string", ["x"], 5)]
+            )
+        self.assertEqual(await self.backend.lrange("a", 0, -1), [])
+        self.assertEqual(await self.backend.get("string"), "v")
 
     async def test_list_ops_on_other_types_raise_type_error(self) -> None:
         await self.backend.set("string", "v")
