@@ -14,7 +14,8 @@ hold; a recorded exchange adds its fields (an SMPP PDU's decoded fields)
 under ``details``.
 
 Writing never gets in the way of the code that logs: entries are buffered
-and written once per reactor turn, every key's in one script call
+and written ``FLUSH_INTERVAL`` (50 ms) after the first of a batch, every
+key's in one script call
 (:meth:`~junebug.stores.backend.KeyValueBackend.push_capped_many`), with at
 most one batch in flight.  While a batch is
 in flight the buffer keeps only the newest entries each key can hold, for at
@@ -53,6 +54,10 @@ DEFAULT_TTL: Final = 7 * 24 * 3600
 MAX_PENDING_KEYS: Final = 10_000
 #: Entries that may wait in memory for the store at once (all keys).
 MAX_PENDING_ENTRIES: Final = 100_000
+#: Seconds entries are gathered before they are written: one script call per
+#: interval instead of one per reactor turn (under load that is the difference
+#: between a few dozen calls a second and one per message).
+FLUSH_INTERVAL: Final = 0.05
 #: How long :meth:`StoredLogs.stop` waits for the last entries to be written.
 STOP_TIMEOUT: Final = 2.0
 
@@ -77,6 +82,7 @@ class StoredLogs:
         dropped: Counter | None = None,
         max_pending_keys: int = MAX_PENDING_KEYS,
         max_pending_entries: int = MAX_PENDING_ENTRIES,
+        interval: float = FLUSH_INTERVAL,
     ) -> None:
         self._backend = backend
         self._clock = clock
@@ -88,6 +94,7 @@ class StoredLogs:
         self._dropped = dropped
         self._max_keys = max_pending_keys
         self._max_entries = max_pending_entries
+        self._interval = interval
         self._pending_entries = 0
         self._lock = threading.Lock()
         #: key -> (cap, ttl, entries oldest first)
@@ -161,9 +168,12 @@ class StoredLogs:
                 return
             self._scheduled = True
         if threadable.isInIOThread() or self._threads is None:
-            self._turn = self._clock.callLater(0, self._turn_ended)
+            self._turn = self._clock.callLater(self._interval, self._turn_ended)
         else:
-            self._threads.callFromThread(self._turn_ended)
+            self._threads.callFromThread(self._schedule_from_thread)
+
+    def _schedule_from_thread(self) -> None:
+        self._turn = self._clock.callLater(self._interval, self._turn_ended)
 
     def _count_dropped(self, count: int) -> None:
         if self._dropped is not None and count:

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from junebug.channel_logs import LogFileRouter
 from junebug.errors import StoreUnavailable
-from junebug.stored_logs import StoredLogs
+from junebug.stored_logs import FLUSH_INTERVAL, StoredLogs
 from junebug.stores.backend import CappedPush
 from junebug.stores.memory import MemoryBackend
 from junebug.testing.backends_away import StoreSwitch
@@ -66,6 +66,7 @@ class StoredLogsTests(Case):
             message_lines=2,
             message_ttl=50,
             dropped=self.dropped,
+            interval=0,
         )
 
     def lines(self, owner: str = "c1", n: int = 10) -> list[str]:
@@ -84,6 +85,19 @@ class StoredLogsTests(Case):
         self.assertEqual(self.backend.calls, 1)
         self.assertEqual(self.lines(), ["l2", "l1", "l0"])
         self.assertEqual(self.result(self.backend.ttl("c1:logs")), 100)
+
+    def test_entries_of_an_interval_go_in_one_call(self) -> None:
+        """By default entries are gathered for FLUSH_INTERVAL: the turns of
+        a message's exchanges make one call, not one each."""
+        logs = StoredLogs(self.backend, self.clock)
+        for i in range(3):
+            logs.record("c1", "m", f"step {i}", {})
+            self.clock.advance(0.01)
+        self.assertEqual(self.backend.calls, 0)
+        self.clock.advance(FLUSH_INTERVAL)
+        self.assertEqual(
+            (self.backend.calls, self.backend.pushes), (1, [("c1:message_logs:m", 3)])
+        )
 
     def test_capped(self) -> None:
         for i in range(5):
@@ -142,7 +156,11 @@ class StoredLogsTests(Case):
 
     def test_pending_keys_bounded(self) -> None:
         logs = StoredLogs(
-            self.backend, self.clock, dropped=self.dropped, max_pending_keys=2
+            self.backend,
+            self.clock,
+            dropped=self.dropped,
+            max_pending_keys=2,
+            interval=0,
         )
         for owner in ("a", "b", "c"):
             logs.add_line(owner, entry("x"))
@@ -154,7 +172,11 @@ class StoredLogsTests(Case):
 
     def test_pending_entries_bounded(self) -> None:
         logs = StoredLogs(
-            self.backend, self.clock, dropped=self.dropped, max_pending_entries=3
+            self.backend,
+            self.clock,
+            dropped=self.dropped,
+            max_pending_entries=3,
+            interval=0,
         )
         for i in range(5):
             logs.add_line("a", entry(f"l{i}"))
@@ -185,7 +207,7 @@ class ObserverTests(Case):
     def test_events_reach_the_store(self) -> None:
         clock = Clock()
         backend = MemoryBackend(clock)
-        stored = StoredLogs(backend, clock)
+        stored = StoredLogs(backend, clock, interval=0)
         publisher = LogPublisher()
         router = LogFileRouter(self.directory(), publisher=publisher, store=stored)
         router.start()
@@ -209,7 +231,7 @@ class ObserverTests(Case):
         backend = MemoryBackend(clock)
         switch = StoreSwitch(backend)
         switch.away = True
-        stored = StoredLogs(backend, clock)
+        stored = StoredLogs(backend, clock, interval=0)
         publisher = LogPublisher()
         seen: list[Any] = []
         publisher.addObserver(seen.append)
