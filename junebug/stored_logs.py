@@ -200,14 +200,16 @@ class StoredLogs:
     async def _write(
         self, batch: dict[str, tuple[int, int, list[dict[str, Any]]]]
     ) -> None:
-        pushes = [
-            CappedPush(key, [json.dumps(entry) for entry in entries], cap, ttl)
-            for key, (cap, ttl, entries) in batch.items()
-        ]
         try:
+            pushes = [
+                CappedPush(
+                    key, [json.dumps(entry, default=str) for entry in entries], cap, ttl
+                )
+                for key, (cap, ttl, entries) in batch.items()
+            ]
             await self._backend.push_capped_many(pushes)
         except Exception as exc:
-            self._count_dropped(sum(len(push.values) for push in pushes))
+            self._count_dropped(sum(len(entries) for _, _, entries in batch.values()))
             if not self._failing:
                 self._failing = True
                 # No owner key: this warning is not stored itself.

@@ -140,6 +140,12 @@ class StoredLogsTests(Case):
         self.clock.advance(0)
         self.assertEqual(self.lines(), ["c"])
 
+    def test_fields_that_are_not_json_are_written_as_text(self) -> None:
+        self.logs.record("c1", "m", "odd", {"raw": b"\x00", "when": object})
+        self.clock.advance(0)
+        [got] = self.result(self.logs.read_message("c1", "m"))
+        self.assertEqual(got["details"]["raw"], "b'\\x00'")
+
     def test_one_batch_in_flight(self) -> None:
         """While Redis is slow, entries wait (capped) for the next batch."""
         self.backend.hold = Deferred()
