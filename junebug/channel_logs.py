@@ -3,8 +3,11 @@
 :class:`LogFileRouter` writes the log events of each owner (a channel id or a
 router id) as JSON lines to ``<logging_path>/<owner id>``, rotated by
 :class:`twisted.python.logfile.LogFile` into ``<owner id>.1`` (newest) ...
-``<owner id>.N``, with a single observer.  :func:`read_logs` reads the files
-back, newest first.
+``<owner id>.N``, with a single observer, and hands each entry to the
+:class:`~junebug.stored_logs.StoredLogs` it is given (what the API reads:
+readable through any process).  :func:`read_logs` reads the files back,
+newest first.  An event with a ``message_id`` key is also about that message
+(its entry goes to the message's stored log too).
 
 Which events land in an owner's file
 ------------------------------------
@@ -59,6 +62,7 @@ from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 from junebug.http.client import redact_text
+from junebug.stored_logs import StoredLogs
 
 #: The Python ``logging`` numbers written as ``level``.
 LEVEL_NUMBERS: Final = {
@@ -140,6 +144,14 @@ def event_entry(event: LogEvent, owner_id: str) -> dict[str, Any]:
             "stack": _frame_lines(failure),
         }
     return entry
+
+
+def _message_id(event: LogEvent) -> str | None:
+    """The ``message_id`` an event is about, if it names one."""
+    value = event.get("message_id")
+    if isinstance(value, str) and value:
+        return value
+    return None
 
 
 def _unlimited(value: int | None) -> int | None:
@@ -238,8 +250,11 @@ class LogFileRouter(_GuardedObserver):
         publisher: LogPublisher | None = None,
         min_level: LogLevel = LogLevel.info,
         max_open_files: int = 128,
+        store: StoredLogs | None = None,
     ) -> None:
         super().__init__(publisher, min_level)
+        #: Also gets every entry (see :mod:`junebug.stored_logs`).
+        self.store = store
         self.directory = Path(logging_path)
         self.rotate_size = log_rotate_size
         self.max_log_files = max_log_files
@@ -311,8 +326,13 @@ class LogFileRouter(_GuardedObserver):
     def _route(self, event: LogEvent) -> None:
         if not self._started:
             return
+        store = self.store
+        message_id = _message_id(event) if store is not None else None
         for owner_id in self.owners_of(event):
-            self._file_for(owner_id).write(event_entry(event, owner_id))
+            entry = event_entry(event, owner_id)
+            if store is not None:
+                store.add_line(owner_id, entry, message_id)
+            self._file_for(owner_id).write(entry)
 
 
 @implementer(ILogObserver)

@@ -293,6 +293,31 @@ class JunebugConfig:
         validator=_positive,
         metadata=_doc("Most log entries the logs endpoints return"),
     )
+    stored_log_lines: int = attrs.field(
+        default=1000,
+        validator=_positive,
+        metadata=_doc(
+            "Newest log entries of each channel, router and destination kept in "
+            "Redis (readable through any process)"
+        ),
+    )
+    stored_logs_ttl: int = attrs.field(
+        default=604800,
+        validator=_positive,
+        metadata=_doc(
+            "Seconds a stored log list lives after its last entry "
+            "(deleted with its channel or router)"
+        ),
+    )
+    message_log_lines: int = attrs.field(
+        default=200,
+        validator=_positive,
+        metadata=_doc(
+            "Most entries (log lines, protocol exchanges) kept per message for "
+            "the message logs endpoints; they live as long as the longer of "
+            "inbound_message_ttl and outbound_message_ttl"
+        ),
+    )
     rabbitmq_management_interface: str | None = attrs.field(
         default=None,
         metadata=_doc("host:port of the RabbitMQ management API, for /health"),

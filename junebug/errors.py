@@ -8,6 +8,7 @@
     ├── InvalidBody                   400 api usage error (the schema's errors)
     ├── BodyTooLarge                  413 request body too large
     ├── MessageNotFound               400 message not found
+    │   └── UnknownMessage            404 message not found (message logs)
     ├── MessageTooLong                400 message too long
     ├── OutboundMessageNotFound       404 message not found (cancelling)
     ├── MessageAlreadySent            409 message already sent
@@ -85,6 +86,12 @@ class MessageNotFound(JunebugError):
     name = "MessageNotFound"
     description = "message not found"
     code = 400
+
+
+class UnknownMessage(MessageNotFound):
+    """A message id the owner never had (or whose record expired)."""
+
+    code = 404
 
 
 class MessageTooLong(JunebugError):

@@ -42,6 +42,7 @@ from junebug.plugins.host import PluginHost
 from junebug.reactors import JunebugReactor
 from junebug.routers.interface import RouterDependencies
 from junebug.routers.registry import RouterRegistry
+from junebug.stored_logs import StoredLogs
 from junebug.stores.backend import KeyValueBackend
 from junebug.stores.channels import ChannelStore
 from junebug.stores.memory import MemoryBackend
@@ -80,6 +81,7 @@ class Junebug:
     channels: ChannelRegistry
     api: JunebugApi
     logs: LogFileRouter
+    stored_logs: StoredLogs
     routers: RouterRegistry
     readiness: Readiness
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
@@ -123,6 +125,7 @@ class Junebug:
             await self._listen()
         stops.push("HTTP client", self.http.close)
         stops.push("store", self.backend.close)
+        stops.push("stored logs", self.stored_logs.stop)
         stops.push("broker", self.broker.close)
         await self._connect_backends()
         await self.delivery.start()
@@ -301,14 +304,26 @@ def build(
     Raises :class:`~junebug.errors.ConfigError` for an unusable config (an
     unknown plugin class, say) before anything has to be undone.
     """
-    logs = LogFileRouter(
-        config.logging_path, config.log_rotate_size, config.max_log_files
-    )
     backend, broker = backends(reactor, config)
+    metrics = JunebugMetrics()
+    stored_logs = StoredLogs(
+        backend,
+        reactor,
+        lines=config.stored_log_lines,
+        ttl=config.stored_logs_ttl,
+        message_lines=config.message_log_lines,
+        message_ttl=max(config.inbound_message_ttl, config.outbound_message_ttl),
+        dropped=metrics.stored_log_entries_dropped,
+    )
+    logs = LogFileRouter(
+        config.logging_path,
+        config.log_rotate_size,
+        config.max_log_files,
+        store=stored_logs,
+    )
     http = HttpClient(
         reactor, ca_file=config.http_ca_file, networks=config.callback_networks
     )
-    metrics = JunebugMetrics()
     delivery = HttpDelivery(
         reactor,
         http,
@@ -334,6 +349,7 @@ def build(
         prefetch=config.amqp.prefetch,
         metrics=metrics,
         rate_limit_margin=config.rate_limit_margin,
+        stored_logs=stored_logs,
     )
     plugins = PluginHost(config.plugins, reactor)
     registry = ChannelRegistry(ChannelStore(backend), deps, plugins)
@@ -353,6 +369,7 @@ def build(
             channels=registry,
             store=RouterStore(backend),
             prefetch=config.amqp.prefetch,
+            stored_logs=stored_logs,
         ),
         sender,
         config.routers,
@@ -372,6 +389,7 @@ def build(
             routers=routers,
             readiness=readiness,
             metrics=metrics,
+            stored_logs=stored_logs,
         )
     )
     return Junebug(
@@ -386,6 +404,7 @@ def build(
         channels=registry,
         api=api,
         logs=logs,
+        stored_logs=stored_logs,
         routers=routers,
         readiness=readiness,
         metrics=metrics,

@@ -19,6 +19,7 @@ from junebug.api import (
     dashboard,
     dead_letters,
     health,
+    message_logs,
     messages,
     metrics,
     probes,
@@ -59,6 +60,7 @@ class JunebugApi:
         if deps.config.dashboard:
             dashboard.install(self.app)
         dialect_routes.install(self.app, deps)
+        message_logs.install(self.app, deps)
 
     def _openapi(self, request: IRequest) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")

@@ -38,12 +38,17 @@ def query_int(request: IRequest, name: str) -> int | None:
 async def logs_response(
     request: IRequest, deps: ApiDependencies, owner_id: str
 ) -> bytes:
-    """The ``logs`` endpoints: newest first, at most ``max_logs`` entries."""
+    """The ``logs`` endpoints: newest first, at most ``max_logs`` entries,
+    from the store (any process's entries) or, without one, this process's
+    log files."""
     config = deps.config
     n = query_int(request, "n")
     limit = config.max_logs if n is None else min(n, config.max_logs)
-    threads = IReactorThreads(deps.reactor)
-    logs = await read_logs_async(threads, config.logging_path, owner_id, limit)
+    if deps.stored_logs is not None:
+        logs = await deps.stored_logs.read_lines(owner_id, limit)
+    else:
+        threads = IReactorThreads(deps.reactor)
+        logs = await read_logs_async(threads, config.logging_path, owner_id, limit)
     return render(request, 200, "logs retrieved", logs)
 
 

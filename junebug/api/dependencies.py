@@ -14,6 +14,7 @@ from junebug.http.client import HttpClient
 from junebug.metrics.families import JunebugMetrics
 from junebug.reactors import JunebugReactor
 from junebug.routers.registry import RouterRegistry
+from junebug.stored_logs import StoredLogs
 
 
 @attrs.define
@@ -33,3 +34,5 @@ class ApiDependencies:
     #: While set and not ready, routes answer 503 (see junebug.api.readiness).
     readiness: Readiness | None = None
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
+    #: The stored channel logs the logs routes read (None: the log files).
+    stored_logs: StoredLogs | None = None

@@ -124,7 +124,8 @@ def _operation(endpoint: str, method: str, params: list[str]) -> dict[str, Any]:
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in params
     ]
-    if endpoint.endswith("logs") or endpoint.startswith("dead_letters"):
+    takes_n = endpoint.endswith("logs") and not endpoint.startswith("message_logs")
+    if takes_n or endpoint.startswith("dead_letters"):
         parameters.append(
             {
                 "name": "n",

@@ -13,6 +13,7 @@ same URL.  A URL without variables is posted as it is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -26,6 +27,7 @@ from junebug.http import url_templates
 from junebug.http.client import redact_url, status_phrase
 from junebug.http.plain import PlainRequest
 from junebug.messages import Message, api_event_type, api_event_view, api_message_view
+from junebug.stored_logs import MessageRecorder
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
 
@@ -50,6 +52,7 @@ class JsonPoster(Protocol):
         token: str | None = None,
         timeout: float = ...,
         breaker_key: str | None = ...,
+        about: Mapping[str, str] | None = ...,
     ) -> Any: ...
 
     async def send_request(
@@ -60,6 +63,17 @@ class JsonPoster(Protocol):
         timeout: float = ...,
         breaker_key: str | None = ...,
     ) -> Any: ...
+
+
+def _event_fields(event: Message) -> dict[str, Any]:
+    fields = {
+        "event_id": event.get("event_id"),
+        "event_type": event.get("event_type"),
+    }
+    for key in ("sent_message_id", "nack_reason", "delivery_status"):
+        if event.get(key) is not None:
+            fields[key] = event.get(key)
+    return fields
 
 
 def _breaker(template: str, url: str) -> dict[str, Any]:
@@ -96,6 +110,8 @@ class Forwarder:
     #: Log a warning for an event that has nowhere to go (channels stay quiet:
     #: a message sent without ``event_url`` wants no events).
     warn_without_event_url: bool = False
+    #: Records deliveries in each message's log (None: not recorded).
+    record: MessageRecorder | None = None
 
     async def handle_inbound(self, message: Message) -> None:
         """Store an MO message, then deliver it to ``mo_url`` and ``amqp_queue``."""
@@ -125,9 +141,11 @@ class Forwarder:
                 view,
                 token=self.mo_url_auth_token,
                 timeout=self.mo_url_timeout,
+                about=self._about(message.get("message_id")),
                 **_breaker(self.mo_url, url),
             )
             self._report("message", url, result, message.get("message_id"))
+            self._record_post("message", url, result, message.get("message_id"))
         if self.amqp_queue:
             await self.broker.publish(topology.inbound(self.amqp_queue), message)
         await self.rates.increment(self.owner_id, "inbound")
@@ -144,6 +162,12 @@ class Forwarder:
         else:
             # Storing the event and reading its message's record are
             # independent: one round trip of latency instead of two.
+            if self.record is not None:
+                self.record(
+                    message_id,
+                    f"{event.get('event_type')} event received",
+                    _event_fields(event),
+                )
             storing = ensureDeferred(self.messages.store_event(self.owner_id, event))
             try:
                 record = await self.messages.load_outbound(self.owner_id, message_id)
@@ -196,9 +220,30 @@ class Forwarder:
             view,
             token=token,
             timeout=self.event_url_timeout,
+            about=self._about(message_id),
             **_breaker(event_url, url),
         )
         self._report("event", url, result, message_id)
+        self._record_post(f"{view['event_type']} event", url, result, message_id)
+
+    def _about(self, message_id: Any) -> dict[str, str]:
+        """Log fields putting a delivery's retries in this owner's logs."""
+        about = {"channel_id": self.owner_id}
+        if isinstance(message_id, str):
+            about["message_id"] = message_id
+        return about
+
+    def _record_post(
+        self, what: str, url: str, result: HttpResultLike, message_id: Any
+    ) -> None:
+        if self.record is None or not isinstance(message_id, str):
+            return
+        outcome = f"HTTP {result.code}" if result.code is not None else result.error
+        self.record(
+            message_id,
+            f"Posted {what} to {redact_url(url)}: {outcome}",
+            {"url": redact_url(url), "ok": result.ok, "code": result.code},
+        )
 
     async def _post_dialect_event(
         self, message_id: str, event: Message, record: dict[str, Any]

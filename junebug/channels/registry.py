@@ -314,6 +314,12 @@ class ChannelRegistry:
                 "delete a channel's traffic state",
                 self.deps.traffic.delete(channel_id),
             )
+            if self.deps.stored_logs is not None:
+                await undo_quietly(
+                    self.log,
+                    "delete the channel's stored logs",
+                    self.deps.stored_logs.forget(channel_id),
+                )
             await delete_owned_queues(
                 self.deps.broker, channel_id, with_status=True, log=self.log
             )

@@ -44,6 +44,7 @@ from junebug.messages import (
 )
 from junebug.metrics.families import JunebugMetrics
 from junebug.reactors import TimeTCPReactor
+from junebug.stored_logs import StoredLogs
 from junebug.stores.backend import KeyValueBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
@@ -88,6 +89,8 @@ class ChannelDependencies:
     @property
     def canceller(self) -> Canceller:
         return Canceller(self.broker, self.messages, self.traffic)
+    #: Where channel logs and message logs are stored (None: files only).
+    stored_logs: StoredLogs | None = None
 
 
 class Channel:
@@ -176,6 +179,7 @@ class Channel:
         cid = self.id
         metrics = self._deps.metrics.channel(cid, str(self.properties.get("type")))
         received = metrics.received
+        stored = self._deps.stored_logs
 
         async def publish_inbound(msg: UserMessage) -> None:
             msg.setdefault("transport_name", cid)
@@ -201,10 +205,12 @@ class Channel:
             log=self.log,
             metrics=metrics,
             send_budget=self.budget.spend,
+            record=None if stored is None else stored.recorder(cid),
         )
 
     def forwarder(self) -> Forwarder:
         props = self.properties
+        stored = self._deps.stored_logs
         return Forwarder(
             owner_id=self.id,
             broker=self._deps.broker,
@@ -217,6 +223,7 @@ class Channel:
             mo_format=props.get("mo_format") or "junebug",
             amqp_queue=props.get("amqp_queue"),
             mo_http=self._deps.mo_http,
+            record=None if stored is None else stored.recorder(self.id),
         )
 
     async def _consume(self, queue: str, handler: MessageHandler) -> None:

@@ -27,7 +27,7 @@ import base64
 import codecs
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 from typing import Protocol as TypingProtocol
@@ -430,8 +430,12 @@ class HttpClient:
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         breaker_key: str | None = None,
+        about: Mapping[str, str] | None = None,
     ) -> HttpResult:
         """POST ``body`` as JSON to ``url``; never raises for delivery problems.
+
+        ``about`` (log fields of what is posted) is for posters that retry
+        and log; this one does neither.
 
         Userinfo in ``url`` is sent as HTTP Basic; otherwise ``token`` (if any) as
         ``Authorization: Token <token>``.  ``breaker_key`` is for the poster

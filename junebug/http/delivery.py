@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping
 from typing import Any, Final, NotRequired, TypedDict, TypeVar, cast
 
 import attrs
@@ -85,6 +86,10 @@ class DeliveryJob(TypedDict):
     data: NotRequired[str | None]
     headers: NotRequired[list[list[str]]]
     expect: NotRequired[str | None]
+    #: Log fields naming what the delivery is about (``channel_id``,
+    #: ``message_id``): its retries and dead letter show in that channel's
+    #: and that message's logs.
+    about: NotRequired[dict[str, str]]
 
 
 def _job(message: Message) -> DeliveryJob:
@@ -169,10 +174,12 @@ class HttpDelivery:
         timeout: float = 10.0,
         max_age: float | None = None,
         breaker_key: str | None = None,
+        about: Mapping[str, str] | None = None,
     ) -> HttpResult:
         """POST now; if that fails, schedule durable retries and say so.
 
-        ``breaker_key`` names the breaker (``url`` if None).
+        ``breaker_key`` names the breaker (``url`` if None); ``about`` is
+        added to the log events of the retries (see :class:`DeliveryJob`).
         """
         key = breaker_key or url
         job: DeliveryJob = {
@@ -185,6 +192,8 @@ class HttpDelivery:
             "attempt": 0,
             "first_attempt": self._now(),
         }
+        if about:
+            job["about"] = dict(about)
         if breaker_key is not None:
             job["breaker_key"] = breaker_key
         return await self._first_attempt(job, key)
@@ -255,6 +264,7 @@ class HttpDelivery:
                 "Delivered to {url} on attempt {attempt}",
                 url=redact_url(url),
                 attempt=job["attempt"],
+                **_about(job),
             )
             return
         await self._after_failure(job, result)
@@ -278,6 +288,15 @@ class HttpDelivery:
         job["last_error"] = short_reason(result)
         await self.broker.publish_later(RETRY_QUEUE, job, delay)
         self._retries.inc()
+        about = _about(job)
+        if about:
+            self.log.info(
+                "Delivery to {url} failed ({error}): retry in {delay:.1f}s",
+                url=redact_url(job["url"]),
+                error=job["last_error"],
+                delay=delay,
+                **about,
+            )
 
     async def _dead(self, job: DeliveryJob, result: HttpResult) -> None:
         job["last_error"] = short_reason(result)
@@ -286,6 +305,7 @@ class HttpDelivery:
             url=redact_url(job["url"]),
             attempt=job.get("attempt", 0),
             error=job["last_error"],
+            **_about(job),
         )
         await self.broker.publish(DEAD_QUEUE, job)
         self._dead_letters.inc()
@@ -366,6 +386,7 @@ class BoundedPoster:
         token: str | None = None,
         timeout: float = 10.0,
         breaker_key: str | None = None,
+        about: Mapping[str, str] | None = None,
     ) -> HttpResult:
         return await self.delivery.post_json(
             url,
@@ -374,6 +395,7 @@ class BoundedPoster:
             timeout=timeout,
             max_age=self.max_age,
             breaker_key=breaker_key,
+            about=about,
         )
 
     async def send_request(
@@ -391,6 +413,18 @@ class BoundedPoster:
             max_age=self.max_age,
             breaker_key=breaker_key,
         )
+
+
+def _about(job: DeliveryJob) -> dict[str, str]:
+    """The job's ``about`` log fields (only text: it came back from a queue)."""
+    about = job.get("about")
+    if not isinstance(about, dict):
+        return {}
+    return {
+        k: v
+        for k, v in about.items()
+        if k in ("channel_id", "message_id") and isinstance(v, str)
+    }
 
 
 def _uncancellable(work: Deferred[T], log: Logger) -> Deferred[T]:

@@ -120,6 +120,11 @@ class JunebugMetrics:
             "HTTP callbacks given up on and moved to the dead-letter queue.",
             registry=reg,
         )
+        self.stored_log_entries_dropped = Counter(
+            "junebug_stored_log_entries_dropped",
+            "Channel log entries not written to the store (it was away).",
+            registry=reg,
+        )
         self.api_requests = Histogram(
             "junebug_api_request_duration_seconds",
             "Time to answer an API request, by route and method.",

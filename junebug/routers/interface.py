@@ -43,6 +43,7 @@ from junebug.channel_logs import owner_logger
 from junebug.channels.forwarding import Forwarder, JsonPoster
 from junebug.channels.registry import ChannelRegistry
 from junebug.messages import Message, api_message_view
+from junebug.stored_logs import StoredLogs
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
 from junebug.stores.routers import RouterStore
@@ -65,6 +66,8 @@ class RouterDependencies:
     channels: ChannelRegistry
     store: RouterStore
     prefetch: int = 20
+    #: Where router logs are stored (None: files only).
+    stored_logs: StoredLogs | None = None
 
 
 class Router:
@@ -149,6 +152,9 @@ class Router:
             amqp_queue=destination.get("amqp_queue"),
             view_id=destination["id"],
             mo_http=getattr(deps, "mo_http", None),
+            record=None
+            if deps.stored_logs is None
+            else deps.stored_logs.recorder(destination["id"]),
         )
 
     async def consume(self, queue: str, handler: MessageHandler) -> None:

@@ -336,6 +336,13 @@ class RouterRegistry:
             await self._stop(router_id)
             for destination_id in destination_ids:
                 await self._delete_queues(destination_id)
+            for owner_id in (router_id, *destination_ids):
+                await self._forget_logs(owner_id)
+
+    async def _forget_logs(self, owner_id: str) -> None:
+        stored = self.deps.stored_logs
+        if stored is not None:
+            await undo_quietly(self.log, "delete stored logs", stored.forget(owner_id))
 
     async def _delete_queues(self, destination_id: str) -> None:
         await delete_owned_queues(
@@ -444,6 +451,7 @@ class RouterRegistry:
                 await self._undo_restart(router, destinations)
                 raise refusal(exc, what) from exc
             await self._delete_queues(destination_id)
+            await self._forget_logs(destination_id)
 
     # -- sending ---------------------------------------------------------------
 

@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import attrs
+
+
+class CappedPush(NamedTuple):
+    """One list of a :meth:`KeyValueBackend.push_capped_many`."""
+
+    key: str
+    values: Sequence[str]
+    cap: int
+    ttl: int | None = None
+
 
 
 @attrs.frozen
@@ -74,6 +84,22 @@ class KeyValueBackend(Protocol):
 
     async def incr(self, key: str, ttl: int | None = None, amount: int = 1) -> int:
         """Add ``amount`` to a counter; with ``ttl`` set its expiry in the same trip."""
+
+    async def push_capped(
+        self, key: str, values: Sequence[str], cap: int, ttl: int | None = None
+    ) -> None:
+        """Push ``values`` on the head of a list (the last one ends up first,
+        as ``LPUSH`` does), keep its first ``cap`` items and, with ``ttl``,
+        (re)set its expiry: one atomic round trip.  ``cap`` must be positive."""
+
+    async def push_capped_many(self, pushes: Sequence[CappedPush]) -> None:
+        """:meth:`push_capped` for several lists, in order, in one round trip
+        (Redis: one per 2,000 values).  A key of another type raises
+        :class:`TypeError`, and the lists sent with it are not pushed."""
+
+    async def lrange(self, key: str, start: int, stop: int) -> list[str]:
+        """Items ``start`` to ``stop`` (inclusive, negative counts from the end)
+        of a list; empty if the key is missing."""
 
     async def ttl(self, key: str) -> int | None:
         """Seconds until the key expires; None if it has no expiry or is missing."""

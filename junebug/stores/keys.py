@@ -27,6 +27,16 @@ def channel_traffic(channel_id: str) -> str:
     return f"{channel_id}:traffic"
 
 
+def owner_logs(owner_id: str) -> str:
+    """The newest log entries of a channel, router or destination (a list)."""
+    return f"{owner_id}:logs"
+
+
+def message_logs(owner_id: str, message_id: str) -> str:
+    """The log entries and protocol exchanges about one message (a list)."""
+    return f"{owner_id}:message_logs:{message_id}"
+
+
 def rate_bucket(owner_id: str, label: str, bucket: int) -> str:
     return f"{owner_id}:{label}:{bucket}"
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from twisted.internet.interfaces import IReactorTime
 
-from junebug.stores.backend import BudgetGrant
+from junebug.stores.backend import BudgetGrant, CappedPush
 
 
 class _Spending:
@@ -40,7 +40,7 @@ class _Spending:
         return None
 
 
-_Value = str | set[str] | dict[str, str] | _Spending
+_Value = str | set[str] | dict[str, str] | list[str] | _Spending
 
 
 class MemoryBackend:
@@ -195,6 +195,42 @@ class MemoryBackend:
         self._data[k] = str(count)
         self._expire(k, ttl)
         return count
+
+    def _existing_list(self, key: str) -> list[str] | None:
+        value = self._live(self._key(key))
+        if value is not None and not isinstance(value, list):
+            raise TypeError(f"{key} does not hold a list")
+        return value
+
+    async def push_capped(
+        self, key: str, values: Sequence[str], cap: int, ttl: int | None = None
+    ) -> None:
+        await self.push_capped_many([CappedPush(key, values, cap, ttl)])
+
+    async def push_capped_many(self, pushes: Sequence[CappedPush]) -> None:
+        for push in pushes:
+            if push.cap < 1:
+                raise ValueError(f"cap must be positive, not {push.cap}")
+        # Checked first: one key of another type and nothing is pushed.
+        existing = [self._existing_list(push.key) for push in pushes]
+        for push, items in zip(pushes, existing, strict=True):
+            k = self._key(push.key)
+            if not push.values:
+                if items is not None:
+                    self._expire(k, push.ttl)
+                continue
+            current = self._existing_list(push.key)  # a key may come twice
+            self._data[k] = [*reversed(push.values), *(current or [])][: push.cap]
+            self._expire(k, push.ttl)
+
+    async def lrange(self, key: str, start: int, stop: int) -> list[str]:
+        value = self._existing_list(key)
+        if value is None:
+            return []
+        size = len(value)
+        first = max(start + size if start < 0 else start, 0)
+        last = stop + size if stop < 0 else min(stop, size - 1)
+        return value[first : last + 1] if first <= last else []
 
     async def ttl(self, key: str) -> int | None:
         k = self._key(key)

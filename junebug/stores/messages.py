@@ -84,6 +84,17 @@ class MessageStore:
         key = keys.outbound_message(owner_id, message_id)
         return await self._backend.hget(key, FATE_FIELD)
 
+    async def known(self, owner_id: str, message_id: str) -> bool:
+        """Whether an inbound or outbound record of the message is still kept
+        (its TTL is not refreshed)."""
+        for key in (
+            keys.outbound_message(owner_id, message_id),
+            keys.inbound_message(owner_id, message_id),
+        ):
+            if await self._backend.exists(key):
+                return True
+        return False
+
     async def store_event(self, owner_id: str, event: AnyMessage) -> None:
         await self._backend.hset(
             keys.outbound_message(owner_id, event["user_message_id"]),

@@ -32,7 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from junebug.errors import StoreUnavailable
 from junebug.reactors import TimeTCPReactor
-from junebug.stores.backend import BudgetGrant
+from junebug.stores.backend import BudgetGrant, CappedPush
 from junebug.stores.redis_address import RedisAddress
 from junebug.stores.resp import (
     RedisConnectionError,
@@ -116,6 +116,39 @@ return {granted, wait}
 _TAKE_BUDGET_SHA: Final = hashlib.sha1(
     _TAKE_BUDGET.encode(), usedforsecurity=False
 ).hexdigest()
+# For each key KEYS[i], in order, ARGV holds: its cap, its ttl ('' for no
+# expiry change), the number n of its values, then the n values.  Each list
+# gets LPUSH (value by value: no unpack() limit), LTRIM to its cap, EXPIRE.
+# Every key is checked first, so a key of another type pushes nothing.
+_PUSH_CAPPED: Final = """\
+for _, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'none' and kind ~= 'list' then
+    return redis.error_reply('WRONGTYPE not a list: ' .. key)
+  end
+end
+local at = 1
+for _, key in ipairs(KEYS) do
+  local cap, ttl, n = tonumber(ARGV[at]), ARGV[at + 1], tonumber(ARGV[at + 2])
+  at = at + 3
+  for j = at, at + n - 1 do
+    redis.call('LPUSH', key, ARGV[j])
+  end
+  at = at + n
+  if n > 0 then
+    redis.call('LTRIM', key, 0, cap - 1)
+  end
+  if ttl ~= '' then
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+return 1
+"""
+_PUSH_CAPPED_SHA: Final = hashlib.sha1(
+    _PUSH_CAPPED.encode(), usedforsecurity=False
+).hexdigest()
+#: Values sent per script call, at most (one call per batch up to this).
+_PUSH_CHUNK: Final = 2000
 
 # The client's reply timeout (``timeout``) fires first: it is the one that
 # drops a connection that stopped answering.  Ours, later, covers a call still
@@ -298,6 +331,35 @@ class RedisBackend:
         else:
             reply = await self._with_expiry(ttl, "INCRBY", key, amount)
         return _integer(reply)
+
+    async def push_capped(
+        self, key: str, values: Sequence[str], cap: int, ttl: int | None = None
+    ) -> None:
+        await self.push_capped_many([CappedPush(key, values, cap, ttl)])
+
+    async def push_capped_many(self, pushes: Sequence[CappedPush]) -> None:
+        keys: list[str] = []
+        arguments: list[_Arg] = []
+        for push in pushes:
+            if push.cap < 1:
+                raise ValueError(f"cap must be positive, not {push.cap}")
+            # Only the newest ``cap`` can survive the trim.
+            kept = push.values[-push.cap :]
+            expiry = "" if push.ttl is None else push.ttl
+            if keys and len(arguments) + len(kept) > _PUSH_CHUNK:
+                await self._push(keys, arguments)
+                keys, arguments = [], []
+            keys.append(self._key(push.key))
+            arguments += [push.cap, expiry, len(kept), *kept]
+        if keys:
+            await self._push(keys, arguments)
+
+    async def _push(self, keys: list[str], arguments: list[_Arg]) -> None:
+        await self._script(_PUSH_CAPPED, _PUSH_CAPPED_SHA, keys, *arguments)
+
+    async def lrange(self, key: str, start: int, stop: int) -> list[str]:
+        reply = await self._command("LRANGE", self._key(key), start, stop)
+        return [_text(item) for item in _array(reply)]
 
     async def ttl(self, key: str) -> int | None:
         seconds = _integer(await self._command("TTL", self._key(key)))

@@ -33,6 +33,9 @@ COMMANDS = (
     "hdel",
     "incr",
     "ttl",
+    "push_capped",
+    "push_capped_many",
+    "lrange",
 )
 
 

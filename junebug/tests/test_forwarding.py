@@ -69,13 +69,20 @@ class ForwarderUrlTests(TestCase):
         """A templated URL is filled and names its template as breaker key."""
         template = "http://x/mo?from=%p&ch=%i"
         forwarder, poster = self.make(template)
-        await forwarder.handle_inbound(self.mo())
+        mo = self.mo()
+        await forwarder.handle_inbound(mo)
+        about = {"channel_id": "chan", "message_id": mo["message_id"]}
         self.assertEqual(
             poster.calls,
             [
                 (
                     "http://x/mo?from=%2B2%207&ch=chan",
-                    {"token": None, "timeout": 10.0, "breaker_key": template},
+                    {
+                        "token": None,
+                        "timeout": 10.0,
+                        "breaker_key": template,
+                        "about": about,
+                    },
                 )
             ],
         )

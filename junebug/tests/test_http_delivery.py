@@ -6,6 +6,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from junebug.amqp.memory import MemoryBroker
@@ -97,6 +98,26 @@ class HttpDeliveryTests(DeliveryTestCase):
         self.assertEqual(len(http.calls), 3)
         self.assertEqual(http.calls[-1], ("http://x/mo", {"a": 1}, "t"))
         self.assertEqual(self.broker.queue_messages(DEAD_QUEUE), [])
+
+    async def test_retries_and_dead_letter_name_what_they_are_about(self) -> None:
+        """With ``about``, each retry and the dead letter are logged with the
+        channel and message ids (so they land in those logs)."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        delivery, _http = await self.make(DOWN, BUSY, BAD)
+        about = {"channel_id": "c1", "message_id": "m1"}
+        await delivery.post_json("http://x/ev", {"e": 1}, about=about)
+        self.run_for(60)
+        mine = [
+            formatEvent(e)
+            for e in events
+            if e.get("channel_id") == "c1" and e.get("message_id") == "m1"
+        ]
+        self.assertEqual(len(mine), 3, mine)
+        self.assertIn("retry in", mine[0])
+        self.assertIn("retry in", mine[1])
+        self.assertIn("Giving up on delivery to http://x/ev", mine[2])
 
     async def test_client_errors_go_straight_to_dead_letters(self) -> None:
         """A 400 will not change by waiting: it is dead-lettered at once."""

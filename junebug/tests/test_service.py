@@ -118,6 +118,7 @@ class BuildThenStartTests(TestCase):
                 "rate counters",
                 "HTTP delivery",
                 "broker",
+                "stored logs",
                 "store",
                 "HTTP client",
                 "channel logs",

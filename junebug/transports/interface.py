@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from junebug.messages import Event, StatusEvent, UserMessage
 from junebug.metrics.families import ChannelMetrics, unregistered_channel
 from junebug.reactors import TimeTCPReactor
+from junebug.stored_logs import MessageRecorder
 from junebug.stores.backend import KeyValueBackend
 from junebug.transports.toolkit import BackgroundTasks, StatusReporter
 
@@ -74,6 +75,10 @@ class TransportContext:
     #: Await ``send_budget(n)`` before sending ``n`` units (see the module
     #: doc); it may raise ``TemporaryFailure`` (the message goes back).
     send_budget: SendBudget = unlimited
+    #: Records a protocol exchange in a message's log
+    #: (``record(message_id, text, fields)``); None when nothing records them,
+    #: so a transport builds no summaries then.
+    record: MessageRecorder | None = None
     tasks: BackgroundTasks = attrs.field(
         default=attrs.Factory(
             lambda self: BackgroundTasks(self.reactor, self.log), takes_self=True

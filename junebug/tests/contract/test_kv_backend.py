@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from junebug.errors import StoreUnavailable
-from junebug.stores.backend import KeyValueBackend
+from junebug.stores.backend import CappedPush, KeyValueBackend
 from junebug.stores.memory import MemoryBackend
 from junebug.stores.redis import RedisBackend, connect_redis
 from junebug.testing.redis import RedisFixture, start_redis_fixture
@@ -462,6 +462,123 @@ class KeyValueBackendContract(TestCase):
         self.assertEqual(await b.smembers("set"), {"m"})
         self.assertEqual(await b.hgetall("hash"), {"f": "v"})
 
+    # capped lists
+
+    async def test_lrange_missing_is_empty(self) -> None:
+        self.assertEqual(await self.backend.lrange("l", 0, -1), [])
+
+    async def test_push_capped_newest_first(self) -> None:
+        """The last value pushed is the first item, as with LPUSH."""
+        await self.backend.push_capped("l", ["a", "b"], cap=10)
+        await self.backend.push_capped("l", ["c"], cap=10)
+        self.assertEqual(await self.backend.lrange("l", 0, -1), ["c", "b", "a"])
+
+    async def test_push_capped_keeps_the_newest(self) -> None:
+        await self.backend.push_capped("l", ["1", "2", "3"], cap=2)
+        self.assertEqual(await self.backend.lrange("l", 0, -1), ["3", "2"])
+        await self.backend.push_capped("l", ["4"], cap=2)
+        self.assertEqual(await self.backend.lrange("l", 0, -1), ["4", "3"])
+
+    async def test_push_capped_many_values(self) -> None:
+        """More values than one script call takes are all pushed, in order."""
+        values = [str(i) for i in range(1200)]
+        await self.backend.push_capped("l", values, cap=2000)
+        got = await self.backend.lrange("l", 0, -1)
+        self.assertEqual(got, values[::-1])
+        await self.backend.push_capped("m", values, cap=700)
+        self.assertEqual(await self.backend.lrange("m", 0, -1), values[::-1][:700])
+
+    async def test_push_capped_ttl(self) -> None:
+        await self.backend.push_capped("l", ["a"], cap=5, ttl=100)
+        self.assertTTL(await self.backend.ttl("l"), 100)
+        await self.backend.push_capped("l", ["b"], cap=5, ttl=200)
+        self.assertTTL(await self.backend.ttl("l"), 200)
+        await self.backend.push_capped("l", ["c"], cap=5)
+        self.assertTTL(await self.backend.ttl("l"), 200)
+
+    async def test_push_capped_nothing_creates_nothing(self) -> None:
+        await self.backend.push_capped("l", [], cap=5, ttl=100)
+        self.assertIs(await self.backend.exists("l"), False)
+
+    async def test_push_capped_refuses_a_cap_below_one(self) -> None:
+        with self.assertRaises(ValueError):
+            await self.backend.push_capped("l", ["a"], cap=0)
+
+    async def test_lrange_ranges(self) -> None:
+        await self.backend.push_capped("l", ["e", "d", "c", "b", "a"], cap=10)
+        b = self.backend
+        self.assertEqual(await b.lrange("l", 0, 1), ["a", "b"])
+        self.assertEqual(await b.lrange("l", 1, 2), ["b", "c"])
+        self.assertEqual(await b.lrange("l", -2, -1), ["d", "e"])
+        self.assertEqual(await b.lrange("l", 3, 100), ["d", "e"])
+        self.assertEqual(await b.lrange("l", -100, 0), ["a"])
+        self.assertEqual(await b.lrange("l", 4, 2), [])
+        self.assertEqual(await b.lrange("l", 10, 20), [])
+
+    async def test_list_values_stay_text(self) -> None:
+        values = ["", "é ☃", '{"json": [1]}', "a\r\nb"]
+        await self.backend.push_capped("l", values, cap=10)
+        self.assertEqual(await self.backend.lrange("l", 0, -1), values[::-1])
+
+    async def test_list_deleted(self) -> None:
+        await self.backend.push_capped("l", ["a"], cap=5, ttl=100)
+        await self.backend.delete("l")
+        self.assertEqual(await self.backend.lrange("l", 0, -1), [])
+
+    async def test_push_capped_many(self) -> None:
+        """Several lists in one call, each with its own cap and expiry."""
+        b = self.backend
+        await b.push_capped("old", ["x"], cap=10)
+        await b.push_capped_many(
+            [
+                CappedPush("a", ["1", "2", "3"], 2, 100),
+                CappedPush("old", ["y"], 10),
+                CappedPush("empty", [], 5, 100),
+                CappedPush("a", ["4"], 2, 200),
+            ]
+        )
+        self.assertEqual(await b.lrange("a", 0, -1), ["4", "3"])
+        self.assertTTL(await b.ttl("a"), 200)
+        self.assertEqual(await b.lrange("old", 0, -1), ["y", "x"])
+        self.assertIsNone(await b.ttl("old"))
+        self.assertIs(await b.exists("empty"), False)
+        await b.push_capped_many([])
+
+    async def test_push_capped_many_spanning_several_calls(self) -> None:
+        values = [str(i) for i in range(1500)]
+        pushes = [CappedPush(f"k{n}", values, 1500, 100) for n in range(3)]
+        await self.backend.push_capped_many(pushes)
+        for n in range(3):
+            got = await self.backend.lrange(f"k{n}", 0, -1)
+            self.assertEqual(got, values[::-1])
+
+    async def test_push_capped_many_wrong_type_pushes_nothing(self) -> None:
+        await self.backend.set("string", "v")
+        with self.assertRaises(TypeError):
+            await self.backend.push_capped_many(
+                [CappedPush("a", ["1"], 5), CappedPush("string", ["x"], 5)]
+            )
+        self.assertEqual(await self.backend.lrange("a", 0, -1), [])
+        self.assertEqual(await self.backend.get("string"), "v")
+
+    async def test_list_ops_on_other_types_raise_type_error(self) -> None:
+        await self.backend.set("string", "v")
+        await self.backend.hset("hash", {"f": "v"})
+        await self.backend.push_capped("list", ["a"], cap=5)
+        b = self.backend
+        wrong = [
+            lambda: b.push_capped("string", ["x"], cap=5, ttl=100),
+            lambda: b.push_capped("hash", ["x"], cap=5),
+            lambda: b.lrange("string", 0, -1),
+            lambda: b.get("list"),
+            lambda: b.hget("list", "f"),
+        ]
+        for call in wrong:
+            with self.assertRaises(TypeError):
+                await call()
+        self.assertEqual(await b.get("string"), "v")
+        self.assertIsNone(await b.ttl("string"))
+
     async def test_wrong_type_with_ttl_leaves_expiry_alone(self) -> None:
         await self.backend.set("string", "v")
         await self.backend.hset("hash", {"f": "v"})
@@ -538,6 +655,15 @@ class MemoryBackendTests(KeyValueBackendContract):
         self.clock.advance(1)
         await self.backend.sadd("k", "m")
         self.assertEqual(await self.backend.smembers("k"), {"m"})
+
+    async def test_list_expires(self) -> None:
+        await self.backend.push_capped("l", ["a"], cap=5, ttl=10)
+        self.clock.advance(9)
+        await self.backend.push_capped("l", ["b"], cap=5, ttl=10)
+        self.clock.advance(9)
+        self.assertEqual(await self.backend.lrange("l", 0, -1), ["b", "a"])
+        self.clock.advance(1)
+        self.assertEqual(await self.backend.lrange("l", 0, -1), [])
 
     async def test_write_after_expiry_has_no_expiry(self) -> None:
         await self.backend.hset("h", {"f": "v"}, ttl=1)

@@ -59,6 +59,7 @@ from junebug.transports.smpp.reports import (
     is_receipt,
     receipt_from_pdu,
 )
+from junebug.transports.smpp.trace import receipt_fields, short_message_fields
 
 __all__ = ["InboundHandler"]
 
@@ -241,7 +242,7 @@ class InboundHandler:
         ):
             receipt = self._regex_receipt(pdu)
         if receipt is not None:
-            return await self._handle_receipt(receipt)
+            return await self._handle_receipt(receipt, pdu)
         if use_esm_class and is_receipt(pdu):
             self._log.warn("Unreadable delivery receipt: {pdu!r}", pdu=pdu)
             return CommandStatus.ESME_ROK
@@ -260,6 +261,14 @@ class InboundHandler:
                 session_event=session_event,
                 transport_metadata=metadata,
             )
+            record = self._context.record
+            if record is not None:
+                record(
+                    message["message_id"],
+                    f"{pdu.command_name} received "
+                    f"(sequence number {pdu.sequence_number})",
+                    short_message_fields(pdu),
+                )
             await self._context.publish_inbound(message)
 
         try:
@@ -339,7 +348,7 @@ class InboundHandler:
             waited += delay
             delay = min(delay * 2, 1.0)
 
-    async def _handle_receipt(self, receipt: DeliveryReceipt) -> int:
+    async def _handle_receipt(self, receipt: DeliveryReceipt, pdu: PDU) -> int:
         key_id = self._ids.from_receipt(receipt.message_id)
         final = receipt.status in _FINAL
         accepted_at = self._accepted_at.pop(key_id, None) if final else None
@@ -353,6 +362,15 @@ class InboundHandler:
                 smsc_id=receipt.message_id,
             )
             return CommandStatus.ESME_ROK
+        record = self._context.record
+        if record is not None:
+            record(
+                message_id,
+                f"{pdu.command_name} receipt {receipt.state} for SMSC message id "
+                f"{receipt.message_id} (sequence number {pdu.sequence_number}): "
+                f"{receipt.status.value}",
+                receipt_fields(pdu, receipt, message_id),
+            )
         if not self._config.disable_delivery_report:
             channel_id = self._context.channel_id
             event = delivery_report(message_id, receipt.status.value, channel_id)

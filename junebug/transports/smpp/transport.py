@@ -108,6 +108,7 @@ from junebug.transports.smpp.pdu import (
 from junebug.transports.smpp.protocol import SmppClientFactory
 from junebug.transports.smpp.sequencing import MAX_SEQUENCE_NUMBER, SequenceGenerator
 from junebug.transports.smpp.session import SessionError, SessionSettings, SmppSession
+from junebug.transports.smpp.trace import response_fields, short_message_fields
 
 __all__ = ["SmppConfig", "SmppTransport", "SmscUnavailable", "TransportStopped"]
 
@@ -146,6 +147,8 @@ class SmppTransport:
         self._log = context.log
         self._channel_id = context.channel_id
         self._jitter = jitter
+        #: Records the PDUs of each MT in its message log (None: nothing to).
+        self._record = context.record
         if len(config.password) > len(config.bind_password):
             self._log.warn(
                 "SMPP passwords are at most 8 characters: only the first 8 are sent"
@@ -353,12 +356,15 @@ class SmppTransport:
     ) -> list[PDU | None]:
         """Submit every part; raise if any part could not be settled."""
         group = _PartGroup()
-        if len(templates) == 1:
-            return [await self._submit(templates[0], message_id, group)]
+        total = len(templates)
+        if total == 1:
+            return [await self._submit(templates[0], message_id, group, (1, 1))]
         outcomes = await DeferredList(
             [
-                ensureDeferred(self._submit(template, message_id, group))
-                for template in templates
+                ensureDeferred(
+                    self._submit(template, message_id, group, (index, total))
+                )
+                for index, template in enumerate(templates, 1)
             ],
             consumeErrors=True,
         )
@@ -376,7 +382,11 @@ class SmppTransport:
         await self._context.publish_event(nack(message_id, reason, self._channel_id))
 
     async def _submit(
-        self, template: dict[str, Any], message_id: str, group: _PartGroup
+        self,
+        template: dict[str, Any],
+        message_id: str,
+        group: _PartGroup,
+        part: tuple[int, int],
     ) -> PDU | None:
         """Send one part until the SMSC answers it with something but a
         refusal; None if the part was not sent because another was rejected."""
@@ -386,7 +396,9 @@ class SmppTransport:
                 if group.rejected:
                     return None
                 session = await self._wait_bound()
-                response = await self._send_once(session, template, group)
+                response = await self._send_once(
+                    session, template, group, message_id, part
+                )
                 if response is None:
                     continue  # not sent or not answered: try again
                 status = response.command_status
@@ -407,7 +419,12 @@ class SmppTransport:
                 self._gate.done()
 
     async def _send_once(
-        self, session: SmppSession, template: dict[str, Any], group: _PartGroup
+        self,
+        session: SmppSession,
+        template: dict[str, Any],
+        group: _PartGroup,
+        message_id: str,
+        part: tuple[int, int],
     ) -> PDU | None:
         """One ``submit_sm`` within the window; None if it was not sent (or
         not answered) and should be tried again."""
@@ -423,6 +440,14 @@ class SmppTransport:
             # again: this copy must not reach the SMSC too.
             check_delivery()
             pdu = SubmitSM(sequence_number=session.next_sequence_number(), **template)
+            record = self._record
+            if record is not None:
+                record(
+                    message_id,
+                    f"submit_sm part {part[0]} of {part[1]} sent "
+                    f"(sequence number {pdu.sequence_number})",
+                    {**short_message_fields(pdu), "part": part[0], "parts": part[1]},
+                )
             sent_at = self._clock.seconds()
             try:
                 response = await session.send_request(pdu)
@@ -430,10 +455,25 @@ class SmppTransport:
                 group.rejected = True
                 raise Rejected(f"Cannot encode submit_sm: {exc}") from None
             except SessionError as exc:
-                self._log.info("submit_sm not answered: {error}", error=exc)
+                self._log.info(
+                    "submit_sm {sequence_number} of {message_id} not answered: {error}",
+                    sequence_number=pdu.sequence_number,
+                    message_id=message_id,
+                    error=exc,
+                )
                 return None
             self._submit_response.observe(self._clock.seconds() - sent_at)
             status = response.command_status
+            if record is not None:
+                fields = response_fields(response)
+                record(
+                    message_id,
+                    f"submit_sm_resp {fields['command_status']} for part "
+                    f"{part[0]} of {part[1]} (sequence number "
+                    f"{response.sequence_number}, SMSC message id "
+                    f"{fields['message_id'] or 'none'})",
+                    {**fields, "part": part[0], "parts": part[1]},
+                )
             if status != CommandStatus.ESME_ROK and status not in _REFUSALS:
                 # Before the window slot is released: a part waiting for it
                 # must see that this message is already lost.
