@@ -132,8 +132,9 @@ class RedisAwayTests(TestCase):
     timeout = 90
 
     async def test_logging_while_redis_is_away(self) -> None:
-        """With Redis down the channel logs without raising and still hands
-        MT to its transport; once Redis is back its logs are stored again."""
+        """With Redis down the channel logs without raising and its MT waits
+        (nothing lost); once Redis is back the MT is sent and its logs are
+        stored again."""
         server = RedisServer(reactor)
         await server.start()
         self.addCleanup(server.stop)
@@ -163,10 +164,11 @@ class RedisAwayTests(TestCase):
             to_addr="+2782", from_addr="1", content="still sent", transport_name=cid
         )
         await junebug.broker.publish(topology.outbound(cid), mt)
+        # The MT waits for Redis (its fate is claimed there before it is
+        # sent, so a cancel cannot race it) and is sent once Redis is back.
+        await server.start()
         await wait_until(lambda: transport.outbound, timeout=20)
         self.assertEqual(transport.outbound[-1]["content"], "still sent")
-
-        await server.start()
         channel.log.info("Logged once Redis is back")
 
         async def stored() -> list[str] | None:
