@@ -6,8 +6,14 @@ declarations, ``basic.qos``, consumers called back per delivery,
 publish returns a Deferred fired by the broker's ``basic.ack`` (or failed by
 its ``basic.nack``, or by :class:`~junebug.errors.ConfirmTimeout`).
 
-Synchronous methods may be sent back to back on one channel: RabbitMQ answers
-a channel's methods in order, so replies are matched first in, first out.
+A channel has one synchronous method on the wire at a time; requests made
+meanwhile wait, in order, and each is written when the reply to the one
+before it has come.  RabbitMQ does not answer methods sent back to back in
+order: a ``basic.consume-ok`` comes from the queue's process, so the
+``basic.qos-ok`` of a ``basic.qos`` sent after the consume can overtake it
+(seen on RabbitMQ 3.10 with a channel shared by consumers attaching at once).
+pika, too, holds a channel's next synchronous call until the reply comes.
+Asynchronous methods (publishes, acks, nacks) are written at once.
 """
 
 from __future__ import annotations
@@ -87,6 +93,27 @@ class _Content:
         self.chunks: list[bytes] = []
 
 
+class _Rpc:
+    """A synchronous request: the replies it accepts, what fires with the
+    reply, and its frame until it is written."""
+
+    __slots__ = ("confirming", "data", "deferred", "extra", "replies")
+
+    def __init__(
+        self,
+        replies: frozenset[tuple[int, int]],
+        deferred: Deferred[Any],
+        extra: Any,
+        data: bytes,
+        confirming: bool,
+    ) -> None:
+        self.replies = replies
+        self.deferred = deferred
+        self.extra = extra
+        self.data = data
+        self.confirming = confirming
+
+
 class AmqpChannel:
     """One AMQP channel of an :class:`AmqpClient`."""
 
@@ -96,9 +123,8 @@ class AmqpChannel:
         self.is_open = False
         #: Fires (never fails) with the reason once the channel is closed.
         self.on_closed: Deferred[AmqpError] = Deferred()
-        self._rpcs: deque[tuple[frozenset[tuple[int, int]], Deferred[Any], Any]] = (
-            deque()
-        )
+        #: Requests in order: the first is on the wire, the others wait.
+        self._rpcs: deque[_Rpc] = deque()
         self._confirming = False
         self._next_tag = 0
         self._unconfirmed: dict[int, Deferred[None]] = {}
@@ -119,14 +145,26 @@ class AmqpChannel:
     # -- requests ------------------------------------------------------------
 
     def _call(
-        self, data: bytes, *replies: tuple[int, int], extra: Any = None
+        self,
+        data: bytes,
+        *replies: tuple[int, int],
+        extra: Any = None,
+        confirming: bool = False,
     ) -> Deferred[Any]:
         if not self.is_open or self._closing:
             return fail(ChannelClosedError(f"channel {self.number} is closed"))
-        d: Deferred[Any] = Deferred()
-        self._rpcs.append((frozenset(replies), d, extra))
-        self.client._write(data)
-        return d
+        rpc = _Rpc(frozenset(replies), Deferred(), extra, data, confirming)
+        self._rpcs.append(rpc)
+        if len(self._rpcs) == 1:
+            self._send(rpc)
+        return rpc.deferred
+
+    def _send(self, rpc: _Rpc) -> None:
+        self.client._write(rpc.data)
+        rpc.data = b""
+        if rpc.confirming:
+            # Publishes written from now on are the ones the broker confirms.
+            self._confirming = True
 
     def exchange_declare(
         self, exchange: str, exchange_type: str = "direct", durable: bool = False
@@ -190,9 +228,11 @@ class AmqpChannel:
         )
 
     def confirm_select(self) -> Deferred[Any]:
-        d = self._call(f.method(self.number, f.CONFIRM_SELECT), f.CONFIRM_SELECT_OK)
-        self._confirming = True
-        return d
+        return self._call(
+            f.method(self.number, f.CONFIRM_SELECT),
+            f.CONFIRM_SELECT_OK,
+            confirming=True,
+        )
 
     def basic_consume(
         self,
@@ -365,9 +405,13 @@ class AmqpChannel:
     def _reply(self, m: Method, delivery: Delivery | None) -> None:
         if self._closing:
             return
-        if not self._rpcs or m.ids not in self._rpcs[0][0]:
+        rpcs = self._rpcs
+        if not rpcs or m.ids not in rpcs[0].replies:
             raise FrameError(f"unexpected {m.name} on channel {self.number}")
-        _replies, d, extra = self._rpcs.popleft()
+        rpc = rpcs.popleft()
+        if rpcs:
+            self._send(rpcs[0])
+        d, extra = rpc.deferred, rpc.extra
         if m.ids == f.BASIC_CONSUME_OK:
             self._consumers[m.args["consumer_tag"]] = extra
             d.callback(m.args["consumer_tag"])
@@ -463,8 +507,8 @@ class AmqpChannel:
             self._confirm_timer.cancel()
         self._confirm_timer = None
         consumers, self._consumers = self._consumers, {}
-        for _replies, d, _extra in rpcs:
-            d.errback(reason)
+        for rpc in rpcs:
+            rpc.deferred.errback(reason)
         for d in unconfirmed.values():
             d.errback(reason)
         for _on_delivery, on_cancel in consumers.values():

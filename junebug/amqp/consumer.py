@@ -139,7 +139,7 @@ class RabbitMQConsumer:
             else:
                 # Not on a shared channel: an error would close it for all.
                 await broker.declare_queue(self.queue)
-            # Sent back to back: no other consumer's qos comes between.
+            # Asked for back to back: no other consumer's qos comes between.
             qos = channel.basic_qos(prefetch_count=self._prefetch)
             consuming = channel.basic_consume(
                 self.queue,

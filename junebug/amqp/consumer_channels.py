@@ -5,9 +5,9 @@ A connection carries at most ``channel_max`` channels (RabbitMQ's default is
 error or the broker's flow control touches that consumer only.  Once all but
 :func:`reserved` numbers are taken, new consumers share the consumer channels
 already open, the least used first: the number of consumers on one connection
-has no cap.  ``basic.qos`` is sent with each ``basic.consume`` (pipelined, so
-nothing comes between them): a consumer keeps its own prefetch on a shared
-channel.
+has no cap.  ``basic.qos`` is asked for with each ``basic.consume``, back to
+back (the channel writes them in that order, one at a time, so nothing comes
+between them): a consumer keeps its own prefetch on a shared channel.
 
 While every number is taken and no channel is open to others yet (right
 after a reconnect, when all consumers attach at once), a consumer waits for

@@ -11,7 +11,7 @@ halts it and removes the directory.
 It needs the ``rabbitmq-server`` scripts (``/usr/lib/rabbitmq/bin`` or on the
 ``PATH``); :func:`rabbitmq_scripts` is ``None`` without them, and tests skip.
 Starting takes a few seconds; nothing here blocks the reactor: processes are
-spawned and polled.
+spawned and ports polled.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 
 from junebug.amqp.settings import AmqpSettings, TlsSettings
 from junebug.testing.certificates import write_self_signed
-from junebug.tests.support.process import free_port
+from junebug.tests.support.process import accepts_tcp, free_port
 
 __all__ = ["PrivateRabbitMQ", "rabbitmq_scripts", "self_signed_certificate"]
 
@@ -153,24 +153,29 @@ class PrivateRabbitMQ:
         (d / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
 
     async def start(self, timeout: float = 90.0) -> None:
-        """Start the node and return once it accepts AMQP connections."""
+        """Start the node and return once it accepts AMQP connections.
+
+        Readiness is polled by connecting to the AMQP port(s) (RabbitMQ opens
+        its listeners last in its boot), not with ``rabbitmqctl``, whose every
+        run boots an Erlang VM: about half a CPU second each.
+        """
         self._write_config()
         process = self._process = _ServerProcess()
         server = str(self._scripts / "rabbitmq-server")
         self.reactor.spawnProcess(
             process, server, [server], env=self._environment(), path=str(self.directory)
         )
+        ports = [self.port] if self.tls_port is None else [self.port, self.tls_port]
         deadline = self.reactor.seconds() + timeout
         while True:
             if process.ended.called:
                 raise RuntimeError(f"RabbitMQ node did not start:\n{self.output}")
-            code, _err = await self._ctl_status("await_startup", "--timeout", "5")
-            if code == 0:
+            if all([await accepts_tcp(self.reactor, "127.0.0.1", p) for p in ports]):
                 return
             if self.reactor.seconds() > deadline:
                 await self.stop()
                 raise RuntimeError(f"RabbitMQ node not up in {timeout:g}s")
-            await task.deferLater(self.reactor, 0.25, lambda: None)
+            await task.deferLater(self.reactor, 0.1, lambda: None)
 
     async def _ctl_status(self, *args: str) -> tuple[int, str]:
         ctl = str(self._scripts / "rabbitmqctl")
@@ -199,15 +204,19 @@ class PrivateRabbitMQ:
         await self.rabbitmqctl("set_vm_memory_high_watermark", "0" if on else "0.4")
 
     async def stop(self) -> None:
-        """Halt the node, wait for it to exit and remove its directory."""
+        """Halt the node, wait for it to exit and remove its directory.
+
+        SIGTERM makes the ``rabbitmq-server`` script stop the node properly
+        (as ``rabbitmqctl stop`` would, without booting another VM); SIGKILL
+        after 30 seconds."""
         process = self._process
         if process is not None and not process.ended.called:
-            await self._ctl_status("stop")
-            if not process.ended.called:
-                timer = self.reactor.callLater(30, self._kill)
-                await process.ended
-                if timer.active():
-                    timer.cancel()
+            if process.transport is not None:
+                process.transport.signalProcess("TERM")
+            timer = self.reactor.callLater(30, self._kill)
+            await process.ended
+            if timer.active():
+                timer.cancel()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def _kill(self) -> None:

@@ -415,10 +415,12 @@ class ChannelTests(ClientTestCase):
         error = self.failureResultOf(client.channel(), AmqpError).value
         self.assertIn("all 2 channels are in use", str(error))
 
-    def test_replies_in_order(self) -> None:
-        """Requests sent back to back get their own replies, first in first out."""
+    def test_one_request_on_the_wire_at_a_time(self) -> None:
+        """Requests made back to back are written one by one, each once the
+        reply to the one before has come, and get their own replies."""
         self.open_connection()
         channel = self.open_channel()
+        n = channel.number
         results: list[Any] = []
         channel.exchange_declare("junebug", "topic", durable=True).addCallback(
             results.append
@@ -429,9 +431,24 @@ class ChannelTests(ClientTestCase):
         channel.basic_qos(50).addCallback(results.append)
         channel.queue_purge("q2").addCallback(results.append)
         channel.queue_delete("q1").addCallback(results.append)
-        sent = self.written_methods()
+        replies = [
+            f.method(n, f.EXCHANGE_DECLARE_OK),
+            f.method(n, f.QUEUE_DECLARE_OK, queue="q1", message_count=4),
+            f.method(n, f.QUEUE_DECLARE_OK, queue="q2", consumer_count=1),
+            f.method(n, f.QUEUE_BIND_OK),
+            f.method(n, f.BASIC_QOS_OK),
+            f.method(n, f.QUEUE_PURGE_OK, message_count=3),
+            f.method(n, f.QUEUE_DELETE_OK, message_count=4),
+        ]
+        sent: list[Method] = []
+        for reply in replies:
+            [(number, m)] = self.written_methods()
+            self.assertEqual(number, n)
+            sent.append(m)
+            self.feed(reply)
+        self.assertEqual(self.written(), [])
         self.assertEqual(
-            [m.name for _, m in sent],
+            [m.name for m in sent],
             [
                 "exchange.declare",
                 "queue.declare",
@@ -442,32 +459,84 @@ class ChannelTests(ClientTestCase):
                 "queue.delete",
             ],
         )
-        self.assertEqual({n for n, _ in sent}, {channel.number})
-        declare = sent[0][1]
+        declare = sent[0]
         self.assertEqual(
             (declare["exchange"], declare["type"], declare["durable"]),
             ("junebug", "topic", True),
         )
-        self.assertEqual(sent[1][1]["arguments"], {"x-max-length": 9})
-        self.assertEqual(sent[4][1]["prefetch_count"], 50)
-        n = channel.number
-        self.feed(
-            f.method(n, f.EXCHANGE_DECLARE_OK),
-            f.method(n, f.QUEUE_DECLARE_OK, queue="q1", message_count=4),
-            f.method(n, f.QUEUE_DECLARE_OK, queue="q2", consumer_count=1),
-            f.method(n, f.QUEUE_BIND_OK),
-        )
+        self.assertEqual(sent[1]["arguments"], {"x-max-length": 9})
+        self.assertEqual(sent[4]["prefetch_count"], 50)
         self.assertEqual(
             [m.name for m in results],
-            ["exchange.declare-ok", "queue.declare-ok", "queue.bind-ok"],
+            [
+                "exchange.declare-ok",
+                "queue.declare-ok",
+                "queue.bind-ok",
+                "basic.qos-ok",
+                "queue.purge-ok",
+                "queue.delete-ok",
+            ],
         )
         self.assertEqual((results[1]["queue"], results[1]["consumer_count"]), ("q2", 1))
-        self.feed(
-            f.method(n, f.BASIC_QOS_OK),
-            f.method(n, f.QUEUE_PURGE_OK, message_count=3),
-            f.method(n, f.QUEUE_DELETE_OK, message_count=4),
-        )
         self.assertEqual([m["message_count"] for m in results[-2:]], [3, 4])
+
+    def test_consumers_attaching_at_once_to_a_shared_channel(self) -> None:
+        """Two consumers' basic.qos and basic.consume asked for back to back
+        on one channel.  RabbitMQ answers a basic.consume from the queue's
+        process: if the next basic.qos is already on the wire its qos-ok
+        overtakes the consume-ok (as it did in a contract test after a
+        reconnect: "unexpected basic.qos-ok on channel 6").  With one
+        request on the wire at a time there is nothing to overtake."""
+        self.open_connection()
+        channel = self.open_channel()
+        n = channel.number
+        asked = [
+            channel.basic_qos(10),
+            channel.basic_consume("a", lambda d: None, lambda e: None),
+            channel.basic_qos(20),
+            channel.basic_consume("b", lambda d: None, lambda e: None),
+        ]
+
+        def answer(m: Method) -> bytes:
+            if m.ids == f.BASIC_QOS:
+                return f.method(n, f.BASIC_QOS_OK)
+            return f.method(n, f.BASIC_CONSUME_OK, consumer_tag=f"tag-{m['queue']}")
+
+        # A broker as RabbitMQ 3.10: it handles what is on the wire in order,
+        # but sends each consume-ok after the replies to what followed it.
+        for _ in range(4):
+            on_the_wire = [m for _, m in self.written_methods()]
+            consume_oks = [answer(m) for m in on_the_wire if m.ids == f.BASIC_CONSUME]
+            others = [answer(m) for m in on_the_wire if m.ids != f.BASIC_CONSUME]
+            self.feed(*others, *consume_oks)
+            self.assertFalse(self.transport.disconnecting, self.client.close_reason)
+        self.assertEqual(
+            [self.successResultOf(d) for d in asked][1::2], ["tag-a", "tag-b"]
+        )
+        self.assertEqual(set(channel._consumers), {"tag-a", "tag-b"})
+
+    def test_confirm_mode_starts_when_confirm_select_is_written(self) -> None:
+        """A publish written before a queued confirm.select is not one the
+        broker will confirm; one written after it is (delivery tag 1)."""
+        self.open_connection()
+        channel = self.open_channel()
+        n = channel.number
+        declared = channel.queue_declare("q")
+        selected = channel.confirm_select()
+        self.written()
+        before = channel.publish("", "q", b"before", PROPERTIES)
+        self.successResultOf(before)  # not in confirm mode yet
+        self.assertEqual(len(self.written()), 3)  # method, header, body
+        self.feed(f.method(n, f.QUEUE_DECLARE_OK, queue="q"))
+        self.successResultOf(declared)
+        [(_, m)] = self.written_methods()
+        self.assertEqual(m.ids, f.CONFIRM_SELECT)
+        after = channel.publish("", "q", b"after", PROPERTIES)
+        self.assertNoResult(after)
+        self.feed(f.method(n, f.CONFIRM_SELECT_OK))
+        self.successResultOf(selected)
+        self.feed(f.method(n, f.BASIC_ACK, delivery_tag=1, multiple=False))
+        self.successResultOf(after)
 
     def test_unexpected_reply(self) -> None:
         """A reply that does not match the oldest request is a protocol error."""

@@ -28,7 +28,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from junebug.amqp import topology
+from junebug.amqp import policy, topology
 from junebug.amqp.lease import check_delivery, current_lease
 from junebug.amqp.memory import MemoryBroker
 from junebug.amqp.rabbitmq import RabbitMQBroker
@@ -375,6 +375,9 @@ class BrokerContract(TestCase):
         """TemporaryFailure, and a store or broker that is away, put the
         message back as often as needed, never in the failed queue (a Redis
         restart slower than two deliveries used to lose events there)."""
+        # The pause before each requeue is checked on a Clock in
+        # test_amqp_policy.py; here three of a second each would be waited.
+        self.patch(policy, "RETRY_LATER_PAUSE", 0.05)
         queue = self.queue_name()
         attempts: list[str] = []
         done: Deferred[None] = Deferred()

@@ -4,24 +4,37 @@
 package lists once if the first try fails), with ``policy-rc.d`` keeping the
 packaged service from starting while it installs: tests run their own server
 on free ports, and nothing may be left listening on the package's usual port.
+
+Test processes running side by side (``pytest -n``) may install the same
+package at once: one :func:`apt_install` runs at a time on the machine, under
+an exclusive ``flock`` on :data:`APT_LOCK`, so no run removes ``policy-rc.d``
+while another still installs, and a second install of a package finds it
+installed.  The lock is polled on the reactor, never waited for in a blocking
+call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
-from collections.abc import Sequence
+import tempfile
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from twisted.internet import task
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.utils import getProcessOutputAndValue
 
 from junebug.reactors import ProcessReactor
 
-__all__ = ["POLICY_RC_D", "apt_install", "run_command"]
+__all__ = ["APT_LOCK", "POLICY_RC_D", "apt_install", "machine_lock", "run_command"]
 
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+APT_LOCK = Path(tempfile.gettempdir()) / "junebug-tests-apt.lock"
 _LOCK = ["-o", "DPkg::Lock::Timeout=300"]
+LOCK_TIMEOUT_SECONDS = 900.0
 
 
 async def run_command(
@@ -37,6 +50,33 @@ async def run_command(
     return code, (out + err).decode("utf-8", "replace")
 
 
+@contextlib.asynccontextmanager
+async def machine_lock(
+    reactor: IReactorTime,
+    path: Path,
+    error: type[Exception],
+    timeout: float = LOCK_TIMEOUT_SECONDS,
+) -> AsyncIterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (shared by every process on the
+    machine) for the ``async with`` block; ``error`` after ``timeout`` seconds
+    of waiting."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        waited = 0.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if waited >= timeout:
+                    raise error(f"{path} still locked after {timeout:g}s") from None
+                await task.deferLater(reactor, 0.1, lambda: None)
+                waited += 0.1
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 async def apt_install(
     reactor: ProcessReactor,
     package: str,
@@ -48,6 +88,17 @@ async def apt_install(
     apt_get = shutil.which("apt-get")
     if apt_get is None:
         raise error(f"{package} is not installed and there is no apt-get")
+    async with machine_lock(reactor, APT_LOCK, error):
+        await _install(reactor, apt_get, package, error, options)
+
+
+async def _install(
+    reactor: ProcessReactor,
+    apt_get: str,
+    package: str,
+    error: type[Exception],
+    options: Sequence[str],
+) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     install = [*_LOCK, "install", "-y", "-q", *options, package]
     made_policy = False

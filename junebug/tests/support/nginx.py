@@ -24,14 +24,13 @@ from typing import Any
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredLock
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import ProcessProtocol, Protocol
+from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from junebug.reactors import ProcessReactor
 from junebug.tests.support.apt import apt_install, run_command
-from junebug.tests.support.process import free_port
+from junebug.tests.support.process import accepts_tcp, free_port
 
 __all__ = ["NginxError", "NginxServer", "ensure_nginx", "start_nginx"]
 
@@ -225,14 +224,7 @@ class NginxServer:
 
     async def accepts(self, port: int) -> bool:
         """True if something accepts TCP connections on 127.0.0.1:port."""
-        endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", port, timeout=1)
-        try:
-            proto = await connectProtocol(endpoint, Protocol())
-        except Exception:
-            return False
-        if proto.transport is not None:
-            proto.transport.loseConnection()
-        return True
+        return await accepts_tcp(self.reactor, "127.0.0.1", port)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully (SIGQUIT); after ``timeout`` kill the master and its

@@ -10,10 +10,11 @@ from typing import Any
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 
-from junebug.reactors import ProcessReactor
+from junebug.reactors import ProcessReactor, TimeTCPReactor
 
 
 def free_port() -> int:
@@ -22,6 +23,19 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def accepts_tcp(reactor: TimeTCPReactor, host: str, port: int) -> bool:
+    """True if something accepts TCP connections on ``host:port`` (the
+    connection is closed again at once)."""
+    endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=1)
+    try:
+        proto = await connectProtocol(endpoint, Protocol())
+    except Exception:
+        return False
+    if proto.transport is not None:
+        proto.transport.loseConnection()
+    return True
 
 
 class ProcessOutput(ProcessProtocol):

@@ -31,7 +31,6 @@ from typing import Any
 from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber import client, jid, xmlstream
@@ -39,7 +38,7 @@ from twisted.words.xish import domish
 
 from junebug.reactors import ProcessReactor, TimeTCPReactor
 from junebug.tests.support.apt import apt_install, run_command
-from junebug.tests.support.process import ProcessOutput, free_port
+from junebug.tests.support.process import ProcessOutput, accepts_tcp, free_port
 
 __all__ = [
     "DOMAIN",
@@ -302,7 +301,9 @@ class ProsodyServer:
             if "Failed to open server port" in output:
                 await self.stop()
                 return False
-            if listening in output and await self._accepts():
+            if listening in output and await accepts_tcp(
+                self.reactor, self.host, self.port
+            ):
                 return True
             await task.deferLater(self.reactor, 0.05, lambda: None)
             waited += 0.05
@@ -311,18 +312,6 @@ class ProsodyServer:
             f"prosody did not listen on {self.host}:{self.port} within "
             f"{timeout:g}s:\n{self.output[-4000:]}"
         )
-
-    async def _accepts(self) -> bool:
-        endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port, timeout=1)
-        factory = Factory.forProtocol(Protocol)
-        factory.noisy = False
-        try:
-            proto: Any = await endpoint.connect(factory)
-        except Exception:
-            return False
-        if proto.transport is not None:
-            proto.transport.loseConnection()
-        return True
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and wait for it to exit."""
