@@ -23,6 +23,7 @@ times are injected.
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 from collections.abc import Iterable
 from typing import Final, cast
@@ -52,9 +53,28 @@ local reply = redis.call(ARGV[2], KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return reply
 """
-_WITH_EXPIRY_SHA: Final = hashlib.sha1(
-    _WITH_EXPIRY.encode(), usedforsecurity=False
-).hexdigest()  # Redis names scripts by SHA1
+
+# Compare-and-expire / compare-and-delete: act on KEYS[1] only while it holds
+# ARGV[1] (GET on a key of another type is a WRONGTYPE error, as in memory).
+_EXPIRE_IF_EQUAL: Final = """\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_DELETE_IF_EQUAL: Final = """\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@functools.cache
+def _sha(script: str) -> str:
+    """Redis names a cached script by its SHA1."""
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
 
 # The client's reply timeout (``timeout``) fires first: it is the one that
 # drops a connection that stopped answering.  Ours, later, covers a call still
@@ -137,11 +157,16 @@ class RedisBackend:
     async def _with_expiry(
         self, ttl: int, command: str, key: str, *args: _Arg
     ) -> object:
-        arguments = (1, self._key(key), ttl, command, *args)
+        return await self._script(_WITH_EXPIRY, key, ttl, command, *args)
+
+    async def _script(self, script: str, key: str, *args: _Arg) -> object:
+        """Run a Lua ``script`` on one key: by its SHA1, whole if Redis has
+        not cached it."""
+        arguments = (1, self._key(key), *args)
         try:
-            return await self._command("EVALSHA", _WITH_EXPIRY_SHA, *arguments)
+            return await self._command("EVALSHA", _sha(script), *arguments)
         except _NoScript:
-            return await self._command("EVAL", _WITH_EXPIRY, *arguments)
+            return await self._command("EVAL", script, *arguments)
 
     async def ping(self) -> bool:
         try:
@@ -225,6 +250,23 @@ class RedisBackend:
         seconds = _integer(await self._command("TTL", self._key(key)))
         # -2: no such key, -1: no expiry
         return seconds if seconds >= 0 else None
+
+    async def mget(self, *keys: str) -> list[str | None]:
+        if not keys:
+            return []
+        reply = await self._command("MGET", *(self._key(key) for key in keys))
+        return [_optional_text(value) for value in _array(reply)]
+
+    async def set_if_absent(self, key: str, value: str, ttl_ms: int) -> bool:
+        reply = await self._command("SET", self._key(key), value, "NX", "PX", ttl_ms)
+        return reply is not None
+
+    async def expire_if_equal(self, key: str, value: str, ttl_ms: int) -> bool:
+        reply = await self._script(_EXPIRE_IF_EQUAL, key, value, ttl_ms)
+        return _integer(reply) == 1
+
+    async def delete_if_equal(self, key: str, value: str) -> bool:
+        return _integer(await self._script(_DELETE_IF_EQUAL, key, value)) == 1
 
     async def close(self) -> None:
         if self._closed:
