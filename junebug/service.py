@@ -10,6 +10,7 @@ as the original kept serving while its backends were away.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -32,6 +33,7 @@ from junebug.channel_logs import LogFileRouter
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
 from junebug.channels.service import ChannelDependencies
+from junebug.cluster.node import ClusterNode
 from junebug.config import JunebugConfig, as_dict
 from junebug.health_checks import connection_checks, ready_checks
 from junebug.http.client import HttpClient
@@ -82,6 +84,7 @@ class Junebug:
     logs: LogFileRouter
     routers: RouterRegistry
     readiness: Readiness
+    cluster: ClusterNode
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
     listen: bool = True
     port: IListeningPort | None = None
@@ -124,17 +127,25 @@ class Junebug:
         self.readiness.waiting("the plugins")
         await self.plugins.start(as_dict(self.config))
         stops.push("plugins", self.plugins.stop)
-        stops.push("channels", self.channels.stop_all)
+        stops.push("channels", self._stop_channels)
         self.readiness.waiting("the channels")
         await self.channels.start_all()
         for definition in self.config.startup_channels:
             await self.channels.ensure(definition)
+        # Placed by the cluster: the transports of this process's share.
+        await self.cluster.start()
         stops.push("routers", self.routers.stop_all)
         self.readiness.waiting("the routers")
         await self.routers.start_all()
         self.readiness.serve()
         stops.push("serving", self._drain)
         log.info("Junebug is ready: channels and routers started")
+
+    async def _stop_channels(self) -> None:
+        """Hand this process's channels over to the others, then stop the
+        channels' parts still running here."""
+        await self.cluster.leave()
+        await self.channels.stop_all()
 
     async def _drain(self) -> None:
         """Refuse new requests (503 with ``Retry-After``) and give those in
@@ -290,7 +301,11 @@ def build(
         metrics=metrics,
     )
     plugins = PluginHost(config.plugins, reactor)
-    registry = ChannelRegistry(ChannelStore(backend), deps, plugins)
+    # In memory, leases expire on the reactor's clock: measure them with it.
+    monotonic = reactor.seconds if config.embedded else time.monotonic
+    cluster = ClusterNode(backend, reactor, config.cluster, monotonic=monotonic)
+    registry = ChannelRegistry(ChannelStore(backend), deps, plugins, cluster.ownership)
+    cluster.attach(registry)
     sender = MessageSender(
         broker=broker,
         messages=messages,
@@ -342,6 +357,7 @@ def build(
         logs=logs,
         routers=routers,
         readiness=readiness,
+        cluster=cluster,
         metrics=metrics,
         listen=listen,
     )

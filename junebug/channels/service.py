@@ -10,8 +10,10 @@ but registered, so it can be inspected, updated, restarted or deleted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker, Consumer, MessageHandler
@@ -67,17 +69,29 @@ class Channel:
     """A channel's running parts, started and stopped together."""
 
     def __init__(
-        self, channel_id: str, properties: ChannelProperties, deps: ChannelDependencies
+        self,
+        channel_id: str,
+        properties: ChannelProperties,
+        deps: ChannelDependencies,
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         self.id = channel_id
         self.properties = properties
         self._deps = deps
+        #: Checked before each outbound message reaches the transport: False
+        #: once this process's lease on the channel ran out (fencing).
+        self._may_send = may_send
         self.log = owner_logger("junebug.channel", "channel_id", channel_id)
         self.transport: Transport | None = None
         self._consumers: list[Consumer] = []
+        self._outbound: Consumer | None = None
         self.start_error: str | None = None
         self.transport_error: str | None = None
         self.running = False
+        #: True while this process runs (or tried to start) the transport.
+        self.owned = False
+        #: The change count the properties are from (see the cluster).
+        self.revision = 0
 
     async def _publish(self, routing_key: str, message: AnyMessage) -> None:
         await self._deps.broker.publish(routing_key, message)
@@ -143,8 +157,9 @@ class Channel:
         )
         self._consumers.append(consumer)
 
-    async def start(self) -> None:
-        """Start the status receiver, the forwarder, then the transport."""
+    async def start(self, with_transport: bool = True) -> None:
+        """Start the status receiver, the forwarder, then (unless another
+        process runs it) the transport."""
         deps = self._deps
         props = self.properties
         receiver = StatusReceiver(
@@ -173,6 +188,17 @@ class Channel:
             await deps.broker.declare_queue(topology.event(self.id))
         # Declared first, so MT accepted while the transport is down waits.
         await deps.broker.declare_queue(topology.outbound(self.id))
+        if with_transport:
+            await self.start_transport()
+        self.running = True
+        self.log.info("Channel {channel_id} started", channel_id=self.id)
+
+    async def start_transport(self) -> None:
+        """Start the transport and its outbound consumer; a transport that
+        fails to start leaves the channel ``down`` (this never raises for it)."""
+        deps = self._deps
+        props = self.properties
+        self.owned = True
         self.start_error = None
         try:
             cls = deps.transports.resolve(props.get("type"))
@@ -189,9 +215,22 @@ class Channel:
         else:
             self.transport = transport
             await deps.statuses.clear(self.id, "transport")
-            await self._consume(topology.outbound(self.id), self._handle_outbound)
-        self.running = True
-        self.log.info("Channel {channel_id} started", channel_id=self.id)
+            self._outbound = await deps.broker.consume(
+                topology.outbound(self.id),
+                self._handle_outbound,
+                prefetch=deps.prefetch,
+            )
+
+    async def stop_transport(self) -> None:
+        """Stop the outbound consumer and the transport; the forwarder and
+        the status receiver go on (another process runs the transport now)."""
+        self.owned = False
+        self.start_error = None
+        outbound, self._outbound = self._outbound, None
+        stopping = None if outbound is None else ensureDeferred(outbound.stop())
+        await self._stop_transport()
+        if outbound is not None and stopping is not None:
+            await self._await_stop(outbound, stopping)
 
     async def _record_down(self, reason: str, kind: str = "start_failed") -> None:
         status = status_event(
@@ -210,6 +249,10 @@ class Channel:
         transport = self.transport
         if transport is None:
             raise TemporaryFailure(f"channel {self.id} has no running transport")
+        if not self._may_send():
+            raise TemporaryFailure(
+                f"channel {self.id}: this process's lease ran out; not sending"
+            )
         try:
             await transport.handle_outbound(as_user_message(message))
         except RETRY_LATER:
@@ -229,7 +272,18 @@ class Channel:
         # transport so that handlers still waiting on it give up and requeue,
         # then wait for the consumers to finish.
         consumers, self._consumers = self._consumers, []
+        if self._outbound is not None:
+            consumers.append(self._outbound)
+            self._outbound = None
         stopping = [ensureDeferred(consumer.stop()) for consumer in consumers]
+        await self._stop_transport()
+        for consumer, done in zip(consumers, stopping, strict=True):
+            await self._await_stop(consumer, done)
+        if self.running:
+            self.log.info("Channel {channel_id} stopped", channel_id=self.id)
+        self.running = False
+
+    async def _stop_transport(self) -> None:
         transport, self.transport = self.transport, None
         if transport is not None:
             try:
@@ -239,13 +293,9 @@ class Channel:
                     "Error stopping transport of channel {channel_id}",
                     channel_id=self.id,
                 )
-        for consumer, done in zip(consumers, stopping, strict=True):
-            try:
-                await done
-            except Exception:
-                self.log.failure(
-                    "Error stopping consumer of {queue}", queue=consumer.queue
-                )
-        if self.running:
-            self.log.info("Channel {channel_id} stopped", channel_id=self.id)
-        self.running = False
+
+    async def _await_stop(self, consumer: Consumer, done: Deferred[None]) -> None:
+        try:
+            await done
+        except Exception:
+            self.log.failure("Error stopping consumer of {queue}", queue=consumer.queue)
