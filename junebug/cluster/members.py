@@ -101,6 +101,8 @@ class Membership:
         self.lease_seconds = lease_seconds
         self._held = held
         self.left = False
+        #: The channels the last heartbeat written said this process holds.
+        self.announced: tuple[str, ...] | None = None
 
     def info(self) -> ProcessInfo:
         me = self.identity
@@ -118,12 +120,18 @@ class Membership:
         if self.left:
             return
         info = self.info()
+        self.announced = info.channels
         await self._backend.set(
             keys.cluster_process(info.id),
             json.dumps(info.as_json()),
             ttl=math.ceil(self.lease_seconds),
         )
         await self._backend.sadd(keys.CLUSTER_PROCESSES, info.id)
+
+    async def heartbeat_if_changed(self) -> None:
+        """A heartbeat now if the channels held changed since the last one."""
+        if tuple(self._held()) != self.announced:
+            await self.heartbeat()
 
     async def live(self) -> list[ProcessInfo]:
         """Every live process (this one included unless it left), by id;

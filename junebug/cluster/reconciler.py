@@ -190,6 +190,7 @@ class Reconciler:
                     await registry.take(cid)
             except Exception:
                 log.failure("Could not take channel {channel_id}", channel_id=cid)
+        await self.membership.heartbeat_if_changed()
 
     async def _fence(self, owners: dict[str, Owner | None]) -> None:
         """Stop transports running here without a lease of this process."""

@@ -36,9 +36,9 @@ class PlacementTests(SynchronousTestCase):
 
     def test_sticky(self) -> None:
         """A channel stays with its owner while the owner is within quota."""
-        owners: dict[str, str | None] = {cid: "a" for cid in CHANNELS[:10]}
-        owners.update({cid: "b" for cid in CHANNELS[10:20]})
-        owners.update({cid: "c" for cid in CHANNELS[20:]})
+        owners: dict[str, str | None] = dict.fromkeys(CHANNELS[:10], "a")
+        owners.update(dict.fromkeys(CHANNELS[10:20], "b"))
+        owners.update(dict.fromkeys(CHANNELS[20:], "c"))
         self.assertEqual(assign(["a", "b", "c"], CHANNELS, owners), owners)
 
     def test_excess_released_to_the_new_process_only(self) -> None:
@@ -58,21 +58,21 @@ class PlacementTests(SynchronousTestCase):
         self.assertEqual(spread(after), [15, 15])
 
     def test_owner_not_alive_is_ignored(self) -> None:
-        owners: dict[str, str | None] = {cid: "dead" for cid in CHANNELS}
+        owners: dict[str, str | None] = dict.fromkeys(CHANNELS, "dead")
         placed = assign(["a", "b"], CHANNELS, owners)
         self.assertEqual(spread(placed), [15, 15])
 
     def test_plans_of_all_processes_agree(self) -> None:
         """Each process's own plan, applied together, is the assignment."""
         live = ["a", "b", "c"]
-        owners: dict[str, str | None] = {cid: "a" for cid in CHANNELS}
+        owners: dict[str, str | None] = dict.fromkeys(CHANNELS, "a")
         plans = {me: plan_for(me, live, CHANNELS, owners) for me in live}
         self.assertEqual(plans["a"].acquire, ())
         self.assertEqual(len(plans["a"].release), 20)
         for me in ["b", "c"]:
             # They wait for a's release: a live owner's channel is not taken.
             self.assertEqual(plans[me].acquire, ())
-        released = {cid: None for cid in plans["a"].release}
+        released = dict.fromkeys(plans["a"].release)
         after: dict[str, str | None] = {**owners, **released}
         plans = {me: plan_for(me, live, CHANNELS, after) for me in live}
         self.assertEqual(len(plans["b"].acquire), 10)
@@ -80,7 +80,7 @@ class PlacementTests(SynchronousTestCase):
         self.assertFalse(set(plans["b"].acquire) & set(plans["c"].acquire))
 
     def test_lost_owner_channels_are_acquired(self) -> None:
-        owners: dict[str, str | None] = {cid: "gone" for cid in CHANNELS}
+        owners: dict[str, str | None] = dict.fromkeys(CHANNELS, "gone")
         plan = plan_for("a", ["a"], CHANNELS, owners)
         self.assertEqual(plan.acquire, tuple(sorted(CHANNELS)))
 
