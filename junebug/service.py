@@ -341,6 +341,7 @@ def build(
             routers=routers,
             readiness=readiness,
             metrics=metrics,
+            cluster=cluster,
         )
     )
     return Junebug(

@@ -21,6 +21,7 @@ from junebug.api import (
     messages,
     metrics,
     probes,
+    processes,
     routers,
 )
 from junebug.api.auth import AuthenticatingResource, auth_enabled
@@ -47,6 +48,7 @@ class JunebugApi:
         probes.install(self.app, deps)
         dead_letters.install(self.app, deps)
         metrics.install(self.app, deps)
+        processes.install(self.app, deps)
         self.app.route("/openapi.json", methods=["GET"], endpoint="openapi")(
             self._openapi
         )

@@ -9,6 +9,7 @@ import attrs
 from junebug.api.readiness import Readiness
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
+from junebug.cluster.node import ClusterNode
 from junebug.config import JunebugConfig
 from junebug.http.client import HttpClient
 from junebug.metrics.families import JunebugMetrics
@@ -33,3 +34,6 @@ class ApiDependencies:
     #: While set and not ready, routes answer 503 (see junebug.api.readiness).
     readiness: Readiness | None = None
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
+    #: This process's part in the gateway (junebug.cluster); unset in tests
+    #: of the API alone.
+    cluster: ClusterNode | None = None
