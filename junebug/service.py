@@ -33,6 +33,7 @@ from junebug.channel_logs import LogFileRouter
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
 from junebug.channels.service import ChannelDependencies
+from junebug.cluster.control import Control
 from junebug.cluster.node import ClusterNode
 from junebug.config import JunebugConfig, as_dict
 from junebug.health_checks import connection_checks, ready_checks
@@ -85,6 +86,7 @@ class Junebug:
     routers: RouterRegistry
     readiness: Readiness
     cluster: ClusterNode
+    control: Control
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
     listen: bool = True
     port: IListeningPort | None = None
@@ -133,6 +135,7 @@ class Junebug:
         for definition in self.config.startup_channels:
             await self.channels.ensure(definition)
         # Placed by the cluster: the transports of this process's share.
+        await self.control.start()
         await self.cluster.start()
         stops.push("routers", self.routers.stop_all)
         self.readiness.waiting("the routers")
@@ -145,6 +148,7 @@ class Junebug:
         """Hand this process's channels over to the others, then stop the
         channels' parts still running here."""
         await self.cluster.leave()
+        await self.control.stop()
         await self.channels.stop_all()
 
     async def _drain(self) -> None:
@@ -305,7 +309,16 @@ def build(
     monotonic = reactor.seconds if config.embedded else time.monotonic
     cluster = ClusterNode(backend, reactor, config.cluster, monotonic=monotonic)
     registry = ChannelRegistry(ChannelStore(backend), deps, plugins, cluster.ownership)
-    cluster.attach(registry)
+    reconciler = cluster.attach(registry)
+    control = Control(
+        broker=broker,
+        backend=backend,
+        clock=reactor,
+        registry=registry,
+        reconciler=reconciler,
+        timeout=config.cluster.control_timeout,
+    )
+    reconciler.handed_over = control.tell_take
     sender = MessageSender(
         broker=broker,
         messages=messages,
@@ -342,6 +355,7 @@ def build(
             readiness=readiness,
             metrics=metrics,
             cluster=cluster,
+            control=control,
         )
     )
     return Junebug(
@@ -359,6 +373,7 @@ def build(
         routers=routers,
         readiness=readiness,
         cluster=cluster,
+        control=control,
         metrics=metrics,
         listen=listen,
     )

@@ -125,7 +125,10 @@ def install(app: Klein, deps: ApiDependencies) -> None:
         body: dict[str, Any] = parse_body(request, CHANNEL_UPDATE, max_size)
         stored = await registry.get_properties(channel_id)
         changes = as_channel_properties(restore(body, stored))
-        properties = await registry.update(channel_id, changes)
+        if deps.control is not None:
+            properties = await deps.control.update(channel_id, changes)
+        else:
+            properties = await registry.update(channel_id, changes)
         view = await registry.status_view(channel_id, properties)
         return render(request, 200, "channel updated", shown(request, registry, view))
 
@@ -135,7 +138,7 @@ def install(app: Klein, deps: ApiDependencies) -> None:
         endpoint="channels.delete_channel",
     )
     async def delete_channel(request: IRequest, channel_id: str) -> bytes:
-        await registry.delete(channel_id)
+        await (deps.control or registry).delete(channel_id)
         return render(request, 200, "channel deleted", {})
 
     @app.route(
@@ -144,7 +147,7 @@ def install(app: Klein, deps: ApiDependencies) -> None:
         endpoint="channels.restart_channel",
     )
     async def restart_channel(request: IRequest, channel_id: str) -> bytes:
-        await registry.restart(channel_id)
+        await (deps.control or registry).restart(channel_id)
         return render(request, 200, "channel restarted", {})
 
     @app.route(

@@ -9,6 +9,7 @@ import attrs
 from junebug.api.readiness import Readiness
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
+from junebug.cluster.control import Control
 from junebug.cluster.node import ClusterNode
 from junebug.config import JunebugConfig
 from junebug.http.client import HttpClient
@@ -37,3 +38,5 @@ class ApiDependencies:
     #: This process's part in the gateway (junebug.cluster); unset in tests
     #: of the API alone.
     cluster: ClusterNode | None = None
+    #: Runs changes in the process that owns the channel (junebug.cluster).
+    control: Control | None = None

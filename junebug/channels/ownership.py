@@ -15,10 +15,6 @@ from typing import Protocol
 class Ownership(Protocol):
     """Decides which channels' transports run here."""
 
-    #: True: channels stored at start-up get their transport at once (a
-    #: process alone); False: the cluster's reconciler places them.
-    claims_at_start: bool
-
     def holds(self, channel_id: str) -> bool:
         """True while this process may hand messages to the transport."""
 
@@ -41,8 +37,6 @@ class Ownership(Protocol):
 
 class SoleOwnership:
     """One process: it owns every channel."""
-
-    claims_at_start = True
 
     def holds(self, channel_id: str) -> bool:
         return True

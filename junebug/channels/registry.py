@@ -201,7 +201,10 @@ class ChannelRegistry:
         channel.revision = revision
         self._channels[channel_id] = channel
         try:
-            await channel.start(with_transport=transport)
+            if transport:
+                await channel.start()
+            else:
+                await channel.start(with_transport=False)
         except BaseException as exc:
             if self._channels.get(channel_id) is channel:
                 del self._channels[channel_id]
@@ -338,15 +341,12 @@ class ChannelRegistry:
     async def start_all(self) -> None:
         """Start every stored channel; one that fails never stops the others,
         and one that fails because a backend is away is retried."""
-        claim = None if self.ownership.claims_at_start else False
         for channel_id in await self.store.list_ids():
             try:
                 revision = await self.ownership.revision(channel_id)
                 properties = await self.store.load(channel_id)
                 if properties is not None:
-                    await self._start(
-                        channel_id, properties, revision=revision, transport=claim
-                    )
+                    await self._start(channel_id, properties, revision=revision)
             except BACKEND_AWAY as exc:
                 self._retry_later(channel_id, exc)
             except Exception:

@@ -9,10 +9,12 @@ from junebug.stores.backend import KeyValueBackend
 
 
 class ClusterOwnership:
-    """Ownership by lease (:mod:`junebug.cluster.leases`)."""
+    """Ownership by lease (:mod:`junebug.cluster.leases`).
 
-    #: Stored channels are placed by the reconciler, not all taken at start.
-    claims_at_start = False
+    A channel starting here (created, changed, or stored when ``jb``
+    starts) takes its lease if it is free; the reconciler then moves the
+    excess to processes with fewer.
+    """
 
     def __init__(self, backend: KeyValueBackend, leases: Leases) -> None:
         self._backend = backend
