@@ -22,9 +22,14 @@ one right after it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import (
+    Deferred,
+    DeferredSemaphore,
+    ensureDeferred,
+    gatherResults,
+)
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -37,6 +42,9 @@ from junebug.stores import keys
 from junebug.stores.backend import KeyValueBackend
 
 log = Logger()
+
+#: How many channels one pass works on at once.
+CONCURRENCY = 16
 
 #: Called with (channel id, the process now expected to take it) after a
 #: channel was released, so that process can acquire it at once.
@@ -166,46 +174,52 @@ class Reconciler:
             for cid, v in zip(ids, values[len(ids) :], strict=True)
         }
         stored = set(ids)
-        for cid in registry.running_ids():
-            if cid not in stored:
-                await leases.release(cid)
-                await registry.drop(cid)
-        for cid in ids:
+
+        async def deleted(cid: str) -> None:
+            await leases.release(cid)
+            await registry.drop(cid)
+
+        async def catch_up(cid: str) -> None:
             channel = registry.running(cid)
             if channel is None:
                 await registry.follow(cid)
             elif channel.revision != revisions[cid]:
                 await registry.refresh(cid)
+
+        await _each([c for c in registry.running_ids() if c not in stored], deleted)
+        await _each(ids, catch_up)
         await self._fence(owners)
         current = {
             cid: (owner.process if owner is not None else None)
             for cid, owner in owners.items()
         }
         plan = plan_for(self.me, live, ids, current)
-        for cid in plan.release:
+
+        async def release(cid: str) -> None:
             await self.hand_over(cid, live, ids, current)
-        for cid in plan.acquire:
-            try:
-                if await leases.acquire(cid):
-                    await registry.take(cid)
-            except Exception:
-                log.failure("Could not take channel {channel_id}", channel_id=cid)
+
+        async def take(cid: str) -> None:
+            if await leases.acquire(cid):
+                await registry.take(cid)
+
+        await _each(plan.release, release)
+        await _each(plan.acquire, take)
         await self.membership.heartbeat_if_changed()
 
     async def _fence(self, owners: dict[str, Owner | None]) -> None:
         """Stop transports running here without a lease of this process."""
         leases = self.leases
+        disputed = False
         for cid in self.registry.owned_ids():
             if not leases.holds(cid):
                 leases.forget(cid)
                 await self.registry.give_up(cid)
-                continue
-            owner = owners.get(cid)
-            mine = Owner(self.me, leases.token(cid) or 0)
-            if owner != mine:
-                # Read before a lease acquired since, or really lost: Redis
-                # decides (a failed compare-and-expire calls on_lost).
-                await leases.renew_all()
+            elif owners.get(cid) != Owner(self.me, leases.token(cid) or 0):
+                disputed = True
+        if disputed:
+            # Read before a lease acquired since, or really lost: Redis
+            # decides (a failed compare-and-expire calls on_lost).
+            await leases.renew_all()
 
     async def hand_over(
         self,
@@ -225,3 +239,23 @@ class Reconciler:
             await self.handed_over(channel_id, target)
         except Exception:
             log.failure("Could not tell {process} to take a channel", process=target)
+
+
+async def _each(
+    channel_ids: Iterable[str], work: Callable[[str], Awaitable[None]]
+) -> None:
+    """Run ``work`` for every channel, :data:`CONCURRENCY` at a time; one
+    that fails is logged and does not stop the others."""
+    limit = DeferredSemaphore(CONCURRENCY)
+
+    async def one(channel_id: str) -> None:
+        try:
+            await work(channel_id)
+        except Exception:
+            log.failure(
+                "Reconciling channel {channel_id} failed", channel_id=channel_id
+            )
+
+    await gatherResults(
+        [limit.run(one, channel_id) for channel_id in channel_ids]
+    )
