@@ -102,8 +102,11 @@ class ClusterNode:
             others = [info.id for info in await self.membership.live()]
             ids = await reconciler.registry.store.list_ids()
             owners = await self.leases.owners(ids)
-        except Exception:
-            log.failure("Could not hand over cleanly: the leases expire instead")
+        except Exception as exc:
+            log.warn(
+                "Could not hand over cleanly ({error}): the leases expire instead",
+                error=exc,
+            )
             self.leases.stop()
             return
         current = {

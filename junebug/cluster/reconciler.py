@@ -256,6 +256,4 @@ async def _each(
                 "Reconciling channel {channel_id} failed", channel_id=channel_id
             )
 
-    await gatherResults(
-        [limit.run(one, channel_id) for channel_id in channel_ids]
-    )
+    await gatherResults([limit.run(one, channel_id) for channel_id in channel_ids])
