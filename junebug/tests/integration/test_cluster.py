@@ -8,6 +8,7 @@ test adds a real ``jb`` subprocess to SIGKILL.  Leases are short here
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter
 from typing import Any
@@ -64,10 +65,12 @@ class ClusterCase(TestCase):
             },
         }
 
-    async def start(self) -> ApiDriver:
+    async def start(self, **cluster: Any) -> ApiDriver:
         api = ApiDriver(reactor)
         self.addCleanup(api.stop)
-        await api.start(**self.layer())
+        layer = self.layer()
+        layer["cluster"].update(cluster)
+        await api.start(**layer)
         return api
 
     async def create(self, api: ApiDriver, body: dict[str, Any]) -> str:
@@ -235,9 +238,26 @@ class ClusterTests(ClusterCase):
             timeout=15,
         )
 
-    async def test_a_sigkilled_jb_loses_its_channel_to_another(self) -> None:
-        """A real ``jb`` runs a telnet channel on a fixed port; SIGKILLed,
-        the in-process Junebug binds that port within the lease and a bit."""
+    async def test_an_owner_that_does_not_answer_is_503(self) -> None:
+        a = await self.start()
+        b = await self.start(control_timeout=1)
+        cid = await self.create(a, TELNET)
+        assert a.junebug is not None
+        await a.junebug.control.stop()  # alive, but deaf to requests
+        await wait_until(
+            lambda: (
+                b.junebug is not None and b.junebug.channels.running(cid) is not None
+            ),
+            timeout=5,
+        )
+        start = time.monotonic()
+        code, body, _ = await b.request("POST", f"/channels/{cid}/restart")
+        self.assertEqual(code, 503, body)
+        self.assertEqual(body["description"], "owner unavailable")
+        self.assertLess(time.monotonic() - start, 3)
+        self.assertIsNotNone(a.transport(cid))
+
+    async def jb_process(self) -> JbProcess:
         address = self.redis.address
         jb = JbProcess(
             reactor,
@@ -261,6 +281,10 @@ class ClusterTests(ClusterCase):
         )
         await jb.start()
         self.addCleanup(jb.stop)
+        return jb
+
+    async def jb_telnet_channel(self, jb: JbProcess) -> tuple[str, int]:
+        """A telnet channel created through ``jb`` (so it runs there)."""
         telnet_port = free_port()
         endpoint = f"tcp:{telnet_port}:interface=127.0.0.1"
         code, created = await self.http(
@@ -272,7 +296,14 @@ class ClusterTests(ClusterCase):
             },
         )
         self.assertEqual(code, 201, created)
-        cid = created["result"]["id"]
+        cid: str = created["result"]["id"]
+        return cid, telnet_port
+
+    async def test_a_sigkilled_jb_loses_its_channel_to_another(self) -> None:
+        """A real ``jb`` runs a telnet channel on a fixed port; SIGKILLed,
+        the in-process Junebug binds that port within the lease and a bit."""
+        jb = await self.jb_process()
+        cid, telnet_port = await self.jb_telnet_channel(jb)
         b = await self.start()
         await wait_until(
             lambda: (
@@ -285,6 +316,26 @@ class ClusterTests(ClusterCase):
         start = time.monotonic()
         await wait_until(lambda: b.transport(cid) is not None, timeout=LEASE + 5)
         self.assertLess(time.monotonic() - start, LEASE + 5)
+        client = await connect_line_client(reactor, telnet_port)
+        client.transport.loseConnection()
+
+    async def test_a_sigtermed_jb_hands_its_channel_over_at_once(self) -> None:
+        jb = await self.jb_process()
+        cid, telnet_port = await self.jb_telnet_channel(jb)
+        b = await self.start()
+        await wait_until(
+            lambda: (
+                b.junebug is not None and b.junebug.channels.running(cid) is not None
+            ),
+            timeout=5,
+        )
+        self.assertIsNone(b.transport(cid))
+        jb.send_signal(signal.SIGTERM)
+        waited = time.monotonic()
+        await wait_until(lambda: b.transport(cid) is not None, timeout=LEASE + 5)
+        # The gap: from the moment jb let go (after its drain) to b's start.
+        self.assertLess(time.monotonic() - waited, 2.0)
+        self.assertEqual(await jb.exited(), 0)
         client = await connect_line_client(reactor, telnet_port)
         client.transport.loseConnection()
 
