@@ -340,6 +340,7 @@ def build(
         config.routers,
         config.replace_routers,
     )
+    reconciler.routers = routers
     readiness = Readiness()
     api = JunebugApi(
         ApiDependencies(

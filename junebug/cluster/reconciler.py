@@ -12,7 +12,9 @@ their owners and revisions (one ``MGET``), then:
    (fencing), checking with Redis when the stored owner disagrees;
 5. releases the channels placement gives to others (over quota), and
    acquires and starts those it gives to this process
-   (:mod:`junebug.cluster.placement`).
+   (:mod:`junebug.cluster.placement`);
+6. starts, restarts or stops the routers created, changed or deleted
+   through another process (every process runs every router).
 
 A second loop renews the leases and the heartbeat every ``lease_seconds/3``.
 Nothing depends on a control message arriving: a missed one only costs up
@@ -23,6 +25,7 @@ one right after it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from twisted.internet.defer import (
     Deferred,
@@ -49,6 +52,13 @@ CONCURRENCY = 16
 #: Called with (channel id, the process now expected to take it) after a
 #: channel was released, so that process can acquire it at once.
 HandedOver = Callable[[str, str | None], Awaitable[None]]
+
+
+class RouterReconciler(Protocol):
+    """The router registry, as far as the reconciler is concerned."""
+
+    async def reconcile(self) -> None:
+        """Catch up with router changes made through other processes."""
 
 
 async def _nobody(channel_id: str, process_id: str | None) -> None:
@@ -78,6 +88,9 @@ class Reconciler:
         self.handed_over = handed_over
         self._loop: LoopingCall | None = None
         self._renewals: LoopingCall | None = None
+        #: Routers to keep up with changes made elsewhere (every process runs
+        #: every router); set once the router registry exists.
+        self.routers: RouterReconciler | None = None
         self._pass: Deferred[None] | None = None
         self._again = False
         self.stopped = False
@@ -205,6 +218,8 @@ class Reconciler:
         await _each(plan.release, release)
         await _each(plan.acquire, take)
         await self.membership.heartbeat_if_changed()
+        if self.routers is not None:
+            await self.routers.reconcile()
 
     async def _fence(self, owners: dict[str, Owner | None]) -> None:
         """Stop transports running here without a lease of this process."""

@@ -65,6 +65,12 @@ def cluster_revision(channel_id: str) -> str:
     return f"cluster:revision:{channel_id}"
 
 
+def cluster_router_revision(router_id: str) -> str:
+    """Counts the changes of a router and its destinations (as
+    :func:`cluster_revision` does for a channel)."""
+    return f"cluster:router_revision:{router_id}"
+
+
 # -- transports' own keys (each prefixed as the original's transports did) ---
 
 

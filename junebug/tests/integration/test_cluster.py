@@ -238,6 +238,38 @@ class ClusterTests(ClusterCase):
             timeout=15,
         )
 
+    async def test_router_changes_reach_every_process(self) -> None:
+        """Every process runs every router; a change through one reaches the
+        others within a pass."""
+        a, b = await self.start(), await self.start()
+        cid = await self.create(a, {"type": "fake", "config": {}})
+        code, body, _ = await a.request(
+            "POST", "/routers/", {"type": "from_address", "config": {"channel": cid}}
+        )
+        self.assertEqual(code, 201, body)
+        rid = body["result"]["id"]
+
+        def router(api: ApiDriver) -> Any:
+            assert api.junebug is not None
+            return api.junebug.routers.running(rid)
+
+        await wait_until(lambda: router(b) is not None, timeout=1.5)
+        code, body, _ = await b.request(
+            "POST",
+            f"/routers/{rid}/destinations/",
+            {"config": {"default": True}},
+        )
+        self.assertEqual(code, 201, body)
+        await wait_until(
+            lambda: (
+                (running := router(a)) is not None and len(running.destinations) == 1
+            ),
+            timeout=1.5,
+        )
+        code, _, _ = await a.request("DELETE", f"/routers/{rid}")
+        self.assertEqual(code, 200)
+        await wait_until(lambda: router(b) is None, timeout=1.5)
+
     async def test_an_owner_that_does_not_answer_is_503(self) -> None:
         a = await self.start()
         b = await self.start(control_timeout=1)
