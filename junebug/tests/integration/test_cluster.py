@@ -14,13 +14,13 @@ from collections import Counter
 from typing import Any
 
 from treq.client import HTTPClient
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from junebug.amqp import topology
 from junebug.testing.api import ApiDriver, json_request
-from junebug.testing.polling import wait_until
+from junebug.testing.polling import poll_until, wait_until
 from junebug.testing.rabbitmq import queue_exists, rabbitmq_test_settings
 from junebug.testing.redis import RedisFixture, start_redis_fixture
 from junebug.testing.telnet_client import connect_line_client
@@ -102,6 +102,21 @@ class ClusterCase(TestCase):
         code, parsed, _ = await json_request(client, method, url, body)
         return code, parsed
 
+    async def existing_queues(self, channel_id: str) -> list[str]:
+        queues = topology.owned_queues(channel_id, with_status=True)
+        return [q for q in queues if await queue_exists(reactor, self.settings, q)]
+
+    async def no_queues_left(self, channel_id: str) -> None:
+        """Within a pass or two every process has dropped the deleted
+        channel and none of its queues is left (or declared again)."""
+
+        async def gone() -> bool:
+            return not await self.existing_queues(channel_id)
+
+        await poll_until(gone, timeout=5, interval=0.2)
+        await task.deferLater(reactor, 4 * INTERVAL, lambda: None)
+        self.assertEqual(await self.existing_queues(channel_id), [])
+
 
 class ClusterTests(ClusterCase):
     async def test_one_transport_each_and_changes_through_any_process(self) -> None:
@@ -155,9 +170,7 @@ class ClusterTests(ClusterCase):
         for api in apis:
             code, _, _ = await api.request("GET", f"/channels/{cid}")
             self.assertEqual(code, 404)
-        self.assertFalse(
-            await queue_exists(reactor, self.settings, topology.outbound(cid))
-        )
+        await self.no_queues_left(cid)
         # Every process lists both processes and what each holds.
         _, listed, _ = await b.request("GET", "/processes/")
         processes = {p["id"]: p for p in listed["result"]}
@@ -237,6 +250,16 @@ class ClusterTests(ClusterCase):
             ),
             timeout=15,
         )
+        # Deleted through any of them: no channel runs, no queue is left.
+        for n, cid in enumerate(channels):
+            code, _, _ = await apis[n % 4].request("DELETE", f"/channels/{cid}")
+            self.assertEqual(code, 200)
+        await wait_until(
+            lambda: all(api.junebug.channels.running_ids() == [] for api in apis),  # type: ignore[union-attr]
+            timeout=5,
+        )
+        for cid in channels[:10]:
+            await self.no_queues_left(cid)
 
     async def test_router_changes_reach_every_process(self) -> None:
         """Every process runs every router; a change through one reaches the
