@@ -199,7 +199,8 @@ class Reconciler:
             elif channel.revision != revisions[cid]:
                 await registry.refresh(cid)
 
-        await _each([c for c in registry.running_ids() if c not in stored], deleted)
+        here = set(registry.running_ids()) | set(leases.held())
+        await _each(sorted(here - stored), deleted)
         await _each(ids, catch_up)
         await self._fence(owners)
         current = {

@@ -9,6 +9,7 @@ whole gateway whose time the test moves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -67,8 +68,9 @@ class Gateway:
         self.backend = MemoryBackend(self.clock)
         self.broker = MemoryBroker(self.clock)
 
-    def member(self) -> Member:
-        """A new member, built but not started."""
+    def member(self, monotonic: Callable[[], float] | None = None) -> Member:
+        """A new member, built but not started; its leases' deadlines are
+        measured with ``monotonic`` (default: the clock)."""
         backend = self.backend
         deps = ChannelDependencies(
             reactor=self.clock,  # type: ignore[arg-type]
@@ -81,7 +83,7 @@ class Gateway:
             transports=TransportRegistry(FAKE),
         )
         node = ClusterNode(
-            backend, self.clock, self.config, monotonic=self.clock.seconds
+            backend, self.clock, self.config, monotonic=monotonic or self.clock.seconds
         )
         registry = ChannelRegistry(
             ChannelStore(backend), deps, PluginHost([]), node.ownership

@@ -135,8 +135,7 @@ class FencedChannelTests(TestCase):
         refuses to hand a message to the transport: it is requeued."""
         gateway = Gateway()
         now = [0.0]
-        member = gateway.member()
-        member.node.leases._monotonic = lambda: now[0]
+        member = gateway.member(monotonic=lambda: now[0])
         await member.registry.start_all()
         await member.node.start()
         self.addCleanup(gateway.stop_all)

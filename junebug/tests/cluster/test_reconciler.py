@@ -124,3 +124,12 @@ class ReconcilerTests(TestCase):
         await gateway.tick(gateway.config.lease_seconds + 1)
         self.assertEqual([info.id for info in await a.node.processes()], [a.id])
         self.assertEqual(await gateway.backend.smembers(keys.CLUSTER_PROCESSES), {a.id})
+
+    async def test_a_lease_on_a_channel_gone_is_released(self) -> None:
+        gateway = self.gateway
+        a = await gateway.start()
+        # Acquired for a channel deleted before it could start here.
+        await a.node.leases.acquire("vanished")
+        await gateway.tick(1)
+        self.assertEqual(a.node.leases.held(), [])
+        self.assertIsNone(await gateway.backend.get(keys.cluster_owner("vanished")))
