@@ -15,6 +15,7 @@ from typing import Any
 
 from treq.client import HTTPClient
 from twisted.internet import reactor, task
+from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -404,12 +405,15 @@ class ClusterScaleTests(ClusterCase):
         a, b = await self.start(), await self.start()
         apis = [a, b]
         assert a.junebug is not None
+        registry = a.junebug.channels
         start = time.monotonic()
-        channels = []
-        for _ in range(300):
-            channels.append(
-                await a.junebug.channels.create({"type": "fake", "config": {}})
-            )
+        limit = DeferredSemaphore(10)  # as ten API clients at once would
+        channels: list[str] = await gatherResults(
+            [
+                limit.run(registry.create, {"type": "fake", "config": {}})
+                for _ in range(300)
+            ]
+        )
         await wait_until(
             lambda: (
                 self.placed_once(apis, channels)
