@@ -413,10 +413,11 @@ class ChannelRegistry:
                 channel_id, properties, revision=revision, transport=owned
             )
 
-    async def drop(self, channel_id: str) -> None:
-        """Stop a channel deleted through another process, and delete its
-        queues again: one of our consumers, cancelled when that process
-        deleted them, may have declared them anew before it was stopped."""
+    async def drop(self, channel_id: str, delete_queues: bool = True) -> None:
+        """Stop a channel deleted through another process, and (with
+        ``delete_queues``) delete its queues again: one of our consumers,
+        cancelled when that process deleted them, may have declared them
+        anew before it was stopped."""
         async with self._lock(channel_id):
             channel = self._channels.get(channel_id)
             if channel is None:
@@ -425,7 +426,8 @@ class ChannelRegistry:
             self.deps.metrics.forget_channel(
                 channel_id, str(channel.properties.get("type"))
             )
-            await delete_owned_queues(
-                self.deps.broker, channel_id, with_status=True, log=self.log
-            )
+            if delete_queues:
+                await delete_owned_queues(
+                    self.deps.broker, channel_id, with_status=True, log=self.log
+                )
         self._locks.pop(channel_id, None)

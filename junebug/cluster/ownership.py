@@ -7,6 +7,9 @@ from junebug.cluster.leases import Leases
 from junebug.stores import keys
 from junebug.stores.backend import KeyValueBackend
 
+#: Seconds a deleted channel's tombstone lasts (``keys.cluster_deleted``).
+TOMBSTONE = 3600
+
 
 class ClusterOwnership:
     """Ownership by lease (:mod:`junebug.cluster.leases`).
@@ -38,6 +41,7 @@ class ClusterOwnership:
 
     async def forget(self, channel_id: str) -> None:
         await self.leases.release(channel_id)
+        await self._backend.set(keys.cluster_deleted(channel_id), "1", ttl=TOMBSTONE)
         await self._backend.delete(
             keys.cluster_revision(channel_id), keys.cluster_fence(channel_id)
         )

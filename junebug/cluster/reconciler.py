@@ -190,7 +190,15 @@ class Reconciler:
 
         async def deleted(cid: str) -> None:
             await leases.release(cid)
-            await registry.drop(cid)
+            if await self._backend.exists(keys.cluster_deleted(cid)):
+                await registry.drop(cid)
+            elif registry.running(cid) is not None:
+                log.warn(
+                    "Channel {channel_id} vanished from Redis without being "
+                    "deleted: stopped here, its queues kept",
+                    channel_id=cid,
+                )
+                await registry.drop(cid, delete_queues=False)
 
         async def catch_up(cid: str) -> None:
             channel = registry.running(cid)

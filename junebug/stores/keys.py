@@ -65,6 +65,13 @@ def cluster_revision(channel_id: str) -> str:
     return f"cluster:revision:{channel_id}"
 
 
+def cluster_deleted(channel_id: str) -> str:
+    """Marks a channel deleted through the API (for an hour), so the other
+    processes delete its queues too; a channel whose properties vanish
+    without it (Redis emptied) keeps its queues."""
+    return f"cluster:deleted:{channel_id}"
+
+
 def cluster_router_revision(router_id: str) -> str:
     """Counts the changes of a router and its destinations (as
     :func:`cluster_revision` does for a channel)."""

@@ -133,3 +133,21 @@ class ReconcilerTests(TestCase):
         await gateway.tick(1)
         self.assertEqual(a.node.leases.held(), [])
         self.assertIsNone(await gateway.backend.get(keys.cluster_owner("vanished")))
+
+    async def test_vanished_properties_stop_the_channel_but_keep_queues(self) -> None:
+        """Redis emptied (no tombstone): the channel stops, MT waiting in
+        its queue stays; deleted through the API: its queues go."""
+        gateway = self.gateway
+        a = await gateway.start()
+        b = await gateway.start()
+        kept = await a.registry.create(dict(FAKE))
+        deleted = await a.registry.create(dict(FAKE))
+        await gateway.tick(1)
+        await gateway.backend.delete(f"{kept}:properties")
+        await gateway.backend.srem(keys.CHANNELS, kept)
+        await a.registry.delete(deleted)
+        await gateway.tick(1)
+        for member in (a, b):
+            self.assertEqual(member.registry.running_ids(), [])
+        self.assertTrue(gateway.broker.has_queue(f"{kept}.outbound"))
+        self.assertFalse(gateway.broker.has_queue(f"{deleted}.outbound"))
