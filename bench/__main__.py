@@ -1,9 +1,11 @@
 """``python -m bench [scenario ...]``: run benchmarks, print a table, write JSON.
 
 Scenarios (all but ``kannel`` by default): ``api`` (a), ``smpp`` (b),
-``mo`` (c), ``latency`` (d), ``channels`` (e), ``embedded`` (f) and
-``kannel`` (k: Junebug against Kannel, see :mod:`bench.kannel_compare`;
-about 2.5 minutes more, so only when named); ``faults`` runs the
+``mo`` (c), ``latency`` (d), ``channels`` (e), ``embedded`` (f),
+``ratelimit`` (g: what a rate-limited channel costs per message, see
+:mod:`bench.rate_limit`) and ``kannel`` (k: Junebug against Kannel, see
+:mod:`bench.kannel_compare`; about 2.5 minutes more, so only when named);
+``faults`` runs the
 fault-injection suite instead.  Figures are msg/s sustained, p50/p95/p99
 latency, peak RSS and the ratio to a baseline measured in the same run.
 Results go to ``bench/results/<time>.json``.
@@ -23,17 +25,32 @@ import statistics
 import sys
 from typing import Any
 
-from bench import kannel_compare, scenarios
+from bench import kannel_compare, rate_limit, scenarios
 from bench.harness import machine_info
 
-SCENARIOS = ("api", "smpp", "mo", "latency", "channels", "embedded", "kannel")
+SCENARIOS = (
+    "api",
+    "smpp",
+    "mo",
+    "latency",
+    "channels",
+    "embedded",
+    "ratelimit",
+    "priorities",
+    "kannel",
+)
 #: What runs when no scenario is named.
 DEFAULT = SCENARIOS[:-1]
 
 
 def run(name: str, seconds: int, quick: bool) -> list[dict[str, Any]]:
-    scenario = getattr(scenarios, f"scenario_{name}", None) or getattr(
-        kannel_compare, f"scenario_{name}", None
+    scenario = next(
+        (
+            found
+            for module in (scenarios, rate_limit, kannel_compare)
+            if (found := getattr(module, f"scenario_{name}", None)) is not None
+        ),
+        None,
     )
     if scenario is None:
         return [{"scenario": name, "note": "no such scenario"}]
@@ -84,6 +101,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "ratio",
         "extra_rss_mb",
         "cpu_s_per_1k",
+        "cpu_ms_per_msg",
+        "redis_cpu_ms_per_msg",
         "all_events",
         "note",
     ]

@@ -426,15 +426,20 @@ def smpp_channel(
     smsc: Smsc,
     mo_url: str,
     window: int = 10,
+    properties: dict[str, Any] | None = None,
     **extra: Any,
 ) -> str:
-    """Create an smpp channel bound to ``smsc``; wait for the bind; its id."""
+    """Create an smpp channel bound to ``smsc``; wait for the bind; its id.
+
+    ``properties`` are more channel properties (``rate_limit_count``...),
+    ``extra`` more keys of its config."""
     code, body = call(
         "POST",
         base + "/channels/",
         {
             "type": "smpp",
             "mo_url": mo_url,
+            **(properties or {}),
             "config": {
                 "twisted_endpoint": smsc.endpoint,
                 "system_id": "esme1",

@@ -147,20 +147,27 @@ def _wrk_note(figures: dict[str, Any]) -> str:
 # --- (b): end-to-end MT through SMPP --------------------------------------------
 
 
-def mt_body(sink_url: str) -> Callable[[int], bytes]:
-    """The MT body of the SMPP scenarios (``{n}`` numbers each request)."""
-    return json_body(
-        {
-            "to": "27820001111",
-            "from": "1234",
-            "content": "bench MT {n}",
-            "event_url": sink_url + "/event",
-        }
-    )
+def mt_body(sink_url: str, prioritised: bool = False) -> Callable[[int], bytes]:
+    """The MT body of the SMPP scenarios (``{n}`` numbers each request);
+    ``prioritised``: request ``n`` has priority ``n % 5 + 1``."""
+    template = {
+        "to": "27820001111",
+        "from": "1234",
+        "content": "bench MT {n}",
+        "event_url": sink_url + "/event",
+    }
+    if not prioritised:
+        return json_body(template)
+
+    def make(n: int) -> bytes:
+        body = {**template, "content": f"bench MT {n}", "priority": n % 5 + 1}
+        return json.dumps(body).encode()
+
+    return make
 
 
 def scenario_smpp(
-    seconds: int, quick: bool, embedded: bool = False
+    seconds: int, quick: bool, embedded: bool = False, prioritised: bool = False
 ) -> list[dict[str, Any]]:
     """(b) MT end to end: POST with event_url -> SMPP -> submitted + DLR events.
 
@@ -174,17 +181,23 @@ def scenario_smpp(
     """
     base = smpp_baseline("core", 5000 if quick else 20000, window=10)
     label = "(f) MT end to end, embedded" if embedded else "(b) MT end to end"
+    if prioritised:
+        label += ", priorities 1-5"
     with (
         sink() as http_sink,
         node_smsc("dlr") as smsc,
         jb(embedded=embedded) as (process, url),
     ):
         cid = smpp_channel(url, smsc, http_sink.url + "/mo", window=10)
-        body = mt_body(http_sink.url)
+        body = mt_body(http_sink.url, prioritised)
         meter = CpuMeter(
             jb=process.pid, sink=http_sink.process.pid, smsc=smsc.process.pid
         ).start()
-        with profiled(process.pid, "smpp-embedded" if embedded else "smpp"):
+        with profiled(
+            process.pid,
+            ("smpp-embedded" if embedded else "smpp")
+            + ("-priorities" if prioritised else ""),
+        ):
             samples = closed_loop(
                 f"{url}/channels/{cid}/messages/", body, seconds, MT_CONNECTIONS
             )
@@ -241,9 +254,38 @@ def scenario_smpp(
             "all_events": missing == 0,
             "note": note,
             "cpu": meter.summary(),
+            **cpu_per_1k(meter, len(complete)),
             "jb_problems": logged,
         },
     ]
+
+
+def cpu_per_1k(meter: CpuMeter, messages: int) -> dict[str, float | None]:
+    """CPU seconds per 1000 messages: of jb alone, and of jb + Redis +
+    RabbitMQ (what the gateway costs the machine)."""
+    thousands = messages / 1000
+    if not thousands:
+        return {"cpu_s_per_1k": None, "cpu_s_per_1k_all": None}
+    own = meter.seconds.get("jb", 0.0)
+    shared = sum(meter.seconds.get(name, 0.0) for name in ("redis", "rabbitmq"))
+    return {
+        "cpu_s_per_1k": own / thousands,
+        "cpu_s_per_1k_all": (own + shared) / thousands,
+    }
+
+
+def scenario_priorities(seconds: int, quick: bool) -> list[dict[str, Any]]:
+    """(b) twice, back to back: every MT priority 1, then priorities 1 to 5 in
+    turn (five queues consumed, a fate claim per message as always).  The
+    ratio is the plain run's CPU per message over the prioritised run's."""
+    plain = scenario_smpp(seconds, quick)[1]
+    mixed = scenario_smpp(seconds, quick, prioritised=True)[1]
+    mixed["ratio"] = ratio_of(plain.get("cpu_s_per_1k"), mixed.get("cpu_s_per_1k"))
+    mixed["note"] = (
+        f"CPU/1k msgs jb {mixed.get('cpu_s_per_1k') or 0:.2f}s vs "
+        f"{plain.get('cpu_s_per_1k') or 0:.2f}s at priority 1; " + mixed["note"]
+    )
+    return [plain, mixed]
 
 
 # --- (c): MO from the SMSC to mo_url ------------------------------------------

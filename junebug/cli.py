@@ -17,6 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+import attrs
+
 from junebug.command import REACTORS, fail, install_reactor
 from junebug.config import ENV_PREFIX, JunebugConfig
 from junebug.config_flags import (
@@ -110,6 +112,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = load_config(path, os.environ, layer)
     except ConfigError as exc:
         fail(str(exc))
+    from junebug.worker_processes import worker_role
+
+    try:
+        role = worker_role(os.environ)
+    except ValueError as exc:
+        fail(str(exc))
+    if role is None and config.worker_count > 1:
+        _supervise(config, args)
+        return
+    if role is not None and config.logfile:
+        config = attrs.evolve(config, logfile=role.logfile(config.logfile))
     reactor = install_reactor(os.environ)
     from junebug.transports.registry import TransportRegistry
 
@@ -124,4 +137,26 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from junebug.runner import run
 
-    task.react(run, (config,), _reactor=reactor)
+    task.react(run, (config, role), _reactor=reactor)
+
+
+def _supervise(config: JunebugConfig, args: list[str]) -> None:
+    """``jb --workers N``: bind the API socket, then run and watch N workers
+    (:mod:`junebug.worker_processes`)."""
+    from junebug.worker_processes import bind_api_socket, supervise
+
+    try:
+        sock = bind_api_socket(config.interface, config.port)
+    except OSError as exc:
+        sys.stderr.write(
+            f"jb: error: could not start: cannot listen on "
+            f"{config.interface}:{config.port}: {exc.strerror or exc}\n"
+        )
+        raise SystemExit(1) from exc
+    reactor = install_reactor(os.environ)
+    from junebug.logging_setup import setup_logging
+
+    setup_logging(config, os.environ)
+    from twisted.internet import task
+
+    task.react(supervise, (config, sock, args, dict(os.environ)), _reactor=reactor)

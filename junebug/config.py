@@ -71,6 +71,27 @@ def _server_port(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> Non
         raise ValueError(f"{attribute.name}: {value} is not a TCP port number")
 
 
+#: ``workers: auto`` runs one worker per core.
+AUTO_WORKERS = "auto"
+
+
+def _workers_value(value: int | str) -> int | str:
+    # Variables and flags give text: "2" is the count 2.
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+def _workers(_inst: Any, attribute: attrs.Attribute[Any], value: int | str) -> None:
+    if value == AUTO_WORKERS:
+        return
+    if isinstance(value, str) or value < 1:
+        raise ValueError(
+            f"{attribute.name} must be a whole number of at least 1 or "
+            f"{AUTO_WORKERS!r}, not {value!r}"
+        )
+
+
 def _plugin_entries(
     _inst: Any, _attribute: attrs.Attribute[Any], value: list[dict[str, Any]]
 ) -> None:
@@ -274,6 +295,16 @@ class JunebugConfig:
         validator=_positive,
         metadata=_doc("Seconds per metrics bucket"),
     )
+    rate_limit_margin: float = attrs.field(
+        default=0.05,
+        validator=_non_negative,
+        metadata=_doc(
+            "Seconds a send stays counted beyond its channel's"
+            " rate_limit_window, so that a connection that sees sends a little"
+            " late (by varying delays) still sees at most rate_limit_count in"
+            " any window"
+        ),
+    )
     logging_path: str = attrs.field(
         default="logs/", metadata=_doc("Directory for per-channel log files")
     )
@@ -347,6 +378,17 @@ class JunebugConfig:
         default=False,
         metadata=_doc("In-memory store and broker; nothing persists"),
     )
+    workers: int | str = attrs.field(
+        default=1,
+        converter=_workers_value,
+        validator=_workers,
+        metadata=_doc(
+            "jb processes serving one API port, supervised by this one "
+            "(restarted if they die); 'auto' is one per core; 1 runs no "
+            "supervisor",
+            metavar="N|auto",
+        ),
+    )
     startup_timeout: float | None = attrs.field(
         default=None,
         validator=_non_negative,
@@ -382,11 +424,32 @@ class JunebugConfig:
         validator=_non_negative,
         metadata=_doc("Most connections the API keeps open at once; 0 is unlimited"),
     )
+    dashboard: bool = attrs.field(
+        default=False,
+        metadata=_doc(
+            "Serve the web dashboard under /dashboard/ on the API port, behind "
+            "the API's authentication (see docs/dashboard.rst)"
+        ),
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.max_log_files == 0:
             object.__setattr__(self, "max_log_files", None)
         self.callback_networks  # noqa: B018 - a bad network stops jb now
+        if self.embedded and self.worker_count > 1:
+            raise ConfigError(
+                f"workers: {self.worker_count} worker processes cannot share "
+                "the in-memory store and broker of --embedded; use Redis and "
+                "RabbitMQ, or workers: 1"
+            )
+
+    @property
+    def worker_count(self) -> int:
+        """How many worker processes ``workers`` asks for (``auto``: the
+        number of cores)."""
+        if self.workers == AUTO_WORKERS:
+            return os.cpu_count() or 1
+        return int(self.workers)
 
     @property
     def callback_networks(self) -> CallbackNetworks:

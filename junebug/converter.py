@@ -42,7 +42,16 @@ def _exact_bool(value: Any, _cls: type[Any]) -> bool:
     return value
 
 
+def _int_or_str(value: Any, _cls: Any) -> int | str:
+    # A count or a keyword (``workers: auto``); the field's own converter
+    # and validator say which strings it takes.
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected int or str, got {type(value).__name__}")
+    return value
+
+
 for _conv in (_lenient, _strict):
+    _conv.register_structure_hook(int | str, _int_or_str)
     _conv.register_structure_hook(int, _no_bool_to_number)
     _conv.register_structure_hook(float, _no_bool_to_number)
     _conv.register_structure_hook(str, _exact_str)

@@ -9,6 +9,8 @@
     ├── BodyTooLarge                  413 request body too large
     ├── MessageNotFound               400 message not found
     ├── MessageTooLong                400 message too long
+    ├── OutboundMessageNotFound       404 message not found (cancelling)
+    ├── MessageAlreadySent            409 message already sent
     ├── InvalidChannelType            400 invalid channel type
     ├── InvalidChannelConfig          400 invalid channel config
     ├── ChannelNotFound               404 channel not found
@@ -90,6 +92,23 @@ class MessageTooLong(JunebugError):
     name = "MessageTooLong"
     description = "message too long"
     code = 400
+
+
+class OutboundMessageNotFound(JunebugError):
+    """No outbound record of that id (cancelling: 404, unlike the original's
+    400 ``MessageNotFound`` of a reply to an unknown message)."""
+
+    name = "MessageNotFound"
+    description = "message not found"
+    code = 404
+
+
+class MessageAlreadySent(JunebugError):
+    """The message was handed to the transport: too late to cancel it."""
+
+    name = "MessageAlreadySent"
+    description = "message already sent"
+    code = 409
 
 
 class InvalidChannelType(JunebugError):

@@ -18,7 +18,7 @@ import attrs
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 
 from junebug.amqp.broker import Broker
@@ -89,6 +89,12 @@ class Junebug:
     control: Control
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
     listen: bool = True
+    #: Where to serve the API instead of ``interface`` and ``port`` (a worker
+    #: of ``jb --workers``: the socket its supervisor listens on).
+    listen_on: IStreamServerEndpoint | None = None
+    #: Serve the API only once everything has started (a worker replacing
+    #: one that died, while the others serve), not before Redis is reached.
+    listen_when_ready: bool = False
     port: IListeningPort | None = None
     stops: StopStack = attrs.field(factory=StopStack)
     _starting: Deferred[None] | None = attrs.field(default=None, init=False)
@@ -116,7 +122,7 @@ class Junebug:
         stops = self.stops
         self.logs.start()
         stops.push("channel logs", self.logs.stop)
-        if self.listen:
+        if self.listen and not self.listen_when_ready:
             await self._listen()
         stops.push("HTTP client", self.http.close)
         stops.push("store", self.backend.close)
@@ -140,6 +146,8 @@ class Junebug:
         stops.push("routers", self.routers.stop_all)
         self.readiness.waiting("the routers")
         await self.routers.start_all()
+        if self.listen and self.listen_when_ready:
+            await self._listen()
         self.readiness.serve()
         stops.push("serving", self._drain)
         log.info("Junebug is ready: channels and routers started")
@@ -173,7 +181,7 @@ class Junebug:
 
     async def _listen(self) -> None:
         config = self.config
-        endpoint = serverFromString(
+        endpoint = self.listen_on or serverFromString(
             self.reactor, f"tcp:{config.port}:interface={config.interface}"
         )
         site = api_site(
@@ -264,7 +272,12 @@ def backends(
 
 
 def build(
-    reactor: JunebugReactor, config: JunebugConfig, *, listen: bool = True
+    reactor: JunebugReactor,
+    config: JunebugConfig,
+    *,
+    listen: bool = True,
+    listen_on: IStreamServerEndpoint | None = None,
+    listen_when_ready: bool = False,
 ) -> Junebug:
     """Construct every part of a Junebug; nothing connects or starts yet.
 
@@ -303,6 +316,7 @@ def build(
         transports=TransportRegistry(config.channels, config.replace_channels),
         prefetch=config.amqp.prefetch,
         metrics=metrics,
+        rate_limit_margin=config.rate_limit_margin,
     )
     plugins = PluginHost(config.plugins, reactor)
     # In memory, leases expire on the reactor's clock: measure them with it.
@@ -377,6 +391,8 @@ def build(
         control=control,
         metrics=metrics,
         listen=listen,
+        listen_on=listen_on,
+        listen_when_ready=listen_when_ready,
     )
 
 

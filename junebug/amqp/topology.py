@@ -13,6 +13,18 @@ def outbound(name: str) -> str:
     return f"{name}.outbound"
 
 
+#: MT priorities, lowest first: 1 is bulk (the default), 5 real-time.
+PRIORITIES = (1, 2, 3, 4, 5)
+
+
+def outbound_at(name: str, priority: int) -> str:
+    """MT of one priority: ``<name>.outbound`` is priority 1 (what vumi
+    applications publish to), ``<name>.outbound.p<N>`` the higher ones."""
+    if priority == 1:
+        return outbound(name)
+    return f"{outbound(name)}.p{priority}"
+
+
 def event(name: str) -> str:
     """Events (ack, nack, delivery_report)."""
     return f"{name}.event"
@@ -33,6 +45,7 @@ def owned_queues(name: str, *, with_status: bool) -> list[str]:
     destination, with their failed queues: deleted along with their owner."""
     queues = [inbound(name), event(name), outbound(name)]
     if with_status:
+        queues.extend(outbound_at(name, p) for p in PRIORITIES[1:])
         queues.append(status(name))
     return [*queues, *(failed(queue) for queue in queues)]
 

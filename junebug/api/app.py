@@ -16,6 +16,7 @@ from werkzeug.routing import RequestRedirect
 
 from junebug.api import (
     channels,
+    dashboard,
     dead_letters,
     health,
     messages,
@@ -23,8 +24,10 @@ from junebug.api import (
     probes,
     processes,
     routers,
+    traffic,
 )
 from junebug.api.auth import AuthenticatingResource, auth_enabled
+from junebug.api.cross_site import CrossSiteGuard
 from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import error_result, render
 from junebug.api.guard import RoutableOnly
@@ -44,6 +47,7 @@ class JunebugApi:
         install_error_handlers(self.app, self.log)
         channels.install(self.app, deps)
         messages.install(self.app, deps)
+        traffic.install(self.app, deps)
         health.install(self.app, deps)
         probes.install(self.app, deps)
         dead_letters.install(self.app, deps)
@@ -53,19 +57,24 @@ class JunebugApi:
             self._openapi
         )
         routers.install(self.app, deps)
+        if deps.config.dashboard:
+            dashboard.install(self.app)
 
     def _openapi(self, request: IRequest) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")
         return json.dumps(openapi_document(self.app)).encode("utf-8")
 
     def resource(self) -> Any:
-        """The resource to serve: the app, behind the readiness gate and
+        """The resource to serve: the app, behind the readiness gate, the
+        guard against cross-site changes (with the dashboard on) and
         authentication if configured."""
         resource: Any = RoutableOnly(
             self.app, self.deps.reactor, self.deps.metrics.api_requests
         )
         if self.deps.readiness is not None:
             resource = ReadinessGate(resource, self.deps.readiness)
+        if self.deps.config.dashboard:
+            resource = CrossSiteGuard(resource)
         if auth_enabled(self.deps.config):
             return AuthenticatingResource(resource, self.deps.config)
         return resource

@@ -25,6 +25,8 @@ BODY_SCHEMAS: dict[str, dict[str, Any]] = {
 NO_BODY = frozenset(
     {
         "channels.restart_channel",
+        "channels.pause_channel",
+        "channels.resume_channel",
         "dead_letters.replay_dead_letters",
     }
 )
@@ -50,6 +52,21 @@ RESPONSES: dict[str, dict[str, Any]] = {
                 "application/openmetrics-text; version=1.0.0": {
                     "schema": {"type": "string"}
                 },
+            },
+        }
+    },
+    "dashboard.page": {
+        "200": {
+            "description": "The dashboard's page (docs/dashboard.rst)",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    },
+    "dashboard.asset": {
+        "200": {
+            "description": "The dashboard's stylesheet or script",
+            "content": {
+                "text/css": {"schema": {"type": "string"}},
+                "text/javascript": {"schema": {"type": "string"}},
             },
         }
     },
@@ -88,6 +105,24 @@ def _operation(endpoint: str, method: str, params: list[str]) -> dict[str, Any]:
                 "required": False,
                 "schema": {"type": "integer", "minimum": 1},
             }
+        )
+    if endpoint == "channel_messages.cancel_messages":
+        parameters.extend(
+            [
+                {
+                    "name": "priority",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 5},
+                },
+                {
+                    "name": "older_than",
+                    "in": "query",
+                    "required": False,
+                    "description": "seconds of age, or a UTC time (ISO 8601)",
+                    "schema": {"type": "string"},
+                },
+            ]
         )
     if parameters:
         operation["parameters"] = parameters

@@ -20,6 +20,18 @@ _STRING = {"type": "string"}
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _OBJECT = {"type": "object"}
 _COUNT = {"type": "integer", "minimum": 0}
+_RATE_LIMIT_COUNT = {
+    **_COUNT,
+    "description": "At most this many sends (SMPP: submit_sm PDUs) in any"
+    " rate_limit_window seconds, gateway-wide; excess waits. 0: no limit.",
+}
+_RATE_LIMIT_WINDOW = {
+    **_COUNT,
+    "description": "The sliding window of rate_limit_count, in seconds"
+    " (default 1).",
+}
+#: The values ``priority`` may take in a message request.
+PRIORITIES = (1, 2, 3, 4, 5, "1", "2", "3", "4", "5")
 
 CHANNEL_CREATE = {
     "type": "object",
@@ -32,8 +44,8 @@ CHANNEL_CREATE = {
         "mo_url": _STRING,
         "mo_url_auth_token": _STRING,
         "amqp_queue": _STRING,
-        "rate_limit_count": _COUNT,
-        "rate_limit_window": _COUNT,
+        "rate_limit_count": _RATE_LIMIT_COUNT,
+        "rate_limit_window": _RATE_LIMIT_WINDOW,
         "character_limit": _COUNT,
         "public_http": _OBJECT,
     },
@@ -51,8 +63,8 @@ CHANNEL_UPDATE = {
         "mo_url": _NULLABLE_STRING,
         "mo_url_auth_token": _NULLABLE_STRING,
         "amqp_queue": _NULLABLE_STRING,
-        "rate_limit_count": _COUNT,
-        "rate_limit_window": _COUNT,
+        "rate_limit_count": _RATE_LIMIT_COUNT,
+        "rate_limit_window": _RATE_LIMIT_WINDOW,
         "character_limit": _COUNT,
         "public_http": _OBJECT,
     },
@@ -68,7 +80,9 @@ MESSAGE_SEND = {
         "reply_to": _STRING,
         "event_url": _STRING,
         "event_auth_token": _STRING,
-        "priority": {"type": ["string", "integer"]},
+        # 1 (bulk, the default) to 5 (real-time); "1".."5" as the original's
+        # schema wanted a string.
+        "priority": {"type": ["string", "integer"], "enum": [*PRIORITIES]},
         "channel_data": _OBJECT,
     },
     "required": ["content"],
@@ -88,7 +102,7 @@ _TYPE_TESTS: dict[str, Callable[[Any], bool]] = {
     "null": lambda value: value is None,
     "object": lambda value: isinstance(value, dict),
 }
-_SIMPLE_KEYWORDS = frozenset({"type", "minimum"})
+_SIMPLE_KEYWORDS = frozenset({"type", "minimum", "enum"})
 
 
 def _quick_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
@@ -106,14 +120,15 @@ def _quick_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
         "additionalProperties",
     }:
         return None
-    fields: dict[str, tuple[tuple[Callable[[Any], bool], ...], Any]] = {}
+    fields: dict[str, tuple[tuple[Callable[[Any], bool], ...], Any, Any]] = {}
     for name, rule in schema.get("properties", {}).items():
         if not set(rule) <= _SIMPLE_KEYWORDS:
             return None
         kinds = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
         if not all(kind in _TYPE_TESTS for kind in kinds):
             return None
-        fields[name] = (tuple(_TYPE_TESTS[kind] for kind in kinds), rule.get("minimum"))
+        tests = tuple(_TYPE_TESTS[kind] for kind in kinds)
+        fields[name] = (tests, rule.get("minimum"), rule.get("enum"))
     required = tuple(schema.get("required", ()))
     closed = schema.get("additionalProperties", True) is False
     if schema.get("additionalProperties", True) not in (True, False):
@@ -131,8 +146,10 @@ def _quick_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
                 if closed:
                     return False
                 continue
-            tests, minimum = field
+            tests, minimum, allowed = field
             if not any(test(value) for test in tests):
+                return False
+            if allowed is not None and value not in allowed:
                 return False
             if minimum is not None and isinstance(value, int) and value < minimum:
                 return False

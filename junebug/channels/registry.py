@@ -28,11 +28,13 @@ from junebug.channels.properties import (
     as_channel_properties,
     needs_restart,
 )
-from junebug.channels.queues import delete_owned_queues
+from junebug.channels.queues import delete_owned_queues, queue_length
+from junebug.channels.rate_limit import RateLimit
 from junebug.channels.service import Channel, ChannelDependencies
 from junebug.channels.status import RATE_FIELDS, status_object
 from junebug.errors import (
     BACKEND_AWAY,
+    BrokerError,
     ChannelNotFound,
     InvalidChannelType,
     StoreUnavailable,
@@ -142,7 +144,42 @@ class ChannelRegistry:
                 "components": extra,
                 **{field: 0 for field, _label in RATE_FIELDS},
             }
+        else:
+            status["queue"] = await self._queue_length(channel_id)
+        limit = RateLimit.of(properties)
+        if limit is not None:
+            status["rate_limit"] = limit.view()
         return {**properties, "id": channel_id, "status": status}
+
+    async def _queue_length(self, channel_id: str) -> dict[str, Any] | None:
+        """``status.queue``; ``None`` while RabbitMQ or Redis is away."""
+        deps = self.deps
+        if not deps.broker.is_connected():
+            return None
+        try:
+            return await queue_length(deps.broker, deps.rates, deps.traffic, channel_id)
+        except (BrokerError, StoreUnavailable) as exc:
+            self.log.warn(
+                "No queue length for {channel_id}: {error}",
+                channel_id=channel_id,
+                error=exc,
+            )
+            return None
+
+    async def pause(self, channel_id: str, paused: bool) -> None:
+        """Pause (or resume) a channel's MT, here and in whichever process
+        runs its transport (which reads the stored flag)."""
+        async with self._lock(channel_id):
+            await self.get_properties(channel_id)
+            await self.deps.traffic.set_paused(channel_id, paused)
+            channel = self._channels.get(channel_id)
+            if channel is None:
+                return
+            channel.traffic.note(await self.deps.traffic.load(channel_id))
+            if paused:
+                await channel.pause()
+            else:
+                await channel.resume()
 
     async def ensure(self, definition: dict[str, Any]) -> str:
         """Create a channel from config unless its ``id`` is already stored."""
@@ -312,6 +349,11 @@ class ChannelRegistry:
                 self.log,
                 "delete a channel status",
                 self.deps.statuses.delete(channel_id),
+            )
+            await undo_quietly(
+                self.log,
+                "delete a channel's traffic state",
+                self.deps.traffic.delete(channel_id),
             )
             await delete_owned_queues(
                 self.deps.broker, channel_id, with_status=True, log=self.log

@@ -44,6 +44,15 @@ from junebug.stores.rates import RateStore
 RECORD_EXTRAS = ("event_url", "event_auth_token", "priority")
 
 
+def message_priority(body: Mapping[str, Any]) -> int:
+    """A request's ``priority``: as given (validated 1 to 5 by the schema),
+    else 5 for a reply and 1 for any other message."""
+    given = body.get("priority")
+    if given is None:
+        return topology.PRIORITIES[-1] if "reply_to" in body else 1
+    return int(given)
+
+
 def _closes_session(msg: UserMessage) -> bool:
     return (
         msg.get("session_event") == SESSION_CLOSE
@@ -59,6 +68,10 @@ class MessageSender:
     #: message API, whose transport may sit behind a router that routes
     #: replies by it); a channel's replies name the channel.
     replies_keep_transport_name: ClassVar[bool] = False
+    #: Whether a message goes to the queue of its priority (a channel's);
+    #: otherwise always to ``<id>.outbound`` (the message API's connector,
+    #: consumed by a vumi application that knows one queue).
+    prioritised: ClassVar[bool] = True
 
     broker: Broker
     messages: MessageStore
@@ -156,13 +169,16 @@ class MessageSender:
         for key in RECORD_EXTRAS:
             if key in body:
                 record[key] = body[key]
+        priority = 1
+        if self.prioritised:
+            priority = record["priority"] = message_priority(body)
         record.update(record_extras or {})
         for owner in (channel_id, *record_owners):
             await self.messages.store_outbound(owner, msg["message_id"], record)
         if on_publish is not None:
             on_publish(msg)
         try:
-            await self.broker.publish(topology.outbound(channel_id), msg)
+            await self.broker.publish(topology.outbound_at(channel_id, priority), msg)
         except PublishOutcomeUnknown as exc:
             raise AmqpOutcomeUnknown(
                 "Message sent to AMQP but not confirmed: it may still be"

@@ -4,8 +4,17 @@ Each part is wired to the broker with the original's routing keys: the
 transport consumes ``<id>.outbound`` and publishes ``<id>.inbound``,
 ``<id>.event`` and ``<id>.status.status``; the forwarder consumes inbound and
 events (and ``<amqp_queue>.outbound`` when set); the status receiver consumes
-status events.  A transport that fails to start leaves the channel ``down``
-but registered, so it can be inspected, updated, restarted or deleted.
+status events.  Every MT waits for the channel's rate limit (if it has one,
+:mod:`junebug.channels.rate_limit`) before it reaches the transport, unless
+the transport spends the budget itself, per PDU.  A transport that fails to
+start leaves the channel ``down`` but registered, so it can be inspected,
+updated, restarted or deleted.
+
+MT waits in one queue per priority (``<id>.outbound`` is priority 1, the one
+vumi applications publish to; ``<id>.outbound.p2`` … ``.p5``), each consumed
+with its own prefetch: a priority-5 message waits for at most the messages
+already prefetched or in flight, never for the backlog.  A paused channel
+consumes none of them (:mod:`junebug.channels.traffic`).
 """
 
 from __future__ import annotations
@@ -13,14 +22,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import DeferredLock, ensureDeferred
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker, Consumer, MessageHandler
 from junebug.channel_logs import owner_logger
+from junebug.channels.cancelling import Canceller
 from junebug.channels.forwarding import Forwarder, JsonPoster
 from junebug.channels.properties import ChannelProperties, has_destination
+from junebug.channels.queues import SENT_RATE
+from junebug.channels.rate_limit import RateLimit, SendBudget
 from junebug.channels.status import StatusReceiver
+from junebug.channels.traffic import ChannelPaused, OutboundTraffic, PauseWatch
 from junebug.errors import RETRY_LATER, TemporaryFailure
 from junebug.messages import (
     AnyMessage,
@@ -37,8 +50,13 @@ from junebug.stores.backend import KeyValueBackend
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
 from junebug.stores.status import StatusStore
+from junebug.stores.traffic import TrafficStore
 from junebug.transports.interface import Transport, TransportContext
 from junebug.transports.registry import TransportRegistry
+from junebug.transports.toolkit import BackgroundTasks, StatusReporter
+
+#: The status component that says whether the rate limit holds messages back.
+RATE_LIMIT_COMPONENT = "rate_limit"
 
 #: How long (seconds) the MO and events of a channel without ``mo_url`` and
 #: ``amqp_queue`` wait in ``<cid>.inbound`` / ``<cid>.event`` for a router to
@@ -63,6 +81,15 @@ class ChannelDependencies:
     #: Posts MO messages (retried within the inbound TTL); ``http`` if unset.
     mo_http: JsonPoster | None = None
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
+    #: Seconds a send stays counted beyond ``rate_limit_window``.
+    rate_limit_margin: float = 0.0
+    traffic: TrafficStore = attrs.field(
+        default=attrs.Factory(lambda deps: TrafficStore(deps.backend), takes_self=True)
+    )
+
+    @property
+    def canceller(self) -> Canceller:
+        return Canceller(self.broker, self.messages, self.traffic)
 
 
 class Channel:
@@ -76,22 +103,74 @@ class Channel:
         may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         self.id = channel_id
-        self.properties = properties
+        self._properties = properties
         self._deps = deps
         #: Checked before each outbound message reaches the transport: False
         #: once this process's lease on the channel ran out (fencing).
         self._may_send = may_send
-        self.log = owner_logger("junebug.channel", "channel_id", channel_id)
-        self.transport: Transport | None = None
-        self._consumers: list[Consumer] = []
-        self._outbound: Consumer | None = None
-        self.start_error: str | None = None
-        self.transport_error: str | None = None
-        self.running = False
         #: True while this process runs (or tried to start) the transport.
         self.owned = False
         #: The change count the properties are from (see the cluster).
         self.revision = 0
+        self.log = owner_logger("junebug.channel", "channel_id", channel_id)
+        self._tasks = BackgroundTasks(deps.reactor, self.log)
+        self._statuses = StatusReporter(
+            channel_id,
+            lambda status: self._publish(topology.status(channel_id), status),
+            self.log,
+            self._tasks,
+        )
+        self.budget = SendBudget(
+            channel_id,
+            deps.backend,
+            deps.reactor,
+            lambda: RateLimit.of(self._properties),
+            margin=deps.rate_limit_margin,
+            on_held=self._held_back,
+            wait_seconds=deps.metrics.rate_limit_wait.labels(channel_id),
+        )
+        self.transport: Transport | None = None
+        self._consumers: list[Consumer] = []
+        #: Consumers of the outbound queues (none while paused).
+        self._outbound: list[Consumer] = []
+        self.traffic = OutboundTraffic(
+            channel_id, deps.traffic, deps.messages, deps.canceller, deps.reactor
+        )
+        self._watch = PauseWatch(self.traffic, deps.reactor, self.resume)
+        self._switching = DeferredLock()
+        #: Set by stop(): no pause or resume may start anything after it.
+        self._stopping = False
+        self.start_error: str | None = None
+        self.transport_error: str | None = None
+        self.running = False
+
+    @property
+    def properties(self) -> ChannelProperties:
+        return self._properties
+
+    @properties.setter
+    def properties(self, properties: ChannelProperties) -> None:
+        """New properties (without a restart): a new rate limit applies at once."""
+        self._properties = properties
+        self.budget.changed()
+
+    def _held_back(self, held: bool, limit: RateLimit | None) -> None:
+        described = limit.describe() if limit else "none"
+        if held:
+            self._statuses.report(
+                RATE_LIMIT_COMPONENT,
+                "degraded",
+                "held_back",
+                f"Held back by rate_limit_count ({described})",
+                details={"limit": limit.view() if limit else None},
+            )
+        else:
+            self._statuses.report(
+                RATE_LIMIT_COMPONENT,
+                "ok",
+                "not_held_back",
+                f"Not held back by rate_limit_count ({described})",
+            )
 
     async def _publish(self, routing_key: str, message: AnyMessage) -> None:
         await self._deps.broker.publish(routing_key, message)
@@ -134,6 +213,7 @@ class Channel:
             store=self._deps.backend,
             log=self.log,
             metrics=metrics,
+            send_budget=self.budget.spend,
         )
 
     def forwarder(self) -> Forwarder:
@@ -160,6 +240,7 @@ class Channel:
     async def start(self, with_transport: bool = True) -> None:
         """Start the status receiver, the forwarder, then (unless another
         process runs it) the transport."""
+        self._stopping = False
         deps = self._deps
         props = self.properties
         receiver = StatusReceiver(
@@ -170,6 +251,7 @@ class Channel:
             status_url=props.get("status_url"),
         )
         await self._consume(topology.status(self.id), receiver.handle_status)
+        await deps.statuses.clear(self.id, RATE_LIMIT_COMPONENT)
         if has_destination(props):
             forwarder = self.forwarder()
             await self._consume(topology.inbound(self.id), forwarder.handle_inbound)
@@ -187,17 +269,20 @@ class Channel:
             await deps.broker.declare_queue(topology.inbound(self.id))
             await deps.broker.declare_queue(topology.event(self.id))
         # Declared first, so MT accepted while the transport is down waits.
-        await deps.broker.declare_queue(topology.outbound(self.id))
+        for priority in topology.PRIORITIES:
+            await deps.broker.declare_queue(topology.outbound_at(self.id, priority))
         if with_transport:
             await self.start_transport()
         self.running = True
         self.log.info("Channel {channel_id} started", channel_id=self.id)
 
     async def start_transport(self) -> None:
-        """Start the transport and its outbound consumer; a transport that
-        fails to start leaves the channel ``down`` (this never raises for it)."""
+        """Start the transport and its outbound consumers (unless paused); a
+        transport that fails to start leaves the channel ``down`` (this never
+        raises for it)."""
         deps = self._deps
         props = self.properties
+        self._stopping = False
         self.owned = True
         self.start_error = None
         try:
@@ -215,22 +300,40 @@ class Channel:
         else:
             self.transport = transport
             await deps.statuses.clear(self.id, "transport")
-            self._outbound = await deps.broker.consume(
-                topology.outbound(self.id),
-                self._handle_outbound,
-                prefetch=deps.prefetch,
-            )
+            self.traffic.forget()
+            if (await self.traffic.state()).paused:
+                self._watch.start()
+            else:
+                await self._consume_outbound()
 
     async def stop_transport(self) -> None:
-        """Stop the outbound consumer and the transport; the forwarder and
+        """Stop the outbound consumers and the transport; the forwarder and
         the status receiver go on (another process runs the transport now)."""
-        self.owned = False
-        self.start_error = None
-        outbound, self._outbound = self._outbound, None
-        stopping = None if outbound is None else ensureDeferred(outbound.stop())
-        await self._stop_transport()
-        if outbound is not None and stopping is not None:
-            await self._await_stop(outbound, stopping)
+        async with self._switching:
+            self.owned = False
+            self.start_error = None
+            self._watch.stop()
+            outbound, self._outbound = self._outbound, []
+            stopping = [ensureDeferred(consumer.stop()) for consumer in outbound]
+            await self._stop_transport()
+            for consumer, done in zip(outbound, stopping, strict=True):
+                try:
+                    await done
+                except Exception:
+                    self.log.failure(
+                        "Error stopping consumer of {queue}", queue=consumer.queue
+                    )
+
+    async def _stop_transport(self) -> None:
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            try:
+                await transport.stop()
+            except Exception:
+                self.log.failure(
+                    "Error stopping transport of channel {channel_id}",
+                    channel_id=self.id,
+                )
 
     async def _record_down(self, reason: str, kind: str = "start_failed") -> None:
         status = status_event(
@@ -245,7 +348,60 @@ class Channel:
         except Exception:
             self.log.failure("Could not record channel status")
 
-    async def _handle_outbound(self, message: Message) -> None:
+    async def _consume_outbound(self) -> None:
+        for priority in reversed(topology.PRIORITIES):
+
+            async def handle(message: Message, priority: int = priority) -> None:
+                await self._handle_outbound(priority, message)
+
+            consumer = await self._deps.broker.consume(
+                topology.outbound_at(self.id, priority),
+                handle,
+                prefetch=self._deps.prefetch,
+            )
+            self._outbound.append(consumer)
+
+    async def _stop_outbound(self) -> None:
+        consumers, self._outbound = self._outbound, []
+        for consumer in consumers:
+            try:
+                await consumer.stop()
+            except Exception:
+                self.log.failure(
+                    "Error stopping consumer of {queue}", queue=consumer.queue
+                )
+
+    @property
+    def paused(self) -> bool:
+        """Whether this process holds the channel's MT (it is paused)."""
+        return self._watch.running
+
+    async def pause(self) -> None:
+        """Stop sending: the outbound queues keep their messages."""
+        async with self._switching:
+            if self._stopping:
+                return
+            self._watch.start()
+            if self._outbound:
+                await self._stop_outbound()
+
+    async def resume(self) -> None:
+        """Send again (called once the stored state is no longer paused)."""
+        async with self._switching:
+            self._watch.stop()
+            if self._stopping:
+                return
+            if self.transport is not None and not self._outbound:
+                await self._consume_outbound()
+
+    def _pause_soon(self) -> None:
+        """Pause from inside a handler (which pausing waits for)."""
+        if self._outbound:
+            ensureDeferred(self.pause()).addErrback(
+                lambda failure: self.log.failure("Could not pause", failure)
+            )
+
+    async def _handle_outbound(self, priority: int, message: Message) -> None:
         transport = self.transport
         if transport is None:
             raise TemporaryFailure(f"channel {self.id} has no running transport")
@@ -253,6 +409,15 @@ class Channel:
             raise TemporaryFailure(
                 f"channel {self.id}: this process's lease ran out; not sending"
             )
+        if not getattr(transport, "SPENDS_SEND_BUDGET", False):
+            await self.budget.spend(1)
+        try:
+            admitted = await self.traffic.admit(priority, message)
+        except ChannelPaused:
+            self._pause_soon()
+            raise
+        if not admitted:
+            return  # cancelled: never sent
         try:
             await transport.handle_outbound(as_user_message(message))
         except RETRY_LATER:
@@ -262,6 +427,7 @@ class Channel:
             self.transport_error = f"{type(exc).__name__}: {exc}"
             await self._record_down(self.transport_error, "transport_error")
             raise
+        await self._deps.rates.increment(self.id, SENT_RATE)
         if self.transport_error is not None:
             self.transport_error = None
             await self._deps.statuses.clear(self.id, "transport")
@@ -271,31 +437,22 @@ class Channel:
         # Cancel every consumer first (no new deliveries), then stop the
         # transport so that handlers still waiting on it give up and requeue,
         # then wait for the consumers to finish.
+        self._stopping = True
+        self._watch.stop()
         consumers, self._consumers = self._consumers, []
-        if self._outbound is not None:
-            consumers.append(self._outbound)
-            self._outbound = None
+        consumers.extend(self._outbound)
+        self._outbound = []
         stopping = [ensureDeferred(consumer.stop()) for consumer in consumers]
+        self.budget.stop()
         await self._stop_transport()
         for consumer, done in zip(consumers, stopping, strict=True):
-            await self._await_stop(consumer, done)
+            try:
+                await done
+            except Exception:
+                self.log.failure(
+                    "Error stopping consumer of {queue}", queue=consumer.queue
+                )
+        await self._statuses.flush()
         if self.running:
             self.log.info("Channel {channel_id} stopped", channel_id=self.id)
         self.running = False
-
-    async def _stop_transport(self) -> None:
-        transport, self.transport = self.transport, None
-        if transport is not None:
-            try:
-                await transport.stop()
-            except Exception:
-                self.log.failure(
-                    "Error stopping transport of channel {channel_id}",
-                    channel_id=self.id,
-                )
-
-    async def _await_stop(self, consumer: Consumer, done: Deferred[None]) -> None:
-        try:
-            await done
-        except Exception:
-            self.log.failure("Error stopping consumer of {queue}", queue=consumer.queue)

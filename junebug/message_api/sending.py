@@ -3,7 +3,8 @@
 :class:`MessageApiSender` is the channels' :class:`MessageSender` (same request
 checks, same errors, outbound record stored before publishing) with the
 connector name in the place of a channel id, so messages are published to
-``<connector>.outbound``.  It adds what vumi2's message API does for messages
+``<connector>.outbound`` (whatever their ``priority``: one queue).  It adds
+what vumi2's message API does for messages
 that are not replies: ``default_from_addr`` fills a missing ``from``, a ``from``
 is then required, and ``transport_type`` is set.  A reply keeps the
 ``transport_name`` of the message it answers, as vumi2's do (a router routes
@@ -41,6 +42,7 @@ class MessageApiSender(MessageSender):
     """A :class:`MessageSender` with vumi2's rules for non-reply messages."""
 
     replies_keep_transport_name = True
+    prioritised = False
 
     transport_type: str = "sms"
     default_from_addr: str | None = None

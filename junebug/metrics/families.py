@@ -27,6 +27,8 @@ from junebug import __version__
 RESPONSE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Delivery receipts: a second to a day.
 RECEIPT_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
+#: Time held back by a rate limit: none to a minute.
+RATE_LIMIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 #: API requests.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
@@ -90,6 +92,14 @@ class JunebugMetrics:
             buckets=RECEIPT_BUCKETS,
             registry=reg,
         )
+        self.rate_limit_wait = Histogram(
+            "junebug_rate_limit_wait_seconds",
+            "Time an MT send (an SMPP submit_sm) waited for its channel's rate"
+            " limit (0 when it did not have to).",
+            ["channel_id"],
+            buckets=RATE_LIMIT_BUCKETS,
+            registry=reg,
+        )
         self.callback_attempts = Counter(
             "junebug_http_callback_attempts",
             "HTTP callback POSTs made (first attempts and retries).",
@@ -126,7 +136,11 @@ class JunebugMetrics:
         """Drop a deleted channel's series."""
         for counter in (self.received, self.sent, self.failed):
             _remove(counter, channel_id, channel_type)
-        for histogram in (self.submit_response, self.submit_receipt):
+        for histogram in (
+            self.submit_response,
+            self.submit_receipt,
+            self.rate_limit_wait,
+        ):
             _remove(histogram, channel_id)
         for event_type in self.event_types.pop(channel_id, ()):
             _remove(self.events, channel_id, event_type)
@@ -150,6 +164,7 @@ class ChannelMetrics:
         self.failed = metrics.failed.labels(channel_id, channel_type)
         self.submit_response = metrics.submit_response.labels(channel_id)
         self.submit_receipt = metrics.submit_receipt.labels(channel_id)
+        self.rate_limit_wait = metrics.rate_limit_wait.labels(channel_id)
         self._events: dict[str, Counter] = {}
 
     def event(self, event_type: str) -> None:

@@ -27,12 +27,17 @@ class StateCollector(Collector):
 
     def __init__(self, channels: ChannelRegistry) -> None:
         self._channels = channels
-        self._depths: dict[str, int] = {}
+        #: (channel id, queue) -> messages waiting, one per priority queue.
+        self._depths: dict[tuple[str, str], int] = {}
 
     async def refresh(self) -> None:
         """Ask the broker for the depth of every running channel's queue."""
         broker = self._channels.deps.broker
-        queues = {topology.outbound(cid): cid for cid in self._channels.running_ids()}
+        queues = {
+            topology.outbound_at(cid, priority): cid
+            for cid in self._channels.running_ids()
+            for priority in topology.PRIORITIES
+        }
         self._depths = {}
         if not queues or not broker.is_connected():
             return
@@ -41,7 +46,9 @@ class StateCollector(Collector):
         except Exception as exc:
             log.warn("Could not count queued messages: {error}", error=exc)
             return
-        self._depths = {queues[queue]: depth for queue, depth in depths.items()}
+        self._depths = {
+            (queues[queue], queue): depth for queue, depth in depths.items()
+        }
 
     def describe(self) -> Iterable[Metric]:
         return []  # the families are known only when collected
@@ -49,11 +56,11 @@ class StateCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         depth = GaugeMetricFamily(
             "junebug_queue_messages",
-            "MT messages waiting in a channel's outbound queue.",
+            "MT messages waiting in a channel's outbound queue (one per priority).",
             labels=["channel_id", "queue"],
         )
-        for cid, count in sorted(self._depths.items()):
-            depth.add_metric([cid, topology.outbound(cid)], count)
+        for (cid, queue), count in sorted(self._depths.items()):
+            depth.add_metric([cid, queue], count)
         window = GaugeMetricFamily(
             "junebug_smpp_window_in_use",
             "submit_sm sent and not yet answered (or about to be sent).",

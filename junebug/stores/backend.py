@@ -11,8 +11,21 @@ compare-and-set primitives (``set_if_absent``, ``expire_if_equal``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Protocol
+
+import attrs
+
+
+@attrs.frozen
+class BudgetGrant:
+    """What :meth:`KeyValueBackend.take_budget` granted."""
+
+    #: How many of the requests (the first ones, in order) were granted.
+    granted: int
+    #: Seconds until the first request not granted could fit (0 if all were).
+    retry_after: float
 
 
 class KeyValueBackend(Protocol):
@@ -53,6 +66,12 @@ class KeyValueBackend(Protocol):
     async def hgetall(self, key: str, ttl: int | None = None) -> dict[str, str]:
         """Read a whole hash; with ``ttl`` refresh the expiry if the key exists."""
 
+    async def hsetnx(
+        self, key: str, field: str, value: str, ttl: int | None = None
+    ) -> bool:
+        """Set a hash field only if it is absent (atomically); True if this
+        call set it.  With ``ttl`` (re)set the key's expiry in the same trip."""
+
     async def hdel(self, key: str, *fields: str) -> None:
         """Delete hash fields."""
 
@@ -76,6 +95,20 @@ class KeyValueBackend(Protocol):
 
     async def delete_if_equal(self, key: str, value: str) -> bool:
         """Delete the key if it holds ``value`` (atomically); True if it did."""
+
+    async def take_budget(
+        self, key: str, costs: Sequence[int], limit: int, window: float
+    ) -> BudgetGrant:
+        """Spend from a sliding-window budget of ``limit`` units per ``window`` s.
+
+        The budget at ``key`` remembers what was spent when; what was spent
+        more than ``window`` seconds ago is free again.  The longest prefix of
+        ``costs`` (each at least 1; one above ``limit`` costs ``limit``) that
+        fits what is free is spent, at once, and the grant says how many
+        requests that was and, if not all, when the next could fit.  The key
+        expires once nothing in it counts any more.  (Redis keeps the total
+        spent in a second key, ``<key>:spent``.)
+        """
 
     async def close(self) -> None:
         """Release connections."""

@@ -22,8 +22,18 @@ def outbound_message(owner_id: str, message_id: str) -> str:
     return f"{owner_id}:outbound_messages:{message_id}"
 
 
+def channel_traffic(channel_id: str) -> str:
+    """Whether a channel is paused and what of its queued MT is cancelled."""
+    return f"{channel_id}:traffic"
+
+
 def rate_bucket(owner_id: str, label: str, bucket: int) -> str:
     return f"{owner_id}:{label}:{bucket}"
+
+
+def send_budget(channel_id: str) -> str:
+    """A channel's rate-limit budget (a sorted set, and ``<key>:spent``)."""
+    return f"{channel_id}:rate_limit"
 
 
 def router(router_id: str) -> str:

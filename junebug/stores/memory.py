@@ -9,10 +9,38 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections import deque
+from collections.abc import Sequence
 
 from twisted.internet.interfaces import IReactorTime
 
-_Value = str | set[str] | dict[str, str]
+from junebug.stores.backend import BudgetGrant
+
+
+class _Spending:
+    """A send budget's log: ``(time, units)`` per grant, oldest first."""
+
+    __slots__ = ("entries", "spent")
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[float, int]] = deque()
+        self.spent = 0
+
+    def forget_before(self, cutoff: float) -> None:
+        while self.entries and self.entries[0][0] <= cutoff:
+            self.spent -= self.entries.popleft()[1]
+
+    def free_at(self, needed: int, window: float) -> float | None:
+        """When ``needed`` more units will have left the window."""
+        freed = 0
+        for at, units in self.entries:
+            freed += units
+            if freed >= needed:
+                return at + window
+        return None
+
+
+_Value = str | set[str] | dict[str, str] | _Spending
 
 
 class MemoryBackend:
@@ -140,6 +168,17 @@ class MemoryBackend:
         self._expire(self._key(key), ttl)
         return dict(value)
 
+    async def hsetnx(
+        self, key: str, field: str, value: str, ttl: int | None = None
+    ) -> bool:
+        k = self._key(key)
+        fields = self._hash_at(k)
+        added = field not in fields
+        if added:
+            fields[field] = value
+        self._expire(k, ttl)
+        return added
+
     async def hdel(self, key: str, *fields: str) -> None:
         value = self._existing_hash(key) if fields else None
         if value is not None:
@@ -195,6 +234,39 @@ class MemoryBackend:
             return False
         await self.delete(key)
         return True
+
+    async def take_budget(
+        self, key: str, costs: Sequence[int], limit: int, window: float
+    ) -> BudgetGrant:
+        k = self._key(key)
+        value = self._live(k)
+        if value is None:
+            value = self._data[k] = _Spending()
+        elif not isinstance(value, _Spending):
+            raise TypeError(f"{key} does not hold a budget")
+        now = self._clock.seconds()
+        value.forget_before(now - window)
+        granted = units = 0
+        for cost in costs:
+            cost = min(max(cost, 1), limit)
+            if value.spent + units + cost > limit:
+                break
+            units += cost
+            granted += 1
+        if units:
+            value.entries.append((now, units))
+            value.spent += units
+        retry_after = 0.0
+        if granted < len(costs):
+            needed = value.spent + min(max(costs[granted], 1), limit) - limit
+            free_at = value.free_at(needed, window)
+            retry_after = window if free_at is None else free_at - now
+        if value.entries:
+            self._expiry[k] = value.entries[-1][0] + window
+        else:
+            self._data.pop(k, None)
+            self._expiry.pop(k, None)
+        return BudgetGrant(granted, retry_after)
 
     async def close(self) -> None:
         return None

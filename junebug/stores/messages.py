@@ -5,6 +5,10 @@
 (the API view plus ``event_url``/``event_auth_token``) and one field per event
 (keyed by event id) for ``outbound_message_ttl``.  Every write and read refreshes
 the TTL, as the original did.
+
+Field ``fate`` of an outbound record says what became of a queued MT:
+``sent`` (handed to the transport) or ``cancelled``; whichever is claimed first
+(``HSETNX``) wins, so a message is never both sent and cancelled.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from junebug.stores import keys
 from junebug.stores.backend import KeyValueBackend
 
 MESSAGE_FIELD = "message"
+FATE_FIELD = "fate"
+SENT = "sent"
+CANCELLED = "cancelled"
 
 
 class MessageStore:
@@ -66,6 +73,17 @@ class MessageStore:
         record: dict[str, Any] = json.loads(raw)
         return record
 
+    async def claim_fate(self, owner_id: str, message_id: str, fate: str) -> bool:
+        """Record ``fate`` for an MT unless it has one; True if this call did
+        (one round trip)."""
+        key = keys.outbound_message(owner_id, message_id)
+        return await self._backend.hsetnx(key, FATE_FIELD, fate, ttl=self.outbound_ttl)
+
+    async def load_fate(self, owner_id: str, message_id: str) -> str | None:
+        """The fate recorded for an MT, if any."""
+        key = keys.outbound_message(owner_id, message_id)
+        return await self._backend.hget(key, FATE_FIELD)
+
     async def store_event(self, owner_id: str, event: AnyMessage) -> None:
         await self._backend.hset(
             keys.outbound_message(owner_id, event["user_message_id"]),
@@ -78,6 +96,10 @@ class MessageStore:
         fields = await self._backend.hgetall(
             keys.outbound_message(owner_id, message_id), ttl=self.outbound_ttl
         )
-        events = [from_json(v) for k, v in fields.items() if k != MESSAGE_FIELD]
+        events = [
+            from_json(v)
+            for k, v in fields.items()
+            if k not in (MESSAGE_FIELD, FATE_FIELD)
+        ]
         events.sort(key=lambda e: e.get("timestamp") or "")
         return events

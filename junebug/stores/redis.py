@@ -25,7 +25,7 @@ from __future__ import annotations
 import builtins
 import functools
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final, cast
 
 from twisted.internet import defer
@@ -33,6 +33,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from junebug.errors import StoreUnavailable
 from junebug.reactors import TimeTCPReactor
+from junebug.stores.backend import BudgetGrant
 from junebug.stores.redis_address import RedisAddress
 from junebug.stores.resp import (
     RedisConnectionError,
@@ -75,6 +76,69 @@ def _sha(script: str) -> str:
     """Redis names a cached script by its SHA1."""
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
+
+_WITH_EXPIRY_SHA: Final = _sha(_WITH_EXPIRY)
+
+
+# A sliding-window send budget (see KeyValueBackend.take_budget).  KEYS[1] is
+# a sorted set of grants, member "<seq>:<units>" scored by the time granted in
+# microseconds of the server's clock (one clock for every process); KEYS[2] a
+# hash of the units they add up to ("spent") and the grant sequence ("seq"),
+# so a call reads only the grants leaving the window, not all of them.
+# ARGV: the window in microseconds, the limit, then the costs in order.
+# Returns {requests granted, microseconds until the next one could fit}.
+_TAKE_BUDGET: Final = """\
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local function units(member) return tonumber(string.match(member, ':(%d+)$')) end
+local spent = tonumber(redis.call('HGET', KEYS[2], 'spent') or '0')
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - window)
+for _, member in ipairs(gone) do spent = spent - units(member) end
+if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window) end
+if redis.call('ZCARD', KEYS[1]) == 0 then spent = 0 end
+local function cost(i) return math.min(math.max(tonumber(ARGV[i]), 1), limit) end
+local granted, taken = 0, 0
+for i = 3, #ARGV do
+  local c = cost(i)
+  if spent + taken + c > limit then break end
+  taken = taken + c
+  granted = granted + 1
+end
+if taken > 0 then
+  local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+  redis.call('ZADD', KEYS[1], now, seq .. ':' .. taken)
+  spent = spent + taken
+end
+local wait = 0
+if granted < #ARGV - 2 then
+  local needed = spent + cost(granted + 3) - limit
+  local freed = 0
+  wait = window
+  local grants = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  for i = 1, #grants, 2 do
+    freed = freed + units(grants[i])
+    if freed >= needed then
+      wait = tonumber(grants[i + 1]) + window - now
+      break
+    end
+  end
+end
+if spent > 0 then
+  redis.call('HSET', KEYS[2], 'spent', spent)
+  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  local expiry = math.ceil((tonumber(newest[2]) + window - now) / 1000) + 1
+  redis.call('PEXPIRE', KEYS[1], expiry)
+  redis.call('PEXPIRE', KEYS[2], expiry)
+else
+  redis.call('DEL', KEYS[1], KEYS[2])
+end
+return {granted, wait}
+"""
+_TAKE_BUDGET_SHA: Final = hashlib.sha1(
+    _TAKE_BUDGET.encode(), usedforsecurity=False
+).hexdigest()
 
 # The client's reply timeout (``timeout``) fires first: it is the one that
 # drops a connection that stopped answering.  Ours, later, covers a call still
@@ -154,19 +218,22 @@ class RedisBackend:
             raise _translate(str(args[0]), reply)
         return reply
 
+    async def _script(
+        self, source: str, sha: str, keys: Sequence[str], *args: _Arg
+    ) -> object:
+        """Run a Lua script by its SHA1, sending it whole only if Redis lost it."""
+        arguments = (len(keys), *keys, *args)
+        try:
+            return await self._command("EVALSHA", sha, *arguments)
+        except _NoScript:
+            return await self._command("EVAL", source, *arguments)
+
     async def _with_expiry(
         self, ttl: int, command: str, key: str, *args: _Arg
     ) -> object:
-        return await self._script(_WITH_EXPIRY, key, ttl, command, *args)
-
-    async def _script(self, script: str, key: str, *args: _Arg) -> object:
-        """Run a Lua ``script`` on one key: by its SHA1, whole if Redis has
-        not cached it."""
-        arguments = (1, self._key(key), *args)
-        try:
-            return await self._command("EVALSHA", _sha(script), *arguments)
-        except _NoScript:
-            return await self._command("EVAL", script, *arguments)
+        return await self._script(
+            _WITH_EXPIRY, _WITH_EXPIRY_SHA, [self._key(key)], ttl, command, *args
+        )
 
     async def ping(self) -> bool:
         try:
@@ -235,6 +302,15 @@ class RedisBackend:
         flat = [_text(item) for item in _array(reply)]
         return dict(zip(flat[::2], flat[1::2], strict=True))
 
+    async def hsetnx(
+        self, key: str, field: str, value: str, ttl: int | None = None
+    ) -> bool:
+        if ttl is None:
+            reply = await self._command("HSETNX", self._key(key), field, value)
+        else:
+            reply = await self._with_expiry(ttl, "HSETNX", key, field, value)
+        return _integer(reply) == 1
+
     async def hdel(self, key: str, *fields: str) -> None:
         if fields:
             await self._command("HDEL", self._key(key), *fields)
@@ -262,11 +338,31 @@ class RedisBackend:
         return reply is not None
 
     async def expire_if_equal(self, key: str, value: str, ttl_ms: int) -> bool:
-        reply = await self._script(_EXPIRE_IF_EQUAL, key, value, ttl_ms)
+        reply = await self._script(
+            _EXPIRE_IF_EQUAL, _sha(_EXPIRE_IF_EQUAL), [self._key(key)], value, ttl_ms
+        )
         return _integer(reply) == 1
 
     async def delete_if_equal(self, key: str, value: str) -> bool:
-        return _integer(await self._script(_DELETE_IF_EQUAL, key, value)) == 1
+        reply = await self._script(
+            _DELETE_IF_EQUAL, _sha(_DELETE_IF_EQUAL), [self._key(key)], value
+        )
+        return _integer(reply) == 1
+
+    async def take_budget(
+        self, key: str, costs: Sequence[int], limit: int, window: float
+    ) -> BudgetGrant:
+        log = self._key(key)
+        reply = await self._script(
+            _TAKE_BUDGET,
+            _TAKE_BUDGET_SHA,
+            [log, f"{log}:spent"],
+            max(1, round(window * 1_000_000)),
+            limit,
+            *costs,
+        )
+        granted, wait = (_integer(item) for item in _array(reply))
+        return BudgetGrant(granted, wait / 1_000_000)
 
     async def close(self) -> None:
         if self._closed:

@@ -183,3 +183,23 @@ async def queue_exists(
 
     result: bool = await _with_channel(reactor, settings, use)
     return result
+
+
+async def publish_raw(
+    reactor: IReactorTime, settings: AmqpSettings, routing_key: str, body: bytes
+) -> None:
+    """Publish ``body`` persistently to the ``vumi`` exchange, as a vumi
+    application would."""
+    from pika import BasicProperties
+
+    async def use(channel: Any) -> None:
+        await channel.basic_publish(
+            exchange="vumi",
+            routing_key=routing_key,
+            body=body,
+            properties=BasicProperties(
+                delivery_mode=2, content_type="application/json"
+            ),
+        )
+
+    await _with_channel(reactor, settings, use)

@@ -66,6 +66,15 @@ class ChannelsApiTests(TestCase):
                 "delivery_succeeded_rate": 0,
                 "delivery_failed_rate": 0,
                 "delivery_pending_rate": 0,
+                "queue": {
+                    "paused": False,
+                    "waiting": 0,
+                    "send_rate": 0,
+                    "priorities": {
+                        str(p): {"waiting": 0, "drain_seconds": 0}
+                        for p in (5, 4, 3, 2, 1)
+                    },
+                },
             },
         )
         code, listed, _ = await api.request("GET", "/channels/")

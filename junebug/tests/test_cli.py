@@ -86,6 +86,8 @@ OPTIONS: list[tuple[list[str], str, Any]] = [
     ),
     (["-rmi", "h:1"], "rabbitmq_management_interface", "h:1"),
     (["--embedded"], "embedded", True),
+    (["--workers", "3"], "workers", 3),
+    (["--workers", "auto"], "workers", "auto"),
 ]
 
 #: The long options of the original ``jb`` (besides ``--help``).
@@ -358,6 +360,49 @@ class FailureTests(SynchronousTestCase):
                 parse(argv)
             self.assertIn("is not a TCP port number", str(caught.exception))
         self.assertEqual(parse(["--port", "0"]).port, 0)
+
+    def test_workers_with_embedded_exits_2(self) -> None:
+        """More than one worker cannot share the in-memory backends: one
+        line, exit 2, and nothing started."""
+        for args, env in (
+            (("--workers", "2", "--embedded"), {}),
+            (("--embedded",), {"JUNEBUG_WORKERS": "2"}),
+            (("-c", write_yaml("workers: 3\nembedded: true\n")), {}),
+        ):
+            result = run_jb(*args, env=env)
+            self.assertEqual(result.returncode, 2, (args, result.stderr))
+            lines = result.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, result.stderr)
+            self.assertIn("cannot share the in-memory store and broker", lines[0])
+            self.assertNotIn("supervisor", result.stdout)
+
+    def test_workers_on_a_port_in_use_exit_1(self) -> None:
+        """The supervisor binds the port before starting any worker: a port
+        in use ends it with status 1 and one line naming the address."""
+        import socket
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = run_jb(
+                *("--workers", "2", "--interface", "127.0.0.1", "--port", str(port))
+            )
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(
+            result.stderr.strip().splitlines(),
+            [
+                f"jb: error: could not start: cannot listen on 127.0.0.1:{port}: "
+                "Address already in use"
+            ],
+        )
+        self.assertNotIn("Started worker", result.stdout)
+
+    def test_bad_workers_exit_2(self) -> None:
+        for value in ("0", "-1", "many", "1.5"):
+            result = run_jb("--workers", value, "--embedded")
+            self.assertEqual(result.returncode, 2, (value, result.stderr))
+            self.assertIn("workers must be a whole number of at least 1", result.stderr)
 
     def test_plugin_without_type_exits_2(self) -> None:
         """A plugin without a 'type' is a config error (exit 2), from a file too."""

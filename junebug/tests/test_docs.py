@@ -80,7 +80,10 @@ def _run_now(coroutine: Any) -> Any:
 def app_routes() -> dict[tuple[str, str], str]:
     """(METHOD, path) -> the Werkzeug rule, from a fully wired in-memory Junebug."""
     with tempfile.TemporaryDirectory(prefix="junebug-docs-") as logs:
-        config = build_config({"embedded": True, "logging_path": logs})
+        # Every optional route on (the dashboard's are documented too).
+        config = build_config(
+            {"embedded": True, "logging_path": logs, "dashboard": True}
+        )
         junebug = _run_now(start_junebug(Clock(), config, listen=False))
         try:
             routes: dict[tuple[str, str], str] = {}

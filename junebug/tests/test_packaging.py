@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
+from junebug.cli import build_parser, cli_layer
 from junebug.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +121,13 @@ class ComposeTests(SynchronousTestCase):
             (config.redis.host, config.amqp.hostname), ("redis", "rabbitmq")
         )
         self.assertEqual(config.log_format, "json")
+        # jb runs two workers, which need the real backends.
+        self.assertEqual(jb["command"], ["--workers", "2"])
+        self.assertIs(jb["init"], True)
+        path, layer = cli_layer(build_parser().parse_args(jb["command"]))
+        config = load_config(path, {k: str(v) for k, v in env.items()}, layer)
+        self.assertEqual(config.worker_count, 2)
+        self.assertFalse(config.embedded)
 
 
 class EntrypointTests(SynchronousTestCase):

@@ -310,3 +310,67 @@ class BackendsDownAtStartTests(TestCase):
             await junebug.start()
         self.assertIsNone(junebug.port)
         self.assertEqual(junebug.stops.parts, [])
+
+
+class RecordingEndpoint:
+    """A server endpoint that records what had started when it was asked to
+    listen (a worker's inherited socket stands behind it in ``jb``)."""
+
+    def __init__(self, junebug: Any = None) -> None:
+        self.junebug = junebug
+        self.seen: list[tuple[str, list[str]]] = []
+        self.stopped = 0
+
+    def listen(self, factory: Any) -> Any:
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.defer import succeed
+
+        assert self.junebug is not None
+        self.seen.append((self.junebug.readiness.state, list(self.junebug.stops.parts)))
+        endpoint = self
+
+        class Port:
+            def getHost(self) -> IPv4Address:
+                return IPv4Address("TCP", "127.0.0.1", 4321)
+
+            def stopListening(self) -> None:
+                endpoint.stopped += 1
+
+        return succeed(Port())
+
+
+class ListenOnTests(TestCase):
+    """A worker of ``jb --workers`` serves on the endpoint it is given: at
+    once (answering 503 until started), or, replacing a worker that died,
+    only once everything has started."""
+
+    async def started(self, when_ready: bool) -> tuple[Any, RecordingEndpoint]:
+        endpoint = RecordingEndpoint()
+        junebug = build(
+            Clock(),
+            embedded_config(),
+            listen_on=endpoint,  # type: ignore[arg-type]
+            listen_when_ready=when_ready,
+        )
+        endpoint.junebug = junebug
+        await junebug.start()
+        self.addCleanup(junebug.stop)
+        return junebug, endpoint
+
+    async def test_listens_first_by_default(self) -> None:
+        junebug, endpoint = await self.started(when_ready=False)
+        self.assertEqual(endpoint.seen, [("starting", ["channel logs"])])
+        await junebug.stop()
+        self.assertEqual(endpoint.stopped, 1)
+
+    async def test_listens_once_ready_and_stops_listening_after_the_drain(
+        self,
+    ) -> None:
+        junebug, endpoint = await self.started(when_ready=True)
+        ((state, started),) = endpoint.seen
+        self.assertEqual(state, "starting")
+        self.assertEqual(started[:2], ["routers", "channels"])
+        # The drain ("serving") is undone before the port closes.
+        self.assertEqual(junebug.stops.parts[:2], ["serving", "API port"])
+        await junebug.stop()
+        self.assertEqual(endpoint.stopped, 1)

@@ -19,6 +19,12 @@ A transport class declares:
 - ``__init__(context, config)``, ``start()``, ``stop()`` and
   ``handle_outbound(message)``.
 
+The channel's rate limit (``rate_limit_count`` per ``rate_limit_window``)
+costs one unit per message: the channel spends it before calling
+``handle_outbound``.  A transport that counts what it really sends (SMPP: one
+per ``submit_sm``, so a 3-part message costs 3) sets ``SPENDS_SEND_BUDGET =
+True`` and awaits ``context.send_budget(n)`` before each send instead.
+
 ``handle_outbound`` returns once the transport has dealt with the message: it
 has published an ``ack`` or ``nack`` (or, for windowed protocols, recorded it
 as in flight).  If it raises, the message goes back to the queue.
@@ -41,6 +47,11 @@ from junebug.transports.toolkit import BackgroundTasks, StatusReporter
 PublishInbound = Callable[[UserMessage], Awaitable[None]]
 PublishEvent = Callable[[Event], Awaitable[None]]
 PublishStatus = Callable[[StatusEvent], Awaitable[None]]
+SendBudget = Callable[[int], Awaitable[None]]
+
+
+async def unlimited(cost: int) -> None:
+    """The send budget of a channel without a rate limit."""
 
 
 @attrs.frozen
@@ -60,6 +71,9 @@ class TransportContext:
     log: Logger
     #: The channel's metric children (latencies a transport measures).
     metrics: ChannelMetrics = attrs.field(factory=unregistered_channel)
+    #: Await ``send_budget(n)`` before sending ``n`` units (see the module
+    #: doc); it may raise ``TemporaryFailure`` (the message goes back).
+    send_budget: SendBudget = unlimited
     tasks: BackgroundTasks = attrs.field(
         default=attrs.Factory(
             lambda self: BackgroundTasks(self.reactor, self.log), takes_self=True

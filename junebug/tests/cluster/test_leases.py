@@ -145,9 +145,9 @@ class FencedChannelTests(TestCase):
         message = user_message(
             to_addr="+1", from_addr="+2", content="hi", transport_name=cid
         )
-        await channel._handle_outbound(message)
+        await channel._handle_outbound(1, message)
         self.assertEqual(len(member.transport(cid).outbound), 1)
         now[0] = LEASE
         with self.assertRaises(TemporaryFailure):
-            await channel._handle_outbound(message)
+            await channel._handle_outbound(1, message)
         self.assertEqual(len(member.transport(cid).outbound), 1)

@@ -213,6 +213,30 @@ class KeyValueBackendContract(TestCase):
         await self.backend.hset("h", {}, ttl=100)
         self.assertIs(await self.backend.exists("h"), False)
 
+    async def test_hsetnx_sets_only_an_absent_field(self) -> None:
+        """The first claim of a field wins; later ones change nothing."""
+        self.assertIs(await self.backend.hsetnx("h", "fate", "sent"), True)
+        self.assertIs(await self.backend.hsetnx("h", "fate", "cancelled"), False)
+        self.assertEqual(await self.backend.hget("h", "fate"), "sent")
+        await self.backend.hset("h", {"other": "1"})
+        self.assertEqual(
+            await self.backend.hgetall("h"), {"fate": "sent", "other": "1"}
+        )
+
+    async def test_hsetnx_beside_existing_fields(self) -> None:
+        await self.backend.hset("h", {"message": "{}"})
+        self.assertIs(await self.backend.hsetnx("h", "fate", "cancelled"), True)
+        self.assertEqual(
+            await self.backend.hgetall("h"), {"message": "{}", "fate": "cancelled"}
+        )
+
+    async def test_hsetnx_with_ttl_sets_expiry(self) -> None:
+        """Claimed or not, the key's expiry is (re)set."""
+        self.assertIs(await self.backend.hsetnx("h", "f", "v", ttl=100), True)
+        self.assertTTL(await self.backend.ttl("h"), 100)
+        self.assertIs(await self.backend.hsetnx("h", "f", "w", ttl=50), False)
+        self.assertTTL(await self.backend.ttl("h"), 50)
+
     async def test_hdel(self) -> None:
         await self.backend.hset("h", {"a": "1", "b": "2", "c": "3"})
         await self.backend.hdel("h", "a", "b", "missing")

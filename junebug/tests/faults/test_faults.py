@@ -7,8 +7,11 @@ machine's shared one), kills and restarts a persistent Redis, and SIGKILLs
 ``jb`` and starts it again.  The client retries requests that fail during an outage, as a real
 client would.  At the end every message that got a 201 must have reached the
 SMSC and every one of them must have had its ``submitted`` and
-``delivery_succeeded`` events posted to ``event_url``.  Duplicates (a message
-resubmitted after a crash) are counted and reported, not failed.
+``delivery_succeeded`` events posted to ``event_url``; the messages use the
+five priorities in turn.  Duplicates (a message resubmitted after a crash)
+are counted and reported, not failed.  The channel has a rate limit
+(``JUNEBUG_FAULT_RATE_LIMIT`` submit_sm per second, 0 for none), so messages
+also wait for budget in Redis while it is killed.
 
 Also runnable as ``python -m bench faults`` (see :mod:`bench.faults`).
 """
@@ -43,6 +46,7 @@ from junebug.tests.support.smsc import SmscPeer
 
 MESSAGES = int(os.environ.get("JUNEBUG_FAULT_MESSAGES", "2000"))
 CONCURRENCY = 8
+RATE_LIMIT = int(os.environ.get("JUNEBUG_FAULT_RATE_LIMIT", "200"))
 
 
 class FaultReport:
@@ -138,6 +142,8 @@ class FaultInjectionTests(TestCase):
             {
                 "type": "smpp",
                 "mo_url": sink_base + "/mo",
+                "rate_limit_count": RATE_LIMIT,
+                "rate_limit_window": 1,
                 "config": {
                     "twisted_endpoint": peer.endpoint,
                     "system_id": "esme1",
@@ -158,6 +164,8 @@ class FaultInjectionTests(TestCase):
                 "from": "1234",
                 "content": f"fault test {n}",
                 "event_url": sink_base + "/ev",
+                # Every priority queue in use (1 to 5), so none loses any.
+                "priority": n % 5 + 1,
             }
             while True:
                 try:

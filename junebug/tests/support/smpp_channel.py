@@ -33,11 +33,19 @@ class SmppChannel:
 
 
 async def start_smpp_channel(
-    case: SynchronousTestCase, reactor: Any, kind: PeerKind, mo_path: str
+    case: SynchronousTestCase,
+    reactor: Any,
+    kind: PeerKind,
+    mo_path: str,
+    *,
+    mode: str = "dlr",
+    config: dict[str, Any] | None = None,
+    junebug: dict[str, Any] | None = None,
 ) -> SmppChannel:
-    """An smpp channel on a ``kind`` peer in ``dlr`` mode whose ``mo_url`` is
-    the sink's URL followed by ``mo_path``."""
-    peer = SmscPeer(reactor, kind, mode="dlr")
+    """An smpp channel on a ``kind`` peer in ``mode`` whose ``mo_url`` is
+    the sink's URL followed by ``mo_path``; ``config`` is added to the
+    channel's config, ``junebug`` to Junebug's (e.g. real backends)."""
+    peer = SmscPeer(reactor, kind, mode=mode)
     await peer.start()
     case.addCleanup(peer.stop)
     sink = HttpSink(reactor)
@@ -45,7 +53,7 @@ async def start_smpp_channel(
     case.addCleanup(sink.stop)
     api = ApiDriver(reactor)
     case.addCleanup(api.stop)
-    await api.start()
+    await api.start(**(junebug or {}))
     code, created, _ = await api.request(
         "POST",
         "/channels/",
@@ -57,6 +65,7 @@ async def start_smpp_channel(
                 "system_id": "esme1",
                 "password": "secret",
                 "initial_reconnect_delay": 0.1,
+                **(config or {}),
             },
         },
     )

@@ -14,7 +14,8 @@ Modes (``MODE``): ``dlr`` (acks, a delivery receipt for each message asking
 for one, and one MO after each bind that can receive), ``ack-only``,
 ``throttle-every-3`` and (node only) ``qfull-every-3``.  Both print one line
 per event; each ``submit_sm`` is a ``SUBMIT {json}`` line, which
-:attr:`SmscPeer.submits` parses.
+:attr:`SmscPeer.submits` parses (the node peer's carry ``t``, when it came
+in: seconds on a monotonic clock).
 
 Usage from a ``twisted.trial.unittest.TestCase``::
 

@@ -24,7 +24,9 @@ the call returns only once the message's fate is published:
    is not ASCII, text too long for ``short_message``) is nacked at once.
 2. Each part waits for a bound session (at most ``submit_timeout`` seconds:
    then the call raises and the message goes back to the queue), a place in
-   the window (``window_size`` outstanding ``submit_sm``), its turn under
+   the window (``window_size`` outstanding ``submit_sm``), a unit of the
+   channel's rate limit (``rate_limit_count`` counts ``submit_sm`` PDUs, a
+   resent one too, through ``context.send_budget``), its turn under
    ``mt_tps``, and the end of any throttle pause.  Then it is sent.
 3. ``ESME_RTHROTTLED`` or ``ESME_RMSGQFUL``: the part waits (``throttle_delay``,
    doubling up to ``max_throttle_delay``) and is sent again, as often as it
@@ -128,6 +130,8 @@ class SmppTransport:
 
     CONFIG_CLASS: ClassVar[type[Any]] = SmppConfig
     TRANSPORT_TYPE: ClassVar[str] = "sms"
+    #: The rate limit counts ``submit_sm`` PDUs, spent in :meth:`_send_once`.
+    SPENDS_SEND_BUDGET: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -409,6 +413,7 @@ class SmppTransport:
         not answered) and should be tried again."""
         await self._window.acquire()
         try:
+            await self._context.send_budget(1)
             await self._rate.acquire()
             while (pause := self._gate.wait()) is not None:
                 await pause

@@ -56,7 +56,7 @@ function describe(pdu, status) {
   const sm = pdu.short_message || {};
   const payload = pdu.message_payload;
   return JSON.stringify({
-    n: n, status: status, source_addr: pdu.source_addr, destination_addr: pdu.destination_addr,
+    n: n, t: Number(process.hrtime.bigint()) / 1e9, status: status, source_addr: pdu.source_addr, destination_addr: pdu.destination_addr,
     data_coding: pdu.data_coding, esm_class: pdu.esm_class,
     registered_delivery: pdu.registered_delivery,
     udh: Array.isArray(sm.udh) ? sm.udh.map(hex) : [],
