@@ -35,7 +35,7 @@ from junebug.channels.sending import MessageSender
 from junebug.channels.service import ChannelDependencies
 from junebug.cluster.control import Control
 from junebug.cluster.node import ClusterNode
-from junebug.config import JunebugConfig, as_dict
+from junebug.config import ClusterConfig, JunebugConfig, as_dict
 from junebug.health_checks import connection_checks, ready_checks
 from junebug.http.client import HttpClient
 from junebug.http.delivery import HttpDelivery
@@ -271,6 +271,19 @@ def backends(
     return backend, broker
 
 
+#: The lease of an embedded Junebug (seconds, about ten years): its store is
+#: in its own memory, so no other process can ever take one of its channels.
+EMBEDDED_LEASE = 3e8
+
+
+def cluster_settings(config: JunebugConfig) -> ClusterConfig:
+    """The cluster config; with ``--embedded`` leases never run out (there
+    is no other process, and a test's clock may jump far ahead)."""
+    if config.embedded:
+        return attrs.evolve(config.cluster, lease_seconds=EMBEDDED_LEASE)
+    return config.cluster
+
+
 def build(
     reactor: JunebugReactor,
     config: JunebugConfig,
@@ -319,9 +332,9 @@ def build(
         rate_limit_margin=config.rate_limit_margin,
     )
     plugins = PluginHost(config.plugins, reactor)
-    # In memory, leases expire on the reactor's clock: measure them with it.
-    monotonic = reactor.seconds if config.embedded else time.monotonic
-    cluster = ClusterNode(backend, reactor, config.cluster, monotonic=monotonic)
+    cluster = ClusterNode(
+        backend, reactor, cluster_settings(config), monotonic=time.monotonic
+    )
     registry = ChannelRegistry(ChannelStore(backend), deps, plugins, cluster.ownership)
     reconciler = cluster.attach(registry)
     control = Control(
