@@ -187,6 +187,42 @@ class AmqpConfig:
 
 
 @attrs.frozen
+class ClusterConfig:
+    """How the ``jb`` processes sharing one Redis and RabbitMQ share the work
+    (docs/cluster.rst)."""
+
+    lease_seconds: float = attrs.field(
+        default=6.0,
+        validator=_positive,
+        metadata=_doc(
+            "Seconds a channel's ownership lease (and a process heartbeat) lasts"
+            " without renewal: a process that dies loses its channels this long"
+            " after its last renewal; renewed every third of it"
+        ),
+    )
+    reconcile_interval: float = attrs.field(
+        default=1.0,
+        validator=_positive,
+        metadata=_doc(
+            "Seconds between two passes that place channels and pick up changes"
+            " made through other processes"
+        ),
+    )
+    control_timeout: float = attrs.field(
+        default=10.0,
+        validator=_positive,
+        metadata=_doc(
+            "Seconds to wait for the owner of a channel to answer a change sent"
+            " to it before answering 503"
+        ),
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.lease_seconds < 0.5:
+            raise ValueError("lease_seconds must be at least 0.5")
+
+
+@attrs.frozen
 class JunebugConfig:
     """Everything ``jb`` can be configured with."""
 
@@ -214,6 +250,7 @@ class JunebugConfig:
     )
     redis: RedisConfig = attrs.field(factory=RedisConfig)
     amqp: AmqpConfig = attrs.field(factory=AmqpConfig)
+    cluster: ClusterConfig = attrs.field(factory=ClusterConfig)
     amqp_url: str | None = attrs.field(
         default=None,
         validator=_amqp_url,

@@ -22,7 +22,8 @@
     ├── DestinationNotFound           404 destination not found
     ├── AmqpConnectionError           503 amqp connection error
     ├── AmqpOutcomeUnknown            504 amqp outcome unknown
-    └── StoreUnavailable              503 store unavailable
+    ├── StoreUnavailable              503 store unavailable
+    └── OwnerUnavailable              503 owner unavailable (junebug.cluster)
 
     ConfigError                       bad configuration; the CLI exits with code 2
     BrokerError                       the message broker failed an operation
@@ -200,6 +201,14 @@ class InvalidBody(JunebugError):
 class StoreUnavailable(JunebugError):
     name = "StoreUnavailable"
     description = "store unavailable"
+    code = 503
+
+
+class OwnerUnavailable(JunebugError):
+    """The process running a channel did not answer a change sent to it."""
+
+    name = "OwnerUnavailable"
+    description = "owner unavailable"
     code = 503
 
 

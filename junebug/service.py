@@ -10,6 +10,7 @@ as the original kept serving while its backends were away.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -32,7 +33,9 @@ from junebug.channel_logs import LogFileRouter
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
 from junebug.channels.service import ChannelDependencies
-from junebug.config import JunebugConfig, as_dict
+from junebug.cluster.control import Control
+from junebug.cluster.node import ClusterNode
+from junebug.config import ClusterConfig, JunebugConfig, as_dict
 from junebug.health_checks import connection_checks, ready_checks
 from junebug.http.client import HttpClient
 from junebug.http.delivery import HttpDelivery
@@ -84,6 +87,8 @@ class Junebug:
     stored_logs: StoredLogs
     routers: RouterRegistry
     readiness: Readiness
+    cluster: ClusterNode
+    control: Control
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
     listen: bool = True
     #: Where to serve the API instead of ``interface`` and ``port`` (a worker
@@ -135,11 +140,14 @@ class Junebug:
         self.readiness.waiting("the plugins")
         await self.plugins.start(as_dict(self.config))
         stops.push("plugins", self.plugins.stop)
-        stops.push("channels", self.channels.stop_all)
+        stops.push("channels", self._stop_channels)
         self.readiness.waiting("the channels")
         await self.channels.start_all()
         for definition in self.config.startup_channels:
             await self.channels.ensure(definition)
+        # Placed by the cluster: the transports of this process's share.
+        await self.control.start()
+        await self.cluster.start()
         stops.push("routers", self.routers.stop_all)
         self.readiness.waiting("the routers")
         await self.routers.start_all()
@@ -148,6 +156,13 @@ class Junebug:
         self.readiness.serve()
         stops.push("serving", self._drain)
         log.info("Junebug is ready: channels and routers started")
+
+    async def _stop_channels(self) -> None:
+        """Hand this process's channels over to the others, then stop the
+        channels' parts still running here."""
+        await self.cluster.leave()
+        await self.control.stop()
+        await self.channels.stop_all()
 
     async def _drain(self) -> None:
         """Refuse new requests (503 with ``Retry-After``) and give those in
@@ -291,6 +306,19 @@ def backends(
     return backend, broker
 
 
+#: The lease of an embedded Junebug (seconds, about ten years): its store is
+#: in its own memory, so no other process can ever take one of its channels.
+EMBEDDED_LEASE = 3e8
+
+
+def cluster_settings(config: JunebugConfig) -> ClusterConfig:
+    """The cluster config; with ``--embedded`` leases never run out (there
+    is no other process, and a test's clock may jump far ahead)."""
+    if config.embedded:
+        return attrs.evolve(config.cluster, lease_seconds=EMBEDDED_LEASE)
+    return config.cluster
+
+
 def build(
     reactor: JunebugReactor,
     config: JunebugConfig,
@@ -352,7 +380,20 @@ def build(
         stored_logs=stored_logs,
     )
     plugins = PluginHost(config.plugins, reactor)
-    registry = ChannelRegistry(ChannelStore(backend), deps, plugins)
+    cluster = ClusterNode(
+        backend, reactor, cluster_settings(config), monotonic=time.monotonic
+    )
+    registry = ChannelRegistry(ChannelStore(backend), deps, plugins, cluster.ownership)
+    reconciler = cluster.attach(registry)
+    control = Control(
+        broker=broker,
+        backend=backend,
+        clock=reactor,
+        registry=registry,
+        reconciler=reconciler,
+        timeout=config.cluster.control_timeout,
+    )
+    reconciler.handed_over = control.tell_take
     sender = MessageSender(
         broker=broker,
         messages=messages,
@@ -375,6 +416,7 @@ def build(
         config.routers,
         config.replace_routers,
     )
+    reconciler.routers = routers
     readiness = Readiness()
     api = JunebugApi(
         ApiDependencies(
@@ -390,6 +432,8 @@ def build(
             readiness=readiness,
             metrics=metrics,
             stored_logs=stored_logs,
+            cluster=cluster,
+            control=control,
         )
     )
     return Junebug(
@@ -407,6 +451,8 @@ def build(
         stored_logs=stored_logs,
         routers=routers,
         readiness=readiness,
+        cluster=cluster,
+        control=control,
         metrics=metrics,
         listen=listen,
         listen_on=listen_on,

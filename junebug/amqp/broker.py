@@ -90,8 +90,12 @@ class Broker(Protocol):
         ``ttl`` seconds later (whether a consumer that is free right then gets
         a ``ttl`` of 0 is up to the broker)."""
 
-    async def declare_queue(self, queue: str) -> None:
-        """Declare a durable queue bound to ``vumi`` with its own name as key."""
+    async def declare_queue(self, queue: str, expires: float | None = None) -> None:
+        """Declare a durable queue bound to ``vumi`` with its own name as key;
+        with ``expires`` the broker deletes it (and its messages) once it
+        has had no consumer for ``expires`` seconds (RabbitMQ's
+        ``x-expires``), e.g. a process's own queue after the process is gone.
+        Declare a queue always with the same ``expires``."""
 
     async def queue_depths(self, queues: list[str]) -> dict[str, int]:
         """How many messages wait in each of ``queues`` (ready, not yet
@@ -109,8 +113,10 @@ class Broker(Protocol):
         queue: str,
         handler: MessageHandler,
         prefetch: int = DEFAULT_PREFETCH,
+        expires: float | None = None,
     ) -> Consumer:
-        """Declare and bind ``queue``, then deliver its messages to ``handler``."""
+        """Declare (with ``expires``, see :meth:`declare_queue`) and bind
+        ``queue``, then deliver its messages to ``handler``."""
 
     async def publish_later(
         self, routing_key: str, message: AnyMessage, delay: float

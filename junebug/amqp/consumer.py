@@ -105,11 +105,13 @@ class RabbitMQConsumer:
         queue: str,
         handler: MessageHandler,
         prefetch: int,
+        expires: float | None = None,
     ) -> None:
         self.queue = queue
         self._broker = broker
         self._handler = handler
         self._prefetch = prefetch
+        self._expires = expires
         self._attachment: _Attachment | None = None
         self._attaching: Deferred[None] | None = None
         self._handlers = RunningHandlers()
@@ -135,11 +137,11 @@ class RabbitMQConsumer:
         channel.on_closed.addBoth(attachment.lose_leases)
         try:
             if own:
-                await broker._declare_on(channel, self.queue)
+                await broker._declare_on(channel, self.queue, self._expires)
             else:
                 # Not on a shared channel: an error would close it for all.
-                await broker.declare_queue(self.queue)
-            # Asked for back to back: no other consumer's qos comes between.
+                await broker.declare_queue(self.queue, self._expires)
+            # Sent back to back: no other consumer's qos comes between.
             qos = channel.basic_qos(prefetch_count=self._prefetch)
             consuming = channel.basic_consume(
                 self.queue,

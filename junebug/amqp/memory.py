@@ -80,6 +80,9 @@ class _Queue:
     messages: deque[_Envelope] = attrs.field(factory=deque)
     consumers: list[MemoryConsumer] = attrs.field(factory=list)
     next_consumer: int = 0
+    #: Deleted after this many seconds without a consumer (``x-expires``).
+    expires: float | None = None
+    expiry: IDelayedCall | None = None
 
 
 class MemoryConsumer:
@@ -339,10 +342,10 @@ class MemoryBroker:
             return []
         return [from_json(envelope.body) for envelope in list(q.messages)[:limit]]
 
-    async def declare_queue(self, queue: str) -> None:
+    async def declare_queue(self, queue: str, expires: float | None = None) -> None:
         """Declare ``queue``, bound by its own name."""
         self._require_connected()
-        self._declare(queue)
+        self._unused_since_now(self._declare(queue, expires))
 
     async def queue_depths(self, queues: list[str]) -> dict[str, int]:
         """Messages waiting in each existing queue of ``queues``."""
@@ -361,20 +364,24 @@ class MemoryBroker:
         if q is not None:
             for consumer in list(q.consumers):
                 await consumer.stop()
+            if q.expiry is not None and q.expiry.active():
+                q.expiry.cancel()
 
     async def consume(
         self,
         queue: str,
         handler: MessageHandler,
         prefetch: int = DEFAULT_PREFETCH,
+        expires: float | None = None,
     ) -> MemoryConsumer:
         """Declare ``queue`` and deliver its messages to ``handler``."""
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
         self._require_connected()
-        q = self._declare(queue)
+        q = self._declare(queue, expires)
         consumer = MemoryConsumer(self, queue, handler, prefetch)
         q.consumers.append(consumer)
+        self._unused_since_now(q)
         self._consumers[consumer] = None
         self._schedule(queue)
         return consumer
@@ -387,6 +394,9 @@ class MemoryBroker:
             await consumer.stop()
         was_connected = self._connected
         self._closed = True
+        for q in self._queues.values():
+            if q.expiry is not None and q.expiry.active():
+                q.expiry.cancel()
         self._connected = False
         for delayed in list(self._delayed):
             if delayed.active():
@@ -448,11 +458,24 @@ class MemoryBroker:
 
     # -- routing and delivery ------------------------------------------------------
 
-    def _declare(self, queue: str) -> _Queue:
+    def _declare(self, queue: str, expires: float | None = None) -> _Queue:
         q = self._queues.get(queue)
         if q is None:
-            q = self._queues[queue] = _Queue(queue)
+            q = self._queues[queue] = _Queue(queue, expires=expires)
         return q
+
+    def _unused_since_now(self, q: _Queue) -> None:
+        """Restart the queue's ``expires`` countdown (used just now)."""
+        if q.expiry is not None and q.expiry.active():
+            q.expiry.cancel()
+        q.expiry = None
+        if q.expires is not None and not q.consumers:
+            q.expiry = self._clock.callLater(q.expires, self._expire, q)
+
+    def _expire(self, q: _Queue) -> None:
+        q.expiry = None
+        if not q.consumers and self._queues.get(q.name) is q:
+            del self._queues[q.name]
 
     def _route(self, routing_key: str, body: bytes, ttl: float | None = None) -> None:
         q = self._queues.get(routing_key)
@@ -524,4 +547,5 @@ class MemoryBroker:
         if q is not None and consumer in q.consumers:
             q.consumers.remove(consumer)
             q.next_consumer = 0
+            self._unused_since_now(q)
         self._check_idle()

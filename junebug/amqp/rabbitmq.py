@@ -569,9 +569,13 @@ class RabbitMQBroker:
                 f"message to {routing_key} not sent: {describe(e)}"
             ) from e
 
-    async def _declare_on(self, channel: AmqpChannel, queue: str) -> None:
+    async def _declare_on(
+        self, channel: AmqpChannel, queue: str, expires: float | None = None
+    ) -> None:
+        arguments = {} if expires is None else {"x-expires": round(expires * 1000)}
         await self._bounded(
-            channel.queue_declare(queue=queue, durable=True), "queue.declare"
+            channel.queue_declare(queue=queue, durable=True, arguments=arguments),
+            "queue.declare",
         )
         await self._bounded(
             channel.queue_bind(queue=queue, exchange=EXCHANGE, routing_key=queue),
@@ -609,10 +613,12 @@ class RabbitMQBroker:
 
         await live.channels.short_lived(on_a_channel)
 
-    async def declare_queue(self, queue: str) -> None:
-        """Declare the durable queue ``queue`` bound to ``vumi`` by its name."""
+    async def declare_queue(self, queue: str, expires: float | None = None) -> None:
+        """Declare the durable queue ``queue`` bound to ``vumi`` by its name
+        (with ``x-expires`` if ``expires`` is given)."""
         await self._with_channel(
-            f"declare {queue}", lambda ch: ensureDeferred(self._declare_on(ch, queue))
+            f"declare {queue}",
+            lambda ch: ensureDeferred(self._declare_on(ch, queue, expires)),
         )
 
     async def queue_depths(self, queues: list[str]) -> dict[str, int]:
@@ -659,6 +665,7 @@ class RabbitMQBroker:
         queue: str,
         handler: MessageHandler,
         prefetch: int = DEFAULT_PREFETCH,
+        expires: float | None = None,
     ) -> RabbitMQConsumer:
         """Start consuming ``queue``; :class:`BrokerError` when disconnected.
 
@@ -667,7 +674,7 @@ class RabbitMQBroker:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
         live = self._require_live()
-        consumer = RabbitMQConsumer(self, queue, handler, prefetch)
+        consumer = RabbitMQConsumer(self, queue, handler, prefetch, expires)
         try:
             await consumer.attach(live)
         except BrokerError:

@@ -23,6 +23,7 @@ from junebug.api import (
     messages,
     metrics,
     probes,
+    processes,
     routers,
     traffic,
 )
@@ -53,6 +54,7 @@ class JunebugApi:
         probes.install(self.app, deps)
         dead_letters.install(self.app, deps)
         metrics.install(self.app, deps)
+        processes.install(self.app, deps)
         self.app.route("/openapi.json", methods=["GET"], endpoint="openapi")(
             self._openapi
         )

@@ -59,6 +59,39 @@ def shown(request: IRequest, registry: ChannelRegistry, view: dict[str, Any]) ->
     return redact_channel(view, registry.config_class(view.get("type")))
 
 
+async def with_owner(deps: ApiDependencies, view: dict[str, Any]) -> dict[str, Any]:
+    """``view`` with ``status.owner``: the process running the transport
+    (``null`` and the channel ``down`` while no live process does)."""
+    cluster = deps.cluster
+    if cluster is None:
+        return view
+    owner = await cluster.owner_view(view["id"])
+    status = dict(view["status"])
+    status["owner"] = owner
+    reason = None
+    if owner is None:
+        reason = "not placed: waiting for a process to take the channel"
+    elif owner["host"] is None:
+        reason = (
+            f"not placed: waiting for the lease of lost process "
+            f"{owner['process']} to expire"
+        )
+    if reason is not None:
+        status["status"] = "down"
+        status["components"] = {
+            **status.get("components", {}),
+            "owner": {
+                "channel_id": view["id"],
+                "component": "owner",
+                "status": "down",
+                "type": "not_placed",
+                "message": reason,
+                "details": {},
+            },
+        }
+    return {**view, "status": status}
+
+
 def install(app: Klein, deps: ApiDependencies) -> None:
     """Add the channel routes to ``app``."""
     registry = deps.channels
@@ -83,7 +116,9 @@ def install(app: Klein, deps: ApiDependencies) -> None:
     )
     async def get_channel(request: IRequest, channel_id: str) -> bytes:
         properties = await registry.get_properties(channel_id)
-        view = await registry.status_view(channel_id, properties)
+        view = await with_owner(
+            deps, await registry.status_view(channel_id, properties)
+        )
         return render(request, 200, "channel found", shown(request, registry, view))
 
     @app.route(
@@ -95,7 +130,10 @@ def install(app: Klein, deps: ApiDependencies) -> None:
         body: dict[str, Any] = parse_body(request, CHANNEL_UPDATE, max_size)
         stored = await registry.get_properties(channel_id)
         changes = as_channel_properties(restore(body, stored))
-        properties = await registry.update(channel_id, changes)
+        if deps.control is not None:
+            properties = await deps.control.update(channel_id, changes)
+        else:
+            properties = await registry.update(channel_id, changes)
         view = await registry.status_view(channel_id, properties)
         return render(request, 200, "channel updated", shown(request, registry, view))
 
@@ -105,7 +143,7 @@ def install(app: Klein, deps: ApiDependencies) -> None:
         endpoint="channels.delete_channel",
     )
     async def delete_channel(request: IRequest, channel_id: str) -> bytes:
-        await registry.delete(channel_id)
+        await (deps.control or registry).delete(channel_id)
         return render(request, 200, "channel deleted", {})
 
     @app.route(
@@ -114,7 +152,7 @@ def install(app: Klein, deps: ApiDependencies) -> None:
         endpoint="channels.restart_channel",
     )
     async def restart_channel(request: IRequest, channel_id: str) -> bytes:
-        await registry.restart(channel_id)
+        await (deps.control or registry).restart(channel_id)
         return render(request, 200, "channel restarted", {})
 
     @app.route(

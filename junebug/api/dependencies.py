@@ -9,6 +9,8 @@ import attrs
 from junebug.api.readiness import Readiness
 from junebug.channels.registry import ChannelRegistry
 from junebug.channels.sending import MessageSender
+from junebug.cluster.control import Control
+from junebug.cluster.node import ClusterNode
 from junebug.config import JunebugConfig
 from junebug.http.client import HttpClient
 from junebug.metrics.families import JunebugMetrics
@@ -36,3 +38,8 @@ class ApiDependencies:
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
     #: The stored channel logs the logs routes read (None: the log files).
     stored_logs: StoredLogs | None = None
+    #: This process's part in the gateway (junebug.cluster); unset in tests
+    #: of the API alone.
+    cluster: ClusterNode | None = None
+    #: Runs changes in the process that owns the channel (junebug.cluster).
+    control: Control | None = None

@@ -21,6 +21,7 @@ from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from junebug.changes import require_broker, undo_quietly
+from junebug.channels.ownership import Ownership, SoleOwnership
 from junebug.channels.properties import (
     CALLBACK_URL_KEYS,
     ChannelProperties,
@@ -63,11 +64,16 @@ class ChannelRegistry:
     log = Logger()
 
     def __init__(
-        self, store: ChannelStore, deps: ChannelDependencies, plugins: PluginHost
+        self,
+        store: ChannelStore,
+        deps: ChannelDependencies,
+        plugins: PluginHost,
+        ownership: Ownership | None = None,
     ) -> None:
         self.store = store
         self.deps = deps
         self.plugins = plugins
+        self.ownership: Ownership = ownership or SoleOwnership()
         self._channels: dict[str, Channel] = {}
         self._locks: dict[str, DeferredLock] = {}
         self.retries = StartRetries(deps.reactor, self.log)
@@ -82,6 +88,10 @@ class ChannelRegistry:
 
     def running_ids(self) -> list[str]:
         return sorted(self._channels)
+
+    def owned_ids(self) -> list[str]:
+        """Channels whose transport runs (or failed to start) here."""
+        return sorted(cid for cid, channel in self._channels.items() if channel.owned)
 
     async def unplaced_ids(self) -> list[str]:
         """Stored channels neither running here nor recorded as failed to
@@ -190,10 +200,14 @@ class ChannelRegistry:
         async with self._lock(channel_id):
             try:
                 await self.store.save(channel_id, properties)
-                await self._start(channel_id, properties)
+                revision = await self.ownership.changed(channel_id)
+                await self._start(channel_id, properties, revision=revision)
             except Exception as exc:
                 await undo_quietly(
                     self.log, "undo a channel", self.store.delete(channel_id)
+                )
+                await undo_quietly(
+                    self.log, "undo a lease", self.ownership.forget(channel_id)
                 )
                 await undo_quietly(
                     self.log, "undo a status", self.deps.statuses.delete(channel_id)
@@ -201,12 +215,33 @@ class ChannelRegistry:
                 raise refusal(exc, "Channel not created") from exc
         return channel_id
 
-    async def _start(self, channel_id: str, properties: ChannelProperties) -> Channel:
-        """Start a channel; if that fails, nothing of it is left running."""
-        channel = Channel(channel_id, properties, self.deps)
+    async def _start(
+        self,
+        channel_id: str,
+        properties: ChannelProperties,
+        *,
+        revision: int = 0,
+        transport: bool | None = None,
+    ) -> Channel:
+        """Start a channel (its transport too if this process owns it, or
+        becomes its owner when ``transport`` is not given); if that fails,
+        nothing of it is left running."""
+        ownership = self.ownership
+        if transport is None:
+            transport = await ownership.claim(channel_id)
+        channel = Channel(
+            channel_id,
+            properties,
+            self.deps,
+            may_send=lambda: ownership.holds(channel_id),
+        )
+        channel.revision = revision
         self._channels[channel_id] = channel
         try:
-            await channel.start()
+            if transport:
+                await channel.start()
+            else:
+                await channel.start(with_transport=False)
         except BaseException as exc:
             if self._channels.get(channel_id) is channel:
                 del self._channels[channel_id]
@@ -220,11 +255,11 @@ class ChannelRegistry:
         return channel
 
     async def _start_or_retry(
-        self, channel_id: str, properties: ChannelProperties
+        self, channel_id: str, properties: ChannelProperties, revision: int
     ) -> None:
         """Start; if a backend is away, start it again once it is back."""
         try:
-            await self._start(channel_id, properties)
+            await self._start(channel_id, properties, revision=revision)
         except BACKEND_AWAY as exc:
             self._retry_later(channel_id, exc)
 
@@ -240,9 +275,10 @@ class ChannelRegistry:
         async with self._lock(channel_id):
             if channel_id in self._channels:
                 return
+            revision = await self.ownership.revision(channel_id)
             properties = await self.store.load(channel_id)
             if properties is not None:
-                await self._start(channel_id, properties)
+                await self._start(channel_id, properties, revision=revision)
 
     async def _stop(self, channel_id: str) -> None:
         self.start_failures.pop(channel_id, None)
@@ -270,6 +306,7 @@ class ChannelRegistry:
                 require_broker(self.deps.broker, what)
             try:
                 await self.store.save(channel_id, merged)
+                revision = await self.ownership.changed(channel_id)
             except Exception as exc:
                 await undo_quietly(
                     self.log,
@@ -279,17 +316,18 @@ class ChannelRegistry:
                 raise refusal(exc, what) from exc
             if channel is not None and not restart:
                 channel.properties = merged
+                channel.revision = revision
                 return merged
             await self._stop(channel_id)
             try:
-                await self._start(channel_id, merged)
+                await self._start(channel_id, merged, revision=revision)
             except Exception as exc:
                 await undo_quietly(
                     self.log,
                     "undo a channel change",
                     self.store.save(channel_id, properties),
                 )
-                await self._start_or_retry(channel_id, properties)
+                await self._start_or_retry(channel_id, properties, revision)
                 raise refusal(exc, what) from exc
             return merged
 
@@ -303,6 +341,9 @@ class ChannelRegistry:
                 raise refusal(exc, "Channel not deleted") from exc
             self.retries.discard(channel_id)
             await self._stop(channel_id)
+            await undo_quietly(
+                self.log, "drop a channel lease", self.ownership.forget(channel_id)
+            )
             self.deps.metrics.forget_channel(channel_id, str(properties.get("type")))
             await undo_quietly(
                 self.log,
@@ -331,9 +372,13 @@ class ChannelRegistry:
         async with self._lock(channel_id):
             properties = await self.get_properties(channel_id)
             require_broker(self.deps.broker, "Channel not restarted")
+            try:
+                revision = await self.ownership.changed(channel_id)
+            except Exception as exc:
+                raise refusal(exc, "Channel not restarted") from exc
             await self._stop(channel_id)
             try:
-                await self._start(channel_id, properties)
+                await self._start(channel_id, properties, revision=revision)
             except Exception as exc:
                 if isinstance(exc, BACKEND_AWAY):
                     self._retry_later(channel_id, exc)
@@ -346,9 +391,10 @@ class ChannelRegistry:
         and one that fails because a backend is away is retried."""
         for channel_id in await self.store.list_ids():
             try:
+                revision = await self.ownership.revision(channel_id)
                 properties = await self.store.load(channel_id)
                 if properties is not None:
-                    await self._start(channel_id, properties)
+                    await self._start(channel_id, properties, revision=revision)
             except BACKEND_AWAY as exc:
                 self._retry_later(channel_id, exc)
             except Exception:
@@ -360,3 +406,76 @@ class ChannelRegistry:
         self.retries.stop()
         for channel_id in list(self._channels):
             await self._stop(channel_id)
+
+    # -- what the cluster's reconciler does (junebug.cluster.reconciler) ----
+
+    async def _load(self, channel_id: str) -> tuple[ChannelProperties | None, int]:
+        revision = await self.ownership.revision(channel_id)
+        return await self.store.load(channel_id), revision
+
+    async def take(self, channel_id: str) -> None:
+        """Run the transport of a channel whose lease this process just
+        acquired (starting the channel here first if it was not)."""
+        async with self._lock(channel_id):
+            channel = self._channels.get(channel_id)
+            if channel is None:
+                properties, revision = await self._load(channel_id)
+                if properties is not None:
+                    await self._start(
+                        channel_id, properties, revision=revision, transport=True
+                    )
+            elif not channel.owned:
+                await channel.start_transport()
+
+    async def give_up(self, channel_id: str) -> None:
+        """Stop the channel's transport here (forwarding goes on)."""
+        async with self._lock(channel_id):
+            channel = self._channels.get(channel_id)
+            if channel is not None and channel.owned:
+                await channel.stop_transport()
+
+    async def follow(self, channel_id: str) -> None:
+        """Forward for a channel another process created (no transport)."""
+        async with self._lock(channel_id):
+            if channel_id in self._channels:
+                return
+            properties, revision = await self._load(channel_id)
+            if properties is not None:
+                await self._start(
+                    channel_id, properties, revision=revision, transport=False
+                )
+
+    async def refresh(self, channel_id: str) -> None:
+        """Start the local parts again with the stored properties (changed
+        or restarted through another process); ownership stays as it is."""
+        async with self._lock(channel_id):
+            channel = self._channels.get(channel_id)
+            if channel is None:
+                return
+            properties, revision = await self._load(channel_id)
+            if properties is None:
+                return
+            owned = channel.owned
+            await self._stop(channel_id)
+            await self._start(
+                channel_id, properties, revision=revision, transport=owned
+            )
+
+    async def drop(self, channel_id: str, delete_queues: bool = True) -> None:
+        """Stop a channel deleted through another process, and (with
+        ``delete_queues``) delete its queues again: one of our consumers,
+        cancelled when that process deleted them, may have declared them
+        anew before it was stopped."""
+        async with self._lock(channel_id):
+            channel = self._channels.get(channel_id)
+            if channel is None:
+                return
+            await self._stop(channel_id)
+            self.deps.metrics.forget_channel(
+                channel_id, str(channel.properties.get("type"))
+            )
+            if delete_queues:
+                await delete_owned_queues(
+                    self.deps.broker, channel_id, with_status=True, log=self.log
+                )
+        self._locks.pop(channel_id, None)

@@ -19,6 +19,8 @@ consumes none of them (:mod:`junebug.channels.traffic`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 from twisted.internet.defer import DeferredLock, ensureDeferred
 
@@ -97,11 +99,22 @@ class Channel:
     """A channel's running parts, started and stopped together."""
 
     def __init__(
-        self, channel_id: str, properties: ChannelProperties, deps: ChannelDependencies
+        self,
+        channel_id: str,
+        properties: ChannelProperties,
+        deps: ChannelDependencies,
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         self.id = channel_id
         self._properties = properties
         self._deps = deps
+        #: Checked before each outbound message reaches the transport: False
+        #: once this process's lease on the channel ran out (fencing).
+        self._may_send = may_send
+        #: True while this process runs (or tried to start) the transport.
+        self.owned = False
+        #: The change count the properties are from (see the cluster).
+        self.revision = 0
         self.log = owner_logger("junebug.channel", "channel_id", channel_id)
         self._tasks = BackgroundTasks(deps.reactor, self.log)
         self._statuses = StatusReporter(
@@ -232,8 +245,9 @@ class Channel:
         )
         self._consumers.append(consumer)
 
-    async def start(self) -> None:
-        """Start the status receiver, the forwarder, then the transport."""
+    async def start(self, with_transport: bool = True) -> None:
+        """Start the status receiver, the forwarder, then (unless another
+        process runs it) the transport."""
         self._stopping = False
         deps = self._deps
         props = self.properties
@@ -265,6 +279,19 @@ class Channel:
         # Declared first, so MT accepted while the transport is down waits.
         for priority in topology.PRIORITIES:
             await deps.broker.declare_queue(topology.outbound_at(self.id, priority))
+        if with_transport:
+            await self.start_transport()
+        self.running = True
+        self.log.info("Channel {channel_id} started", channel_id=self.id)
+
+    async def start_transport(self) -> None:
+        """Start the transport and its outbound consumers (unless paused); a
+        transport that fails to start leaves the channel ``down`` (this never
+        raises for it)."""
+        deps = self._deps
+        props = self.properties
+        self._stopping = False
+        self.owned = True
         self.start_error = None
         try:
             cls = deps.transports.resolve(props.get("type"))
@@ -286,8 +313,35 @@ class Channel:
                 self._watch.start()
             else:
                 await self._consume_outbound()
-        self.running = True
-        self.log.info("Channel {channel_id} started", channel_id=self.id)
+
+    async def stop_transport(self) -> None:
+        """Stop the outbound consumers and the transport; the forwarder and
+        the status receiver go on (another process runs the transport now)."""
+        async with self._switching:
+            self.owned = False
+            self.start_error = None
+            self._watch.stop()
+            outbound, self._outbound = self._outbound, []
+            stopping = [ensureDeferred(consumer.stop()) for consumer in outbound]
+            await self._stop_transport()
+            for consumer, done in zip(outbound, stopping, strict=True):
+                try:
+                    await done
+                except Exception:
+                    self.log.failure(
+                        "Error stopping consumer of {queue}", queue=consumer.queue
+                    )
+
+    async def _stop_transport(self) -> None:
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            try:
+                await transport.stop()
+            except Exception:
+                self.log.failure(
+                    "Error stopping transport of channel {channel_id}",
+                    channel_id=self.id,
+                )
 
     async def _record_down(self, reason: str, kind: str = "start_failed") -> None:
         status = status_event(
@@ -359,6 +413,10 @@ class Channel:
         transport = self.transport
         if transport is None:
             raise TemporaryFailure(f"channel {self.id} has no running transport")
+        if not self._may_send():
+            raise TemporaryFailure(
+                f"channel {self.id}: this process's lease ran out; not sending"
+            )
         if not getattr(transport, "SPENDS_SEND_BUDGET", False):
             await self.budget.spend(1)
         try:
@@ -393,16 +451,8 @@ class Channel:
         consumers.extend(self._outbound)
         self._outbound = []
         stopping = [ensureDeferred(consumer.stop()) for consumer in consumers]
-        transport, self.transport = self.transport, None
         self.budget.stop()
-        if transport is not None:
-            try:
-                await transport.stop()
-            except Exception:
-                self.log.failure(
-                    "Error stopping transport of channel {channel_id}",
-                    channel_id=self.id,
-                )
+        await self._stop_transport()
         for consumer, done in zip(consumers, stopping, strict=True):
             try:
                 await done

@@ -83,6 +83,8 @@ class RouterRegistry:
         self._paths = paths
         self._classes: dict[str, type[Router]] = {}
         self._routers: dict[str, Router] = {}
+        #: The revision each running router was started from (junebug.cluster).
+        self._revisions: dict[str, int] = {}
         self._lock = DeferredLock()
         self.retries = StartRetries(deps.reactor, self.log)
 
@@ -252,6 +254,8 @@ class RouterRegistry:
         """Start every stored router; one that fails never stops the others."""
         for router_id in await self.store.list_ids():
             try:
+                revisions = await self.store.revisions([router_id])
+                self._revisions[router_id] = revisions[router_id]
                 router = await self.store.load(router_id)
                 if router is None:
                     continue
@@ -269,6 +273,48 @@ class RouterRegistry:
         for router_id in list(self._routers):
             await self._stop(router_id)
 
+    async def _changed(self, router_id: str) -> None:
+        """Count a change that took effect here, for the other processes."""
+        try:
+            self._revisions[router_id] = await self.store.changed(router_id)
+        except Exception as exc:
+            self.log.warn(
+                "Router {router_id} changed, but the other processes will not "
+                "notice before they restart: {error}",
+                router_id=router_id,
+                error=exc,
+            )
+
+    async def reconcile(self) -> None:
+        """Catch up with changes made through other processes of the
+        gateway: start new routers, restart changed ones, stop deleted ones
+        (their queues were deleted by the process that deleted them).
+        Every process runs every router: they only consume queues."""
+        ids = await self.store.list_ids()
+        revisions = await self.store.revisions(ids)
+        async with self._lock:
+            for router_id in list(self._routers):
+                if router_id not in revisions:
+                    await self._stop(router_id)
+                    self._revisions.pop(router_id, None)
+            pending = set(self.retries.pending())
+            for router_id, revision in revisions.items():
+                running = router_id in self._routers
+                if router_id in pending or (
+                    running and self._revisions.get(router_id) == revision
+                ):
+                    continue
+                router = await self.store.load(router_id)
+                if router is None:
+                    continue
+                destinations = await self.store.load_destinations(router_id)
+                self._revisions[router_id] = revision
+                await self._stop(router_id)
+                try:
+                    await self._start(router, destinations)
+                except BACKEND_AWAY as exc:
+                    self._retry_later(router_id, exc)
+
     # -- routers ---------------------------------------------------------------
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -285,6 +331,7 @@ class RouterRegistry:
                     self.log, "undo a router", self.store.delete(router["id"])
                 )
                 raise refusal(exc, "Router not created") from exc
+            await self._changed(router["id"])
             return router
 
     async def _update(
@@ -307,6 +354,7 @@ class RouterRegistry:
             await undo_quietly(self.log, "undo a router change", self.store.save(old))
             await self._undo_restart(old, destinations)
             raise refusal(exc, what) from exc
+        await self._changed(router_id)
         return router
 
     async def replace(self, router_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -334,6 +382,7 @@ class RouterRegistry:
                 raise refusal(exc, "Router not deleted") from exc
             self.retries.discard(router_id)
             await self._stop(router_id)
+            self._revisions.pop(router_id, None)
             for destination_id in destination_ids:
                 await self._delete_queues(destination_id)
             for owner_id in (router_id, *destination_ids):
@@ -375,6 +424,7 @@ class RouterRegistry:
                 )
                 await self._undo_restart(router, destinations)
                 raise refusal(exc, what) from exc
+            await self._changed(router_id)
             return destination
 
     async def _update_destination(
@@ -411,6 +461,7 @@ class RouterRegistry:
             )
             await self._undo_restart(router, destinations)
             raise refusal(exc, what) from exc
+        await self._changed(router_id)
         return destination
 
     async def replace_destination(
@@ -450,6 +501,7 @@ class RouterRegistry:
                 )
                 await self._undo_restart(router, destinations)
                 raise refusal(exc, what) from exc
+            await self._changed(router_id)
             await self._delete_queues(destination_id)
             await self._forget_logs(destination_id)
 

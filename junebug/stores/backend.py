@@ -3,7 +3,10 @@
 Two implementations keep the same contract (``junebug/tests/contract``): Redis
 through our RESP client (:mod:`junebug.stores.redis`) and an in-memory one with an
 injected clock (:mod:`junebug.stores.memory`).  Values are text; a ``ttl`` in
-seconds makes the key expire, ``None`` leaves it without expiry.
+seconds makes the key expire, ``None`` leaves it without expiry.  The
+compare-and-set primitives (``set_if_absent``, ``expire_if_equal``,
+``delete_if_equal``) take milliseconds: the cluster's leases
+(:mod:`junebug.cluster.leases`) are built on them.
 """
 
 from __future__ import annotations
@@ -103,6 +106,21 @@ class KeyValueBackend(Protocol):
 
     async def ttl(self, key: str) -> int | None:
         """Seconds until the key expires; None if it has no expiry or is missing."""
+
+    async def mget(self, *keys: str) -> list[str | None]:
+        """The strings at ``keys``, in order; ``None`` for a missing key or
+        one holding another type."""
+
+    async def set_if_absent(self, key: str, value: str, ttl_ms: int) -> bool:
+        """Write ``value`` expiring in ``ttl_ms`` milliseconds unless the key
+        exists; True if it was written."""
+
+    async def expire_if_equal(self, key: str, value: str, ttl_ms: int) -> bool:
+        """Set the key's expiry to ``ttl_ms`` milliseconds if it holds
+        ``value`` (atomically); True if it did."""
+
+    async def delete_if_equal(self, key: str, value: str) -> bool:
+        """Delete the key if it holds ``value`` (atomically); True if it did."""
 
     async def take_budget(
         self, key: str, costs: Sequence[int], limit: int, window: float

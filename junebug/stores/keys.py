@@ -58,6 +58,46 @@ def router_destination(router_id: str, destination_id: str) -> str:
     return f"routers:{router_id}:destinations:{destination_id}"
 
 
+# -- the cluster (junebug/cluster) -------------------------------------------
+
+#: The set of process ids that have announced themselves.
+CLUSTER_PROCESSES = "cluster:processes"
+
+
+def cluster_process(process_id: str) -> str:
+    """A process's heartbeat (JSON), expiring unless renewed."""
+    return f"cluster:process:{process_id}"
+
+
+def cluster_owner(channel_id: str) -> str:
+    """The lease on a channel's transport: ``<process id>:<fencing token>``."""
+    return f"cluster:owner:{channel_id}"
+
+
+def cluster_fence(channel_id: str) -> str:
+    """The counter a channel's fencing tokens are taken from."""
+    return f"cluster:fence:{channel_id}"
+
+
+def cluster_revision(channel_id: str) -> str:
+    """Counts the changes (and restarts) of a channel, so every process
+    notices one it was not told about."""
+    return f"cluster:revision:{channel_id}"
+
+
+def cluster_deleted(channel_id: str) -> str:
+    """Marks a channel deleted through the API (for an hour), so the other
+    processes delete its queues too; a channel whose properties vanish
+    without it (Redis emptied) keeps its queues."""
+    return f"cluster:deleted:{channel_id}"
+
+
+def cluster_router_revision(router_id: str) -> str:
+    """Counts the changes of a router and its destinations (as
+    :func:`cluster_revision` does for a channel)."""
+    return f"cluster:router_revision:{router_id}"
+
+
 # -- transports' own keys (each prefixed as the original's transports did) ---
 
 

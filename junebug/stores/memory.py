@@ -241,6 +241,36 @@ class MemoryBackend:
             return None
         return math.ceil(deadline - self._clock.seconds())
 
+    async def mget(self, *keys: str) -> list[str | None]:
+        values = [self._live(self._key(key)) for key in keys]
+        return [value if isinstance(value, str) else None for value in values]
+
+    def _string_at(self, key: str) -> str | None:
+        value = self._live(self._key(key))
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{key} does not hold a string")
+        return value
+
+    async def set_if_absent(self, key: str, value: str, ttl_ms: int) -> bool:
+        k = self._key(key)
+        if self._live(k) is not None:
+            return False
+        self._data[k] = value
+        self._expiry[k] = self._clock.seconds() + ttl_ms / 1000
+        return True
+
+    async def expire_if_equal(self, key: str, value: str, ttl_ms: int) -> bool:
+        if self._string_at(key) != value:
+            return False
+        self._expiry[self._key(key)] = self._clock.seconds() + ttl_ms / 1000
+        return True
+
+    async def delete_if_equal(self, key: str, value: str) -> bool:
+        if self._string_at(key) != value:
+            return False
+        await self.delete(key)
+        return True
+
     async def take_budget(
         self, key: str, costs: Sequence[int], limit: int, window: float
     ) -> BudgetGrant:

@@ -23,6 +23,7 @@ times are injected.
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Final, cast
@@ -53,9 +54,31 @@ local reply = redis.call(ARGV[2], KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return reply
 """
-_WITH_EXPIRY_SHA: Final = hashlib.sha1(
-    _WITH_EXPIRY.encode(), usedforsecurity=False
-).hexdigest()  # Redis names scripts by SHA1
+
+# Compare-and-expire / compare-and-delete: act on KEYS[1] only while it holds
+# ARGV[1] (GET on a key of another type is a WRONGTYPE error, as in memory).
+_EXPIRE_IF_EQUAL: Final = """\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_DELETE_IF_EQUAL: Final = """\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@functools.cache
+def _sha(script: str) -> str:
+    """Redis names a cached script by its SHA1."""
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+_WITH_EXPIRY_SHA: Final = _sha(_WITH_EXPIRY)
+
 
 # A sliding-window send budget (see KeyValueBackend.take_budget).  KEYS[1] is
 # a sorted set of grants, member "<seq>:<units>" scored by the time granted in
@@ -365,6 +388,28 @@ class RedisBackend:
         seconds = _integer(await self._command("TTL", self._key(key)))
         # -2: no such key, -1: no expiry
         return seconds if seconds >= 0 else None
+
+    async def mget(self, *keys: str) -> list[str | None]:
+        if not keys:
+            return []
+        reply = await self._command("MGET", *(self._key(key) for key in keys))
+        return [_optional_text(value) for value in _array(reply)]
+
+    async def set_if_absent(self, key: str, value: str, ttl_ms: int) -> bool:
+        reply = await self._command("SET", self._key(key), value, "NX", "PX", ttl_ms)
+        return reply is not None
+
+    async def expire_if_equal(self, key: str, value: str, ttl_ms: int) -> bool:
+        reply = await self._script(
+            _EXPIRE_IF_EQUAL, _sha(_EXPIRE_IF_EQUAL), [self._key(key)], value, ttl_ms
+        )
+        return _integer(reply) == 1
+
+    async def delete_if_equal(self, key: str, value: str) -> bool:
+        reply = await self._script(
+            _DELETE_IF_EQUAL, _sha(_DELETE_IF_EQUAL), [self._key(key)], value
+        )
+        return _integer(reply) == 1
 
     async def take_budget(
         self, key: str, costs: Sequence[int], limit: int, window: float

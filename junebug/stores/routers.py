@@ -47,8 +47,24 @@ class RouterStore:
             *(keys.router_destination(router_id, did) for did in destination_ids),
             keys.router_destinations(router_id),
             keys.router(router_id),
+            keys.cluster_router_revision(router_id),
         )
         await self._backend.srem(keys.ROUTERS, router_id)
+
+    async def changed(self, router_id: str) -> int:
+        """Count a change of the router (or of one of its destinations), so
+        the other processes of the gateway notice it; the new revision."""
+        return await self._backend.incr(keys.cluster_router_revision(router_id))
+
+    async def revisions(self, router_ids: list[str]) -> dict[str, int]:
+        """Each router's revision (0 if never counted), in one round trip."""
+        values = await self._backend.mget(
+            *(keys.cluster_router_revision(rid) for rid in router_ids)
+        )
+        return {
+            rid: int(value) if value is not None and value.isdigit() else 0
+            for rid, value in zip(router_ids, values, strict=True)
+        }
 
     async def list_destination_ids(self, router_id: str) -> list[str]:
         return sorted(await self._backend.smembers(keys.router_destinations(router_id)))

@@ -14,7 +14,13 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from junebug.cli import build_parser, cli_layer
-from junebug.config import AmqpConfig, JunebugConfig, RedisConfig, load_config
+from junebug.config import (
+    AmqpConfig,
+    ClusterConfig,
+    JunebugConfig,
+    RedisConfig,
+    load_config,
+)
 from junebug.errors import ConfigError
 from junebug.tests.support.process import free_port
 
@@ -204,8 +210,13 @@ class OptionTests(SynchronousTestCase):
         generated from it, so a new field needs no CLI code."""
         dests = {action.dest for action in build_parser()._actions}
         for field in attrs.fields(JunebugConfig):
-            if field.name in ("redis", "amqp"):
-                section = RedisConfig if field.name == "redis" else AmqpConfig
+            sections = {
+                "redis": RedisConfig,
+                "amqp": AmqpConfig,
+                "cluster": ClusterConfig,
+            }
+            if field.name in sections:
+                section = sections[field.name]
                 paths = [f"{field.name}.{sub.name}" for sub in attrs.fields(section)]
             else:
                 paths = [field.name]

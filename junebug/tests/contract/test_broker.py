@@ -39,6 +39,7 @@ from junebug.errors import (
     TemporaryFailure,
 )
 from junebug.messages import Message, from_json, user_message
+from junebug.testing.polling import poll_until
 from junebug.testing.rabbitmq import (
     peek_message,
     queue_exists,
@@ -150,10 +151,13 @@ class BrokerContract(TestCase):
         handler: Callable[[Message], Awaitable[None]],
         prefetch: int = 20,
         broker: Any = None,
+        expires: float | None = None,
     ) -> Any:
         """Consume; the consumer is stopped before the queues are deleted."""
         consumer = await within(
-            (broker or self.broker).consume(queue, handler, prefetch=prefetch)
+            (broker or self.broker).consume(
+                queue, handler, prefetch=prefetch, expires=expires
+            )
         )
         self.addCleanup(consumer.stop)
         return consumer
@@ -250,6 +254,30 @@ class BrokerContract(TestCase):
         await within(self.broker.delete_queue(queue))  # absent: fine
         await within(self.broker.declare_queue(queue))
         self.assertEqual(await within(self.broker.drain(queue, Inbox().handler)), 0)
+
+    async def test_queue_with_expires_goes_once_unused(self) -> None:
+        """A queue declared with ``expires`` is deleted once it has had no
+        consumer that long; while consumed it stays."""
+        queue = self.queue_name()
+        inbox = Inbox()
+        consumer = await self.consume(queue, inbox.handler, expires=0.3)
+        await deferLater(reactor, 0.5, lambda: None)  # consumed: stays
+        self.assertTrue(await self.queue_exists(queue))
+        await within(self.broker.publish(queue, message("control")))
+        self.assertEqual((await inbox.next())["content"], "control")
+        await within(consumer.stop())
+        await poll_until(lambda: self._absent(queue), timeout=10, interval=1)
+
+    async def _absent(self, queue: str) -> bool:
+        # Asking (a passive declare) counts as a use for RabbitMQ: the
+        # polling interval is longer than ``expires``.
+        return not await self.queue_exists(queue)
+
+    async def test_declare_with_expires(self) -> None:
+        queue = self.queue_name()
+        await within(self.broker.declare_queue(queue, expires=2))
+        self.assertTrue(await self.queue_exists(queue))
+        await poll_until(lambda: self._absent(queue), timeout=15, interval=2.5)
 
     async def test_queue_depths_counts_waiting_messages(self) -> None:
         """queue_depths() says how many messages wait in each queue and leaves

@@ -380,6 +380,52 @@ class KeyValueBackendContract(TestCase):
         await self.backend.hdel("h", "a")
         self.assertTTL(await self.backend.ttl("h"), 100)
 
+    # compare-and-set (the cluster's leases)
+
+    async def test_mget(self) -> None:
+        await self.backend.set("a", "1")
+        await self.backend.sadd("s", "m")
+        self.assertEqual(
+            await self.backend.mget("a", "missing", "s", "a"), ["1", None, None, "1"]
+        )
+        self.assertEqual(await self.backend.mget(), [])
+
+    async def test_set_if_absent(self) -> None:
+        self.assertIs(await self.backend.set_if_absent("k", "one", 100_000), True)
+        self.assertIs(await self.backend.set_if_absent("k", "two", 100_000), False)
+        self.assertEqual(await self.backend.get("k"), "one")
+        self.assertTTL(await self.backend.ttl("k"), 100)
+
+    async def test_set_if_absent_respects_any_type(self) -> None:
+        await self.backend.sadd("s", "m")
+        self.assertIs(await self.backend.set_if_absent("s", "v", 1000), False)
+        self.assertEqual(await self.backend.smembers("s"), {"m"})
+
+    async def test_expire_if_equal(self) -> None:
+        await self.backend.set("k", "mine", ttl=10)
+        self.assertIs(await self.backend.expire_if_equal("k", "mine", 100_000), True)
+        self.assertTTL(await self.backend.ttl("k"), 100)
+        self.assertIs(await self.backend.expire_if_equal("k", "yours", 500_000), False)
+        self.assertTTL(await self.backend.ttl("k"), 100)
+        self.assertIs(await self.backend.expire_if_equal("gone", "x", 1000), False)
+        self.assertIs(await self.backend.exists("gone"), False)
+
+    async def test_delete_if_equal(self) -> None:
+        await self.backend.set("k", "mine")
+        self.assertIs(await self.backend.delete_if_equal("k", "yours"), False)
+        self.assertEqual(await self.backend.get("k"), "mine")
+        self.assertIs(await self.backend.delete_if_equal("k", "mine"), True)
+        self.assertIs(await self.backend.exists("k"), False)
+        self.assertIs(await self.backend.delete_if_equal("k", "mine"), False)
+
+    async def test_compare_on_another_type_raises_type_error(self) -> None:
+        await self.backend.hset("h", {"f": "v"})
+        with self.assertRaises(TypeError):
+            await self.backend.expire_if_equal("h", "v", 1000)
+        with self.assertRaises(TypeError):
+            await self.backend.delete_if_equal("h", "v")
+        self.assertEqual(await self.backend.hgetall("h"), {"f": "v"})
+
     # key prefixes
 
     async def test_prefixes_isolate_backends(self) -> None:
@@ -665,6 +711,17 @@ class MemoryBackendTests(KeyValueBackendContract):
         self.clock.advance(1)
         self.assertEqual(await self.backend.lrange("l", 0, -1), [])
 
+    async def test_lease_primitives_expire_in_milliseconds(self) -> None:
+        self.assertIs(await self.backend.set_if_absent("k", "a", 1500), True)
+        self.clock.advance(1.4)
+        self.assertIs(await self.backend.expire_if_equal("k", "a", 1500), True)
+        self.clock.advance(1.4)
+        self.assertEqual(await self.backend.mget("k"), ["a"])
+        self.clock.advance(0.1)
+        self.assertEqual(await self.backend.mget("k"), [None])
+        self.assertIs(await self.backend.expire_if_equal("k", "a", 1500), False)
+        self.assertIs(await self.backend.set_if_absent("k", "b", 1500), True)
+
     async def test_write_after_expiry_has_no_expiry(self) -> None:
         await self.backend.hset("h", {"f": "v"}, ttl=1)
         self.clock.advance(1)
@@ -710,6 +767,13 @@ class RedisBackendTests(KeyValueBackendContract):
         self.assertEqual(await self.backend.get("k", ttl=50), "v")
         self.assertEqual(await self.backend.ttl("k"), 50)
         self.assertEqual(await self.backend.hget("missing", "f", ttl=50), None)
+
+    async def test_compare_scripts_survive_an_empty_script_cache(self) -> None:
+        await self.backend.set("k", "v")
+        await self.redis.raw("SCRIPT", "FLUSH")
+        self.assertIs(await self.backend.expire_if_equal("k", "v", 50_000), True)
+        await self.redis.raw("SCRIPT", "FLUSH")
+        self.assertIs(await self.backend.delete_if_equal("k", "v"), True)
 
     async def test_keys_carry_the_prefix(self) -> None:
         await self.backend.set("k", "v")

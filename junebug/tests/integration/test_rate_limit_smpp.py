@@ -173,22 +173,25 @@ class RateLimitedSmppTests(TestCase):
         self.assertGreaterEqual(short["t"] - parts[0]["t"], 1.0)
 
     async def test_two_processes_share_one_budget(self) -> None:
-        """Two Junebugs on the same Redis and vhost both run the channel
-        (both consume its queue and bind): together they stay within 20
-        per second."""
+        """Two Junebugs on the same Redis and vhost are one gateway: the
+        channel binds in one of them only (its lease, docs/cluster.rst), MT
+        posted through both reaches the SMSC within 20 per second, and the
+        budget is the channel's, in Redis, wherever it runs."""
         first = await self.junebug()
         cid = await self.create_channel(first, 20, 1)
-        second = await self.junebug()  # starts the stored channel too
+        second = await self.junebug()  # forwards for the stored channel
         await wait_until(
-            lambda: (
-                second.transport(cid) is not None
-                and second.transport(cid).is_bound
-                and first.transport(cid).is_bound
-            ),
+            lambda: first.transport(cid) is not None and first.transport(cid).is_bound,
             timeout=20,
         )
+        self.assertIsNone(second.transport(cid))  # never a second bind
         contents = [f"rl-{n:03}" for n in range(80)]
-        await self.send(first, cid, contents)
+        await gatherResults(
+            [
+                Deferred.fromCoroutine(self.send(first, cid, contents[:40])),
+                Deferred.fromCoroutine(self.send(second, cid, contents[40:])),
+            ]
+        )
         await wait_until(lambda: len(self.arrived()) >= 80, timeout=60)
         submits = self.arrived()
         self.assertEqual(sorted(s["message"] for s in submits), contents)
@@ -206,4 +209,4 @@ class RateLimitedSmppTests(TestCase):
             ]
 
         await wait_until(lambda: sum(acked()) == 80)
-        self.assertTrue(all(acked()), f"each process sent some: {acked()}")
+        self.assertEqual(acked(), [80, 0], "only the owner sends")
