@@ -29,6 +29,7 @@ worse (msg/s: Junebug / Kannel; latency and CPU: Kannel / Junebug).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -96,7 +97,9 @@ def _kannel_id(sample: Sample) -> str | None:
 
 @contextmanager
 def _junebug_mt(http_sink: Sink) -> Iterator[Gateway]:
-    with node_smsc("dlr") as smsc, jb() as (process, url):
+    # BENCH_WORKERS=N runs ``jb --workers N`` (its CPU counts every worker).
+    workers = os.environ.get("BENCH_WORKERS", "1")
+    with node_smsc("dlr") as smsc, jb("--workers", workers) as (process, url):
         cid = smpp_channel(url, smsc, http_sink.url + "/mo", window=10)
         yield Gateway(
             name="Junebug",
