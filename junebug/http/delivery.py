@@ -366,7 +366,14 @@ class HttpDelivery:
 
         async def run() -> int:
             async with self._operators:
-                return await self.broker.drain(DEAD_QUEUE, replay, limit)
+                # Only the letters dead when the replay starts: one refused
+                # again meanwhile (the retry consumer runs beside the drain)
+                # is back in the queue and must not be replayed again by it.
+                depths = await self.broker.queue_depths([DEAD_QUEUE])
+                waiting = min(limit, depths.get(DEAD_QUEUE, 0))
+                if waiting == 0:
+                    return 0
+                return await self.broker.drain(DEAD_QUEUE, replay, waiting)
 
         return _uncancellable(Deferred.fromCoroutine(run()), self.log)
 

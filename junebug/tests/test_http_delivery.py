@@ -221,6 +221,19 @@ class HttpDeliveryTests(DeliveryTestCase):
         self.assertEqual(http.calls[-1][1], {"n": 1})
         self.assertEqual(len(http.calls), 2)
 
+    async def test_a_replay_takes_each_letter_once(self) -> None:
+        """A letter refused again while the replay still runs is dead again,
+        not replayed a second time by the same replay."""
+        delivery, http = await self.make(BAD)
+        await delivery.post_json("http://x/ev", {"n": 1})
+        self.clock.advance(0)
+        replay = delivery.replay_dead_letters(10)
+        for _ in range(20):
+            self.clock.advance(1)
+        self.assertEqual(self.successResultOf(replay), 1)
+        self.assertEqual(len(http.calls), 2)
+        self.assertEqual(len(self.broker.queue_messages(DEAD_QUEUE)), 1)
+
     async def test_breaker_skips_a_dead_url(self) -> None:
         """After repeated failures new posts to the URL are queued, not tried."""
         delivery, http = await self.make(DOWN, breaker_threshold=2, breaker_cooldown=30)
