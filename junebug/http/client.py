@@ -308,6 +308,23 @@ def read_body(response: IResponse, limit: int) -> Deferred[tuple[bytes, bool]]:
     return reader.finished
 
 
+def _checked_url(url: str) -> tuple[str, tuple[str, str] | None] | HttpResult:
+    """``url`` without its userinfo, and that userinfo; or the refusal of a
+    URL that cannot be used (bad userinfo, not http(s))."""
+    try:
+        bare_url, credentials = split_credentials(url)
+    except ValueError as exc:
+        return HttpResult(ok=False, code=None, error=describe_error(exc), refused=True)
+    if not bare_url[:8].lower().startswith(("http://", "https://")):
+        return HttpResult(
+            ok=False,
+            code=None,
+            error="refused: not an http:// or https:// URL",
+            refused=True,
+        )
+    return bare_url, credentials
+
+
 class HttpClient:
     """JSON over HTTP with a persistent connection pool (see the module doc).
 
@@ -443,19 +460,10 @@ class HttpClient:
         this client has none).
         """
         data = encode_json(body)
-        try:
-            bare_url, credentials = split_credentials(url)
-        except ValueError as exc:
-            return HttpResult(
-                ok=False, code=None, error=describe_error(exc), refused=True
-            )
-        if not bare_url[:8].lower().startswith(("http://", "https://")):
-            return HttpResult(
-                ok=False,
-                code=None,
-                error="refused: not an http:// or https:// URL",
-                refused=True,
-            )
+        checked = _checked_url(url)
+        if isinstance(checked, HttpResult):
+            return checked
+        bare_url, credentials = checked
         authorization = None
         if credentials is not None:
             authorization = basic_auth_header(*credentials)
@@ -513,19 +521,10 @@ class HttpClient:
         ``request.expect`` (when set) is a failed result with no code, so it
         is retried.  ``breaker_key`` is for the poster interface only.
         """
-        try:
-            bare_url, credentials = split_credentials(url)
-        except ValueError as exc:
-            return HttpResult(
-                ok=False, code=None, error=describe_error(exc), refused=True
-            )
-        if not bare_url[:8].lower().startswith(("http://", "https://")):
-            return HttpResult(
-                ok=False,
-                code=None,
-                error="refused: not an http:// or https:// URL",
-                refused=True,
-            )
+        checked = _checked_url(url)
+        if isinstance(checked, HttpResult):
+            return checked
+        bare_url, credentials = checked
         headers = Headers()
         for name, value in request.headers:
             headers.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
