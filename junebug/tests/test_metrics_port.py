@@ -10,12 +10,15 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from treq.client import HTTPClient
 from twisted.internet import reactor
+from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from junebug.config import build_config
 from junebug.errors import ConfigError
 from junebug.service import Junebug, build
+from junebug.testing.api import ApiDriver
+from junebug.testing.polling import wait_until
 from junebug.tests.support.process import free_port
 
 
@@ -147,3 +150,27 @@ class MetricsPortTests(TestCase):
         await junebug.stop()
         self.assertIsNone(junebug.metrics_listener)
         self.assertIsNotNone(listener)
+
+    async def test_answers_while_the_api_waits_for_redis(self) -> None:
+        """Not behind the start-up gate: while the start waits for Redis
+        (nothing listens on its port), the API's /metrics is 503 and the
+        metrics port's says Redis is not connected."""
+        api = ApiDriver(reactor)
+        self.addCleanup(api.stop)
+        starting = api.starting(
+            embedded=False,
+            metrics_port=0,
+            redis={"host": "127.0.0.1", "port": free_port()},
+        )
+        assert api.junebug is not None
+        junebug = api.junebug
+        await wait_until(lambda: junebug.readiness.waiting_for.startswith("Redis"))
+        code, body = await self.get(self.port(junebug), "/metrics")
+        self.assertEqual(code, 200, body)
+        self.assertIn("junebug_redis_connected 0.0", body)
+        code, _, _ = await api.request("GET", "/metrics")
+        self.assertEqual(code, 503)
+        await junebug.stop()
+        with self.assertRaises(CancelledError):
+            await starting
+        self.assertIsNone(junebug.metrics_listener)
