@@ -459,6 +459,16 @@ class JunebugConfig:
             "send routes, as Kannel's sendsms-port; unset: the API port only"
         ),
     )
+    metrics_port: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_listen_port),
+        metadata=_doc(
+            "A port (on interface) where this process also serves its own "
+            "/metrics and /health/live; with workers N, worker k uses "
+            "metrics_port + k - 1 (0: each picks a free port, logged); "
+            "unset: /metrics on the API port only"
+        ),
+    )
     send_users: list[dict[str, Any]] = attrs.field(
         factory=list,
         validator=_send_users,
@@ -491,6 +501,36 @@ class JunebugConfig:
                 "the in-memory store and broker of --embedded; use Redis and "
                 "RabbitMQ, or workers: 1"
             )
+        self._check_metrics_ports()
+
+    def _check_metrics_ports(self) -> None:
+        """The ports ``metrics_port`` gives the workers fit below 65536 and
+        take neither the API's port nor ``dialect_port``."""
+        first = self.metrics_port
+        if not first:
+            return
+        last = first + self.worker_count - 1
+        if last > 65535:
+            raise ConfigError(
+                f"metrics_port: {first} + {self.worker_count} workers goes past "
+                "port 65535"
+            )
+        for name in ("port", "dialect_port"):
+            taken = getattr(self, name)
+            if taken and first <= taken <= last:
+                raise ConfigError(
+                    f"metrics_port: the workers' metrics ports {first}-{last} "
+                    f"include {name} {taken}"
+                )
+
+    def metrics_port_of(self, worker: int | None) -> int | None:
+        """The metrics port of worker ``worker`` (1 to N; None: no
+        supervisor): ``metrics_port + worker - 1``, 0 stays 0."""
+        if self.metrics_port is None:
+            return None
+        if not self.metrics_port or worker is None:
+            return self.metrics_port
+        return self.metrics_port + worker - 1
 
     @property
     def worker_count(self) -> int:

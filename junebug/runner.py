@@ -73,6 +73,7 @@ async def serve(
             config,
             listen_on=listen_on,
             listen_when_ready=role is not None and role.listen_when_ready,
+            worker=None if role is None else role.index,
         )
     except Exception as exc:
         _could_not_start("jb", exc)

@@ -27,6 +27,7 @@ from junebug.amqp.rabbitmq import RabbitMQBroker
 from junebug.api.app import JunebugApi, dialect_resource
 from junebug.api.auth import auth_gate
 from junebug.api.dependencies import ApiDependencies
+from junebug.api.metrics_port import metrics_port_resource
 from junebug.api.readiness import Readiness
 from junebug.api.site import api_site
 from junebug.channel_logs import LogFileRouter
@@ -100,6 +101,10 @@ class Junebug:
     port: IListeningPort | None = None
     #: The ``dialect_port`` listener, if configured.
     dialect_listener: IListeningPort | None = None
+    #: Which worker of ``jb --workers`` this is (1 to N; None: no supervisor).
+    worker: int | None = None
+    #: The ``metrics_port`` listener, if configured.
+    metrics_listener: IListeningPort | None = None
     stops: StopStack = attrs.field(factory=StopStack)
     _starting: Deferred[None] | None = attrs.field(default=None, init=False)
     _start_done: list[Deferred[None]] = attrs.field(factory=list, init=False)
@@ -126,6 +131,9 @@ class Junebug:
         stops = self.stops
         self.logs.start()
         stops.push("channel logs", self.logs.stop)
+        metrics_port = self.config.metrics_port_of(self.worker)
+        if self.listen and metrics_port is not None:
+            await self._listen_metrics(metrics_port)
         if self.listen and not self.listen_when_ready:
             await self._listen()
         stops.push("HTTP client", self.http.close)
@@ -228,6 +236,35 @@ class Junebug:
             port=getattr(port.getHost(), "port", port_number),
         )
 
+    async def _listen_metrics(self, port_number: int) -> None:
+        """``metrics_port``: this process's own ``/metrics`` and
+        ``/health/live``, from the start until the very end of a stop."""
+        config = self.config
+        endpoint = serverFromString(
+            self.reactor, f"tcp:{port_number}:interface={config.interface}"
+        )
+        site = api_site(
+            metrics_port_resource(self.api.deps, self.api.exposition),
+            self.reactor,
+            limits=config.server_limits,
+            gate=auth_gate(config),
+        )
+        port = await endpoint.listen(site)
+        self.metrics_listener = port
+        self.stops.push("metrics port", self._stop_metrics)
+        log.info(
+            "This process's /metrics on {host}:{port}",
+            host=config.interface,
+            port=getattr(port.getHost(), "port", port_number),
+        )
+
+    async def _stop_metrics(self) -> None:
+        port, self.metrics_listener = self.metrics_listener, None
+        if port is not None:
+            stopping = port.stopListening()
+            if stopping is not None:
+                await stopping
+
     async def _stop_dialects(self) -> None:
         port, self.dialect_listener = self.dialect_listener, None
         if port is not None:
@@ -326,8 +363,10 @@ def build(
     listen: bool = True,
     listen_on: IStreamServerEndpoint | None = None,
     listen_when_ready: bool = False,
+    worker: int | None = None,
 ) -> Junebug:
     """Construct every part of a Junebug; nothing connects or starts yet.
+    ``worker`` is its index among the workers of ``jb --workers`` (1 to N).
 
     Raises :class:`~junebug.errors.ConfigError` for an unusable config (an
     unknown plugin class, say) before anything has to be undone.
@@ -383,6 +422,8 @@ def build(
     cluster = ClusterNode(
         backend, reactor, cluster_settings(config), monotonic=time.monotonic
     )
+    me = cluster.identity
+    metrics.identify(me.id, me.host, me.pid, "" if worker is None else str(worker))
     registry = ChannelRegistry(ChannelStore(backend), deps, plugins, cluster.ownership)
     reconciler = cluster.attach(registry)
     control = Control(
@@ -457,6 +498,7 @@ def build(
         listen=listen,
         listen_on=listen_on,
         listen_when_ready=listen_when_ready,
+        worker=worker,
     )
 
 

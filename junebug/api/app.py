@@ -53,7 +53,7 @@ class JunebugApi:
         health.install(self.app, deps)
         probes.install(self.app, deps)
         dead_letters.install(self.app, deps)
-        metrics.install(self.app, deps)
+        self.exposition = metrics.install(self.app, deps)
         processes.install(self.app, deps)
         self.app.route("/openapi.json", methods=["GET"], endpoint="openapi")(
             self._openapi

@@ -21,14 +21,19 @@ from junebug.api.dependencies import ApiDependencies
 from junebug.api.envelope import error_result, render
 
 
+def live(request: IRequest, deps: ApiDependencies) -> bytes:
+    """``/health/live``: 200 with the state (starting, ready, stopping)."""
+    readiness = deps.readiness
+    state = "ready" if readiness is None else readiness.state
+    return render(request, 200, "live", {"state": state})
+
+
 def install(app: Klein, deps: ApiDependencies) -> None:
     """Add the probes to ``app``."""
 
     @app.route("/health/live", methods=["GET"], endpoint="health.live")
-    def live(request: IRequest) -> bytes:
-        readiness = deps.readiness
-        state = "ready" if readiness is None else readiness.state
-        return render(request, 200, "live", {"state": state})
+    def live_route(request: IRequest) -> bytes:
+        return live(request, deps)
 
     @app.route("/health/ready", methods=["GET"], endpoint="health.ready")
     async def ready(request: IRequest) -> bytes:

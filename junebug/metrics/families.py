@@ -133,6 +133,18 @@ class JunebugMetrics:
             registry=reg,
         )
 
+    def identify(self, process_id: str, host: str, pid: int, worker: str) -> None:
+        """Say which process these series come from
+        (``junebug_process_info``): the cluster's process id, host, pid and
+        ``jb --workers`` index (empty without a supervisor).  Scrapes of
+        several workers are told apart by it, whatever port they came in on."""
+        Gauge(
+            "junebug_process_info",
+            "Always 1; which jb process (and worker of jb --workers) this is.",
+            ["process_id", "host", "pid", "worker"],
+            registry=self.registry,
+        ).labels(process_id, host, str(pid), worker).set(1)
+
     def channel(self, channel_id: str, channel_type: str) -> ChannelMetrics:
         """The children one channel counts with (made once per channel)."""
         return ChannelMetrics(self, channel_id, channel_type)

@@ -128,6 +128,11 @@ class ComposeTests(SynchronousTestCase):
         config = load_config(path, {k: str(v) for k, v in env.items()}, layer)
         self.assertEqual(config.worker_count, 2)
         self.assertFalse(config.embedded)
+        # Each worker's own /metrics port is published.
+        self.assertEqual(
+            (config.metrics_port_of(1), config.metrics_port_of(2)), (9100, 9101)
+        )
+        self.assertIn("9100-9101:9100-9101", jb["ports"])
 
 
 class EntrypointTests(SynchronousTestCase):

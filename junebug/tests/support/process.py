@@ -25,6 +25,28 @@ def free_port() -> int:
         return port
 
 
+def free_consecutive_ports(count: int) -> int:
+    """The first of ``count`` consecutive TCP ports that were all free a
+    moment ago on 127.0.0.1."""
+    for _ in range(50):
+        first = free_port()
+        if first + count - 1 > 65535:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+        return first
+    raise RuntimeError(f"found no {count} consecutive free ports")
+
+
 async def accepts_tcp(reactor: TimeTCPReactor, host: str, port: int) -> bool:
     """True if something accepts TCP connections on ``host:port`` (the
     connection is closed again at once)."""
