@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 
@@ -57,6 +57,7 @@ from junebug.stores.redis_address import address_of
 from junebug.stores.routers import RouterStore
 from junebug.stores.status import StatusStore
 from junebug.transports.registry import TransportRegistry
+from junebug.worker_processes import bind_api_socket
 
 log = Logger()
 
@@ -219,15 +220,24 @@ class Junebug:
         """``dialect_port``: the Kannel and Jasmin routes alone, with no API
         credentials (each request carries its send user's)."""
         config = self.config
-        endpoint = serverFromString(
-            self.reactor, f"tcp:{port_number}:interface={config.interface}"
-        )
         site = api_site(
             dialect_resource(self.api.deps, log),
             self.reactor,
             limits=config.server_limits,
         )
-        port = await endpoint.listen(site)
+        if self.worker is None:
+            endpoint: Any = serverFromString(
+                self.reactor, f"tcp:{port_number}:interface={config.interface}"
+            )
+            port = await endpoint.listen(site)
+        else:
+            # Every worker of ``jb --workers`` serves the port: each binds it
+            # with SO_REUSEPORT (the supervisor shares out only the API's).
+            sock = bind_api_socket(config.interface, port_number, reuse_port=True)
+            family = sock.family
+            # The endpoint closes the descriptor once the reactor has its copy.
+            endpoint = AdoptedStreamServerEndpoint(self.reactor, sock.detach(), family)
+            port = await endpoint.listen(site)
         self.dialect_listener = port
         self.stops.push("dialect port", self._stop_dialects)
         log.info(

@@ -119,13 +119,19 @@ def worker_role(environ: Mapping[str, str]) -> WorkerRole | None:
     )
 
 
-def bind_api_socket(interface: str, port: int, backlog: int = 50) -> socket.socket:
+def bind_api_socket(
+    interface: str, port: int, backlog: int = 50, *, reuse_port: bool = False
+) -> socket.socket:
     """The API's listening socket, bound as Twisted's ``listenTCP`` would
-    (IPv6 if ``interface`` is an IPv6 address), inheritable by children."""
+    (IPv6 if ``interface`` is an IPv6 address), inheritable by children.
+    ``reuse_port``: every worker binds the same port itself (SO_REUSEPORT),
+    for the ports a supervisor does not share out (``dialect_port``)."""
     family = socket.AF_INET6 if isIPv6Address(interface) else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((interface, port))
         sock.listen(backlog)
     except OSError:

@@ -130,6 +130,19 @@ class MetricsPortTests(TestCase):
         self.assertEqual(code, 200)
         self.assertEqual(process_info(body)[0]["worker"], "2")
 
+    async def test_workers_share_the_dialect_port(self) -> None:
+        """Each worker binds ``dialect_port`` itself (SO_REUSEPORT): the
+        second does not fail on an address in use, and both answer."""
+        wanted = free_port()
+        first = await self.start(worker=1, dialect_port=wanted)
+        second = await self.start(worker=2, dialect_port=wanted)
+        for junebug in (first, second):
+            listener = junebug.dialect_listener
+            assert listener is not None
+            self.assertEqual(listener.getHost().port, wanted)  # type: ignore[attr-defined]
+        code, body = await self.get(wanted, "/cgi-bin/sendsms")
+        self.assertNotEqual(code, 404, body)
+
     async def test_the_apis_credentials_apply_but_liveness_stays_open(self) -> None:
         junebug = await self.start(metrics_port=0, api_token="tok")
         port = self.port(junebug)
