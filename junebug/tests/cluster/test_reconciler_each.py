@@ -1,0 +1,43 @@
+"""The reconciler's per-channel work runs a few at a time, over any number."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from junebug.cluster import reconciler
+from junebug.cluster.reconciler import CONCURRENCY, _each
+
+
+class EachTests(SynchronousTestCase):
+    def test_thousands_that_finish_at_once_do_not_recurse(self) -> None:
+        """Works that finish synchronously (every channel already up to date)
+        do not nest: 20,000 of them used to raise RecursionError."""
+        seen: list[str] = []
+
+        async def work(channel_id: str) -> None:
+            seen.append(channel_id)
+
+        ids = [str(n) for n in range(20_000)]
+        done = Deferred.fromCoroutine(_each(ids, work))
+        self.successResultOf(done)
+        self.assertEqual(seen, ids)
+
+    def test_at_most_concurrency_at_once_and_a_failure_is_logged(self) -> None:
+        waiting: list[Deferred[None]] = []
+
+        async def work(channel_id: str) -> None:
+            if channel_id == "bad":
+                raise RuntimeError("boom")
+            gate: Deferred[None] = Deferred()
+            waiting.append(gate)
+            await gate
+
+        ids = ["bad", *(str(n) for n in range(CONCURRENCY + 5))]
+        done = Deferred.fromCoroutine(_each(ids, work))
+        self.assertEqual(len(waiting), CONCURRENCY)
+        while waiting:
+            waiting.pop(0).callback(None)
+        self.successResultOf(done)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertIs(reconciler.CONCURRENCY, CONCURRENCY)
