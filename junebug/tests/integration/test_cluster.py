@@ -406,7 +406,7 @@ class ClusterScaleTests(ClusterCase):
     """A thousand cheap channels over two processes: each placed once, each
     serving MT, all deleted without a queue left."""
 
-    timeout = 120
+    timeout = 180
 
     async def test_a_thousand_channels_over_two_processes(self) -> None:
         count = int(os.environ.get("JUNEBUG_SCALE_CHANNELS", "1000"))
@@ -486,4 +486,6 @@ class ClusterScaleTests(ClusterCase):
         self.assertEqual(left, [])
         timings["total"] = round(time.monotonic() - start, 1)
         sys.stderr.write(f"\n{count} channels over two processes: {timings}\n")
-        self.assertLess(timings["total"], 60)
+        # About 55 s alone on 2 cores; the bound leaves room for xdist
+        # neighbours (the figures are in docs/cluster.rst).
+        self.assertLess(timings["total"], 120)
