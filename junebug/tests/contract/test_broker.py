@@ -267,9 +267,7 @@ class BrokerContract(TestCase):
         for queue in queues:
             self.assertFalse(await self.queue_exists(queue))
         await within(self.broker.declare_queue(queues[1]))
-        self.assertEqual(
-            await within(self.broker.drain(queues[1], Inbox().handler)), 0
-        )
+        self.assertEqual(await within(self.broker.drain(queues[1], Inbox().handler)), 0)
 
     async def test_queue_with_expires_goes_once_unused(self) -> None:
         """A queue declared with ``expires`` is deleted once it has had no
