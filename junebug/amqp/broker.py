@@ -97,6 +97,10 @@ class Broker(Protocol):
         ``x-expires``), e.g. a process's own queue after the process is gone.
         Declare a queue always with the same ``expires``."""
 
+    async def declare_queues(self, queues: list[str]) -> None:
+        """:meth:`declare_queue` each of ``queues`` (no ``expires``), in one
+        go where the broker can (one short-lived channel for all)."""
+
     async def queue_depths(self, queues: list[str]) -> dict[str, int]:
         """How many messages wait in each of ``queues`` (ready, not yet
         delivered); a queue that does not exist is left out."""
@@ -107,6 +111,10 @@ class Broker(Protocol):
         Stop the queue's consumers first: a running consumer declares its
         queue again when RabbitMQ cancels it.
         """
+
+    async def delete_queues(self, queues: list[str]) -> None:
+        """:meth:`delete_queue` each of ``queues``, in one go where the
+        broker can."""
 
     async def consume(
         self,

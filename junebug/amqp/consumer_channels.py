@@ -4,8 +4,9 @@ A connection carries at most ``channel_max`` channels (RabbitMQ's default is
 2,047).  A consumer gets a channel of its own while numbers last, so a channel
 error or the broker's flow control touches that consumer only.  Once all but
 :func:`reserved` numbers are taken, new consumers share the consumer channels
-already open, the least used first: the number of consumers on one connection
-has no cap.  ``basic.qos`` is asked for with each ``basic.consume``, back to
+already open, in turn (a cursor goes round them, so picking one costs the
+same with thousands open): the number of consumers on one connection has no
+cap.  ``basic.qos`` is asked for with each ``basic.consume``, back to
 back (the channel writes them in that order, one at a time, so nothing comes
 between them): a consumer keeps its own prefetch on a shared channel.
 
@@ -51,6 +52,8 @@ class SharedChannel:
     users: int = 0
     #: Other consumers may join it (its first consumer is set up).
     open_to_others: bool = False
+    #: In :attr:`ConsumerChannels._shareable`.
+    listed: bool = False
 
 
 class ConsumerChannels:
@@ -65,6 +68,8 @@ class ConsumerChannels:
         self._open_channel = open_channel
         #: Channels other consumers may join (their first consumer is set up).
         self._shareable: list[SharedChannel] = []
+        #: Where the next consumer to share looks first in ``_shareable``.
+        self._cursor = 0
         #: New channels whose first consumer is still being set up.
         self._setting_up = 0
         self._waiters: list[Deferred[None]] = []
@@ -78,11 +83,11 @@ class ConsumerChannels:
         """A channel for one more consumer, and whether it is a new one (then
         only this consumer uses it until :meth:`share` is called)."""
         while True:
-            self._shareable = [s for s in self._shareable if s.channel.is_open]
-            if self._shareable and not self._has_spare_number():
-                shared = min(self._shareable, key=lambda s: s.users)
-                shared.users += 1
-                return shared, False
+            if not self._has_spare_number():
+                shared = self._next_shareable()
+                if shared is not None:
+                    shared.users += 1
+                    return shared, False
             if self._has_spare_number() or not self._setting_up:
                 break
             waiter: Deferred[None] = Deferred()
@@ -96,6 +101,20 @@ class ConsumerChannels:
             self._wake()
             raise
         return SharedChannel(channel, users=1), True
+
+    def _next_shareable(self) -> SharedChannel | None:
+        """The next open shareable channel after the cursor (closed ones met
+        on the way are dropped)."""
+        shareable = self._shareable
+        while shareable:
+            self._cursor %= len(shareable)
+            shared = shareable[self._cursor]
+            if shared.channel.is_open:
+                self._cursor += 1
+                return shared
+            shared.listed = False
+            del shareable[self._cursor]
+        return None
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -111,7 +130,8 @@ class ConsumerChannels:
     def share(self, shared: SharedChannel) -> None:
         """Let later consumers join ``shared``."""
         self._set_up(shared)
-        if shared.channel.is_open and shared not in self._shareable:
+        if shared.channel.is_open and not shared.listed:
+            shared.listed = True
             self._shareable.append(shared)
 
     def release(self, shared: SharedChannel) -> Deferred[Any] | None:
@@ -121,7 +141,8 @@ class ConsumerChannels:
         if shared.users > 0:
             return None
         self._set_up(shared)  # if it was not yet, it will not be now
-        if shared in self._shareable:
+        if shared.listed:
+            shared.listed = False
             self._shareable.remove(shared)
         self._wake()
         if not shared.channel.is_open:

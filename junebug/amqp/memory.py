@@ -347,6 +347,11 @@ class MemoryBroker:
         self._require_connected()
         self._unused_since_now(self._declare(queue, expires))
 
+    async def declare_queues(self, queues: list[str]) -> None:
+        """Declare each of ``queues``."""
+        for queue in queues:
+            await self.declare_queue(queue)
+
     async def queue_depths(self, queues: list[str]) -> dict[str, int]:
         """Messages waiting in each existing queue of ``queues``."""
         self._require_connected()
@@ -366,6 +371,11 @@ class MemoryBroker:
                 await consumer.stop()
             if q.expiry is not None and q.expiry.active():
                 q.expiry.cancel()
+
+    async def delete_queues(self, queues: list[str]) -> None:
+        """Delete each of ``queues``."""
+        for queue in queues:
+            await self.delete_queue(queue)
 
     async def consume(
         self,

@@ -621,6 +621,29 @@ class RabbitMQBroker:
             lambda ch: ensureDeferred(self._declare_on(ch, queue, expires)),
         )
 
+    async def declare_queues(self, queues: list[str]) -> None:
+        """Declare and bind every queue on one short-lived channel (four
+        round trips fewer per queue than :meth:`declare_queue`); if that
+        channel fails (a queue declared with other arguments), the rest are
+        declared one by one, so the error names its queue."""
+        done: list[str] = []
+
+        async def declare_all(channel: AmqpChannel) -> None:
+            for queue in queues:
+                await self._declare_on(channel, queue)
+                done.append(queue)
+
+        try:
+            await self._with_channel(
+                f"declare {len(queues)} queues",
+                lambda ch: ensureDeferred(declare_all(ch)),
+            )
+        except BrokerError:
+            if not self.is_connected():
+                raise
+            for queue in queues[len(done) :]:
+                await self.declare_queue(queue)
+
     async def queue_depths(self, queues: list[str]) -> dict[str, int]:
         """Messages ready in each existing queue of ``queues``: passive
         declares on one short-lived channel.  A missing queue closes that
@@ -658,6 +681,18 @@ class RabbitMQBroker:
         await self._with_channel(
             f"delete {queue}",
             lambda ch: self._bounded(ch.queue_delete(queue=queue), "queue.delete"),
+        )
+
+    async def delete_queues(self, queues: list[str]) -> None:
+        """Delete every queue on one short-lived channel (RabbitMQ answers
+        ``queue.delete-ok`` for an absent queue too)."""
+
+        async def delete_all(channel: AmqpChannel) -> None:
+            for queue in queues:
+                await self._bounded(channel.queue_delete(queue=queue), "queue.delete")
+
+        await self._with_channel(
+            f"delete {len(queues)} queues", lambda ch: ensureDeferred(delete_all(ch))
         )
 
     async def consume(

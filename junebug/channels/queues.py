@@ -62,9 +62,7 @@ async def delete_owned_queues(
     broker: Broker, name: str, *, with_status: bool, log: Logger
 ) -> None:
     """Delete the queues :func:`~junebug.amqp.topology.owned_queues` names."""
-    for queue in topology.owned_queues(name, with_status=with_status):
-        try:
-            await broker.delete_queue(queue)
-        except Exception:
-            log.failure("Could not delete queue {queue}", queue=queue)
-            return
+    try:
+        await broker.delete_queues(topology.owned_queues(name, with_status=with_status))
+    except Exception:
+        log.failure("Could not delete the queues of {name}", name=name)

@@ -19,10 +19,10 @@ consumes none of them (:mod:`junebug.channels.traffic`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import attrs
-from twisted.internet.defer import DeferredLock, ensureDeferred
+from twisted.internet.defer import DeferredLock, ensureDeferred, gatherResults
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker, Consumer, MessageHandler
@@ -91,6 +91,7 @@ class ChannelDependencies:
     @property
     def canceller(self) -> Canceller:
         return Canceller(self.broker, self.messages, self.traffic)
+
     #: Where channel logs and message logs are stored (None: files only).
     stored_logs: StoredLogs | None = None
 
@@ -239,11 +240,19 @@ class Channel:
             record=None if stored is None else stored.recorder(self.id),
         )
 
-    async def _consume(self, queue: str, handler: MessageHandler) -> None:
-        consumer = await self._deps.broker.consume(
-            queue, handler, prefetch=self._deps.prefetch
-        )
-        self._consumers.append(consumer)
+    async def _consume_all(
+        self, queues: list[tuple[str, MessageHandler]], into: list[Consumer]
+    ) -> None:
+        """Start a consumer on each queue at once (their round trips overlap:
+        what makes a thousand channels start in seconds), each added to
+        ``into`` as it is set up; the first error is raised once all are
+        settled, so ``into`` holds every consumer to stop."""
+        broker, prefetch = self._deps.broker, self._deps.prefetch
+
+        async def one(queue: str, handler: MessageHandler) -> None:
+            into.append(await broker.consume(queue, handler, prefetch=prefetch))
+
+        await _settled([one(queue, handler) for queue, handler in queues])
 
     async def start(self, with_transport: bool = True) -> None:
         """Start the status receiver, the forwarder, then (unless another
@@ -258,27 +267,35 @@ class Channel:
             log=self.log,
             status_url=props.get("status_url"),
         )
-        await self._consume(topology.status(self.id), receiver.handle_status)
-        await deps.statuses.clear(self.id, RATE_LIMIT_COMPONENT)
+        consumed: list[tuple[str, MessageHandler]] = [
+            (topology.status(self.id), receiver.handle_status)
+        ]
+        declared: list[str] = []
         if has_destination(props):
             forwarder = self.forwarder()
-            await self._consume(topology.inbound(self.id), forwarder.handle_inbound)
-            await self._consume(topology.event(self.id), forwarder.handle_event)
+            consumed.append((topology.inbound(self.id), forwarder.handle_inbound))
+            consumed.append((topology.event(self.id), forwarder.handle_event))
             queue = props.get("amqp_queue")
             if queue:
 
                 async def relay(message: Message) -> None:
                     await forwarder.relay_outbound(message, self.id)
 
-                await self._consume(topology.outbound(queue), relay)
+                consumed.append((topology.outbound(queue), relay))
         else:
             # Declared so messages wait for a router rather than being dropped
             # (for ROUTER_WAIT_TTL at most: they are published with that ttl).
-            await deps.broker.declare_queue(topology.inbound(self.id))
-            await deps.broker.declare_queue(topology.event(self.id))
-        # Declared first, so MT accepted while the transport is down waits.
-        for priority in topology.PRIORITIES:
-            await deps.broker.declare_queue(topology.outbound_at(self.id, priority))
+            declared = [topology.inbound(self.id), topology.event(self.id)]
+        # Declared before the transport starts, so MT accepted while it is
+        # down waits.
+        declared.extend(topology.outbound_at(self.id, p) for p in topology.PRIORITIES)
+        await _settled(
+            [
+                self._consume_all(consumed, self._consumers),
+                deps.broker.declare_queues(declared),
+                deps.statuses.clear(self.id, RATE_LIMIT_COMPONENT),
+            ]
+        )
         if with_transport:
             await self.start_transport()
         self.running = True
@@ -357,17 +374,14 @@ class Channel:
             self.log.failure("Could not record channel status")
 
     async def _consume_outbound(self) -> None:
+        queues: list[tuple[str, MessageHandler]] = []
         for priority in reversed(topology.PRIORITIES):
 
             async def handle(message: Message, priority: int = priority) -> None:
                 await self._handle_outbound(priority, message)
 
-            consumer = await self._deps.broker.consume(
-                topology.outbound_at(self.id, priority),
-                handle,
-                prefetch=self._deps.prefetch,
-            )
-            self._outbound.append(consumer)
+            queues.append((topology.outbound_at(self.id, priority), handle))
+        await self._consume_all(queues, self._outbound)
 
     async def _stop_outbound(self) -> None:
         consumers, self._outbound = self._outbound, []
@@ -464,3 +478,19 @@ class Channel:
         if self.running:
             self.log.info("Channel {channel_id} stopped", channel_id=self.id)
         self.running = False
+
+
+async def _settled(steps: list[Awaitable[object]]) -> None:
+    """Run ``steps`` at once; once every one is done, raise the first error."""
+    results = await gatherResults([ensureDeferred(_result(step)) for step in steps])
+    for error in results:
+        if error is not None:
+            raise error
+
+
+async def _result(step: Awaitable[object]) -> BaseException | None:
+    try:
+        await step
+    except Exception as exc:
+        return exc
+    return None

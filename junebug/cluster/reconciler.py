@@ -29,7 +29,6 @@ from typing import Protocol
 
 from twisted.internet.defer import (
     Deferred,
-    DeferredSemaphore,
     ensureDeferred,
     gatherResults,
 )
@@ -270,14 +269,18 @@ async def _each(
 ) -> None:
     """Run ``work`` for every channel, :data:`CONCURRENCY` at a time; one
     that fails is logged and does not stop the others."""
-    limit = DeferredSemaphore(CONCURRENCY)
+    # CONCURRENCY workers share one iterator (not a semaphore over a
+    # Deferred per channel: thousands of works that finish at once would
+    # release it recursively, past Python's recursion limit).
+    pending = iter(channel_ids)
 
-    async def one(channel_id: str) -> None:
-        try:
-            await work(channel_id)
-        except Exception:
-            log.failure(
-                "Reconciling channel {channel_id} failed", channel_id=channel_id
-            )
+    async def worker() -> None:
+        for channel_id in pending:
+            try:
+                await work(channel_id)
+            except Exception:
+                log.failure(
+                    "Reconciling channel {channel_id} failed", channel_id=channel_id
+                )
 
-    await gatherResults([limit.run(one, channel_id) for channel_id in channel_ids])
+    await gatherResults([ensureDeferred(worker()) for _ in range(CONCURRENCY)])

@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_TEST_URL",
     "ENV_URL",
     "RawMessage",
+    "list_queue_names",
     "peek_message",
     "queue_is_durable",
     "rabbitmq_test_settings",
@@ -203,3 +204,19 @@ async def publish_raw(
         )
 
     await _with_channel(reactor, settings, use)
+
+
+async def list_queue_names(reactor: Any, settings: AmqpSettings) -> list[str]:
+    """Every queue in ``settings.vhost``, listed by ``rabbitmqctl`` (one call,
+    however many queues; a local broker only)."""
+    from twisted.internet.utils import getProcessOutputAndValue
+
+    out, err, code = await getProcessOutputAndValue(
+        "rabbitmqctl",
+        ["list_queues", "-q", "--no-table-headers", "-p", settings.vhost, "name"],
+        env=dict(os.environ),
+        reactor=reactor,
+    )
+    if code != 0:
+        raise RuntimeError(f"rabbitmqctl list_queues failed: {err.decode()}")
+    return [line.strip() for line in out.decode().splitlines() if line.strip()]

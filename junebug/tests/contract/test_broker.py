@@ -255,6 +255,20 @@ class BrokerContract(TestCase):
         await within(self.broker.declare_queue(queue))
         self.assertEqual(await within(self.broker.drain(queue, Inbox().handler)), 0)
 
+    async def test_declare_and_delete_queues_many_at_once(self) -> None:
+        """declare_queues() declares and binds each queue; delete_queues()
+        deletes each with its messages, absent ones too."""
+        queues = [self.queue_name() for _ in range(3)]
+        await within(self.broker.declare_queues(queues))
+        for queue in queues:
+            self.assertTrue(await self.queue_exists(queue))
+        await within(self.broker.publish(queues[1], message("bound")))
+        await within(self.broker.delete_queues([*queues, self.queue_name()]))
+        for queue in queues:
+            self.assertFalse(await self.queue_exists(queue))
+        await within(self.broker.declare_queue(queues[1]))
+        self.assertEqual(await within(self.broker.drain(queues[1], Inbox().handler)), 0)
+
     async def test_queue_with_expires_goes_once_unused(self) -> None:
         """A queue declared with ``expires`` is deleted once it has had no
         consumer that long; while consumed it stays."""

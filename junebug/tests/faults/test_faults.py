@@ -1,10 +1,12 @@
 """Fault injection: nothing answered with 201 is lost.
 
-A client sends a few thousand messages through ``jb`` (a subprocess) to an
-SMPP channel bound to the node SMSC peer, while the test restarts RabbitMQ
-(a private node it starts, :mod:`junebug.tests.rabbitmq_node`, never the
-machine's shared one), kills and restarts a persistent Redis, and SIGKILLs
-``jb`` and starts it again.  The client retries requests that fail during an outage, as a real
+A client sends a few thousand messages through a gateway of two ``jb``
+processes (subprocesses on one Redis and RabbitMQ, requests alternating
+between their APIs) to an SMPP channel bound to the node SMSC peer, while the
+test restarts RabbitMQ (a private node it starts,
+:mod:`junebug.tests.rabbitmq_node`, never the machine's shared one), kills and
+restarts a persistent Redis, and SIGKILLs the ``jb`` that owns the channel
+(its bind moves to the other once the lease runs out) and starts it again.  The client retries requests that fail during an outage, as a real
 client would.  At the end every message that got a 201 must have reached the
 SMSC and every one of them must have had its ``submitted`` and
 ``delivery_succeeded`` events posted to ``event_url``; the messages use the
@@ -46,6 +48,8 @@ from junebug.tests.support.smsc import SmscPeer
 
 MESSAGES = int(os.environ.get("JUNEBUG_FAULT_MESSAGES", "2000"))
 CONCURRENCY = 8
+#: The gateway's processes (``jb`` subprocesses on one Redis and RabbitMQ).
+PROCESSES = int(os.environ.get("JUNEBUG_FAULT_PROCESSES", "2"))
 RATE_LIMIT = int(os.environ.get("JUNEBUG_FAULT_RATE_LIMIT", "200"))
 
 
@@ -54,6 +58,8 @@ class FaultReport:
         self.accepted: list[str] = []
         self.content_ids: dict[str, str] = {}
         self.retried_requests = 0
+        #: The SIGKILLed jb was the channel's owner (found by its pid).
+        self.killed_owner = False
         self.started = time.monotonic()
 
     def summary(
@@ -71,6 +77,8 @@ class FaultReport:
             "duplicate_events": sum(
                 n - 1 for counter in events.values() for n in counter.values() if n > 1
             ),
+            "processes": PROCESSES,
+            "killed_owner": self.killed_owner,
             "seconds": round(time.monotonic() - self.started, 1),
         }
 
@@ -113,27 +121,37 @@ class FaultInjectionTests(TestCase):
         collecting = ensureDeferred(collect())
         self.addCleanup(collecting.cancel)
 
-        args = [
-            "--redis-port",
-            str(redis.port),
-            "--amqp-port",
-            str(rabbitmq.port),
-            "--logging-path",
-            tempfile.mkdtemp(prefix="jb-faults-"),
+        logs_dirs = [tempfile.mkdtemp(prefix="jb-faults-") for _ in range(PROCESSES)]
+        jbs = [
+            JbProcess(
+                reactor,
+                [
+                    "--redis-port",
+                    str(redis.port),
+                    "--amqp-port",
+                    str(rabbitmq.port),
+                    "--logging-path",
+                    logs_dir,
+                ],
+                free_port(),
+            )
+            for logs_dir in logs_dirs
         ]
-        port = free_port()
-        jb = JbProcess(reactor, args, port)
-        await jb.start()
-        self.addCleanup(lambda: jb.stop())
+        for jb in jbs:
+            await jb.start()
+            self.addCleanup(jb.stop)
 
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = CONCURRENCY
         self.addCleanup(pool.closeCachedConnections)
         client = HTTPClient(Agent(reactor, pool=pool, connectTimeout=5))
 
-        async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async def call(
+            method: str, path: str, body: Any = None, via: int = 0
+        ) -> tuple[int, Any]:
             data = None if body is None else json.dumps(body).encode()
-            response = await client.request(method, jb.base + path, data=data)
+            base = jbs[via % PROCESSES].base
+            response = await client.request(method, base + path, data=data)
             return response.code, json.loads(await response.content())
 
         code, created = await call(
@@ -167,10 +185,11 @@ class FaultInjectionTests(TestCase):
                 # Every priority queue in use (1 to 5), so none loses any.
                 "priority": n % 5 + 1,
             }
+            via = n  # alternate; a retry tries the other process
             while True:
                 try:
                     code, answer = await call(
-                        "POST", f"/channels/{cid}/messages/", body
+                        "POST", f"/channels/{cid}/messages/", body, via=via
                     )
                 except Exception:
                     code, answer = 0, None
@@ -179,6 +198,7 @@ class FaultInjectionTests(TestCase):
                     report.content_ids[body["content"]] = answer["result"]["message_id"]
                     return
                 report.retried_requests += 1
+                via += 1
                 await task.deferLater(reactor, 0.2, lambda: None)
 
         async def faults() -> None:
@@ -191,8 +211,25 @@ class FaultInjectionTests(TestCase):
             await at(0.5)
             await redis.restart()
             await at(0.75)
-            await jb.kill()
-            await jb.start()
+            owner = await owner_of_channel()
+            report.killed_owner = owner is not None
+            victim = owner if owner is not None else jbs[0]
+            await victim.kill()
+            await victim.start()
+
+        async def owner_of_channel() -> JbProcess | None:
+            for n, jb in enumerate(jbs):
+                try:
+                    code, body = await call("GET", f"/channels/{cid}", via=n)
+                except Exception:
+                    continue
+                if code != 200:
+                    continue
+                pid = ((body["result"].get("status") or {}).get("owner") or {}).get(
+                    "pid"
+                )
+                return next((jb for jb in jbs if jb.pid == pid), None)
+            return None
 
         sending = gatherResults(
             [limit.run(lambda n=n: ensureDeferred(send(n))) for n in range(MESSAGES)]
@@ -221,9 +258,9 @@ class FaultInjectionTests(TestCase):
         lost = sorted(accepted - set(events["delivery_succeeded"]))
         if lost:
             summary["lost_ids"] = lost[:10]
-            logs_dir = args[args.index("--logging-path") + 1]
-            for name in os.listdir(logs_dir):
-                with open(os.path.join(logs_dir, name), encoding="utf-8") as handle:
+            paths = [os.path.join(d, n) for d in logs_dirs for n in os.listdir(d)]
+            for path in paths:
+                with open(path, encoding="utf-8") as handle:
                     for line in handle:
                         if any(
                             word in line

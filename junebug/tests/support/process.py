@@ -135,6 +135,14 @@ class JbProcess:
             self._transport.signalProcess(sig)
 
     @property
+    def pid(self) -> int | None:
+        """The running process's id (``None`` before start or once ended)."""
+        if self._transport is None or self.ended:
+            return None
+        pid: int | None = self._transport.pid
+        return pid
+
+    @property
     def ended(self) -> bool:
         return self._proto is not None and self._proto.ended.called
 
