@@ -113,6 +113,11 @@ class JbProcess:
             self._transport.signalProcess(sig)
 
     @property
+    def pid(self) -> int | None:
+        """The child's process id once started."""
+        return None if self._transport is None else int(self._transport.pid)
+
+    @property
     def ended(self) -> bool:
         return self._proto is not None and self._proto.ended.called
 
