@@ -188,18 +188,37 @@ class ThreeJbOneBindTests(TestCase):
         await gatherResults(sent)
         return accepted, signalled
 
+    def most_bound_at_once(self) -> int:
+        """The most sessions bound at the SMSC at any moment (from its
+        bind and close stamps)."""
+        changes = [(t, 1) for t in self.binds()] + [
+            (_stamp(line), -1) for line in self.lines("closed")
+        ]
+        bound = most = 0
+        for _, change in sorted(changes, key=lambda c: (c[0], c[1])):
+            bound += change
+            most = max(most, bound)
+        return most
+
     def submitted(self) -> Counter[str]:
         return Counter(submit["message"] for submit in self.peer.submits)
 
-    def events(self) -> dict[str, set[str]]:
-        found: dict[str, set[str]] = {}
+    def event_counts(self) -> Counter[tuple[str, str]]:
+        """How many times each (message id, kind) came to the sink."""
+        found: Counter[tuple[str, str]] = Counter()
         for received in list(self.sink.queue.pending):
             if received.path == "/ev":
                 body = received.body
                 kind = body["event_type"]
                 if kind.startswith("delivery_"):
                     kind = "delivery"
-                found.setdefault(body["message_id"], set()).add(kind)
+                found[body["message_id"], kind] += 1
+        return found
+
+    def events(self) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for message_id, kind in self.event_counts():
+            found.setdefault(message_id, set()).add(kind)
         return found
 
     async def all_delivered(self, accepted: dict[str, str]) -> None:
@@ -288,12 +307,24 @@ class ThreeJbOneBindTests(TestCase):
         every = {**accepted, **term_accepted}
         duplicates = sum(n - 1 for c, n in submitted.items() if c in every and n > 1)
         self.assertLessEqual(duplicates, MAX_DUPLICATES)
+        mine = set(every.values())
+        repeated_events = sum(
+            n - 1 for (m, _), n in self.event_counts().items() if m in mine
+        )
+        self.assertLessEqual(repeated_events, 2 * MAX_DUPLICATES)
+        self.assertEqual(self.most_bound_at_once(), 1, self.peer.output)
         self.figures = {
             "accepted": len(every),
             "offered": KILL_PHASE + TERM_PHASE,
             "duplicates": duplicates,
+            "repeated_events": repeated_events,
             "take_over_s": round(take_over, 3),
             "hand_over_s": round(hand_over, 3),
             "mt_gap_s": round(mt_gap, 3),
+            "unbind_to_close_s": round(
+                min(t for t in map(_stamp, self.lines("closed")) if t >= unbind)
+                - unbind,
+                3,
+            ),
         }
         print(f"cluster smpp figures: {self.figures}")
