@@ -275,6 +275,7 @@ class RabbitMQConsumer:
             queue=self.queue,
             clock=self._broker.reactor,
             log=_log,
+            pause=not self._stopped,
         )
         if how is Settlement.DEAD_LETTER:
             await self._dead_letter(attachment, tag, body)

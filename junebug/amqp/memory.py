@@ -156,6 +156,7 @@ class MemoryConsumer:
             queue=self.queue,
             clock=self._broker._clock,
             log=_log,
+            pause=not self._stopped,
         )
         self._settle(delivery, how)
 

@@ -69,10 +69,14 @@ async def settle_handled(
     queue: str,
     clock: IReactorTime,
     log: Logger,
+    pause: bool = True,
 ) -> Settlement:
     """:func:`settlement` of a readable message, logged to ``log``: a warning
     and the :data:`RETRY_LATER_PAUSE` on ``clock`` before a requeue-later, the
-    handler's failure before a requeue or dead-letter."""
+    handler's failure before a requeue or dead-letter.  A consumer that is
+    stopping passes ``pause=False``: it will not be given the message again,
+    and waiting would only hold up its stop (a channel's hand-over waits
+    for its outbound consumer)."""
     how = settlement(error, redelivered=redelivered)
     if how is Settlement.REQUEUE_LATER:
         log.warn(
@@ -80,7 +84,8 @@ async def settle_handled(
             queue=queue,
             error=error,
         )
-        await deferLater(clock, RETRY_LATER_PAUSE, lambda: None)
+        if pause:
+            await deferLater(clock, RETRY_LATER_PAUSE, lambda: None)
     elif how is not Settlement.ACK:
         log.failure(
             "Handler for {queue} failed ({what})",

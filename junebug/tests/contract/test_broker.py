@@ -445,6 +445,33 @@ class BrokerContract(TestCase):
         await self.round_trip()
         self.assertEqual(failed.messages, [])
 
+    async def test_a_stopping_consumer_requeues_later_without_the_pause(
+        self,
+    ) -> None:
+        """A handler that fails for now while its consumer stops (a channel
+        handing its transport over) puts the message back at once: the
+        stop does not wait out the pause, and the next consumer gets it."""
+        self.patch(policy, "RETRY_LATER_PAUSE", 60.0)
+        queue = self.queue_name()
+        started: Deferred[None] = Deferred()
+        release: Deferred[None] = Deferred()
+
+        async def handler(msg: Message) -> None:
+            started.callback(None)
+            await release
+            raise TemporaryFailure("the transport is stopping")
+
+        consumer = await self.consume(queue, handler)
+        sent = message("in flight")
+        await within(self.broker.publish(queue, sent))
+        await within(started)
+        stopping = ensureDeferred(consumer.stop())
+        release.callback(None)
+        await within(stopping, 5)
+        inbox = Inbox()
+        await self.consume(queue, inbox.handler)
+        self.assertEqual(await inbox.next(), sent)
+
     async def test_handler_failing_once_succeeds_on_redelivery(self) -> None:
         queue = self.queue_name()
         inbox = Inbox()

@@ -9,6 +9,9 @@
 //      allows, at most MO_WINDOW (default 50) unanswered; a refused one is
 //      sent again; then print one "MO_DONE {json}" line)
 //
+// Bind, unbind and the close of a bound session print a line ending in
+// "t=<seconds on CLOCK_MONOTONIC>".
+//
 // Delivery receipts are store-and-forward, as at a real SMSC: a receipt stays
 // pending until a deliver_sm_resp with status 0 answers it.  One refused is
 // sent again a second later; one whose session closed unanswered (the ESME
@@ -47,6 +50,11 @@ function resendReceipts(session) {
 }
 const MO_COUNT = parseInt(process.env.MO_COUNT || '0', 10);
 const MO_WINDOW = parseInt(process.env.MO_WINDOW || '50', 10);
+
+// Seconds on CLOCK_MONOTONIC, as Python's time.monotonic().
+function now() {
+  return Number(process.hrtime.bigint()) / 1e9;
+}
 
 function hex(buffer) {
   return Buffer.isBuffer(buffer) ? buffer.toString('hex') : null;
@@ -115,7 +123,7 @@ function floodMO(session) {
 }
 
 const server = smpp.createServer({debug: !!process.env.DEBUG}, function (session) {
-  let canReceive = false;
+  let canReceive = false, bound = false;
   function bind(kind) {
     return function (pdu) {
       if (pdu.system_id !== USER || pdu.password !== PASS) {
@@ -125,8 +133,9 @@ const server = smpp.createServer({debug: !!process.env.DEBUG}, function (session
         return;
       }
       canReceive = kind !== 'bind_transmitter';
+      bound = true;
       session.send(pdu.response({system_id: 'NODESMSC'}));
-      console.log(`${kind} ok system_id=${pdu.system_id} interface_version=${pdu.interface_version}`);
+      console.log(`${kind} ok system_id=${pdu.system_id} interface_version=${pdu.interface_version} t=${now()}`);
       if (canReceive) receivers.add(session);
       if (MODE === 'dlr' && canReceive) {
         resendReceipts(session);
@@ -140,7 +149,7 @@ const server = smpp.createServer({debug: !!process.env.DEBUG}, function (session
   session.on('bind_transmitter', bind('bind_transmitter'));
   session.on('bind_receiver', bind('bind_receiver'));
   session.on('enquire_link', (pdu) => session.send(pdu.response()));
-  session.on('unbind', (pdu) => { console.log('unbind'); session.send(pdu.response()); session.close(); });
+  session.on('unbind', (pdu) => { console.log(`unbind t=${now()}`); session.send(pdu.response()); session.close(); });
   session.on('submit_sm', (pdu) => {
     n++;
     if (MODE === 'throttle-every-3' && n % 3 === 0) {
@@ -171,6 +180,7 @@ const server = smpp.createServer({debug: !!process.env.DEBUG}, function (session
     }
   });
   session.on('close', () => {
+    if (bound) console.log(`closed t=${now()}`);
     receivers.delete(session);
     for (const receipt of pendingReceipts.values()) {
       if (receipt.inFlight === session) receipt.inFlight = null;
