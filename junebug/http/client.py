@@ -308,6 +308,16 @@ def read_body(response: IResponse, limit: int) -> Deferred[tuple[bytes, bool]]:
     return reader.finished
 
 
+def _failed(exc: Exception) -> HttpResult:
+    """The result of a request that raised ``exc`` (a timeout, a refused
+    callback address, a connection error)."""
+    if isinstance(exc, _TimeoutExpiredError):
+        return HttpResult(ok=False, code=None, error=str(exc))
+    if isinstance(exc, CallbackRefused):
+        return HttpResult(ok=False, code=None, error=f"refused: {exc}", refused=True)
+    return HttpResult(ok=False, code=None, error=describe_error(exc))
+
+
 def _checked_url(url: str) -> tuple[str, tuple[str, str] | None] | HttpResult:
     """``url`` without its userinfo, and that userinfo; or the refusal of a
     URL that cannot be used (bad userinfo, not http(s))."""
@@ -492,14 +502,8 @@ class HttpClient:
             code, raw, _truncated = await self._with_timeout(timeout, work)
         except CancelledError:
             raise
-        except _TimeoutExpiredError as exc:
-            return HttpResult(ok=False, code=None, error=str(exc))
-        except CallbackRefused as exc:
-            return HttpResult(
-                ok=False, code=None, error=f"refused: {exc}", refused=True
-            )
         except Exception as exc:
-            return HttpResult(ok=False, code=None, error=describe_error(exc))
+            return _failed(exc)
         return HttpResult(
             ok=200 <= code < 300,
             code=code,
@@ -552,14 +556,8 @@ class HttpClient:
             )
         except CancelledError:
             raise
-        except _TimeoutExpiredError as exc:
-            return HttpResult(ok=False, code=None, error=str(exc))
-        except CallbackRefused as exc:
-            return HttpResult(
-                ok=False, code=None, error=f"refused: {exc}", refused=True
-            )
         except Exception as exc:
-            return HttpResult(ok=False, code=None, error=describe_error(exc))
+            return _failed(exc)
         code = int(response.code)
         body = _decode_prefix(raw, RESULT_BODY_LIMIT)
         ok = 200 <= code < 300

@@ -38,6 +38,29 @@ INTERVAL = 0.25
 TELNET = {"type": "telnet", "config": {"twisted_endpoint": "tcp:0"}}
 
 
+def gateway_flags(
+    redis: Any, vhost: str, lease: float, interval: float
+) -> list[str]:
+    """``jb`` flags joining the gateway of the test's Redis prefix and vhost."""
+    address = redis.address
+    return [
+        "--redis-host",
+        address.host,
+        "--redis-port",
+        str(address.port),
+        "--redis-db",
+        str(address.db),
+        "--redis-key-prefix",
+        redis.prefix,
+        "--amqp-vhost",
+        vhost,
+        "--cluster-lease-seconds",
+        str(lease),
+        "--cluster-reconcile-interval",
+        str(interval),
+    ]
+
+
 class ClusterCase(TestCase):
     """Helpers: Junebugs sharing this test's key prefix and vhost."""
 
@@ -320,25 +343,9 @@ class ClusterTests(ClusterCase):
         self.assertIsNotNone(a.transport(cid))
 
     async def jb_process(self) -> JbProcess:
-        address = self.redis.address
         jb = JbProcess(
             reactor,
-            [
-                "--redis-host",
-                address.host,
-                "--redis-port",
-                str(address.port),
-                "--redis-db",
-                str(address.db),
-                "--redis-key-prefix",
-                self.redis.prefix,
-                "--amqp-vhost",
-                self.settings.vhost,
-                "--cluster-lease-seconds",
-                str(LEASE),
-                "--cluster-reconcile-interval",
-                str(INTERVAL),
-            ],
+            gateway_flags(self.redis, self.settings.vhost, LEASE, INTERVAL),
             free_port(),
         )
         await jb.start()

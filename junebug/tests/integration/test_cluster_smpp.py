@@ -42,6 +42,7 @@ from junebug.testing.http_sink import HttpSink
 from junebug.testing.polling import wait_until
 from junebug.testing.rabbitmq import rabbitmq_test_settings
 from junebug.testing.redis import RedisFixture, start_redis_fixture
+from junebug.tests.integration.test_cluster import gateway_flags
 from junebug.tests.support.process import JbProcess, free_port
 from junebug.tests.support.smsc import SmscPeer
 
@@ -88,25 +89,9 @@ class ThreeJbOneBindTests(TestCase):
         self.figures: dict[str, Any] = {}
 
     async def jb(self) -> JbProcess:
-        address = self.redis.address
         jb = JbProcess(
             reactor,
-            [
-                "--redis-host",
-                address.host,
-                "--redis-port",
-                str(address.port),
-                "--redis-db",
-                str(address.db),
-                "--redis-key-prefix",
-                self.redis.prefix,
-                "--amqp-vhost",
-                self.settings.vhost,
-                "--cluster-lease-seconds",
-                str(LEASE),
-                "--cluster-reconcile-interval",
-                str(INTERVAL),
-            ],
+            gateway_flags(self.redis, self.settings.vhost, LEASE, INTERVAL),
             free_port(),
         )
         self.addCleanup(jb.stop)
