@@ -57,6 +57,9 @@ class AwayBase(TestCase):
         routers = self.junebug.routers
         assert routers is not None
         self.routers: RouterRegistry = routers
+        # No reconciliation passes in the background: a pass's own commands
+        # would take the failure a test means for a request.
+        self.junebug.cluster.reconciler.stop()
         # Retries driven by a clock of our own.
         self.clock = task.Clock()
         self.channels.retries = StartRetries(self.clock, self.channels.log)
