@@ -65,7 +65,7 @@ ACTIVITIES = (
     ("SMPP: PDUs received", ("SmppProtocol.dataReceived ",)),
     ("HTTP client: responses", ("twisted/web/_newclient.py", "junebug/http/")),
     ("Redis: replies", ("_RespProtocol.dataReceived ", "txredisapi.py")),
-    ("AMQP: frames received", ("_AmqpProtocol.dataReceived ", "pika/")),
+    ("AMQP: frames received", ("AmqpConnection.dataReceived ", "pika/")),
     ("HTTP server: parsing, routing", ("twisted/web/", "klein/", "werkzeug/")),
     ("socket writes (send)", ("writeSomeData ",)),
     ("logging", ("logging_setup.py", "twisted/logger/")),

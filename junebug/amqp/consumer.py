@@ -34,7 +34,8 @@ from junebug.amqp.waiting import RunningHandlers, chain_to, describe, quiet
 from junebug.messages import from_json
 
 if TYPE_CHECKING:
-    from junebug.amqp.rabbitmq import RabbitMQBroker, _AmqpProtocol
+    from junebug.amqp.connection import AmqpConnection
+    from junebug.amqp.rabbitmq import RabbitMQBroker
 
 __all__ = ["RabbitMQConsumer"]
 
@@ -45,7 +46,7 @@ _log = Logger(namespace="junebug.amqp.rabbitmq")
 class Live:
     """A connection that is fully set up."""
 
-    protocol: _AmqpProtocol
+    protocol: AmqpConnection
     publish_channel: AmqpChannel
     channels: ConsumerChannels
     #: ``<queue>.failed`` queues declared on this connection.

@@ -4,7 +4,8 @@ Built on our own AMQP 0-9-1 client (:mod:`junebug.amqp.client`) and kept alive
 by :class:`~junebug.reconnecting.ReconnectingClient`, which reconnects with a
 capped exponential backoff that only a connection fully set up resets.  Where
 to connect (hosts, TLS, URL options) is :mod:`junebug.amqp.settings` and
-:mod:`junebug.amqp.endpoints`; the consumers are :mod:`junebug.amqp.consumer`.
+:mod:`junebug.amqp.endpoints`; the TCP connection's protocol is
+:mod:`junebug.amqp.connection`; the consumers are :mod:`junebug.amqp.consumer`.
 
 One connection carries:
 
@@ -39,16 +40,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
-from twisted.internet.interfaces import (
-    IAddress,
-    IReactorTime,
-    IStreamClientEndpoint,
-    ITCPTransport,
-)
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from typing_extensions import override
 
 from junebug.amqp.broker import (
     DEFAULT_PREFETCH,
@@ -58,12 +52,8 @@ from junebug.amqp.broker import (
     delay_exchange,
     delay_tier,
 )
-from junebug.amqp.client import (
-    AmqpChannel,
-    AmqpClient,
-    ConfirmTimeout,
-    PublishRefused,
-)
+from junebug.amqp.client import AmqpChannel, ConfirmTimeout, PublishRefused
+from junebug.amqp.connection import AmqpConnection, AmqpConnectionFactory
 from junebug.amqp.consumer import Live, RabbitMQConsumer
 from junebug.amqp.consumer_channels import ConsumerChannels
 from junebug.amqp.endpoints import amqp_endpoint
@@ -106,71 +96,6 @@ def _expiring_properties(ttl: float) -> bytes:
 _log = Logger(namespace="junebug.amqp.rabbitmq")
 
 
-class _AmqpProtocol(Protocol):
-    """One TCP connection: forwards bytes to the AMQP client and reports its
-    lifecycle to the broker."""
-
-    def __init__(self, broker: RabbitMQBroker) -> None:
-        self.broker = broker
-        s = broker.settings
-        self.amqp = AmqpClient(
-            broker.reactor,
-            vhost=s.vhost,
-            username=s.username,
-            password=s.password,
-            heartbeat=s.heartbeat,
-            channel_max=s.channel_max,
-            frame_max=s.frame_max,
-        )
-        #: Fires when the TCP connection is gone.
-        self.lost: Deferred[None] = Deferred()
-        self.is_lost = False
-        self.was_live = False
-
-    @property
-    def close_reason(self) -> str | None:
-        """The broker's reason if it closed the connection."""
-        return self.amqp.close_reason
-
-    @override
-    def makeConnection(self, transport: Any) -> None:
-        self.amqp.makeConnection(transport)
-        super().makeConnection(transport)
-
-    @override
-    def connectionMade(self) -> None:
-        self.broker._connection_made(self)
-
-    @override
-    def dataReceived(self, data: bytes) -> None:
-        self.amqp.dataReceived(data)
-
-    @override
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.is_lost = True
-        try:
-            self.broker._connection_lost(self, reason)
-            self.amqp.connectionLost(reason)
-        finally:
-            self.broker._connection_ended(self)
-            self.lost.callback(None)
-
-    def abort(self) -> None:
-        if not self.is_lost and self.transport is not None:
-            cast(ITCPTransport, self.transport).abortConnection()
-
-
-class _AmqpFactory(Factory):
-    noisy = False
-
-    def __init__(self, broker: RabbitMQBroker) -> None:
-        self.broker = broker
-
-    @override
-    def buildProtocol(self, addr: IAddress | None) -> _AmqpProtocol:
-        return _AmqpProtocol(self.broker)
-
-
 class RabbitMQBroker:
     """A :class:`~junebug.amqp.broker.Broker` connected to RabbitMQ.
 
@@ -200,11 +125,11 @@ class RabbitMQBroker:
         self._service = ReconnectingClient(
             reactor,
             endpoint,
-            _AmqpFactory(self),
+            AmqpConnectionFactory(reactor, settings, self),
             base_policy,
             on_connect_failed=self._connect_failed,
         )
-        self._protocol: _AmqpProtocol | None = None
+        self._protocol: AmqpConnection | None = None
         self._live: Live | None = None
         self._consumers: dict[RabbitMQConsumer, None] = {}
         self._listeners: list[ConnectionListener] = []
@@ -319,13 +244,14 @@ class RabbitMQBroker:
     def _connect_failed(self, failure: Failure) -> None:
         self._last_error = describe(failure.value)
 
-    def _connection_made(self, protocol: _AmqpProtocol) -> None:
+    def connection_made(self, protocol: AmqpConnection) -> None:
+        """TCP is up: run the AMQP handshake and set up (the connection calls it)."""
         self._protocol = protocol
         ensureDeferred(self._setup(protocol)).addErrback(
             lambda failure: _log.failure("RabbitMQ set-up failed", failure)
         )
 
-    async def _setup(self, protocol: _AmqpProtocol) -> None:
+    async def _setup(self, protocol: AmqpConnection) -> None:
         timer = self.reactor.callLater(self.settings.connect_timeout, protocol.abort)
         try:
             await protocol.amqp.ready
@@ -350,7 +276,7 @@ class RabbitMQBroker:
             await channel.confirm_select()
             channel.confirm_timeout = self.settings.operation_timeout
         except Exception as e:
-            # Counted and logged by _connection_ended once the socket is gone.
+            # Counted and logged by connection_ended once the socket is gone.
             self._last_error = protocol.close_reason or describe(e)
             protocol.abort()
             return
@@ -392,7 +318,8 @@ class RabbitMQBroker:
         )
         live.protocol.abort()
 
-    def _connection_lost(self, protocol: _AmqpProtocol, reason: Failure) -> None:
+    def connection_lost(self, protocol: AmqpConnection, reason: Failure) -> None:
+        """The connection dropped: fail what used it (the connection calls it)."""
         if self._protocol is protocol:
             self._protocol = None
         live = self._live
@@ -410,7 +337,8 @@ class RabbitMQBroker:
                 )
             self._notify(False)
 
-    def _connection_ended(self, protocol: _AmqpProtocol) -> None:
+    def connection_ended(self, protocol: AmqpConnection) -> None:
+        """The connection is over (the connection calls it)."""
         if protocol.was_live or self._closing:
             return
         # Connected but never set up (refused login, unknown vhost, timeout):
