@@ -18,7 +18,7 @@ backend is away is started again once it is back.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 from twisted.internet.defer import DeferredLock
@@ -413,19 +413,43 @@ class RouterRegistry:
             await self._validate_destination(cls, router_id, destination, destinations)
             what = "Destination not created"
             require_broker(self.deps.broker, what)
-            try:
-                await self.store.save_destination(router_id, destination)
-                await self._restart(router, [*destinations, destination])
-            except Exception as exc:
-                await undo_quietly(
-                    self.log,
-                    "undo a destination",
-                    self.store.delete_destination(router_id, destination["id"]),
-                )
-                await self._undo_restart(router, destinations)
-                raise refusal(exc, what) from exc
-            await self._changed(router_id)
+            await self._change_destinations(
+                router_id,
+                router,
+                destinations,
+                [*destinations, destination],
+                change=lambda: self.store.save_destination(router_id, destination),
+                undo=lambda: self.store.delete_destination(
+                    router_id, destination["id"]
+                ),
+                undoing="undo a destination",
+                what=what,
+            )
             return destination
+
+    async def _change_destinations(
+        self,
+        router_id: str,
+        router: dict[str, Any],
+        destinations: list[dict[str, Any]],
+        now: list[dict[str, Any]],
+        *,
+        change: Callable[[], Awaitable[object]],
+        undo: Callable[[], Awaitable[object]],
+        undoing: str,
+        what: str,
+    ) -> None:
+        """Store a destination change (``change``) and restart the router
+        with the destinations ``now``; on any failure undo the store and run
+        the router with ``destinations`` again, then refuse with ``what``."""
+        try:
+            await change()
+            await self._restart(router, now)
+        except Exception as exc:
+            await undo_quietly(self.log, undoing, undo())
+            await self._undo_restart(router, destinations)
+            raise refusal(exc, what) from exc
+        await self._changed(router_id)
 
     async def _update_destination(
         self,
@@ -450,18 +474,16 @@ class RouterRegistry:
         updated = [
             destination if d["id"] == destination_id else d for d in destinations
         ]
-        try:
-            await self.store.save_destination(router_id, destination)
-            await self._restart(router, updated)
-        except Exception as exc:
-            await undo_quietly(
-                self.log,
-                "undo a destination change",
-                self.store.save_destination(router_id, old),
-            )
-            await self._undo_restart(router, destinations)
-            raise refusal(exc, what) from exc
-        await self._changed(router_id)
+        await self._change_destinations(
+            router_id,
+            router,
+            destinations,
+            updated,
+            change=lambda: self.store.save_destination(router_id, destination),
+            undo=lambda: self.store.save_destination(router_id, old),
+            undoing="undo a destination change",
+            what=what,
+        )
         return destination
 
     async def replace_destination(
@@ -490,18 +512,16 @@ class RouterRegistry:
             destinations = await self.store.load_destinations(router_id)
             require_broker(self.deps.broker, what)
             remaining = [d for d in destinations if d["id"] != destination_id]
-            try:
-                await self.store.delete_destination(router_id, destination_id)
-                await self._restart(router, remaining)
-            except Exception as exc:
-                await undo_quietly(
-                    self.log,
-                    "undo a destination deletion",
-                    self.store.save_destination(router_id, old),
-                )
-                await self._undo_restart(router, destinations)
-                raise refusal(exc, what) from exc
-            await self._changed(router_id)
+            await self._change_destinations(
+                router_id,
+                router,
+                destinations,
+                remaining,
+                change=lambda: self.store.delete_destination(router_id, destination_id),
+                undo=lambda: self.store.save_destination(router_id, old),
+                undoing="undo a destination deletion",
+                what=what,
+            )
             await self._delete_queues(destination_id)
             await self._forget_logs(destination_id)
 
