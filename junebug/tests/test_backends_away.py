@@ -107,6 +107,9 @@ class AwayBase(TestCase):
         second, ...) until it succeeds; each failure answers 503 and leaves
         what ``unchanged()`` checks as it was."""
         for commands in range(100):
+            # Deliveries still under way (a restarted channel's status
+            # writes) would take the failure meant for the request.
+            await self.broker.flush(timeout=10)
             self.store.fail_after(commands)
             failed = self.store.failed
             code, parsed = await self.call(method, path, body)
