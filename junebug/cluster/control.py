@@ -10,7 +10,9 @@ Two kinds of message travel on them:
   one's API.  The owner runs it with its local registry and answers
   ``{"kind": "reply", request_id, ok, result, error}`` to ``reply_to``.
   The requester answers its HTTP request with that result, or 503
-  (``owner unavailable``) after ``control_timeout`` seconds without one.
+  (``owner unavailable``) after ``control_timeout`` seconds without one,
+  or 503 (``AmqpConnectionError``, nothing changed) if the request could not
+  be sent at all.
 - ``{"kind": "take", channel_id}``: a process that just released a channel
   tells the one placement picks, so it runs a reconciliation pass now
   instead of at its next tick.
@@ -36,7 +38,14 @@ from junebug.channels.properties import ChannelProperties
 from junebug.channels.registry import ChannelRegistry
 from junebug.cluster.leases import Owner
 from junebug.cluster.reconciler import Reconciler
-from junebug.errors import InvalidBody, JunebugError, OwnerUnavailable
+from junebug.errors import (
+    BrokerError,
+    InvalidBody,
+    JunebugError,
+    OwnerUnavailable,
+    PublishOutcomeUnknown,
+    refusal,
+)
 from junebug.messages import Message
 from junebug.stores import keys
 from junebug.stores.backend import KeyValueBackend
@@ -162,14 +171,26 @@ class Control:
         }
         waiting.addTimeout(self.timeout, self._clock)
         try:
-            await self._broker.publish(
-                control_queue(process_id), request, ttl=self.timeout
-            )
+            try:
+                await self._broker.publish(
+                    control_queue(process_id), request, ttl=self.timeout
+                )
+            except PublishOutcomeUnknown:
+                pass  # it may have gone: its reply may still come
+            except BrokerError as exc:
+                waiting.addErrback(lambda _: None)
+                waiting.cancel()
+                raise refusal(
+                    exc,
+                    f"Channel {channel_id} not changed: the request to process "
+                    f"{process_id}, which runs it, could not be sent",
+                ) from exc
             reply = await waiting
         except defer.TimeoutError:
             raise OwnerUnavailable(
                 f"process {process_id}, which runs channel {channel_id}, did not "
-                f"answer within {self.timeout:g}s (control_timeout)"
+                f"answer within {self.timeout:g}s (control_timeout); the change "
+                "may still take effect"
             ) from None
         finally:
             self._pending.pop(request_id, None)
