@@ -4,7 +4,8 @@ A lease is the key ``cluster:owner:<channel id>`` holding
 ``<process id>:<token>``, where the token was taken from ``INCR
 cluster:fence:<channel id>`` when the lease was acquired, so tokens grow with
 every new owner.  Acquire is ``SET NX`` with the lease's TTL, renew is
-compare-and-expire, release is compare-and-delete: a process can only extend
+compare-and-expire (:data:`RENEW_BATCH` leases in one script call), release
+is compare-and-delete: a process can only extend
 or end its own lease.
 
 Self-fencing: each lease has a local *deadline*, ``(monotonic time the
@@ -32,6 +33,9 @@ from junebug.stores import keys
 from junebug.stores.backend import KeyValueBackend
 
 log = Logger()
+
+#: Leases renewed by one Redis script call.
+RENEW_BATCH = 250
 
 
 @attrs.frozen
@@ -161,40 +165,41 @@ class Leases:
         self._keep(channel_id, owner, sent)
         return True
 
-    async def _renew(self, channel_id: str, lease: _Lease) -> None:
+    async def _renew(self, batch: list[tuple[str, _Lease]]) -> None:
         sent = self._monotonic()
-        key = keys.cluster_owner(channel_id)
+        pairs = [(keys.cluster_owner(cid), lease.owner.value()) for cid, lease in batch]
         try:
-            renewed = await self._backend.expire_if_equal(
-                key, lease.owner.value(), self._ttl_ms
-            )
+            renewed = await self._backend.expire_if_equal_many(pairs, self._ttl_ms)
         except Exception as exc:
-            # The deadline timer stops the transport if this goes on.
+            # The deadline timers stop the transports if this goes on.
             log.warn(
-                "Could not renew the lease on {channel_id}: {error}",
-                channel_id=channel_id,
+                "Could not renew the leases on {channels}: {error}",
+                channels=", ".join(cid for cid, _ in batch),
                 error=exc,
             )
             return
-        if self._held.get(channel_id) is not lease:
-            return  # released or lost meanwhile
-        if renewed and sent < lease.deadline:
-            self._keep(channel_id, lease.owner, sent)
-        elif not renewed or self._monotonic() >= lease.deadline:
-            log.warn(
-                "Lost the lease on channel {channel_id}: stopping its transport",
-                channel_id=channel_id,
-            )
-            self._drop(channel_id)
-            self.on_lost(channel_id)
+        for (channel_id, lease), done in zip(batch, renewed, strict=True):
+            if self._held.get(channel_id) is not lease:
+                continue  # released or lost meanwhile
+            if done and sent < lease.deadline:
+                self._keep(channel_id, lease.owner, sent)
+            elif not done or self._monotonic() >= lease.deadline:
+                log.warn(
+                    "Lost the lease on channel {channel_id}: stopping its transport",
+                    channel_id=channel_id,
+                )
+                self._drop(channel_id)
+                self.on_lost(channel_id)
 
     async def renew_all(self) -> None:
-        """Renew every lease held (concurrently); a lease found taken or
-        gone is dropped and reported to ``on_lost``."""
+        """Renew every lease held, :data:`RENEW_BATCH` in one script call (the
+        batches concurrently); a lease found taken or gone is dropped and
+        reported to ``on_lost``."""
         leases = list(self._held.items())
-        await gatherResults(
-            [ensureDeferred(self._renew(cid, lease)) for cid, lease in leases]
-        )
+        batches = [
+            leases[at : at + RENEW_BATCH] for at in range(0, len(leases), RENEW_BATCH)
+        ]
+        await gatherResults([ensureDeferred(self._renew(batch)) for batch in batches])
 
     async def release(self, channel_id: str) -> None:
         """Give the lease up (only if it is still mine in Redis)."""

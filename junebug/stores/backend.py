@@ -4,7 +4,7 @@ Two implementations keep the same contract (``junebug/tests/contract``): Redis
 through our RESP client (:mod:`junebug.stores.redis`) and an in-memory one with an
 injected clock (:mod:`junebug.stores.memory`).  Values are text; a ``ttl`` in
 seconds makes the key expire, ``None`` leaves it without expiry.  The
-compare-and-set primitives (``set_if_absent``, ``expire_if_equal``,
+compare-and-set primitives (``set_if_absent``, ``expire_if_equal_many``,
 ``delete_if_equal``) take milliseconds: the cluster's leases
 (:mod:`junebug.cluster.leases`) are built on them.
 """
@@ -115,9 +115,12 @@ class KeyValueBackend(Protocol):
         """Write ``value`` expiring in ``ttl_ms`` milliseconds unless the key
         exists; True if it was written."""
 
-    async def expire_if_equal(self, key: str, value: str, ttl_ms: int) -> bool:
-        """Set the key's expiry to ``ttl_ms`` milliseconds if it holds
-        ``value`` (atomically); True if it did."""
+    async def expire_if_equal_many(
+        self, pairs: Sequence[tuple[str, str]], ttl_ms: int
+    ) -> list[bool]:
+        """For each ``(key, value)``: set the key's expiry to ``ttl_ms``
+        milliseconds if it holds ``value`` (atomically, all in one round
+        trip); a True or False per pair, in order, for whether it did."""
 
     async def delete_if_equal(self, key: str, value: str) -> bool:
         """Delete the key if it holds ``value`` (atomically); True if it did."""

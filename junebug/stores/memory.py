@@ -259,11 +259,16 @@ class MemoryBackend:
         self._expiry[k] = self._clock.seconds() + ttl_ms / 1000
         return True
 
-    async def expire_if_equal(self, key: str, value: str, ttl_ms: int) -> bool:
-        if self._string_at(key) != value:
-            return False
-        self._expiry[self._key(key)] = self._clock.seconds() + ttl_ms / 1000
-        return True
+    async def expire_if_equal_many(
+        self, pairs: Sequence[tuple[str, str]], ttl_ms: int
+    ) -> list[bool]:
+        done = []
+        for key, value in pairs:
+            equal = self._string_at(key) == value
+            if equal:
+                self._expiry[self._key(key)] = self._clock.seconds() + ttl_ms / 1000
+            done.append(equal)
+        return done
 
     async def delete_if_equal(self, key: str, value: str) -> bool:
         if self._string_at(key) != value:

@@ -55,13 +55,20 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return reply
 """
 
-# Compare-and-expire / compare-and-delete: act on KEYS[1] only while it holds
-# ARGV[1] (GET on a key of another type is a WRONGTYPE error, as in memory).
+# Compare-and-expire, for every key at once: KEYS[i] gets the expiry ARGV[1]
+# (ms) only while it holds ARGV[i + 1]; the reply has a 1 or 0 per key.
+# Compare-and-delete acts on KEYS[1] only while it holds ARGV[1].  (GET on a
+# key of another type is a WRONGTYPE error, as in memory.)
 _EXPIRE_IF_EQUAL: Final = """\
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local done = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i + 1] then
+    done[i] = redis.call('PEXPIRE', key, ARGV[1])
+  else
+    done[i] = 0
+  end
 end
-return 0
+return done
 """
 _DELETE_IF_EQUAL: Final = """\
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -399,11 +406,21 @@ class RedisBackend:
         reply = await self._command("SET", self._key(key), value, "NX", "PX", ttl_ms)
         return reply is not None
 
-    async def expire_if_equal(self, key: str, value: str, ttl_ms: int) -> bool:
+    async def expire_if_equal_many(
+        self, pairs: Sequence[tuple[str, str]], ttl_ms: int
+    ) -> list[bool]:
+        if not pairs:
+            return []
         reply = await self._script(
-            _EXPIRE_IF_EQUAL, _sha(_EXPIRE_IF_EQUAL), [self._key(key)], value, ttl_ms
+            _EXPIRE_IF_EQUAL,
+            _sha(_EXPIRE_IF_EQUAL),
+            [self._key(key) for key, _ in pairs],
+            ttl_ms,
+            *(value for _, value in pairs),
         )
-        return _integer(reply) == 1
+        if not isinstance(reply, list) or len(reply) != len(pairs):
+            raise StoreUnavailable(f"Redis EVALSHA: unexpected reply {reply!r}")
+        return [_integer(done) == 1 for done in reply]
 
     async def delete_if_equal(self, key: str, value: str) -> bool:
         reply = await self._script(

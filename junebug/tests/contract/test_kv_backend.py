@@ -403,12 +403,30 @@ class KeyValueBackendContract(TestCase):
 
     async def test_expire_if_equal(self) -> None:
         await self.backend.set("k", "mine", ttl=10)
-        self.assertIs(await self.backend.expire_if_equal("k", "mine", 100_000), True)
+        self.assertIs(await self.renew("k", "mine", 100_000), True)
         self.assertTTL(await self.backend.ttl("k"), 100)
-        self.assertIs(await self.backend.expire_if_equal("k", "yours", 500_000), False)
+        self.assertIs(await self.renew("k", "yours", 500_000), False)
         self.assertTTL(await self.backend.ttl("k"), 100)
-        self.assertIs(await self.backend.expire_if_equal("gone", "x", 1000), False)
+        self.assertIs(await self.renew("gone", "x", 1000), False)
         self.assertIs(await self.backend.exists("gone"), False)
+
+    async def renew(self, key: str, value: str, ttl_ms: int) -> bool:
+        [done] = await self.backend.expire_if_equal_many([(key, value)], ttl_ms)
+        return done
+
+    async def test_expire_if_equal_many_at_once(self) -> None:
+        await self.backend.set("a", "mine", ttl=10)
+        await self.backend.set("b", "theirs", ttl=10)
+        await self.backend.set("c", "mine", ttl=10)
+        done = await self.backend.expire_if_equal_many(
+            [("a", "mine"), ("b", "mine"), ("gone", "mine"), ("c", "mine")], 100_000
+        )
+        self.assertEqual(done, [True, False, False, True])
+        self.assertTTL(await self.backend.ttl("a"), 100)
+        self.assertTTL(await self.backend.ttl("b"), 10)
+        self.assertTTL(await self.backend.ttl("c"), 100)
+        self.assertIs(await self.backend.exists("gone"), False)
+        self.assertEqual(await self.backend.expire_if_equal_many([], 1000), [])
 
     async def test_delete_if_equal(self) -> None:
         await self.backend.set("k", "mine")
@@ -421,7 +439,7 @@ class KeyValueBackendContract(TestCase):
     async def test_compare_on_another_type_raises_type_error(self) -> None:
         await self.backend.hset("h", {"f": "v"})
         with self.assertRaises(TypeError):
-            await self.backend.expire_if_equal("h", "v", 1000)
+            await self.renew("h", "v", 1000)
         with self.assertRaises(TypeError):
             await self.backend.delete_if_equal("h", "v")
         self.assertEqual(await self.backend.hgetall("h"), {"f": "v"})
@@ -714,12 +732,12 @@ class MemoryBackendTests(KeyValueBackendContract):
     async def test_lease_primitives_expire_in_milliseconds(self) -> None:
         self.assertIs(await self.backend.set_if_absent("k", "a", 1500), True)
         self.clock.advance(1.4)
-        self.assertIs(await self.backend.expire_if_equal("k", "a", 1500), True)
+        self.assertIs(await self.renew("k", "a", 1500), True)
         self.clock.advance(1.4)
         self.assertEqual(await self.backend.mget("k"), ["a"])
         self.clock.advance(0.1)
         self.assertEqual(await self.backend.mget("k"), [None])
-        self.assertIs(await self.backend.expire_if_equal("k", "a", 1500), False)
+        self.assertIs(await self.renew("k", "a", 1500), False)
         self.assertIs(await self.backend.set_if_absent("k", "b", 1500), True)
 
     async def test_write_after_expiry_has_no_expiry(self) -> None:
@@ -771,7 +789,7 @@ class RedisBackendTests(KeyValueBackendContract):
     async def test_compare_scripts_survive_an_empty_script_cache(self) -> None:
         await self.backend.set("k", "v")
         await self.redis.raw("SCRIPT", "FLUSH")
-        self.assertIs(await self.backend.expire_if_equal("k", "v", 50_000), True)
+        self.assertIs(await self.renew("k", "v", 50_000), True)
         await self.redis.raw("SCRIPT", "FLUSH")
         self.assertIs(await self.backend.delete_if_equal("k", "v"), True)
 
