@@ -66,6 +66,7 @@ EVENT_VARIABLES: Final = COMMON | {
     "dlr_type",
     "smsc_id",
     "reason",
+    "failure_code",
 }
 
 #: Kannel's escapes that Junebug fills, and the variable each one is.
@@ -85,11 +86,11 @@ KANNEL_LETTERS: Final = {
     "a": "words",
     "d": "dlr_type",
     "A": "reason",
+    "F": "failure_code",
 }
 #: Kannel's escapes Junebug has no value for, and why it refuses them.
 UNSUPPORTED_LETTERS: Final = {
     "S": "it puts message text into the URL without encoding it",
-    "F": "channels do not report the SMSC's failure code",
     "c": "message coding",
     "m": "message class",
     "M": "message waiting indicator",
@@ -353,6 +354,16 @@ def event_values(
             "dlr_type": dlr_type(event),
             "smsc_id": event.get("sent_message_id"),
             "reason": reason,
+            "failure_code": _failure_code(metadata),
         }
     )
     return values
+
+
+def _failure_code(metadata: object) -> Any:
+    """Kannel's ``%F``: the SMSC's error code, if any (a receipt's ``err:``
+    field, or a refused ``submit_sm``'s command status)."""
+    if not isinstance(metadata, Mapping):
+        return None
+    code = metadata.get("smpp_error")
+    return metadata.get("smpp_command_status") if code is None else code

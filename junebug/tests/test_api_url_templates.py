@@ -124,7 +124,8 @@ class UrlTemplatesApiTests(TestCase):
             (base + "/{nope}", "unknown variable {nope}"),
             (base + "/?d=%d&", "%d ({dlr_type}) has no value"),
             (base + "/?x=%x", "%x is not a URL template escape"),
-            (base + "/?f=%F", "%F is not supported"),
+            (base + "/?f=%F", "%F ({failure_code}) has no value"),
+            (base + "/?c=%c", "%c is not supported"),
             (base + "/{to", "unbalanced brace"),
         ):
             code, body, _ = await api.request(
@@ -182,9 +183,9 @@ class UrlTemplatesApiTests(TestCase):
         code, body, _ = await api.request(
             "POST",
             path,
-            {"config": {"regular_expression": "^1"}, "mo_url": base + "/%F"},
+            {"config": {"regular_expression": "^1"}, "mo_url": base + "/%c"},
         )
-        self.assertBadTemplate(code, body, "%F is not supported")
+        self.assertBadTemplate(code, body, "%c is not supported")
         _, listed, _ = await api.request("GET", path)
         self.assertEqual(listed["result"], [])
         code, body, _ = await api.request(

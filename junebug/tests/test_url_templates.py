@@ -146,7 +146,26 @@ class KannelEscapeTests(SynchronousTestCase):
         """A URL that never went through the API keeps unknown escapes, as Kannel."""
         values = _event(ack("m1", "s", "chan"))
         self.assertEqual(
-            render("http://x/?a=%x&b=%F&c=%d", values), "http://x/?a=%x&b=%F&c=8"
+            render("http://x/?a=%x&b=%G&c=%d", values), "http://x/?a=%x&b=%G&c=8"
+        )
+
+    def test_failure_code_is_the_smscs_error(self) -> None:
+        """%F: a receipt's err: field, a refused submit_sm's command status,
+        nothing for an event without either."""
+        report = delivery_report("m1", "failed", "chan")
+        report["transport_metadata"] = {
+            "smpp_delivery_status": "UNDELIV",
+            "smpp_error": "034",
+        }
+        refused = nack("m1", "ESME_RTHROTTLED", "chan")
+        refused["transport_metadata"] = {"smpp_command_status": 0x58}
+        url = "http://x/?f=%F&a=%A"
+        self.assertEqual(render(url, _event(report)), "http://x/?f=034&a=UNDELIV")
+        self.assertEqual(
+            render(url, _event(refused)), "http://x/?f=88&a=ESME_RTHROTTLED"
+        )
+        self.assertEqual(
+            render(url, _event(ack("m1", "s", "chan"))), "http://x/?f=&a="
         )
 
 
@@ -207,7 +226,10 @@ class CheckTests(SynchronousTestCase):
         self.assertRefused(check_mo_url, "http://x/?a=%G1", "%G is not a URL template")
 
     def test_kannel_letter_without_data(self) -> None:
-        self.assertRefused(check_mo_url, "http://x/?a=%F&", "%F is not supported")
+        self.assertRefused(check_mo_url, "http://x/?a=%c&", "%c is not supported")
+        self.assertRefused(
+            check_mo_url, "http://x/?a=%F&", "%F ({failure_code}) has no value"
+        )
         self.assertRefused(check_mo_url, "http://x/?a=%S", "%S is not supported")
         self.assertRefused(check_mo_url, "http://x/?a=%n", "%n is not supported")
 

@@ -100,8 +100,10 @@ class RateLimitedSmppTests(TestCase):
         self.assertEqual(code, 201, created)
         return str(created["result"]["id"])
 
-    async def send(self, api: ApiDriver, cid: str, contents: list[str]) -> None:
-        """Post every message, :data:`SENDERS` requests at a time."""
+    async def send(
+        self, api: ApiDriver, cid: str, contents: list[str], senders: int = SENDERS
+    ) -> None:
+        """Post every message, ``senders`` requests at a time."""
         pending = list(reversed(contents))
 
         async def sender() -> None:
@@ -115,7 +117,7 @@ class RateLimitedSmppTests(TestCase):
                 self.assertEqual(code, 201, sent)
 
         await gatherResults(
-            [Deferred.fromCoroutine(sender()) for _ in range(SENDERS)],
+            [Deferred.fromCoroutine(sender()) for _ in range(senders)],
             consumeErrors=True,
         )
 
@@ -132,25 +134,27 @@ class RateLimitedSmppTests(TestCase):
         ]
 
     async def test_limit_holds_at_the_smsc_and_nothing_is_lost(self) -> None:
-        """50 per second, 200 messages: at most 50 submit_sm in any second at
-        the SMSC while the rest wait, all 200 arrive, in order; meanwhile the
-        status says the channel is held back, and ok once drained."""
+        """The issue's figures, 10 per second and 200 messages: at most 10
+        submit_sm in any second at the SMSC while the rest wait, all 200
+        arrive, in the order they were accepted; meanwhile the status says
+        the channel is held back, and ok once drained.  (With MARGIN the
+        budget is 10 per 2 s: about 40 s.)"""
         api = await self.junebug()
-        cid = await self.create_channel(api, 50, 1)
+        cid = await self.create_channel(api, 10, 1)
         await self.peer.wait_for_line("bind_transceiver ok")
         contents = [f"rl-{n:03}" for n in range(200)]
-        await self.send(api, cid, contents)
+        await self.send(api, cid, contents, senders=1)  # accepted in order
         status = await self.status(api, cid)
-        self.assertEqual(status["rate_limit"], {"count": 50, "window": 1})
+        self.assertEqual(status["rate_limit"], {"count": 10, "window": 1})
         component = status["components"]["rate_limit"]
         self.assertEqual(component["status"], "degraded", status)
         self.assertIn("Held back by rate_limit_count", component["message"])
-        await wait_until(lambda: len(self.arrived()) >= 200, timeout=60)
+        await wait_until(lambda: len(self.arrived()) >= 200, timeout=90)
         submits = self.arrived()
-        self.assertEqual(sorted(s["message"] for s in submits), contents)
+        self.assertEqual([s["message"] for s in submits], contents)
         times = [s["t"] for s in submits]
-        self.assertLessEqual(most_in_a_window(times, 1.0), 50)
-        self.assertGreaterEqual(max(times) - min(times), 3)
+        self.assertLessEqual(most_in_a_window(times, 1.0), 10)
+        self.assertGreaterEqual(max(times) - min(times), 19)
 
         async def ok_again() -> bool:
             found = await self.status(api, cid)

@@ -248,6 +248,10 @@ class SubmitTests(TransportTestCase):
         [event] = self.ctx.events
         self.assertEqual(event["event_type"], "nack")
         self.assertEqual(event["nack_reason"], "ESME_RINVDSTADR")
+        self.assertEqual(
+            event["transport_metadata"],
+            {"smpp_command_status": int(CommandStatus.ESME_RINVDSTADR)},
+        )
 
     def test_invalid_addresses_nacked_without_sending(self) -> None:
         peer = self.started()
@@ -616,6 +620,11 @@ class ReceiptTests(TransportTestCase):
         event = self.ctx.events[-1]
         self.assertEqual(event["delivery_status"], "failed")
         self.assertEqual(event["user_message_id"], message["message_id"])
+        # The err: field travels on, for the %F of a templated event_url.
+        self.assertEqual(
+            event["transport_metadata"],
+            {"smpp_delivery_status": "UNDELIV", "smpp_error": "001"},
+        )
 
     def test_id_bases(self) -> None:
         """A hex submit_sm_resp id meets its decimal receipt id."""

@@ -374,6 +374,9 @@ class InboundHandler:
         if not self._config.disable_delivery_report:
             channel_id = self._context.channel_id
             event = delivery_report(message_id, receipt.status.value, channel_id)
-            event["transport_metadata"] = {"smpp_delivery_status": receipt.state}
+            metadata: dict[str, Any] = {"smpp_delivery_status": receipt.state}
+            if receipt.error is not None:
+                metadata["smpp_error"] = receipt.error
+            event["transport_metadata"] = metadata
             await self._context.publish_event(event)
         return CommandStatus.ESME_ROK

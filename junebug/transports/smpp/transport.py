@@ -341,7 +341,11 @@ class SmppTransport:
             return
         for response in responses:
             if response is not None and response.command_status:
-                await self._nack(message_id, status_name(response.command_status))
+                await self._nack(
+                    message_id,
+                    status_name(response.command_status),
+                    {"smpp_command_status": response.command_status},
+                )
                 return
         sent_ids = ",".join(
             str(getattr(response, "message_id", "")) for response in responses
@@ -375,11 +379,16 @@ class SmppTransport:
             responses.append(result)
         return responses
 
-    async def _nack(self, message_id: str, reason: str) -> None:
+    async def _nack(
+        self, message_id: str, reason: str, metadata: dict[str, Any] | None = None
+    ) -> None:
         self._log.info(
             "Nacking {message_id}: {reason}", message_id=message_id, reason=reason
         )
-        await self._context.publish_event(nack(message_id, reason, self._channel_id))
+        event = nack(message_id, reason, self._channel_id)
+        if metadata:
+            event["transport_metadata"] = metadata
+        await self._context.publish_event(event)
 
     async def _submit(
         self,
