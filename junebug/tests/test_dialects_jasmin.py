@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from junebug.amqp.memory import MemoryBroker
 from junebug.messages import delivery_report
 from junebug.tests.support.dialects import JASMIN_USER, start_dialects
 
@@ -150,6 +151,31 @@ class JasminSendTests(TestCase):
         self.assertEqual(code, 200, body)
         texts = [m["content"] for m in d.transport().outbound]
         self.assertEqual(texts, ["form", "json"])
+
+    async def test_broker_away_is_a_submit_error(self) -> None:
+        """With the broker away: Jasmin's 500 Error, nothing sent; once it is
+        back the same request succeeds."""
+        d = await start_dialects(self, reactor)
+        assert d.api.junebug is not None
+        broker = d.api.junebug.broker
+        assert isinstance(broker, MemoryBroker)
+        params = {**JASMIN_USER, "to": "1", "content": "later"}
+        broker.disconnect()
+        code, body, headers = await d.get("/send", params)
+        self.assertEqual(
+            (code, body),
+            (500, b'Error "Cannot send submit_sm, the message broker is away"'),
+        )
+        self.assertEqual(headers.getRawHeaders(b"content-type")[0][:10], b"text/plain")
+        broker.reconnect()
+        await broker.flush(timeout=10)
+        self.assertEqual(d.transport().outbound, [])
+        code, body, _ = await d.get("/send", params)
+        self.assertEqual(code, 200, body)
+        await broker.flush(timeout=10)
+        [sent] = d.transport().outbound
+        self.assertEqual(body, f'Success "{sent["message_id"]}"'.encode())
+        self.assertEqual(sent["content"], "later")
 
     async def test_oversize_and_no_route(self) -> None:
         d = await start_dialects(self, reactor)

@@ -9,8 +9,10 @@ from twisted.internet import reactor
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from junebug.amqp.memory import MemoryBroker
 from junebug.messages import delivery_report
 from junebug.testing.api import json_request
+from junebug.testing.polling import wait_until
 from junebug.tests.support.dialects import KANNEL_USER, start_dialects
 
 SEND = "/cgi-bin/sendsms"
@@ -59,6 +61,25 @@ class KannelSendSmsTests(TestCase):
         )
         self.assertEqual(code, 202, body)
         self.assertEqual(d.transport().outbound[0]["content"], "Hi \u263a")
+
+    async def test_ucs2_with_utf8_charset(self) -> None:
+        """coding=2&charset=utf8: the text is UTF-8 (RapidPro's courier KN
+        handler sends Unicode so)."""
+        d = await start_dialects(self, reactor)
+        code, body, _ = await d.get(
+            SEND,
+            {
+                **KANNEL_USER,
+                "to": "1",
+                "from": "2",
+                "coding": "2",
+                "charset": "utf8",
+                "text": "Hi \u263a".encode(),
+            },
+        )
+        self.assertEqual((code, body), (202, b"0: Accepted for delivery"))
+        [sent] = d.transport().outbound
+        self.assertEqual(sent["content"], "Hi \u263a")
 
     async def test_several_receivers(self) -> None:
         d = await start_dialects(self, reactor)
@@ -113,6 +134,26 @@ class KannelSendSmsTests(TestCase):
             code, body, _ = await d.get(SEND, params)
             self.assertEqual((code, body), (status, text), params)
         self.assertEqual(d.transport().outbound, [])
+
+    async def test_broker_away_is_a_temporal_failure(self) -> None:
+        """With the broker away: Kannel's 503, nothing sent; once it is back
+        the same request is accepted."""
+        d = await start_dialects(self, reactor)
+        assert d.api.junebug is not None
+        broker = d.api.junebug.broker
+        assert isinstance(broker, MemoryBroker)
+        params = {**KANNEL_USER, "to": "1", "from": "2", "text": "later"}
+        broker.disconnect()
+        code, body, headers = await d.get(SEND, params)
+        self.assertEqual((code, body), (503, b"Temporal failure, try again later."))
+        self.assertEqual(headers.getRawHeaders(b"content-type")[0][:9], b"text/html")
+        broker.reconnect()
+        await broker.flush(timeout=10)
+        self.assertEqual(d.transport().outbound, [])
+        code, body, _ = await d.get(SEND, params)
+        self.assertEqual((code, body), (202, b"0: Accepted for delivery"))
+        await broker.flush(timeout=10)
+        self.assertEqual([m["content"] for m in d.transport().outbound], ["later"])
 
     async def test_oversize_is_refused_in_kannel_words(self) -> None:
         """A message over the channel's character_limit: 400, not sent."""
@@ -250,6 +291,43 @@ class KannelDlrTests(TestCase):
         query = parse_qs(urlsplit(nack.uri).query)
         self.assertEqual(query["s"], ["16"])
         self.assertEqual(query["why"], ["ESME_RINVDSTADR"])
+
+    async def test_failed_dlr_is_retried_until_delivered(self) -> None:
+        """A 500 from the dlr-url: the same GET again from the retry queue;
+        answered 200, it is delivered and not retried again."""
+        seen: list[str] = []
+
+        def observe(event: Any) -> None:
+            seen.append(formatEvent(event) or "")
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        d = await start_dialects(self, reactor)
+        assert d.api.junebug is not None
+        metrics = d.api.junebug.metrics
+        d.sink.response_code = 500
+        code, _, _ = await d.get(
+            SEND,
+            {
+                **KANNEL_USER,
+                "to": "1",
+                "text": "x",
+                "dlr-mask": "8",
+                "dlr-url": d.base + "/dlr?s=%d&id=%I",
+            },
+        )
+        self.assertEqual(code, 202)
+        first = await d.sink.next()
+        # Answered 500 and scheduled for a retry: the retry may now succeed.
+        await wait_until(lambda: metrics.callback_retries._value.get() >= 1)
+        d.sink.response_code = 200
+        again = await d.sink.next(timeout=20)
+        self.assertEqual((again.method, again.uri), ("GET", first.uri))
+        self.assertEqual(parse_qs(urlsplit(again.uri).query)["s"], ["8"])
+        delivered = f"Delivered to {d.base}/dlr?s=8&id="
+        await wait_until(lambda: [line for line in seen if delivered in line])
+        self.assertEqual(metrics.callback_retries._value.get(), 1)
+        self.assertEqual(metrics.callback_dead_letters._value.get(), 0)
 
     async def test_no_mask_no_reports(self) -> None:
         """A dlr-url without dlr-mask asks for nothing (as in Kannel); the
