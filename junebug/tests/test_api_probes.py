@@ -11,9 +11,11 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from junebug.amqp.memory import MemoryBroker
 from junebug.channels.service import Channel
 from junebug.service import Junebug, build
 from junebug.testing.api import ApiDriver
+from junebug.testing.backends_away import StoreSwitch
 from junebug.testing.polling import poll_until
 from junebug.testing.rabbitmq import rabbitmq_test_settings
 from junebug.testing.redis import redis_test_address
@@ -210,3 +212,58 @@ class ProbesWithBackendsDownTests(TestCase):
         amqp_proxy.open()
         await starting
         self.assertEqual(await self.probes(api), (200, 200, []))
+
+
+class ProbesWhenBackendsGoAwayTests(TestCase):
+    """The probes of a running Junebug (in-memory backends) whose Redis, then
+    RabbitMQ, goes away and comes back: ready follows them, live stays 200."""
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.junebug = build(Clock(), embedded_config(), listen=False)
+        await self.junebug.start()
+        self.addCleanup(self.junebug.stop)
+        await self.junebug.channels.create(
+            {"type": "fake", "config": {}}, channel_id="running"
+        )
+        self.get = stub_get(self.junebug)
+
+    async def probes(self) -> tuple[int, int, list[str]]:
+        live, live_body = await self.get("/health/live")
+        self.assertEqual(live_body["result"], {"state": "ready"})
+        ready, body = await self.get("/health/ready")
+        errors = [] if ready == 200 else body["result"]["errors"]
+        return live, ready, [f"{e['type']}: {e['message']}" for e in errors]
+
+    async def test_redis_goes_away_and_comes_back(self) -> None:
+        self.assertEqual(await self.probes(), (200, 200, []))
+        store = StoreSwitch(self.junebug.backend)
+        store.away = True
+        # The in-memory backend has no connection flag for the channels check
+        # to skip on (as it does for a disconnected RedisBackend), so listing
+        # the stored channels fails too, also naming Redis.
+        self.assertEqual(
+            await self.probes(),
+            (
+                200,
+                503,
+                [
+                    "StoreUnavailable: Redis PING: Connection refused",
+                    "ChannelsNotPlaced: cannot list the stored channels: "
+                    "Redis SMEMBERS: Connection refused",
+                ],
+            ),
+        )
+        store.back()
+        self.assertEqual(await self.probes(), (200, 200, []))
+
+    async def test_rabbitmq_goes_away_and_comes_back(self) -> None:
+        broker = self.junebug.broker
+        assert isinstance(broker, MemoryBroker)
+        self.assertEqual(await self.probes(), (200, 200, []))
+        broker.disconnect()
+        self.assertEqual(
+            await self.probes(),
+            (200, 503, ["AmqpConnectionError: Not connected to RabbitMQ"]),
+        )
+        broker.reconnect()
+        self.assertEqual(await self.probes(), (200, 200, []))
