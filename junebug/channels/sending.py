@@ -14,9 +14,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
+from twisted.logger import Logger
 
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker
+from junebug.changes import undo_quietly
 from junebug.channels.properties import has_destination
 from junebug.errors import (
     AmqpConnectionError,
@@ -39,6 +41,8 @@ from junebug.messages import (
 )
 from junebug.stores.messages import MessageStore
 from junebug.stores.rates import RateStore
+
+_log = Logger()
 
 #: Request fields kept in the outbound record beside the API view.
 RECORD_EXTRAS = ("event_url", "event_auth_token", "priority")
@@ -173,8 +177,14 @@ class MessageSender:
         if self.prioritised:
             priority = record["priority"] = message_priority(body)
         record.update(record_extras or {})
-        for owner in (channel_id, *record_owners):
-            await self.messages.store_outbound(owner, msg["message_id"], record)
+        stored: list[str] = []
+        try:
+            for owner in (channel_id, *record_owners):
+                await self.messages.store_outbound(owner, msg["message_id"], record)
+                stored.append(owner)
+        except Exception:
+            await self._forget(stored, msg["message_id"])
+            raise
         if on_publish is not None:
             on_publish(msg)
         try:
@@ -185,8 +195,19 @@ class MessageSender:
                 " delivered; do not resend it blindly."
             ) from exc
         except BrokerError as exc:
+            # Refused: no client will ever ask for this id.
+            await self._forget(stored, msg["message_id"])
             raise AmqpConnectionError(
                 "Message not sent, AMQP connection error."
             ) from exc
         await self.rates.increment(channel_id, "outbound")
         return view
+
+    async def _forget(self, owners: list[str], message_id: str) -> None:
+        """Delete the records of a refused message (they expire anyway)."""
+        for owner in owners:
+            await undo_quietly(
+                _log,
+                "forget a refused message's record",
+                self.messages.forget_outbound(owner, message_id),
+            )

@@ -60,6 +60,10 @@ class MessageStore:
             ttl=self.outbound_ttl,
         )
 
+    async def forget_outbound(self, owner_id: str, message_id: str) -> None:
+        """Delete an outbound record (of a message that was refused)."""
+        await self._backend.delete(keys.outbound_message(owner_id, message_id))
+
     async def load_outbound(
         self, owner_id: str, message_id: str
     ) -> dict[str, Any] | None:

@@ -142,6 +142,34 @@ class ChannelTests(AwayBase):
         # Nothing was left behind: the same request works once it is back.
         await self.channel()
 
+    def outbound_records(self, cid: str) -> list[str]:
+        return [
+            key
+            for key in self.backend._data  # type: ignore[attr-defined]
+            if key.startswith(f"{cid}:outbound_messages:")
+        ]
+
+    async def test_send_while_the_broker_is_away_stores_nothing(self) -> None:
+        """A refused MT leaves no record behind (no client has its id)."""
+        cid = await self.channel()
+        self.broker.disconnect()
+        code, body = await self.call(
+            "POST", f"/channels/{cid}/messages/", {"to": "+1", "content": "x"}
+        )
+        self.assertEqual(code, 503, body)
+        # The original's words, kept for its clients.
+        self.assertEqual(
+            body["result"]["errors"][0]["message"],
+            "Message not sent, AMQP connection error.",
+        )
+        self.assertEqual(self.outbound_records(cid), [])
+        self.broker.reconnect()
+        code, body = await self.call(
+            "POST", f"/channels/{cid}/messages/", {"to": "+1", "content": "x"}
+        )
+        self.assertEqual(code, 201, body)
+        self.assertEqual(len(self.outbound_records(cid)), 1)
+
     async def test_create_while_redis_is_away(self) -> None:
         self.store.away = True
         await self.refused("POST", "/channels/", FAKE, "StoreUnavailable")
