@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -94,6 +95,11 @@ def _expiring_properties(ttl: float) -> bytes:
 
 
 _log = Logger(namespace="junebug.amqp.rabbitmq")
+
+#: How often :meth:`RabbitMQBroker.delete_queues` tries, and the pause before
+#: the second try (seconds; the next pauses grow by as much).
+DELETE_ATTEMPTS = 3
+DELETE_PAUSE = 0.2
 
 
 class RabbitMQBroker:
@@ -613,15 +619,34 @@ class RabbitMQBroker:
 
     async def delete_queues(self, queues: list[str]) -> None:
         """Delete every queue on one short-lived channel (RabbitMQ answers
-        ``queue.delete-ok`` for an absent queue too)."""
+        ``queue.delete-ok`` for an absent queue too).
+
+        A queue whose process is going away or coming back at that moment
+        (another process deleting it too, or its consumers there attaching
+        again) can make RabbitMQ refuse with 404 "home node ... is down or
+        inaccessible", closing the channel: the queues not deleted yet are
+        tried again on a new channel, :data:`DELETE_ATTEMPTS` times in all,
+        a moment apart.
+        """
+        remaining = list(queues)
 
         async def delete_all(channel: AmqpChannel) -> None:
-            for queue in queues:
+            while remaining:
+                queue = remaining[0]
                 await self._bounded(channel.queue_delete(queue=queue), "queue.delete")
+                remaining.pop(0)
 
-        await self._with_channel(
-            f"delete {len(queues)} queues", lambda ch: ensureDeferred(delete_all(ch))
-        )
+        for attempt in range(1, DELETE_ATTEMPTS + 1):
+            try:
+                await self._with_channel(
+                    f"delete {len(remaining)} queues",
+                    lambda ch: ensureDeferred(delete_all(ch)),
+                )
+                return
+            except BrokerError:
+                if attempt == DELETE_ATTEMPTS or not self.is_connected():
+                    raise
+            await deferLater(self.reactor, DELETE_PAUSE * attempt, lambda: None)
 
     async def consume(
         self,

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from uuid import uuid4
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredQueue, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredQueue, ensureDeferred, fail
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
@@ -723,6 +723,41 @@ class RabbitMQBrokerTests(BrokerContract):
 
     async def queue_exists(self, queue: str) -> bool:
         return await within(queue_exists(reactor, self.settings(), queue))
+
+    async def test_delete_queues_tries_again_after_a_refusal(self) -> None:
+        """A queue.delete refused half-way (RabbitMQ's 404 "home node ... is
+        down or inaccessible" closes the channel) is tried again on a new
+        channel, from the queue it failed on."""
+        queues = [self.queue_name() for _ in range(3)]
+        await within(self.broker.declare_queues(queues))
+        broker: Any = self.broker
+        real = broker._with_channel
+        calls: list[str] = []
+
+        class RefusesTheSecondDelete:
+            def __init__(self, channel: Any) -> None:
+                self._channel = channel
+                self.deletes = 0
+
+            def queue_delete(self, queue: str) -> Deferred[Any]:
+                self.deletes += 1
+                if self.deletes == 2:
+                    return fail(BrokerError("404 NOT_FOUND - home node is down"))
+                result: Deferred[Any] = self._channel.queue_delete(queue=queue)
+                return result
+
+        async def with_channel(what: str, use: Any) -> None:
+            calls.append(what)
+            if len(calls) == 1:
+                await real(what, lambda ch: use(RefusesTheSecondDelete(ch)))
+            else:
+                await real(what, use)
+
+        broker._with_channel = with_channel
+        await within(self.broker.delete_queues(queues))
+        self.assertEqual(calls, ["delete 3 queues", "delete 2 queues"])
+        for queue in queues:
+            self.assertFalse(await self.queue_exists(queue))
 
     async def test_messages_and_queues_are_persistent(self) -> None:
         queue = self.queue_name()
