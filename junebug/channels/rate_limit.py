@@ -158,8 +158,15 @@ class SendBudget:
         self._wake()
 
     def stop(self) -> None:
-        """Fail every waiting send (their messages go back to the queue)."""
+        """Fail every waiting send (their messages go back to the queue) and
+        every later one."""
         self._stopped = True
+        self.give_back()
+        self._cancel_unhold()
+
+    def give_back(self) -> None:
+        """Fail every waiting send (their messages go back to the queue);
+        later sends wait as before (the transport stops, the channel stays)."""
         queue, self._queue = self._queue, deque()
         for waiter in queue:
             if not waiter.granted.called:
@@ -167,7 +174,6 @@ class SendBudget:
                     TransportStopped(f"channel {self.channel_id} is stopping")
                 )
         self._wake()
-        self._cancel_unhold()
         self.held = False  # said at the next start (it clears the status)
 
     async def _run(self) -> None:

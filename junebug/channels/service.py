@@ -340,6 +340,8 @@ class Channel:
             self._watch.stop()
             outbound, self._outbound = self._outbound, []
             stopping = [ensureDeferred(consumer.stop()) for consumer in outbound]
+            # Sends waiting for budget would hold the stop up to a window.
+            self.budget.give_back()
             await self._stop_transport()
             for consumer, done in zip(outbound, stopping, strict=True):
                 try:

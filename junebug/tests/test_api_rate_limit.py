@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from junebug.testing.stub_api import StubApi
@@ -138,6 +139,26 @@ class RateLimitApiTests(TestCase):
         api.advance(10 + MARGIN)
         self.assertEqual(self.sent(api, cid), more)
         self.assertEqual(len(ids), 3)
+
+    async def test_stopping_the_transport_gives_the_waiting_back(self) -> None:
+        """A hand-over (the transport stops, the channel stays) does not wait
+        for the window: the messages waiting for budget go back to their
+        queue at once, and the transport started again sends them."""
+        api = await self.start()
+        cid = await self.create(api)
+        ids = await self.send(api, cid, 5)
+        assert api.junebug is not None
+        channel = api.junebug.channels.running(cid)
+        assert channel is not None
+        stopping = Deferred.fromCoroutine(channel.stop_transport())
+        api.advance(0)
+        self.assertTrue(stopping.called, "stop_transport waited for the window")
+        await stopping
+        await channel.start_transport()
+        api.advance(0)
+        self.assertEqual(self.sent(api, cid), [])  # the budget is still spent
+        api.advance(10 + MARGIN)
+        self.assertEqual(sorted(self.sent(api, cid)), sorted(ids[3:]))
 
     async def test_wait_histogram(self) -> None:
         api = await self.start()
