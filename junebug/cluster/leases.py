@@ -173,8 +173,10 @@ class Leases:
         except Exception as exc:
             # The deadline timers stop the transports if this goes on.
             log.warn(
-                "Could not renew the leases on {channels}: {error}",
-                channels=", ".join(cid for cid, _ in batch),
+                "Could not renew the leases of {count} channel(s), from "
+                "{first}: {error}",
+                count=len(batch),
+                first=batch[0][0],
                 error=exc,
             )
             return
