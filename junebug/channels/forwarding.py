@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from junebug.amqp import topology
@@ -160,19 +159,15 @@ class Forwarder:
                 channel_id=self.owner_id,
             )
         else:
-            # Storing the event and reading its message's record are
-            # independent: one round trip of latency instead of two.
             if self.record is not None:
                 self.record(
                     message_id,
                     f"{event.get('event_type')} event received",
                     _event_fields(event),
                 )
-            storing = ensureDeferred(self.messages.store_event(self.owner_id, event))
-            try:
-                record = await self.messages.load_outbound(self.owner_id, message_id)
-            finally:
-                await storing
+            record = await self.messages.store_event_and_load_outbound(
+                self.owner_id, event
+            )
             await self._post_event(message_id, event, record)
         if self.amqp_queue:
             await self.broker.publish(topology.event(self.amqp_queue), event)

@@ -76,6 +76,12 @@ class KeyValueBackend(Protocol):
     async def hgetall(self, key: str, ttl: int | None = None) -> dict[str, str]:
         """Read a whole hash; with ``ttl`` refresh the expiry if the key exists."""
 
+    async def hset_then_get(
+        self, key: str, mapping: dict[str, str], field: str, ttl: int
+    ) -> str | None:
+        """Set hash fields, (re)set the key's expiry and read ``field``, all
+        in one trip (``mapping`` must not be empty)."""
+
     async def hsetnx(
         self, key: str, field: str, value: str, ttl: int | None = None
     ) -> bool:

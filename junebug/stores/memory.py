@@ -168,6 +168,14 @@ class MemoryBackend:
         self._expire(self._key(key), ttl)
         return dict(value)
 
+    async def hset_then_get(
+        self, key: str, mapping: dict[str, str], field: str, ttl: int
+    ) -> str | None:
+        if not mapping:
+            raise ValueError("hset_then_get needs a field to set")
+        await self.hset(key, mapping, ttl=ttl)
+        return await self.hget(key, field)
+
     async def hsetnx(
         self, key: str, field: str, value: str, ttl: int | None = None
     ) -> bool:

@@ -99,12 +99,21 @@ class MessageStore:
                 return True
         return False
 
-    async def store_event(self, owner_id: str, event: AnyMessage) -> None:
-        await self._backend.hset(
+    async def store_event_and_load_outbound(
+        self, owner_id: str, event: AnyMessage
+    ) -> dict[str, Any] | None:
+        """Store an event against its MT and return the MT's record (None if
+        it is not kept), in one round trip."""
+        raw = await self._backend.hset_then_get(
             keys.outbound_message(owner_id, event["user_message_id"]),
             {event["event_id"]: to_json(event).decode()},
+            MESSAGE_FIELD,
             ttl=self.outbound_ttl,
         )
+        if raw is None:
+            return None
+        record: dict[str, Any] = json.loads(raw)
+        return record
 
     async def load_events(self, owner_id: str, message_id: str) -> list[Message]:
         """Every event stored for a message, oldest first."""

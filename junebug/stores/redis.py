@@ -86,6 +86,16 @@ def _sha(script: str) -> str:
 
 _WITH_EXPIRY_SHA: Final = _sha(_WITH_EXPIRY)
 
+# Writes the fields ARGV[3..] into the hash KEYS[1], sets its expiry to
+# ARGV[1] seconds and returns field ARGV[2]: an event stored against its MT and
+# the MT's record read back, one round trip instead of two.
+_HSET_THEN_GET: Final = """\
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return redis.call('HGET', KEYS[1], ARGV[2])
+"""
+_HSET_THEN_GET_SHA: Final = _sha(_HSET_THEN_GET)
+
 
 # A sliding-window send budget (see KeyValueBackend.take_budget).  KEYS[1] is
 # a sorted set of grants, member "<seq>:<units>" scored by the time granted in
@@ -341,6 +351,22 @@ class RedisBackend:
             reply = await self._with_expiry(ttl, "HGETALL", key)
         flat = [_text(item) for item in _array(reply)]
         return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def hset_then_get(
+        self, key: str, mapping: dict[str, str], field: str, ttl: int
+    ) -> str | None:
+        if not mapping:
+            raise ValueError("hset_then_get needs a field to set")
+        pairs = [item for name, value in mapping.items() for item in (name, value)]
+        reply = await self._script(
+            _HSET_THEN_GET,
+            _HSET_THEN_GET_SHA,
+            [self._key(key)],
+            ttl,
+            field,
+            *pairs,
+        )
+        return _optional_text(reply)
 
     async def hsetnx(
         self, key: str, field: str, value: str, ttl: int | None = None

@@ -33,6 +33,7 @@ COMMANDS = (
     "hset",
     "hget",
     "hgetall",
+    "hset_then_get",
     "hdel",
     "incr",
     "ttl",

@@ -55,8 +55,11 @@ class StoreTests(TestCase):
         first["timestamp"] = "2026-01-01 00:00:01.000000"
         second = nack("m1", "bad", "c")
         second["timestamp"] = "2026-01-01 00:00:00.000000"
-        await store.store_event("c", first)
-        await store.store_event("c", second)
+        self.assertEqual(
+            await store.store_event_and_load_outbound("c", first),
+            {"event_url": "http://e"},
+        )
+        await store.store_event_and_load_outbound("c", second)
         events = await store.load_events("c", "m1")
         self.assertEqual([e["event_type"] for e in events], ["nack", "ack"])
         self.assertEqual(
@@ -64,6 +67,9 @@ class StoreTests(TestCase):
         )
         self.assertEqual(await self.backend.ttl("c:outbound_messages:m1"), 100)
         self.assertEqual(await store.load_events("c", "unknown"), [])
+        orphan = ack("m2", "s2", "c")
+        self.assertIsNone(await store.store_event_and_load_outbound("c", orphan))
+        self.assertEqual(len(await store.load_events("c", "m2")), 1)
 
     async def test_rates_use_previous_bucket(self) -> None:
         """A rate is the previous complete bucket's count over the window."""

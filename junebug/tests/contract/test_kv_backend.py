@@ -237,6 +237,32 @@ class KeyValueBackendContract(TestCase):
         self.assertIs(await self.backend.hsetnx("h", "f", "w", ttl=50), False)
         self.assertTTL(await self.backend.ttl("h"), 50)
 
+    async def test_hset_then_get_writes_and_reads_back(self) -> None:
+        """The fields are written and the one asked for is read after them."""
+        await self.backend.hset("h", {"message": "{}"}, ttl=10)
+        self.assertEqual(
+            await self.backend.hset_then_get("h", {"e1": "x"}, "message", ttl=100),
+            "{}",
+        )
+        self.assertEqual(await self.backend.hgetall("h"), {"message": "{}", "e1": "x"})
+        self.assertTTL(await self.backend.ttl("h"), 100)
+        self.assertEqual(
+            await self.backend.hset_then_get("h", {"e2": "y"}, "e2", ttl=100), "y"
+        )
+
+    async def test_hset_then_get_of_a_missing_field(self) -> None:
+        """An event for an unknown MT is still kept; the read finds nothing."""
+        self.assertIsNone(
+            await self.backend.hset_then_get("h", {"e1": "x"}, "message", ttl=50)
+        )
+        self.assertEqual(await self.backend.hgetall("h"), {"e1": "x"})
+        self.assertTTL(await self.backend.ttl("h"), 50)
+
+    async def test_hset_then_get_needs_a_field(self) -> None:
+        with self.assertRaises(ValueError):
+            await self.backend.hset_then_get("h", {}, "message", ttl=50)
+        self.assertIs(await self.backend.exists("h"), False)
+
     async def test_hdel(self) -> None:
         await self.backend.hset("h", {"a": "1", "b": "2", "c": "3"})
         await self.backend.hdel("h", "a", "b", "missing")

@@ -95,7 +95,7 @@ class RedisStateCacheTests(TestCase):
         await one.store.store_outbound(
             "rp", "out-1", {"event_url": "http://x/", "event_auth_token": "t"}
         )
-        await one.store.store_event("rp", ack("out-1", "smsc", "rp"))
+        await one.store.store_event_and_load_outbound("rp", ack("out-1", "smsc", "rp"))
         self.assertEqual(
             (await two.store.load_inbound("rp", "in-1") or {})["content"], "msg 1"
         )
