@@ -7,7 +7,9 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from junebug.errors import StoreUnavailable
 from junebug.testing.api import ApiDriver
+from junebug.testing.backends_away import StoreSwitch
 from junebug.testing.http_sink import HttpSink
 from junebug.testing.polling import wait_until
 from junebug.testing.stub_api import StubApi
@@ -136,6 +138,77 @@ class MessagesApiTests(TestCase):
                 "events": [],
             },
         )
+
+    def published_to(self, api: ApiDriver, routing_key: str) -> list[Any]:
+        """Every message published to ``routing_key`` from now on."""
+        assert api.junebug is not None
+        broker = api.junebug.broker
+        seen: list[Any] = []
+        publish = broker.publish
+
+        async def recording(key: str, message: Any, **kwargs: Any) -> None:
+            if key == routing_key:
+                seen.append(message)
+            await publish(key, message, **kwargs)
+
+        broker.publish = recording  # type: ignore[method-assign]
+        return seen
+
+    async def test_the_owner_hands_its_events_on_without_the_queue(self) -> None:
+        """The process running the transport gives its events straight to the
+        channel's forwarder: stored, POSTed, never published."""
+        api, sink, cid, _t = await self.setup()
+        published = self.published_to(api, f"{cid}.event")
+        _, body, _ = await api.request(
+            "POST",
+            f"/channels/{cid}/messages/",
+            {"to": "+1", "content": "x", "event_url": self.sink_base + "/ev"},
+        )
+        received = await sink.next()
+        self.assertEqual(received.body["event_type"], "submitted")
+        self.assertEqual(published, [])
+        mid = body["result"]["message_id"]
+        _, status, _ = await api.request("GET", f"/channels/{cid}/messages/{mid}")
+        self.assertEqual(status["result"]["last_event_type"], "submitted")
+        assert api.junebug is not None
+        channel = api.junebug.channels.running(cid)
+        assert channel is not None and channel.handoff is not None
+        self.assertEqual(channel.handoff.handed, 1)
+
+    async def test_an_event_the_forwarder_cannot_take_goes_to_the_queue(
+        self,
+    ) -> None:
+        """Redis away as the event is handed on: it is published instead, and
+        delivered from the queue once Redis is back."""
+        api, sink, cid, _t = await self.setup()
+        assert api.junebug is not None
+        switch = StoreSwitch(api.junebug.backend)
+        published = self.published_to(api, f"{cid}.event")
+        messages = api.junebug.channels.deps.messages
+        store = messages.store_event_and_load_outbound
+        failed = []
+
+        async def failing_once(owner_id: str, event: Any) -> Any:
+            if not failed:
+                failed.append(event["event_id"])
+                switch.away = True
+                try:
+                    return await store(owner_id, event)
+                finally:
+                    switch.back()
+            return await store(owner_id, event)
+
+        messages.store_event_and_load_outbound = failing_once  # type: ignore[method-assign]
+        _, body, _ = await api.request(
+            "POST",
+            f"/channels/{cid}/messages/",
+            {"to": "+1", "content": "x", "event_url": self.sink_base + "/ev"},
+        )
+        received = await sink.next()
+        self.assertEqual(received.body["event_type"], "submitted")
+        self.assertEqual(received.body["message_id"], body["result"]["message_id"])
+        self.assertEqual([event["event_id"] for event in published], failed)
+        self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
 
     async def test_nack_event_details(self) -> None:
         """A nack becomes a rejected event with the reason."""

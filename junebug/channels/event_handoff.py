@@ -1,0 +1,122 @@
+"""The short way for a channel's events: from its transport straight to its
+forwarder, in the process that runs both.
+
+Without it an event (an ack, a nack, a delivery report) costs a confirmed
+publish to ``<cid>.event`` and a delivery to whichever process consumes it.
+The owner of a channel runs its forwarder too (forwarding runs everywhere), so
+it can hand the event over in memory: :meth:`EventHandOff.hand_on` returns
+True once the forwarder has taken the event, that is stored it against its MT
+and POSTed it to ``event_url`` (or queued the POST's retry, which is durable).
+The transport acknowledges what the event came from (the MT's delivery from
+RabbitMQ, the SMSC's ``deliver_sm``) only after that, exactly as it waits for
+a publish's confirm on the long way: a process killed before then leaves the
+MT unacknowledged or the receipt unanswered, and they come again.
+
+The event takes the long way (the caller publishes it) when:
+
+- the hand-off failed (Redis away, a retry that could not be queued);
+- as many hand-offs of the channel as :data:`MOST_IN_FLIGHT` are under way:
+  a slow ``event_url`` then holds up a few of the transport's sends, not all;
+- one took longer than ``timeout`` seconds: the event is published at once,
+  and the short way stays off for :data:`COOLDOWN` seconds.  The slow hand-off
+  still finishes, so its event may be POSTed twice (at-least-once, as a
+  redelivery would), at most the hand-offs then under way;
+- ``timeout`` is 0 (``event_handoff_timeout: 0`` turns the short way off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from junebug.messages import AnyMessage, Message
+
+#: Seconds a hand-off may take before the event is published instead.
+DEFAULT_TIMEOUT = 0.25
+#: Seconds the short way stays off after a hand-off outlasted its timeout.
+COOLDOWN = 30.0
+#: Hand-offs of one channel under way at once; past them events are published.
+MOST_IN_FLIGHT = 8
+
+
+class EventHandOff:
+    """Hands one channel's events to its forwarder while that is quick."""
+
+    def __init__(
+        self,
+        handle: Callable[[Message], Coroutine[Any, Any, None]],
+        reactor: IReactorTime,
+        log: Logger,
+        timeout: float,
+        most_in_flight: int = MOST_IN_FLIGHT,
+        cooldown: float = COOLDOWN,
+    ) -> None:
+        self._handle = handle
+        self._reactor = reactor
+        self._log = log
+        self.timeout = timeout
+        self.most_in_flight = most_in_flight
+        self.cooldown = cooldown
+        #: Hand-offs under way (a timed-out one counts until it finishes).
+        self.in_flight = 0
+        self._off_until = 0.0
+        #: Events taken by the forwarder, and those left to the queue.
+        self.handed = 0
+        self.declined = 0
+
+    def _open(self) -> bool:
+        return (
+            self.timeout > 0
+            and self.in_flight < self.most_in_flight
+            and self._reactor.seconds() >= self._off_until
+        )
+
+    async def hand_on(self, event: AnyMessage) -> bool:
+        """True once the forwarder has taken ``event``; False if the caller
+        must publish it to the channel's event queue instead."""
+        if not self._open():
+            self.declined += 1
+            return False
+        self.in_flight += 1
+        outcome: Deferred[bool | None] = Deferred()
+
+        def timed_out() -> None:
+            if not outcome.called:
+                outcome.callback(None)
+
+        timer = self._reactor.callLater(self.timeout, timed_out)
+
+        def settled(result: object) -> None:
+            self.in_flight -= 1
+            if timer.active():
+                timer.cancel()
+            if isinstance(result, Failure):
+                self._log.failure(
+                    "Handing event {event_id} on failed",
+                    result,
+                    event_id=event.get("event_id"),
+                )
+            if not outcome.called:
+                outcome.callback(not isinstance(result, Failure))
+
+        ensureDeferred(self._handle(cast(Message, event))).addBoth(settled)
+        taken = await outcome
+        if taken is None:
+            self._off_until = self._reactor.seconds() + self.cooldown
+            self._log.warn(
+                "Handing event {event_id} on took over {timeout}s: publishing"
+                " events to the queue for {cooldown}s",
+                event_id=event.get("event_id"),
+                timeout=self.timeout,
+                cooldown=self.cooldown,
+            )
+        if taken:
+            self.handed += 1
+            return True
+        self.declined += 1
+        return False
