@@ -79,6 +79,23 @@ class EventHandOffTests(TestCase):
         self.assertIs(await self.handoff.hand_on(self.event(3)), True)
         self.assertEqual(len(self.handler.calls), 2)
 
+    async def test_slow_hand_offs_on_average_turn_the_short_way_off(self) -> None:
+        """Each under the timeout, but 100 ms each: the moving mean passes a
+        fifth of the timeout after seven of them."""
+        self.handler.hold = True
+        taken = []
+        for n in range(7):
+            waiting = Deferred.fromCoroutine(self.handoff.hand_on(self.event(n)))
+            self.clock.advance(0.1)
+            self.handler.waiting.pop().callback(None)
+            taken.append(self.successResultOf(waiting))
+        self.assertEqual(taken, [True] * 7)
+        self.assertIs(await self.handoff.hand_on(self.event(8)), False)
+        self.assertEqual(len(self.handler.calls), 7)
+        self.clock.advance(30)
+        self.handler.hold = False
+        self.assertIs(await self.handoff.hand_on(self.event(9)), True)
+
     async def test_past_the_most_in_flight_events_are_published(self) -> None:
         self.handler.hold = True
         first = Deferred.fromCoroutine(self.handoff.hand_on(self.event(1)))
