@@ -312,14 +312,14 @@ class JunebugConfig:
             " any window"
         ),
     )
-    event_handoff_timeout: float = attrs.field(
+    handoff_timeout: float = attrs.field(
         default=0.25,
         validator=_non_negative,
         metadata=_doc(
             "Seconds the process that runs a channel's transport waits to hand"
-            " an event straight to the channel's forwarder (stored and POSTed"
-            " to event_url) before it publishes the event to RabbitMQ instead;"
-            " 0 always publishes"
+            " an event or MO message straight to the channel's forwarder"
+            " (stored, and POSTed to event_url or mo_url) before it publishes"
+            " it to RabbitMQ instead; 0 always publishes"
         ),
     )
     logging_path: str = attrs.field(

@@ -426,7 +426,7 @@ def build(
         prefetch=config.amqp.prefetch,
         metrics=metrics,
         rate_limit_margin=config.rate_limit_margin,
-        event_handoff_timeout=config.event_handoff_timeout,
+        handoff_timeout=config.handoff_timeout,
         stored_logs=stored_logs,
     )
     plugins = PluginHost(config.plugins, reactor)

@@ -27,7 +27,7 @@ from twisted.internet.defer import DeferredLock, ensureDeferred, gatherResults
 from junebug.amqp import topology
 from junebug.amqp.broker import Broker, Consumer, MessageHandler
 from junebug.channel_logs import owner_logger
-from junebug.channels import event_handoff
+from junebug.channels import handoff
 from junebug.channels.cancelling import Canceller
 from junebug.channels.forwarding import Forwarder, JsonPoster
 from junebug.channels.properties import ChannelProperties, has_destination
@@ -85,9 +85,9 @@ class ChannelDependencies:
     metrics: JunebugMetrics = attrs.field(factory=JunebugMetrics)
     #: Seconds a send stays counted beyond ``rate_limit_window``.
     rate_limit_margin: float = 0.0
-    #: Seconds the owner waits to hand an event to the channel's forwarder
-    #: before publishing it (0: always publish); see event_handoff.
-    event_handoff_timeout: float = event_handoff.DEFAULT_TIMEOUT
+    #: Seconds the owner waits to hand an event or MO to the channel's
+    #: forwarder before publishing it (0: always publish); see handoff.
+    handoff_timeout: float = handoff.DEFAULT_TIMEOUT
     traffic: TrafficStore = attrs.field(
         default=attrs.Factory(lambda deps: TrafficStore(deps.backend), takes_self=True)
     )
@@ -120,9 +120,10 @@ class Channel:
         self.owned = False
         #: The change count the properties are from (see the cluster).
         self.revision = 0
-        #: The short way for the transport's events (None: the channel has no
-        #: forwarder here, its events wait for a router in the queue).
-        self.handoff: event_handoff.EventHandOff | None = None
+        #: The short ways for the transport's events and MO (None: the channel
+        #: has no forwarder, they wait for a router in the queue).
+        self.event_handoff: handoff.HandOff | None = None
+        self.mo_handoff: handoff.HandOff | None = None
         self.log = owner_logger("junebug.channel", "channel_id", channel_id)
         self._tasks = BackgroundTasks(deps.reactor, self.log)
         self._statuses = StatusReporter(
@@ -205,13 +206,16 @@ class Channel:
         async def publish_inbound(msg: UserMessage) -> None:
             msg.setdefault("transport_name", cid)
             received.inc()
+            mo_handoff = self.mo_handoff
+            if mo_handoff is not None and await mo_handoff.hand_on(msg):
+                return
             await self._publish_for_consumer(topology.inbound(cid), msg)
 
         async def publish_event(msg: Event) -> None:
             msg.setdefault("transport_name", cid)
             metrics.event(str(msg.get("event_type")))
-            handoff = self.handoff
-            if handoff is not None and await handoff.hand_on(msg):
+            event_handoff = self.event_handoff
+            if event_handoff is not None and await event_handoff.hand_on(msg):
                 return
             await self._publish_for_consumer(topology.event(cid), msg)
 
@@ -281,14 +285,19 @@ class Channel:
             (topology.status(self.id), receiver.handle_status)
         ]
         declared: list[str] = []
-        self.handoff = None
+        self.event_handoff = self.mo_handoff = None
         if has_destination(props):
             forwarder = self.forwarder()
-            self.handoff = event_handoff.EventHandOff(
-                forwarder.handle_event,
+            timeout = deps.handoff_timeout
+            self.event_handoff = handoff.HandOff(
+                forwarder.handle_event, deps.reactor, self.log, timeout
+            )
+            self.mo_handoff = handoff.HandOff(
+                forwarder.handle_inbound,
                 deps.reactor,
                 self.log,
-                deps.event_handoff_timeout,
+                timeout,
+                kind="MO message",
             )
             consumed.append((topology.inbound(self.id), forwarder.handle_inbound))
             consumed.append((topology.event(self.id), forwarder.handle_event))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from junebug.errors import StoreUnavailable
@@ -172,8 +173,8 @@ class MessagesApiTests(TestCase):
         self.assertEqual(status["result"]["last_event_type"], "submitted")
         assert api.junebug is not None
         channel = api.junebug.channels.running(cid)
-        assert channel is not None and channel.handoff is not None
-        self.assertEqual(channel.handoff.handed, 1)
+        assert channel is not None and channel.event_handoff is not None
+        self.assertEqual(channel.event_handoff.handed, 1)
 
     async def test_an_event_the_forwarder_cannot_take_goes_to_the_queue(
         self,
@@ -209,6 +210,44 @@ class MessagesApiTests(TestCase):
         self.assertEqual(received.body["message_id"], body["result"]["message_id"])
         self.assertEqual([event["event_id"] for event in published], failed)
         self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
+
+    async def test_the_owner_hands_mo_on_without_the_queue(self) -> None:
+        """MO goes straight to the channel's forwarder too: stored (a reply
+        finds it) and POSTed, never published."""
+        api, sink, cid, transport = await self.setup()
+        published = self.published_to(api, f"{cid}.inbound")
+        inbound = await transport.receive("hi")
+        received = await sink.next()
+        self.assertEqual(received.body["message_id"], inbound["message_id"])
+        self.assertEqual(published, [])
+        code, _, _ = await api.request(
+            "POST",
+            f"/channels/{cid}/messages/",
+            {"reply_to": inbound["message_id"], "content": "yes"},
+        )
+        self.assertEqual(code, 201)
+        assert api.junebug is not None
+        channel = api.junebug.channels.running(cid)
+        assert channel is not None and channel.mo_handoff is not None
+        self.assertEqual(channel.mo_handoff.handed, 1)
+
+    async def test_mo_the_forwarder_cannot_take_goes_to_the_queue(self) -> None:
+        """Redis away as an MO is handed on: it is published instead, and
+        forwarded from the queue once Redis is back."""
+        api, sink, cid, transport = await self.setup()
+        assert api.junebug is not None
+        switch = StoreSwitch(api.junebug.backend)
+        published = self.published_to(api, f"{cid}.inbound")
+        switch.away = True
+        receiving = Deferred.fromCoroutine(transport.receive("hi"))
+        await wait_until(lambda: published)
+        switch.back()
+        inbound = await receiving
+        received = await sink.next()
+        self.assertEqual(received.body["message_id"], inbound["message_id"])
+        self.assertEqual([m["message_id"] for m in published], [inbound["message_id"]])
+        # The hand-off's failure (and the consumer's, if it came too early).
+        self.assertGreaterEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
 
     async def test_nack_event_details(self) -> None:
         """A nack becomes a rejected event with the reason."""

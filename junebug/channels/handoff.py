@@ -1,36 +1,37 @@
-"""The short way for a channel's events: from its transport straight to its
+"""The short way for what a transport receives: straight to the channel's
 forwarder, in the process that runs both.
 
-Without it an event (an ack, a nack, a delivery report) costs a confirmed
-publish to ``<cid>.event`` and a delivery to whichever process consumes it.
-The owner of a channel runs its forwarder too (forwarding runs everywhere), so
-it can hand the event over in memory: :meth:`EventHandOff.hand_on` returns
-True once the forwarder has taken the event, that is stored it against its MT
-and POSTed it to ``event_url`` (or queued the POST's retry, which is durable).
-The transport acknowledges what the event came from (the MT's delivery from
-RabbitMQ, the SMSC's ``deliver_sm``) only after that, exactly as it waits for
-a publish's confirm on the long way: a process killed before then leaves the
-MT unacknowledged or the receipt unanswered, and they come again.
+Without it an event (an ack, a nack, a delivery report) or an MO message
+costs a confirmed publish to ``<cid>.event`` or ``<cid>.inbound`` and a
+delivery to whichever process consumes it.  The owner of a channel runs its
+forwarder too (forwarding runs everywhere), so it can hand the message over
+in memory: :meth:`HandOff.hand_on` returns True once the forwarder has taken
+it, that is stored it and POSTed it to ``event_url`` or ``mo_url`` (or queued
+the POST's retry, which is durable).  The transport acknowledges what the
+message came from (the MT's delivery from RabbitMQ, the SMSC's
+``deliver_sm``) only after that, exactly as it waits for a publish's confirm
+on the long way: a process killed before then leaves the MT unacknowledged or
+the ``deliver_sm`` unanswered, and they come again.
 
-The event takes the long way (the caller publishes it) when:
+The message takes the long way (the caller publishes it) when:
 
 - the hand-off failed (Redis away, a retry that could not be queued);
 - as many hand-offs of the channel as :data:`MOST_IN_FLIGHT` are under way
-  (a burst, or a slow ``event_url``): the rest go by the queue at once;
-- one took longer than ``timeout`` seconds: the event is published at once,
-  and the short way stays off for :data:`COOLDOWN` seconds.  The slow hand-off
-  still finishes, so its event may be POSTed twice (at-least-once, as a
-  redelivery would), at most the hand-offs then under way;
+  (a burst, or a slow receiver): the rest go by the queue at once;
+- one took longer than ``timeout`` seconds: the message is published at
+  once, and the short way stays off for :data:`COOLDOWN` seconds.  The slow
+  hand-off still finishes, so its message may be POSTed twice (at-least-once,
+  as a redelivery would), at most the hand-offs then under way;
 - hand-offs are slow on average (a moving mean above :data:`SLOW_SHARE` of
   ``timeout``): the short way stays off for :data:`COOLDOWN` seconds too, so
-  a receiver that answers in 100 ms does not hold every receipt's
-  ``deliver_sm_resp`` that long;
-- ``timeout`` is 0 (``event_handoff_timeout: 0`` turns the short way off).
+  a receiver that answers in 100 ms does not hold every ``deliver_sm_resp``
+  that long;
+- ``timeout`` is 0 (``handoff_timeout: 0`` turns the short way off).
 
-Measured on the bench's SMPP load (``python -m bench smpp``, 2026-12-03), a
-hand-off took 6 ms at the median and 38 ms at the 99th percentile with ``jb``
-at full load, and the short way carried 20 % more MT per second for 10 % less
-CPU in ``jb`` and half RabbitMQ's.
+Measured on the bench's SMPP load (``python -m bench smpp``, 2026-12-03), an
+event's hand-off took 6 ms at the median and 38 ms at the 99th percentile
+with ``jb`` at full load, and the short way carried 20 % more MT per second
+for 10 % less CPU in ``jb`` and half RabbitMQ's (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ from twisted.python.failure import Failure
 
 from junebug.messages import AnyMessage, Message
 
-#: Seconds a hand-off may take before the event is published instead.
+#: Seconds a hand-off may take before the message is published instead.
 DEFAULT_TIMEOUT = 0.25
-#: Seconds the short way stays off after a hand-off outlasted its timeout.
+#: Seconds the short way stays off after hand-offs were slow.
 COOLDOWN = 30.0
-#: Hand-offs of one channel under way at once; past them events are published.
+#: Hand-offs of one kind under way at once; past them messages are published.
 MOST_IN_FLIGHT = 32
 #: The share of ``timeout`` the moving mean of hand-off times may reach.
 SLOW_SHARE = 0.2
@@ -57,8 +58,8 @@ SLOW_SHARE = 0.2
 MEAN_WEIGHT = 0.1
 
 
-class EventHandOff:
-    """Hands one channel's events to its forwarder while that is quick."""
+class HandOff:
+    """Hands one channel's events (or MO) to its forwarder while that is quick."""
 
     def __init__(
         self,
@@ -66,12 +67,16 @@ class EventHandOff:
         reactor: IReactorTime,
         log: Logger,
         timeout: float,
+        *,
+        kind: str = "event",
         most_in_flight: int = MOST_IN_FLIGHT,
         cooldown: float = COOLDOWN,
     ) -> None:
         self._handle = handle
         self._reactor = reactor
         self._log = log
+        #: What is handed on, for the logs: ``event`` or ``MO message``.
+        self.kind = kind
         self.timeout = timeout
         self.most_in_flight = most_in_flight
         self.cooldown = cooldown
@@ -80,7 +85,7 @@ class EventHandOff:
         #: The moving mean of hand-off times, in seconds.
         self.mean_seconds = 0.0
         self._off_until = 0.0
-        #: Events taken by the forwarder, and those left to the queue.
+        #: Messages taken by the forwarder, and those left to the queue.
         self.handed = 0
         self.declined = 0
 
@@ -91,9 +96,12 @@ class EventHandOff:
             and self._reactor.seconds() >= self._off_until
         )
 
-    async def hand_on(self, event: AnyMessage) -> bool:
-        """True once the forwarder has taken ``event``; False if the caller
-        must publish it to the channel's event queue instead."""
+    def _name(self, message: AnyMessage) -> str:
+        return f"{self.kind} {message.get('event_id') or message.get('message_id')}"
+
+    async def hand_on(self, message: AnyMessage) -> bool:
+        """True once the forwarder has taken ``message``; False if the caller
+        must publish it to the channel's queue instead."""
         if not self._open():
             self.declined += 1
             return False
@@ -115,22 +123,20 @@ class EventHandOff:
             self.mean_seconds += MEAN_WEIGHT * (took - self.mean_seconds)
             if isinstance(result, Failure):
                 self._log.failure(
-                    "Handing event {event_id} on failed",
-                    result,
-                    event_id=event.get("event_id"),
+                    "Handing {what} on failed", result, what=self._name(message)
                 )
             if not outcome.called:
                 outcome.callback(not isinstance(result, Failure))
 
-        ensureDeferred(self._handle(cast(Message, event))).addBoth(settled)
+        ensureDeferred(self._handle(cast(Message, message))).addBoth(settled)
         taken = await outcome
         if taken is None:
             self._turn_off(
-                f"handing event {event.get('event_id')} on took over {self.timeout:g}s"
+                f"handing {self._name(message)} on took over {self.timeout:g}s"
             )
         elif self.mean_seconds > SLOW_SHARE * self.timeout:
             self._turn_off(
-                f"handing events on took {self.mean_seconds:.3f}s on average,"
+                f"handing on took {self.mean_seconds:.3f}s on average,"
                 f" over {SLOW_SHARE * self.timeout:g}s"
             )
         if taken:
@@ -145,7 +151,8 @@ class EventHandOff:
         self._off_until = self._reactor.seconds() + self.cooldown
         self.mean_seconds = 0.0
         self._log.warn(
-            "Publishing this channel's events to RabbitMQ for {cooldown}s: {why}",
+            "Publishing this channel's {kind}s to RabbitMQ for {cooldown}s: {why}",
+            kind=self.kind,
             why=why,
             cooldown=self.cooldown,
         )

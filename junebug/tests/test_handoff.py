@@ -1,4 +1,4 @@
-"""The short way for a channel's events (junebug.channels.event_handoff)."""
+"""The short way for a channel's events and MO (junebug.channels.handoff)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 
-from junebug.channels.event_handoff import EventHandOff
+from junebug.channels.handoff import HandOff
 from junebug.messages import Message, ack
 
 
@@ -30,11 +30,11 @@ class Handler:
             raise self.error
 
 
-class EventHandOffTests(TestCase):
+class HandOffTests(TestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.handler = Handler()
-        self.handoff = EventHandOff(
+        self.handoff = HandOff(
             self.handler, self.clock, Logger(), timeout=0.25, most_in_flight=2
         )
 
