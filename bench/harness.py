@@ -443,22 +443,25 @@ def smpp_channel(
 
     ``properties`` are more channel properties (``rate_limit_count``...),
     ``extra`` more keys of its config."""
-    code, body = call(
-        "POST",
-        base + "/channels/",
-        {
-            "type": "smpp",
-            "mo_url": mo_url,
-            **(properties or {}),
-            "config": {
-                "twisted_endpoint": smsc.endpoint,
-                "system_id": "esme1",
-                "password": "secret",
-                "window_size": window,
-                **extra,
-            },
+    request = {
+        "type": "smpp",
+        "mo_url": mo_url,
+        **(properties or {}),
+        "config": {
+            "twisted_endpoint": smsc.endpoint,
+            "system_id": "esme1",
+            "password": "secret",
+            "window_size": window,
+            **extra,
         },
-    )
+    }
+    # With --workers the first /health may come from one worker while
+    # another, still starting, takes this request: 503 NotReady, try again.
+    deadline = time.monotonic() + 30
+    code, body = call("POST", base + "/channels/", request)
+    while code == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        code, body = call("POST", base + "/channels/", request)
     if code != 201:
         raise RuntimeError(f"channel create failed: {code} {body}")
     channel_id: str = body["result"]["id"]
