@@ -45,6 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from junebug.messages import AnyMessage, Message
+from junebug.metrics.families import JunebugMetrics
 
 #: Seconds a hand-off may take before the message is published instead.
 DEFAULT_TIMEOUT = 0.25
@@ -69,14 +70,19 @@ class HandOff:
         timeout: float,
         *,
         kind: str = "event",
+        metrics: JunebugMetrics | None = None,
         most_in_flight: int = MOST_IN_FLIGHT,
         cooldown: float = COOLDOWN,
     ) -> None:
         self._handle = handle
         self._reactor = reactor
         self._log = log
-        #: What is handed on, for the logs: ``event`` or ``MO message``.
+        #: What is handed on: ``event`` or ``mo`` (the metric's label).
         self.kind = kind
+        self._noun = "MO message" if kind == "mo" else kind
+        metrics = metrics if metrics is not None else JunebugMetrics()
+        self._handed_metric = metrics.handoffs.labels(kind, "forwarder")
+        self._declined_metric = metrics.handoffs.labels(kind, "queue")
         self.timeout = timeout
         self.most_in_flight = most_in_flight
         self.cooldown = cooldown
@@ -97,13 +103,13 @@ class HandOff:
         )
 
     def _name(self, message: AnyMessage) -> str:
-        return f"{self.kind} {message.get('event_id') or message.get('message_id')}"
+        return f"{self._noun} {message.get('event_id') or message.get('message_id')}"
 
     async def hand_on(self, message: AnyMessage) -> bool:
         """True once the forwarder has taken ``message``; False if the caller
         must publish it to the channel's queue instead."""
         if not self._open():
-            self.declined += 1
+            self._decline()
             return False
         self.in_flight += 1
         started = self._reactor.seconds()
@@ -141,9 +147,14 @@ class HandOff:
             )
         if taken:
             self.handed += 1
+            self._handed_metric.inc()
             return True
-        self.declined += 1
+        self._decline()
         return False
+
+    def _decline(self) -> None:
+        self.declined += 1
+        self._declined_metric.inc()
 
     def _turn_off(self, why: str) -> None:
         if self._reactor.seconds() < self._off_until:
@@ -152,7 +163,7 @@ class HandOff:
         self.mean_seconds = 0.0
         self._log.warn(
             "Publishing this channel's {kind}s to RabbitMQ for {cooldown}s: {why}",
-            kind=self.kind,
+            kind=self._noun,
             why=why,
             cooldown=self.cooldown,
         )

@@ -290,14 +290,19 @@ class Channel:
             forwarder = self.forwarder()
             timeout = deps.handoff_timeout
             self.event_handoff = handoff.HandOff(
-                forwarder.handle_event, deps.reactor, self.log, timeout
+                forwarder.handle_event,
+                deps.reactor,
+                self.log,
+                timeout,
+                metrics=deps.metrics,
             )
             self.mo_handoff = handoff.HandOff(
                 forwarder.handle_inbound,
                 deps.reactor,
                 self.log,
                 timeout,
-                kind="MO message",
+                kind="mo",
+                metrics=deps.metrics,
             )
             consumed.append((topology.inbound(self.id), forwarder.handle_inbound))
             consumed.append((topology.event(self.id), forwarder.handle_event))

@@ -125,6 +125,14 @@ class JunebugMetrics:
             "Channel log entries not written to the store (it was away).",
             registry=reg,
         )
+        self.handoffs = Counter(
+            "junebug_handoffs",
+            "Events and MO of the channels this process runs, handed straight"
+            " to the channel's forwarder (way=forwarder) or left to RabbitMQ"
+            " (way=queue), by kind (event, mo).",
+            ["kind", "way"],
+            registry=reg,
+        )
         self.api_requests = Histogram(
             "junebug_api_request_duration_seconds",
             "Time to answer an API request, by route and method.",

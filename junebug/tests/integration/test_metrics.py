@@ -242,6 +242,13 @@ class MetricsAfterTrafficTests(TestCase):
         await self.send(api, fid, good_url + "/fake-ev")
         await good.next(timeout=20)  # the nack's event
 
+        def handoffs(found: Found, kind: str) -> list[float]:
+            """A kind's hand-offs to the forwarder, and those left to the queue."""
+            return [
+                value(found, "junebug_handoffs_total", kind=kind, way=way) or 0
+                for way in ("forwarder", "queue")
+            ]
+
         def settled() -> bool:
             found = now()
             return (
@@ -249,6 +256,7 @@ class MetricsAfterTrafficTests(TestCase):
                 == sent
                 and (value(found, "junebug_http_callback_dead_letters_total") or 0) >= 2
                 and (value(found, "junebug_http_callback_retries_total") or 0) >= 2
+                and sum(handoffs(found, "event")) == 2 * sent + 1
             )
 
         await wait_until(settled, timeout=20)
@@ -284,6 +292,11 @@ class MetricsAfterTrafficTests(TestCase):
         self.assertIsNone(
             value(found, "junebug_events_total", channel_id=cid, event_type="nack")
         )
+        # Each of those events, and the MO, went to its channel's forwarder
+        # by the short way (or, were one slow, to the queue).
+        self.assertEqual(sum(handoffs(found, "event")), 2 * sent + 1)
+        self.assertGreater(handoffs(found, "event")[0], 0)
+        self.assertEqual(sum(handoffs(found, "mo")), 1)
         # SMPP round trips and receipts: one each per submit_sm, all quick.
         for name in (
             "junebug_smpp_submit_response_seconds",
