@@ -72,10 +72,7 @@ class MessageStore:
             MESSAGE_FIELD,
             ttl=self.outbound_ttl,
         )
-        if raw is None:
-            return None
-        record: dict[str, Any] = json.loads(raw)
-        return record
+        return _outbound_record(raw)
 
     async def claim_fate(self, owner_id: str, message_id: str, fate: str) -> bool:
         """Record ``fate`` for an MT unless it has one; True if this call did
@@ -110,10 +107,7 @@ class MessageStore:
             MESSAGE_FIELD,
             ttl=self.outbound_ttl,
         )
-        if raw is None:
-            return None
-        record: dict[str, Any] = json.loads(raw)
-        return record
+        return _outbound_record(raw)
 
     async def load_events(self, owner_id: str, message_id: str) -> list[Message]:
         """Every event stored for a message, oldest first."""
@@ -127,3 +121,11 @@ class MessageStore:
         ]
         events.sort(key=lambda e: e.get("timestamp") or "")
         return events
+
+
+def _outbound_record(raw: str | None) -> dict[str, Any] | None:
+    """An outbound record's ``message`` field read back (None: not kept)."""
+    if raw is None:
+        return None
+    record: dict[str, Any] = json.loads(raw)
+    return record

@@ -155,20 +155,26 @@ class MessagesApiTests(TestCase):
         broker.publish = recording  # type: ignore[method-assign]
         return seen
 
+    async def send_with_event_url(self, api: ApiDriver, cid: str) -> str:
+        """Send an MT whose events go to the sink; its message id."""
+        code, body, _ = await api.request(
+            "POST",
+            f"/channels/{cid}/messages/",
+            {"to": "+1", "content": "x", "event_url": self.sink_base + "/ev"},
+        )
+        self.assertEqual(code, 201, body)
+        message_id: str = body["result"]["message_id"]
+        return message_id
+
     async def test_the_owner_hands_its_events_on_without_the_queue(self) -> None:
         """The process running the transport gives its events straight to the
         channel's forwarder: stored, POSTed, never published."""
         api, sink, cid, _t = await self.setup()
         published = self.published_to(api, f"{cid}.event")
-        _, body, _ = await api.request(
-            "POST",
-            f"/channels/{cid}/messages/",
-            {"to": "+1", "content": "x", "event_url": self.sink_base + "/ev"},
-        )
+        mid = await self.send_with_event_url(api, cid)
         received = await sink.next()
         self.assertEqual(received.body["event_type"], "submitted")
         self.assertEqual(published, [])
-        mid = body["result"]["message_id"]
         _, status, _ = await api.request("GET", f"/channels/{cid}/messages/{mid}")
         self.assertEqual(status["result"]["last_event_type"], "submitted")
         assert api.junebug is not None
@@ -183,7 +189,6 @@ class MessagesApiTests(TestCase):
         delivered from the queue once Redis is back."""
         api, sink, cid, _t = await self.setup()
         assert api.junebug is not None
-        switch = StoreSwitch(api.junebug.backend)
         published = self.published_to(api, f"{cid}.event")
         messages = api.junebug.channels.deps.messages
         store = messages.store_event_and_load_outbound
@@ -192,22 +197,14 @@ class MessagesApiTests(TestCase):
         async def failing_once(owner_id: str, event: Any) -> Any:
             if not failed:
                 failed.append(event["event_id"])
-                switch.away = True
-                try:
-                    return await store(owner_id, event)
-                finally:
-                    switch.back()
+                raise StoreUnavailable("Redis HSET_THEN_GET: Connection lost")
             return await store(owner_id, event)
 
         messages.store_event_and_load_outbound = failing_once  # type: ignore[method-assign]
-        _, body, _ = await api.request(
-            "POST",
-            f"/channels/{cid}/messages/",
-            {"to": "+1", "content": "x", "event_url": self.sink_base + "/ev"},
-        )
+        mid = await self.send_with_event_url(api, cid)
         received = await sink.next()
         self.assertEqual(received.body["event_type"], "submitted")
-        self.assertEqual(received.body["message_id"], body["result"]["message_id"])
+        self.assertEqual(received.body["message_id"], mid)
         self.assertEqual([event["event_id"] for event in published], failed)
         self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
 
