@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 from junebug.reactors import TimeTCPReactor
 
@@ -52,6 +52,9 @@ class _Recorder(Resource):
             )
         )
         request.setResponseCode(self.sink.response_code)
+        if self.sink.holding:
+            self.sink.held.append(request)
+            return NOT_DONE_YET  # type: ignore[return-value]
         return self.sink.response_body
 
 
@@ -65,6 +68,18 @@ class HttpSink:
         #: What every request is answered (Jasmin's clients: ``ACK/Jasmin``).
         self.response_body = b"{}"
         self.port: IListeningPort | None = None
+        #: While True, requests are recorded but answered only on release().
+        self.holding = False
+        self.held: list[Any] = []
+
+    def release(self) -> None:
+        """Answer every held request, and hold no more."""
+        self.holding = False
+        held, self.held = self.held, []
+        for request in held:
+            if not request._disconnected:
+                request.write(self.response_body)
+                request.finish()
 
     async def start(self) -> str:
         endpoint = TCP4ServerEndpoint(self.reactor, 0, interface="127.0.0.1")

@@ -208,6 +208,33 @@ class MessagesApiTests(TestCase):
         self.assertEqual([event["event_id"] for event in published], failed)
         self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
 
+    async def test_a_slow_event_url_does_not_hold_sending_up(self) -> None:
+        """An event_url that does not answer: the first hand-off gives up
+        after handoff_timeout and publishes its event, the next event goes
+        by the queue at once; once the URL answers, every event arrives (the
+        first twice, as at-least-once allows)."""
+        api, sink, cid, transport = await self.setup(handoff_timeout=0.05)
+        assert api.junebug is not None
+        channel = api.junebug.channels.running(cid)
+        assert channel is not None and channel.event_handoff is not None
+        handoff = channel.event_handoff
+        published = self.published_to(api, f"{cid}.event")
+        sink.holding = True
+        first = await self.send_with_event_url(api, cid)
+        await wait_until(lambda: len(published) == 1)
+        second = await self.send_with_event_url(api, cid)
+        await wait_until(lambda: len(published) == 2)
+        self.assertEqual(len(transport.outbound), 2)
+        self.assertEqual((handoff.handed, handoff.declined), (0, 2))
+        await wait_until(lambda: len(sink.held) == 3)
+        sink.release()
+        received = [await sink.next() for _ in range(3)]
+        by_message = sorted(r.body["message_id"] for r in received)
+        self.assertEqual(by_message, sorted([first, first, second]))
+        twice = [r.body for r in received if r.body["message_id"] == first]
+        self.assertEqual(twice[0], twice[1])  # the same event, POSTed again
+        await wait_until(lambda: handoff.in_flight == 0)
+
     async def test_the_owner_hands_mo_on_without_the_queue(self) -> None:
         """MO goes straight to the channel's forwarder too: stored (a reply
         finds it) and POSTed, never published."""
