@@ -30,8 +30,9 @@ The message takes the long way (the caller publishes it) when:
 
 Measured on the bench's SMPP load (``python -m bench smpp``, 2026-12-03), an
 event's hand-off took 6 ms at the median and 38 ms at the 99th percentile
-with ``jb`` at full load, and the short way carried 20 % more MT per second
-for 10 % less CPU in ``jb`` and half RabbitMQ's (docs/performance.md).
+with ``jb`` at full load; with ``python -m bench kannel`` the short way
+carried a quarter more MT per second for a tenth less CPU per MT in ``jb``
+and a third of RabbitMQ's (docs/performance.md).
 """
 
 from __future__ import annotations
