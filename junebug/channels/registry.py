@@ -425,7 +425,18 @@ class ChannelRegistry:
                         channel_id, properties, revision=revision, transport=True
                     )
             elif not channel.owned:
-                await channel.start_transport()
+                try:
+                    await channel.start_transport()
+                except BrokerError:
+                    # Deleted through another process meanwhile (its queues
+                    # went first): the next pass stops it here; otherwise a
+                    # real failure.
+                    if await self.store.load(channel_id) is not None:
+                        raise
+                    self.log.info(
+                        "Channel {channel_id} was deleted as it was taken",
+                        channel_id=channel_id,
+                    )
 
     async def give_up(self, channel_id: str) -> None:
         """Stop the channel's transport here (forwarding goes on)."""
