@@ -449,6 +449,27 @@ class HttpClient:
         )
         return int(response.code), raw, truncated
 
+    def _agent_request(
+        self,
+        method: str,
+        url: str,
+        fields: list[tuple[bytes, bytes]],
+        data: bytes | None,
+    ) -> Callable[[], Deferred[tuple[int, bytes, bool]]]:
+        """A plain request the light pool does not take, through the agent."""
+        headers = Headers()
+        for name, value in fields:
+            headers.addRawHeader(name, value)
+        agent = self._post_agent or self._agent
+
+        async def made() -> tuple[int, bytes, bool]:
+            response, raw, truncated = await self._request(
+                method, url, headers, data, MAX_POST_BODY_READ, agent
+            )
+            return int(response.code), raw, truncated
+
+        return lambda: Deferred.fromCoroutine(made())
+
     async def post_json(
         self,
         url: str,
@@ -529,36 +550,35 @@ class HttpClient:
         if isinstance(checked, HttpResult):
             return checked
         bare_url, credentials = checked
-        headers = Headers()
-        for name, value in request.headers:
-            headers.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
+        fields = [
+            (name.encode("latin-1"), value.encode("utf-8"))
+            for name, value in request.headers
+        ]
         if credentials is not None:
-            headers.setRawHeaders(b"Authorization", [basic_auth_header(*credentials)])
-        data = None if request.data is None else request.data.encode("utf-8")
+            fields.append((b"Authorization", basic_auth_header(*credentials)))
         if request.content_type is not None:
-            headers.setRawHeaders(
-                b"Content-Type", [request.content_type.encode("latin-1")]
+            fields.append((b"Content-Type", request.content_type.encode("latin-1")))
+        data = None if request.data is None else request.data.encode("utf-8")
+        target = None if self._posts is None else self._posts.target(bare_url)
+        if target is not None and not any(
+            _BAD_HEADER_VALUE.search(name + value) or b":" in name
+            for name, value in fields
+        ):
+            posts = self._posts
+            assert posts is not None
+            lines = b"".join(name + b": " + value + b"\r\n" for name, value in fields)
+            method = request.method.encode("ascii")
+            work = lambda: Deferred.fromCoroutine(  # noqa: E731
+                posts.request(target, method, lines, data, MAX_POST_BODY_READ)
             )
-        agent = self._post_agent or self._agent
+        else:
+            work = self._agent_request(request.method, bare_url, fields, data)
         try:
-            response, raw, _truncated = await self._with_timeout(
-                timeout,
-                lambda: Deferred.fromCoroutine(
-                    self._request(
-                        request.method,
-                        bare_url,
-                        headers,
-                        data,
-                        MAX_POST_BODY_READ,
-                        agent,
-                    )
-                ),
-            )
+            code, raw, _truncated = await self._with_timeout(timeout, work)
         except CancelledError:
             raise
         except Exception as exc:
             return _failed(exc)
-        code = int(response.code)
         body = _decode_prefix(raw, RESULT_BODY_LIMIT)
         ok = 200 <= code < 300
         if ok and request.expect is not None and body.strip() != request.expect:

@@ -8,8 +8,9 @@ for ``http://`` and ``https://`` URLs with one small protocol: the request is
 written as one bytes string and the response is parsed from a buffer.  It is
 HTTP/1.1 with one request per connection at a time (no pipelining),
 keep-alive, bodies with ``Content-Length``, chunked or delimited by the close,
-and ``1xx`` interim answers skipped.  GET, and URLs it cannot write as they
-are (non-ASCII, userinfo), keep using the agent.
+and ``1xx`` interim answers skipped.  The dialects' plain requests (a
+Kannel ``dlr-url`` GET, a Jasmin form POST) take it too; URLs it cannot
+write as they are (non-ASCII, userinfo) keep using the agent.
 
 HTTPS connections verify the server's certificate and host name
 (:class:`junebug.tls.TlsSettings`: the platform's CAs or a ``ca_file``); a
@@ -387,14 +388,27 @@ class ConnectionPool:
 
         ``headers`` are complete header lines (each ending ``\\r\\n``).
         """
-        request = b"".join(
-            (
-                target.head,
-                headers,
-                b"Content-Length: %d\r\n\r\n" % len(body),
-                body,
+        return await self.request(target, b"POST", headers, body, limit)
+
+    async def request(
+        self,
+        target: PostTarget,
+        method: bytes,
+        headers: bytes,
+        body: bytes | None,
+        limit: int,
+    ) -> tuple[int, bytes, bool]:
+        """As :meth:`post`, with another ``method`` (``GET``); a ``body`` of
+        None sends no body and no ``Content-Length``."""
+        head = target.head
+        if method != b"POST":
+            head = method + head[4:]  # a target's head starts with "POST"
+        if body is None:
+            request = b"".join((head, headers, b"\r\n"))
+        else:
+            request = b"".join(
+                (head, headers, b"Content-Length: %d\r\n\r\n" % len(body), body)
             )
-        )
         key = target.key
         connection = self._take(key)
         if connection is not None:

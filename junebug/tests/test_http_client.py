@@ -40,6 +40,7 @@ from junebug.http.client import (
     request_target,
     split_credentials,
 )
+from junebug.http.plain import PlainRequest
 
 
 class Recorder(Resource):
@@ -195,6 +196,51 @@ class RealSocketTests(TestCase):
             self.assertTrue(result.ok)
         self.assertEqual(len(self.resource.requests), 3)
         self.assertEqual(len(self.factory.connections), 1)
+
+    async def test_plain_requests_share_the_posts_connection(self) -> None:
+        """A dialect's GET (with Basic auth from userinfo) and form POST go
+        through the same kept-alive connection as a JSON POST."""
+        await self.client.post_json(self.url(), {})
+        got = await self.client.send_request(
+            self.url("/dlr?id=1&s=8", "kannel:s3cret@"), PlainRequest("GET")
+        )
+        self.assertEqual((got.ok, got.code), (True, 200))
+        posted = await self.client.send_request(
+            self.url("/jasmin"),
+            PlainRequest(
+                "POST",
+                "application/x-www-form-urlencoded",
+                "id=1&message_status=DELIVRD",
+                headers=(("X-Kannel-To", "+2782 ü"),),
+            ),
+        )
+        self.assertEqual((posted.ok, posted.code), (True, 200))
+        _, get, post = self.resource.requests
+        self.assertEqual(
+            (get["method"], get["path"], get["body"]), (b"GET", b"/dlr?id=1&s=8", b"")
+        )
+        self.assertEqual(
+            get["headers"].getRawHeaders(b"Authorization"),
+            [basic_auth_header("kannel", "s3cret")],
+        )
+        self.assertIsNone(get["headers"].getRawHeaders(b"Content-Length"))
+        self.assertEqual(post["body"], b"id=1&message_status=DELIVRD")
+        self.assertEqual(
+            post["headers"].getRawHeaders(b"Content-Type"),
+            [b"application/x-www-form-urlencoded"],
+        )
+        self.assertEqual(
+            post["headers"].getRawHeaders(b"X-Kannel-To"), ["+2782 ü".encode()]
+        )
+        self.assertEqual(len(self.factory.connections), 1)
+
+    async def test_a_plain_header_cannot_inject_another(self) -> None:
+        result = await self.client.send_request(
+            self.url(), PlainRequest("GET", headers=(("X-A", "x\r\nInjected: 1"),))
+        )
+        for request in self.resource.requests:
+            self.assertIsNone(request["headers"].getRawHeaders(b"Injected"))
+        self.assertTrue(result.ok or not self.resource.requests)
 
     async def test_user_agent(self) -> None:
         await self.client.post_json(self.url(), {})

@@ -110,6 +110,23 @@ class ConnectionPoolTests(TestCase):
             b'{"a": 1}' % (port, __version__.encode()),
         )
 
+    async def test_a_get_without_a_body_then_a_post_on_one_connection(self) -> None:
+        """A dialect's GET (a Kannel dlr-url) has no body and no
+        Content-Length; the connection is kept for the next request."""
+        factory, target = self.serve(OK, OK)
+        answer = await self.pool.request(target, b"GET", b"X-A: b\r\n", None, 100)
+        self.assertEqual(answer, (200, b"{}", False))
+        self.assertEqual((await self.post(target))[0], 200)
+        get, post = factory.requests
+        self.assertEqual(
+            get,
+            b"GET /ev?x=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+            b"User-Agent: Junebug/%s\r\nX-A: b\r\n\r\n"
+            % (target.port, __version__.encode()),
+        )
+        self.assertTrue(post.startswith(b"POST /ev?x=1 HTTP/1.1\r\n"))
+        self.assertEqual(len(factory.connections), 1)
+
     async def test_keep_alive_reuses_the_connection(self) -> None:
         factory, target = self.serve(OK, OK, OK)
         for _ in range(3):
