@@ -8,7 +8,7 @@ from twisted.trial.unittest import TestCase
 
 from junebug.errors import BrokerError
 from junebug.stores import keys
-from junebug.testing.cluster import Gateway
+from junebug.testing.cluster import Gateway, Member
 
 FAKE = {"type": "fake", "config": {}}
 
@@ -153,46 +153,42 @@ class ReconcilerTests(TestCase):
         self.assertTrue(gateway.broker.has_queue(f"{kept}.outbound"))
         self.assertFalse(gateway.broker.has_queue(f"{deleted}.outbound"))
 
-    async def test_a_channel_deleted_as_it_is_taken_is_no_error(self) -> None:
-        """Another process deleted the channel (its queues first) while this
-        one took it over: the take gives up quietly, the next pass stops it."""
-        gateway = self.gateway
-        a = await gateway.start()
-        b = await gateway.start()
+    async def owner_and_other(self) -> tuple[str, Member, Member]:
+        """A channel on two members: its id, its owner, the other."""
+        a = await self.gateway.start()
+        b = await self.gateway.start()
         cid = await a.registry.create(dict(FAKE))
-        await gateway.tick(1)
+        await self.gateway.tick(1)
         self.assertEqual(b.registry.running_ids(), [cid])
-        owner = a if cid in a.transports() else b
-        other = b if owner is a else a
-        await owner.registry.delete(cid)
-        consume = gateway.broker.consume
+        return (cid, a, b) if cid in a.transports() else (cid, b, a)
+
+    def refuse_outbound(self, cid: str, why: str) -> None:
+        """Make consuming the channel's outbound queues fail, as RabbitMQ's
+        404 for a deleted queue (or a lost connection) does."""
+        broker = self.gateway.broker
+        consume = broker.consume
 
         async def refusing(queue: str, *args: object, **kwargs: object) -> object:
             if queue.startswith(f"{cid}.outbound"):
-                raise BrokerError(f"could not consume {queue}: 404 NOT_FOUND")
+                raise BrokerError(f"could not consume {queue}: {why}")
             return await consume(queue, *args, **kwargs)  # type: ignore[arg-type]
 
-        gateway.broker.consume = refusing  # type: ignore[method-assign]
+        broker.consume = refusing  # type: ignore[method-assign]
+        self.addCleanup(setattr, broker, "consume", consume)
+
+    async def test_a_channel_deleted_as_it_is_taken_is_no_error(self) -> None:
+        """Another process deleted the channel (its queues first) while this
+        one took it over: the take gives up quietly, the next pass stops it."""
+        cid, owner, other = await self.owner_and_other()
+        await owner.registry.delete(cid)
+        self.refuse_outbound(cid, "404 NOT_FOUND")
         await other.registry.take(cid)
-        await gateway.tick(1)
+        await self.gateway.tick(1)
         self.assertEqual(other.registry.running_ids(), [])
         self.assertEqual(self.flushLoggedErrors(BrokerError), [])
 
     async def test_a_take_that_fails_for_a_stored_channel_is_an_error(self) -> None:
-        gateway = self.gateway
-        a = await gateway.start()
-        b = await gateway.start()
-        cid = await a.registry.create(dict(FAKE))
-        await gateway.tick(1)
-        other = b if cid in a.transports() else a
-        consume = gateway.broker.consume
-
-        async def refusing(queue: str, *args: object, **kwargs: object) -> object:
-            if queue.startswith(f"{cid}.outbound"):
-                raise BrokerError(f"could not consume {queue}: connection lost")
-            return await consume(queue, *args, **kwargs)  # type: ignore[arg-type]
-
-        gateway.broker.consume = refusing  # type: ignore[method-assign]
+        cid, _owner, other = await self.owner_and_other()
+        self.refuse_outbound(cid, "connection lost")
         with self.assertRaises(BrokerError):
             await other.registry.take(cid)
-        gateway.broker.consume = consume  # type: ignore[method-assign]
