@@ -361,6 +361,18 @@ class FailureTests(SynchronousTestCase):
             self.assertIn("is not a TCP port number", str(caught.exception))
         self.assertEqual(parse(["--port", "0"]).port, 0)
 
+    def test_handoff_timeout_is_checked(self) -> None:
+        """A negative or non-number handoff_timeout is a clear config error;
+        0 (always publish) is allowed."""
+        for argv in (["--handoff-timeout", "-1"], ["--handoff-timeout", "soon"]):
+            with self.assertRaises((ConfigError, SystemExit), msg=argv):
+                parse(argv)
+        with self.assertRaises(ConfigError) as caught:
+            parse(["--handoff-timeout", "-0.5"])
+        self.assertIn("handoff_timeout", str(caught.exception))
+        self.assertEqual(parse(["--handoff-timeout", "0"]).handoff_timeout, 0)
+        self.assertEqual(parse([]).handoff_timeout, 0.25)
+
     def test_workers_with_embedded_exits_2(self) -> None:
         """More than one worker cannot share the in-memory backends: one
         line, exit 2, and nothing started."""
